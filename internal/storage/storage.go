@@ -1,0 +1,172 @@
+// Package storage is the contract between Velo and the copy-on-write
+// filesystems that hold branches' bytes.
+//
+// # Terms
+//
+// A volume is a writable directory tree, mounted at the path the driver
+// returns for it. A Postgres data directory lives inside a volume.
+//
+// A snapshot is a read-only, point-in-time image of one volume. It is taken
+// from a volume and never changes afterwards.
+//
+// A clone is a new volume made from a snapshot: at birth its content is the
+// snapshot's, byte for byte; afterwards its writes reach neither the snapshot,
+// nor the volume the snapshot was taken from, nor any other clone.
+//
+// # Names
+//
+// Volumes and snapshots are named by immutable IDs that the caller chooses
+// (see ValidateID), never by project or branch names, so that renaming or
+// resetting a branch never renames storage and two different names can never
+// map to one volume. Volumes and snapshots share one namespace per driver:
+// an ID names at most one thing.
+//
+// # Dependencies
+//
+// The same rules hold on every driver, even where the filesystem would not
+// care:
+//
+//   - a snapshot that a live clone was made from cannot be destroyed;
+//   - a volume that has snapshots cannot be destroyed.
+//
+// Both refusals wrap ErrFailedPrecondition and name the dependents. So
+// removal goes leaves first: clones, then their snapshots, then the volume.
+//
+// # Consistency
+//
+// Capabilities.AtomicSnapshot says whether Snapshot captures a volume at one
+// instant even while it is written to (zfs, btrfs). Where it is false
+// (reflink, copy) files are copied one after another, and the caller must
+// make the copy consistent itself (for Postgres: the backup protocol).
+//
+// # Errors
+//
+// Every error wraps one of the kinds below with %w, so callers decide with
+// errors.Is, never on message text; messages carry the tool's own words.
+//
+// # Example
+//
+//	p, _ := d.CreateVolume(ctx, "v1")      // write files under p
+//	_ = d.Snapshot(ctx, "v1", "s1")
+//	q, _ := d.Clone(ctx, "s1", "v2")       // q holds v1's files as of s1
+//	_ = d.DestroySnapshot(ctx, "s1")       // ErrFailedPrecondition: clone v2
+//	_ = d.DestroyVolume(ctx, "v2")
+//	_ = d.DestroySnapshot(ctx, "s1")
+//	_ = d.DestroyVolume(ctx, "v1")
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+)
+
+// Error kinds. Drivers wrap them with %w.
+var (
+	ErrNotFound           = errors.New("not found")
+	ErrAlreadyExists      = errors.New("already exists")
+	ErrFailedPrecondition = errors.New("failed precondition")
+	ErrInvalidArgument    = errors.New("invalid argument")
+	ErrUnsupported        = errors.New("unsupported")
+)
+
+// Capabilities are what a driver declares about itself; callers and tests
+// read them instead of testing driver names.
+type Capabilities struct {
+	// AtomicSnapshot: a snapshot is one instant of the volume, even under writes.
+	AtomicSnapshot bool
+	// SpaceEfficient: a clone shares unchanged blocks with its snapshot.
+	SpaceEfficient bool
+}
+
+// Kind tells volumes from snapshots in a listing.
+type Kind string
+
+const (
+	KindVolume   Kind = "volume"
+	KindSnapshot Kind = "snapshot"
+)
+
+// Entry is one volume or snapshot.
+type Entry struct {
+	ID   string
+	Kind Kind
+	// Origin is, for a snapshot, the volume it was taken from; for a clone,
+	// the snapshot it was made from; "" for a volume created empty.
+	Origin string
+}
+
+// Usage is the space one volume or snapshot takes, in bytes.
+type Usage struct {
+	// Exclusive is what destroying it would free: blocks no other volume or
+	// snapshot shares.
+	Exclusive int64
+	// Referenced is all the data it holds, shared or not.
+	Referenced int64
+}
+
+// PoolStats describe the filesystem or pool under a driver, in bytes.
+type PoolStats struct {
+	Name   string // pool name or mount path
+	Size   int64
+	Used   int64
+	Free   int64
+	Health string // "ONLINE" when healthy; otherwise the pool's own word
+}
+
+// Driver is one kind of copy-on-write storage. All methods are safe to call
+// from one process at a time per pool (Velo holds its lock); snapshots of
+// different volumes may be taken concurrently.
+type Driver interface {
+	// Name is the driver's name: "zfs", "btrfs", "reflink" or "copy".
+	Name() string
+	Capabilities() Capabilities
+
+	// CreateVolume makes an empty writable volume and returns its path.
+	// ErrAlreadyExists if id names a volume or snapshot.
+	CreateVolume(ctx context.Context, id string) (string, error)
+	// Snapshot takes a read-only point-in-time image of volume volumeID.
+	// ErrNotFound if the volume is missing; ErrAlreadyExists if snapshotID is taken.
+	Snapshot(ctx context.Context, volumeID, snapshotID string) error
+	// Clone makes a new writable volume from a snapshot and returns its path.
+	Clone(ctx context.Context, snapshotID, volumeID string) (string, error)
+	// DestroyVolume removes a volume; ErrFailedPrecondition while it has snapshots.
+	DestroyVolume(ctx context.Context, id string) error
+	// DestroySnapshot removes a snapshot; ErrFailedPrecondition while clones of it live.
+	DestroySnapshot(ctx context.Context, id string) error
+
+	// Path returns where volume id is mounted.
+	Path(ctx context.Context, id string) (string, error)
+	// List returns every volume and snapshot the driver holds, in no order.
+	List(ctx context.Context) ([]Entry, error)
+	// Usage reports the space of one volume or snapshot.
+	Usage(ctx context.Context, id string) (Usage, error)
+	// Pool reports the figures of the pool or filesystem as a whole.
+	Pool(ctx context.Context) (PoolStats, error)
+}
+
+var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
+
+// ValidateID refuses IDs that could escape a directory, collide after
+// mangling, or break a zfs dataset name: an ID is 1 to 64 characters of
+// a-z, 0-9, '_' and '-', starting with a letter or digit.
+func ValidateID(id string) error {
+	if !idPattern.MatchString(id) {
+		if len(id) > 40 {
+			id = id[:40] + "..."
+		}
+		return fmt.Errorf("%w: storage ID %q: IDs are 1 to 64 characters of a-z, 0-9, '_' and '-', starting with a letter or digit", ErrInvalidArgument, id)
+	}
+	return nil
+}
+
+// NotFound builds the error for a missing volume or snapshot.
+func NotFound(kind Kind, id string) error {
+	return fmt.Errorf("%w: %s %s", ErrNotFound, kind, id)
+}
+
+// InUse builds the error for an entry with dependents.
+func InUse(kind Kind, id string, what string, dependents []string) error {
+	return fmt.Errorf("%w: %s %s has %s %v; destroy them first", ErrFailedPrecondition, kind, id, what, dependents)
+}
