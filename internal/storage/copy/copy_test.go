@@ -18,3 +18,11 @@ func TestConformance(t *testing.T) {
 		return d
 	})
 }
+
+func BenchmarkSnapshotClone(b *testing.B) {
+	d, err := copy.New(b.TempDir())
+	if err != nil {
+		b.Fatal(err)
+	}
+	storagetest.Bench(b, d)
+}

@@ -1,0 +1,211 @@
+// Package reflink is the storage driver for filesystems that clone files
+// (XFS made with reflink=1, btrfs, bcachefs...): snapshots and clones are
+// copies of the tree in which every regular file is cloned with FICLONE, so
+// they share every block until it is written. Cloning goes file by file,
+// hence snapshots are not atomic: the caller makes a running database's
+// copy consistent itself (DESIGN §3).
+package reflink
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/velohq/velo/internal/storage"
+	"github.com/velohq/velo/internal/storage/dirtree"
+)
+
+// New returns a reflink driver keeping its volumes under root. It refuses,
+// wrapping storage.ErrUnsupported, when the filesystem under root cannot
+// clone files, having tried: New creates root if needed and clones a small
+// file there.
+func New(root string) (*dirtree.Tree, error) {
+	if !filepath.IsAbs(root) {
+		return nil, fmt.Errorf("%w: storage root %q is not an absolute path", storage.ErrInvalidArgument, root)
+	}
+	if err := os.MkdirAll(root, 0o711); err != nil {
+		return nil, dirtree.WithKind(fmt.Errorf("prepare storage root: %w", err))
+	}
+	if err := probe(root); err != nil {
+		return nil, err
+	}
+	return dirtree.New(root, "reflink", storage.Capabilities{SpaceEfficient: true}, ops{})
+}
+
+// probe clones a small file under root into another and removes both.
+func probe(root string) error {
+	dir, err := os.MkdirTemp(root, ".reflink-probe-")
+	if err != nil {
+		return dirtree.WithKind(fmt.Errorf("probe file cloning: %w", err))
+	}
+	defer os.RemoveAll(dir)
+	src, err := os.Create(filepath.Join(dir, "src"))
+	if err != nil {
+		return dirtree.WithKind(fmt.Errorf("probe file cloning: %w", err))
+	}
+	defer src.Close()
+	// One whole block: btrfs keeps smaller files inline in its metadata.
+	if _, err := src.Write(make([]byte, 4096)); err != nil {
+		return dirtree.WithKind(fmt.Errorf("probe file cloning: %w", err))
+	}
+	dst, err := os.Create(filepath.Join(dir, "dst"))
+	if err != nil {
+		return dirtree.WithKind(fmt.Errorf("probe file cloning: %w", err))
+	}
+	defer dst.Close()
+	if err := unix.IoctlFileClone(int(dst.Fd()), int(src.Fd())); err != nil {
+		return fmt.Errorf("%w: the filesystem under %s cannot clone files (FICLONE: %v); XFS clones only when made with mkfs.xfs -m reflink=1 (xfs_info shows reflink=1); otherwise use the copy driver", storage.ErrUnsupported, root, err)
+	}
+	return nil
+}
+
+type ops struct{}
+
+func (ops) MakeVolume(ctx context.Context, dst string) error {
+	return dirtree.WithKind(os.Mkdir(dst, 0o755))
+}
+
+func (ops) Snapshot(ctx context.Context, src, dst string) error { return cloneTree(ctx, src, dst) }
+
+func (ops) Clone(ctx context.Context, src, dst string) error { return cloneTree(ctx, src, dst) }
+
+func (ops) Remove(ctx context.Context, path string) error {
+	return dirtree.WithKind(dirtree.RemoveTree(path))
+}
+
+func (ops) Usage(ctx context.Context, path string) (storage.Usage, error) {
+	u, err := usage(ctx, path)
+	return u, dirtree.WithKind(err)
+}
+
+func cloneTree(ctx context.Context, src, dst string) error {
+	if err := dirtree.CopyTree(ctx, src, dst, CloneFile); err != nil {
+		return dirtree.WithKind(err)
+	}
+	// fsync once every file is cloned, not after each clone: the first
+	// fsync forces the filesystem's log for all the clones before it.
+	// Measured on XFS with 1000 files: 60 to 170 ms this way, 1.6 s with an
+	// fsync after each clone. syncfs(2) takes 5 to 20 ms when the filesystem
+	// is idle, but would wait for every other server's dirty pages on it.
+	return dirtree.WithKind(dirtree.SyncTree(dst))
+}
+
+// CloneFile makes dst share all of src's blocks (FICLONE); holes stay holes.
+func CloneFile(src, dst *os.File, size int64) error {
+	if size == 0 {
+		return nil
+	}
+	if err := unix.IoctlFileClone(int(dst.Fd()), int(src.Fd())); err != nil {
+		return fmt.Errorf("FICLONE %s to %s: %w", src.Name(), dst.Name(), err)
+	}
+	return nil
+}
+
+// usage walks the tree: Referenced is every allocated block (as
+// dirtree.AllocatedBytes counts them), Exclusive the bytes of file extents
+// that FIEMAP does not flag as shared, plus the blocks of directories and
+// symlinks, which are never shared. Hard-linked files count once.
+func usage(ctx context.Context, root string) (storage.Usage, error) {
+	var u storage.Usage
+	seen := map[uint64]bool{}
+	m := new(fiemap)
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		st := info.Sys().(*syscall.Stat_t)
+		if st.Nlink > 1 && !d.IsDir() {
+			if seen[st.Ino] {
+				return nil
+			}
+			seen[st.Ino] = true
+		}
+		u.Referenced += st.Blocks * 512
+		if !d.Type().IsRegular() {
+			u.Exclusive += st.Blocks * 512
+			return nil
+		}
+		n, err := m.unshared(p)
+		if err != nil {
+			return fmt.Errorf("FIEMAP %s: %w", p, err)
+		}
+		u.Exclusive += n
+		return nil
+	})
+	return u, err
+}
+
+// The FS_IOC_FIEMAP ioctl, which golang.org/x/sys/unix does not wrap
+// (include/uapi/linux/fiemap.h).
+const (
+	fsIocFiemap        = 0xC020660B // _IOWR('f', 11, struct fiemap): 32 bytes
+	fiemapMaxOffset    = ^uint64(0)
+	fiemapExtentLast   = 0x00000001
+	fiemapExtentShared = 0x00002000
+	fiemapBatch        = 256
+)
+
+// fiemapExtent is struct fiemap_extent (56 bytes).
+type fiemapExtent struct {
+	Logical    uint64
+	Physical   uint64
+	Length     uint64
+	Reserved64 [2]uint64
+	Flags      uint32
+	Reserved   [3]uint32
+}
+
+// fiemap is struct fiemap (32 bytes) followed by room for fiemapBatch
+// extents, as the kernel expects them.
+type fiemap struct {
+	Start         uint64
+	Length        uint64
+	Flags         uint32
+	MappedExtents uint32
+	ExtentCount   uint32
+	Reserved      uint32
+	Extents       [fiemapBatch]fiemapExtent
+}
+
+// unshared returns the bytes in extents of the file at path that no other
+// file shares, asking for the extents in batches until the last one.
+func (m *fiemap) unshared(path string) (int64, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return 0, err
+	}
+	defer unix.Close(fd)
+	var n int64
+	for start := uint64(0); ; {
+		*m = fiemap{Start: start, Length: fiemapMaxOffset - start, ExtentCount: fiemapBatch}
+		if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocFiemap, uintptr(unsafe.Pointer(m))); errno != 0 {
+			return 0, errno
+		}
+		if m.MappedExtents == 0 {
+			return n, nil
+		}
+		for _, e := range m.Extents[:m.MappedExtents] {
+			if e.Flags&fiemapExtentShared == 0 {
+				n += int64(e.Length)
+			}
+			if e.Flags&fiemapExtentLast != 0 {
+				return n, nil
+			}
+		}
+		last := m.Extents[m.MappedExtents-1]
+		start = last.Logical + last.Length
+	}
+}
