@@ -25,6 +25,10 @@ func LoopFS(t testing.TB, fstype string, size int64, mkfsArgs []string, mountOpt
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The Postgres user must pass through to data directories on the mount.
+	if err := os.Chmod(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
 	img := filepath.Join(dir, "pool.img")
 	mnt := filepath.Join(dir, "mnt")
 	if err := os.Mkdir(mnt, 0o755); err != nil {

@@ -1,0 +1,153 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/velohq/velo/internal/engine"
+	"github.com/velohq/velo/internal/ui"
+)
+
+func newProjectCommand(g *Globals) *cobra.Command {
+	c := groupCommand("project", []string{"proj"}, "Create, list, inspect and delete projects")
+	c.AddCommand(newProjectCreateCommand(g), newProjectListCommand(g), newProjectGetCommand(g), newProjectDeleteCommand(g))
+	return c
+}
+
+func newProjectCreateCommand(g *Globals) *cobra.Command {
+	var o engine.CreateProjectOptions
+	c := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a project and its main branch, running",
+		Args:  exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			o.Name = args[0]
+			return runProjectCreate(c.Context(), g, o)
+		},
+	}
+	c.Flags().StringVar(&o.Pool, "pool", "", "ZFS pool name or absolute path to keep the data in")
+	c.Flags().StringVar(&o.Storage, "storage", "", "force a storage driver: zfs, btrfs, reflink or copy")
+	c.Flags().IntVar(&o.PGVersion, "pg-version", 0, "PostgreSQL major version (default: the highest installed)")
+	c.Flags().StringVar(&o.Image, "image", "", "Docker image (not available yet)")
+	return c
+}
+
+func runProjectCreate(ctx context.Context, g *Globals, o engine.CreateProjectOptions) error {
+	e, err := g.engine(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	conn, err := e.CreateProject(ctx, o)
+	if err != nil {
+		return err
+	}
+	printConn(g.Stdout, conn)
+	return nil
+}
+
+func printConn(w io.Writer, c engine.Conn) {
+	fmt.Fprintf(w, "\nConnection ready:\n  %s\n", c.URL)
+}
+
+func newProjectListCommand(g *Globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List projects",
+		Args:    exactArgs(0),
+		RunE:    func(c *cobra.Command, args []string) error { return runProjectList(c.Context(), g, asJSON) },
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func runProjectList(ctx context.Context, g *Globals, asJSON bool) error {
+	e, err := g.engine(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	ps, err := e.Projects(ctx)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return ui.JSON(g.Stdout, ps)
+	}
+	if len(ps) == 0 {
+		fmt.Fprintln(g.Stdout, "No projects. Create one with: velo project create NAME")
+		return nil
+	}
+	t := ui.Table{Header: []string{"Name", "Storage", "Pool", "PostgreSQL", "Branches", "Created"}}
+	for _, p := range ps {
+		t.Rows = append(t.Rows, []string{p.Name, p.Storage, p.Pool, fmt.Sprint(p.PGMajor), fmt.Sprint(p.Branches), p.CreatedAt.Local().Format(time.DateTime)})
+	}
+	t.Render(g.Stdout)
+	return nil
+}
+
+func newProjectGetCommand(g *Globals) *cobra.Command {
+	var asJSON bool
+	c := &cobra.Command{
+		Use:   "get NAME",
+		Short: "Show a project and its branches",
+		Args:  exactArgs(1),
+		RunE:  func(c *cobra.Command, args []string) error { return runProjectGet(c.Context(), g, args[0], asJSON) },
+	}
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return c
+}
+
+func runProjectGet(ctx context.Context, g *Globals, name string, asJSON bool) error {
+	e, err := g.engine(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	p, err := e.Project(ctx, name)
+	if err != nil {
+		return err
+	}
+	bs, err := e.Branches(ctx, name)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return ui.JSON(g.Stdout, engine.ProjectStatus{ProjectInfo: p, BranchList: bs})
+	}
+	fmt.Fprintf(g.Stdout, "Project:    %s\nStorage:    %s on %s\nPostgreSQL: %d\nCreated:    %s\n\n", p.Name, p.Storage, p.Pool, p.PGMajor, p.CreatedAt.Local().Format(time.DateTime))
+	branchTable(bs).Render(g.Stdout)
+	return nil
+}
+
+func newProjectDeleteCommand(g *Globals) *cobra.Command {
+	var force bool
+	c := &cobra.Command{
+		Use:     "delete NAME",
+		Aliases: []string{"rm"},
+		Short:   "Delete a project: its servers, data, snapshots and records",
+		Args:    exactArgs(1),
+		RunE:    func(c *cobra.Command, args []string) error { return runProjectDelete(c.Context(), g, args[0], force) },
+	}
+	c.Flags().BoolVar(&force, "force", false, "also delete the project's branches besides main")
+	return c
+}
+
+func runProjectDelete(ctx context.Context, g *Globals, name string, force bool) error {
+	e, err := g.engine(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	if err := e.DeleteProject(ctx, name, force); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.Stdout, "Deleted project %s\n", name)
+	return nil
+}

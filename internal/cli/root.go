@@ -1,0 +1,132 @@
+// Package cli is Velo's command line: one file per noun, each command a
+// newXCommand that builds the cobra command and a runX that does the work
+// with no cobra types.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/velohq/velo/internal/engine"
+	"github.com/velohq/velo/internal/runtime/native"
+	"github.com/velohq/velo/internal/ui"
+)
+
+// Version is set at build time.
+var Version = "dev"
+
+// Globals are what every command shares.
+type Globals struct {
+	Stdout, Stderr io.Writer
+	Args           []string
+}
+
+// Home is VELO_HOME, default ~/.velo.
+func Home() (string, error) {
+	if h := os.Getenv("VELO_HOME"); h != "" {
+		if !filepath.IsAbs(h) {
+			abs, err := filepath.Abs(h)
+			if err != nil {
+				return "", err
+			}
+			h = abs
+		}
+		return h, nil
+	}
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return "", fmt.Errorf("cannot find the home directory (%v); set VELO_HOME", err)
+	}
+	return filepath.Join(home, ".velo"), nil
+}
+
+// engineFor opens the engine; progress goes to stderr unless quiet.
+func (g *Globals) engine(ctx context.Context, quiet bool) (*engine.Engine, error) {
+	home, err := Home()
+	if err != nil {
+		return nil, err
+	}
+	p := ui.NewProgress(g.Stderr)
+	if quiet {
+		p = ui.Quiet()
+	}
+	return engine.New(ctx, home, native.New(), p, "velo "+strings.Join(g.Args, " "))
+}
+
+// NewRoot builds the velo command tree.
+func NewRoot(g *Globals) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "velo",
+		Short: "Postgres with instant branching",
+		Long: `Velo gives PostgreSQL git-like branches on one Linux host: every branch is a
+full, writable copy of its parent's data made by a copy-on-write clone, running
+as its own Postgres server.`,
+		Version:       Version,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetOut(g.Stdout)
+	root.SetErr(g.Stderr)
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		return usageError{fmt.Errorf("%v; see %s --help", err, c.CommandPath())}
+	})
+	root.AddCommand(newProjectCommand(g), newBranchCommand(g), newStatusCommand(g))
+	return root
+}
+
+// usageError marks bad usage: exit code 2.
+type usageError struct{ error }
+
+func (u usageError) Unwrap() error { return u.error }
+
+// IsUsage reports whether err is bad usage.
+func IsUsage(err error) bool {
+	if _, ok := err.(usageError); ok {
+		return true
+	}
+	// cobra's own refusals of unknown commands and flags.
+	msg := err.Error()
+	return strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") || strings.HasPrefix(msg, "unknown shorthand flag")
+}
+
+// exactArgs is cobra.ExactArgs with a message that shows the usage.
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageError{fmt.Errorf("%s takes %d argument(s), got %d; usage: %s", c.CommandPath(), n, len(args), c.UseLine())}
+		}
+		return nil
+	}
+}
+
+func maxArgs(n int) cobra.PositionalArgs {
+	return func(c *cobra.Command, args []string) error {
+		if len(args) > n {
+			return usageError{fmt.Errorf("%s takes at most %d argument(s), got %d; usage: %s", c.CommandPath(), n, len(args), c.UseLine())}
+		}
+		return nil
+	}
+}
+
+// groupCommand is a noun whose bare use shows its help, and whose unknown
+// subcommands are usage errors.
+func groupCommand(use string, aliases []string, short string) *cobra.Command {
+	return &cobra.Command{
+		Use:     use,
+		Aliases: aliases,
+		Short:   short,
+		Args: func(c *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError{fmt.Errorf("unknown command %q for %s; see %s --help", args[0], c.CommandPath(), c.CommandPath())}
+			}
+			return nil
+		},
+		RunE: func(c *cobra.Command, args []string) error { return c.Help() },
+	}
+}

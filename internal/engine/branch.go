@@ -1,0 +1,451 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/velohq/velo/internal/pg"
+	"github.com/velohq/velo/internal/runtime"
+	"github.com/velohq/velo/internal/state"
+	"github.com/velohq/velo/internal/storage"
+)
+
+// CreateBranchOptions are the flags of `velo branch create`.
+type CreateBranchOptions struct {
+	Ref    string // project/branch
+	Parent string // project/branch; "" means project/main
+	PITR   string
+}
+
+// CreateBranch clones the parent's current data into a new running branch.
+func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn, error) {
+	pn, bn, err := ParseRef(o.Ref)
+	if err != nil {
+		return Conn{}, err
+	}
+	parentRef := pn + "/" + MainBranch
+	if o.Parent != "" {
+		ppn, _, err := ParseRef(o.Parent)
+		if err != nil {
+			return Conn{}, fmt.Errorf("--parent: %w", err)
+		}
+		if ppn != pn {
+			return Conn{}, fmt.Errorf("%w: --parent %s is in project %s, but a branch of %s must come from %s itself", ErrInvalid, o.Parent, ppn, pn, pn)
+		}
+		parentRef = o.Parent
+	}
+	if o.PITR != "" {
+		return Conn{}, fmt.Errorf("%w: --pitr needs the WAL archive, which this build of Velo does not have yet", ErrInvalid)
+	}
+	var result Conn
+	err = e.mutate(ctx, func(op *op) error {
+		p, parent, err := e.ref(ctx, parentRef)
+		if err != nil {
+			return err
+		}
+		if _, err := e.Store.Q().Branch(ctx, p.ID, bn); err == nil {
+			return fmt.Errorf("%w: branch %s/%s already exists; reset it with velo branch reset %s/%s, or pick another name", ErrExists, pn, bn, pn, bn)
+		} else if !errors.Is(err, state.ErrNotFound) {
+			return err
+		}
+		d, err := e.driver(ctx, p)
+		if err != nil {
+			return err
+		}
+		port, err := e.freePort(ctx)
+		if err != nil {
+			return err
+		}
+		b := state.Branch{ID: newID("b"), ProjectID: p.ID, Name: bn, ParentID: parent.ID, VolumeID: newID("v"), Port: port, Password: parent.Password, CreatedAt: time.Now()}
+		e.Progress.Title("Creating %s/%s from %s/%s...", pn, bn, pn, parent.Name)
+		snap, spec, err := e.cloneBranch(ctx, op, p, d, parent, b)
+		if err != nil {
+			return err
+		}
+		if err := e.startNew(ctx, op, spec); err != nil {
+			return err
+		}
+		b.OriginSnapshotID = snap.ID
+		if err := e.Store.Tx(ctx, func(tx *state.Tx) error {
+			if err := tx.InsertSnapshot(ctx, p.ID, snap); err != nil {
+				return err
+			}
+			return tx.InsertBranch(ctx, b)
+		}); err != nil {
+			return err
+		}
+		op.commit()
+		result = conn(p, b, false)
+		return nil
+	})
+	return result, err
+}
+
+// cloneBranch snapshots parent consistently and clones the snapshot into
+// b's volume, configured to run as b. The server is not started.
+func (e *Engine) cloneBranch(ctx context.Context, op *op, p state.Project, d storage.Driver, parent, b state.Branch) (state.Snapshot, runtime.Spec, error) {
+	snap := state.Snapshot{ID: newID("s"), BranchID: parent.ID, VolumeID: parent.VolumeID, CreatedAt: time.Now()}
+	parentSpec, err := e.spec(ctx, p, parent)
+	if err != nil {
+		return snap, runtime.Spec{}, err
+	}
+	st, err := e.Runtime.Status(ctx, parentSpec)
+	if err != nil {
+		return snap, runtime.Spec{}, err
+	}
+	running := st.State == runtime.Running
+	if err := e.ensureDirs(); err != nil {
+		return snap, runtime.Spec{}, err
+	}
+	if err := op.record(ctx, "snapshot", d.Name()+":"+p.Pool+":"+snap.ID); err != nil {
+		return snap, runtime.Spec{}, err
+	}
+	takeSnapshot := func() error {
+		return e.Progress.Step("Snapshot "+snap.ID, func() error { return d.Snapshot(ctx, parent.VolumeID, snap.ID) })
+	}
+	var backup pg.BackupResult
+	switch {
+	case !running:
+		e.Progress.Note("%s/%s is stopped: copying it as it is", p.Name, parent.Name)
+		err = takeSnapshot()
+	case d.Capabilities().AtomicSnapshot:
+		err = e.Progress.Step("Checkpoint", func() error { return pg.Checkpoint(ctx, parent.Port, parent.Password) })
+		if err == nil {
+			err = takeSnapshot()
+		}
+	default:
+		// A file-by-file copy of a running server is consistent only inside
+		// the backup protocol, in one session.
+		var bk *pg.Backup
+		err = e.Progress.Step("Start backup", func() error {
+			bk, err = pg.BackupStart(ctx, parent.Port, parent.Password, "velo "+snap.ID)
+			return err
+		})
+		if err == nil {
+			err = takeSnapshot()
+			if err == nil {
+				err = e.Progress.Step("Stop backup", func() error {
+					backup, err = bk.Stop(ctx)
+					return err
+				})
+			}
+			bk.Close(context.WithoutCancel(ctx))
+		}
+		snap.BackupLabel = backup.LabelFile
+	}
+	if err != nil {
+		return snap, runtime.Spec{}, err
+	}
+	op.onFail(func(ctx context.Context) error { return ignoreNotFound(d.DestroySnapshot(ctx, snap.ID)) })
+
+	if err := op.record(ctx, "clone", d.Name()+":"+p.Pool+":"+b.VolumeID); err != nil {
+		return snap, runtime.Spec{}, err
+	}
+	var vol string
+	err = e.Progress.Step("Clone volume", func() error {
+		vol, err = d.Clone(ctx, snap.ID, b.VolumeID)
+		return err
+	})
+	if err != nil {
+		return snap, runtime.Spec{}, err
+	}
+	op.onFail(func(ctx context.Context) error { return ignoreNotFound(d.DestroyVolume(ctx, b.VolumeID)) })
+	spec := e.specAt(parentSpec.Install, parentSpec.RunAs, b, vol)
+	err = e.Progress.Step("Configure", func() error {
+		if err := pg.PrepareClone(spec.DataDir); err != nil {
+			return err
+		}
+		if snap.BackupLabel != "" {
+			if err := pg.WriteBackupLabel(spec.DataDir, snap.BackupLabel, spec.RunAs); err != nil {
+				return err
+			}
+			if err := pg.CopyWAL(parentSpec.DataDir, spec.DataDir, backup.StartWAL, backup.StopWAL, spec.RunAs); err != nil {
+				return err
+			}
+		}
+		return e.configure(spec)
+	})
+	return snap, spec, err
+}
+
+func ignoreNotFound(err error) error {
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// descendants returns b's descendants, in a tree order.
+func descendants(all []state.Branch, id string) []state.Branch {
+	var out []state.Branch
+	for _, c := range all {
+		if c.ParentID == id {
+			out = append(out, c)
+			out = append(out, descendants(all, c.ID)...)
+		}
+	}
+	return out
+}
+
+// leavesFirst orders branches so that every branch comes after its children.
+func leavesFirst(bs []state.Branch) []state.Branch {
+	depth := map[string]int{}
+	byID := map[string]state.Branch{}
+	for _, b := range bs {
+		byID[b.ID] = b
+	}
+	var d func(state.Branch) int
+	d = func(b state.Branch) int {
+		if v, ok := depth[b.ID]; ok {
+			return v
+		}
+		v := 0
+		if p, ok := byID[b.ParentID]; ok {
+			v = d(p) + 1
+		}
+		depth[b.ID] = v
+		return v
+	}
+	out := append([]state.Branch(nil), bs...)
+	sort.SliceStable(out, func(i, j int) bool { return d(out[i]) > d(out[j]) })
+	return out
+}
+
+// tree draws b's descendants as an indented tree for a message.
+func tree(p state.Project, all []state.Branch, id string, indent string) string {
+	var sb strings.Builder
+	for _, c := range all {
+		if c.ParentID == id {
+			fmt.Fprintf(&sb, "\n%s└─ %s/%s", indent, p.Name, c.Name)
+			sb.WriteString(tree(p, all, c.ID, indent+"   "))
+		}
+	}
+	return sb.String()
+}
+
+func names(p state.Project, bs []state.Branch) string {
+	var n []string
+	for _, b := range bs {
+		n = append(n, p.Name+"/"+b.Name)
+	}
+	return strings.Join(n, ", ")
+}
+
+// DeleteBranch removes a branch; with force, its descendants first.
+func (e *Engine) DeleteBranch(ctx context.Context, ref string, force bool) error {
+	if _, _, err := ParseRef(ref); err != nil {
+		return err
+	}
+	return e.mutate(ctx, func(op *op) error {
+		p, b, err := e.ref(ctx, ref)
+		if err != nil {
+			return err
+		}
+		if b.Name == MainBranch {
+			return fmt.Errorf("%w: %s/main is the project's main branch and goes only with the project; delete the project with velo project delete %s", ErrRefused, p.Name, p.Name)
+		}
+		all, err := e.Store.Q().Branches(ctx, p.ID)
+		if err != nil {
+			return err
+		}
+		desc := descendants(all, b.ID)
+		if len(desc) > 0 && !force {
+			return fmt.Errorf("%w: branch %s/%s has %s (%s); add --force to delete them too:\n%s/%s%s", ErrRefused, p.Name, b.Name,
+				plural(len(desc), "descendant", "descendants"), names(p, desc), p.Name, b.Name, tree(p, all, b.ID, ""))
+		}
+		d, err := e.driver(ctx, p)
+		if err != nil {
+			return err
+		}
+		e.Progress.Title("Deleting %s/%s...", p.Name, b.Name)
+		for _, x := range append(leavesFirst(desc), b) {
+			if err := e.deleteBranch(ctx, op, p, d, x); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
+// deleteBranch stops a branch's server, drops its record and retires its
+// volume; gc then destroys what nothing depends on any more.
+func (e *Engine) deleteBranch(ctx context.Context, op *op, p state.Project, d storage.Driver, b state.Branch) error {
+	spec, err := e.spec(ctx, p, b)
+	if err == nil {
+		if err := op.record(ctx, "stop-server", spec.DataDir); err != nil {
+			return err
+		}
+		if err := e.Progress.Step("Stop "+p.Name+"/"+b.Name, func() error { return e.Runtime.Stop(ctx, spec, 10*time.Second) }); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, storage.ErrNotFound) {
+		return err
+	}
+	if err := op.record(ctx, "delete-branch", b.ID); err != nil {
+		return err
+	}
+	if err := e.Store.Tx(ctx, func(tx *state.Tx) error {
+		if err := tx.DeleteBranch(ctx, b.ID); err != nil {
+			return err
+		}
+		return tx.RetireVolume(ctx, p.ID, b.VolumeID)
+	}); err != nil {
+		return err
+	}
+	removeBranchFiles(e, b)
+	return e.gc(ctx, op, p, d)
+}
+
+// gc destroys, storage first and record after, what nothing needs any
+// more: snapshots that no volume in the pool was cloned from and that no
+// user keeps for a live branch, and retired volumes that no snapshot in
+// the pool was taken from. Dependencies are read from the storage, the
+// truth, not from the records; it repeats until nothing more can go.
+func (e *Engine) gc(ctx context.Context, op *op, p state.Project, d storage.Driver) error {
+	for {
+		progress := false
+		entries, err := d.List(ctx)
+		if err != nil {
+			return err
+		}
+		hasDependents := map[string]bool{}
+		for _, en := range entries {
+			hasDependents[en.Origin] = true
+		}
+		snaps, err := e.Store.Q().Snapshots(ctx, p.ID)
+		if err != nil {
+			return err
+		}
+		for _, s := range snaps {
+			if hasDependents[s.ID] || (s.User && s.BranchID != "") {
+				continue
+			}
+			if err := op.record(ctx, "destroy-snapshot", s.ID); err != nil {
+				return err
+			}
+			if err := e.Progress.Step("Destroy snapshot "+s.ID, func() error { return ignoreNotFound(d.DestroySnapshot(ctx, s.ID)) }); err != nil {
+				return err
+			}
+			if err := e.Store.Q().DeleteSnapshot(ctx, s.ID); err != nil {
+				return err
+			}
+			progress = true
+		}
+		retired, err := e.Store.Q().RetiredVolumes(ctx, p.ID)
+		if err != nil {
+			return err
+		}
+		for _, v := range retired {
+			if hasDependents[v] {
+				continue
+			}
+			if err := op.record(ctx, "destroy-volume", v); err != nil {
+				return err
+			}
+			if err := e.Progress.Step("Destroy volume "+v, func() error { return ignoreNotFound(d.DestroyVolume(ctx, v)) }); err != nil {
+				return err
+			}
+			if err := e.Store.Q().DeleteRetiredVolume(ctx, v); err != nil {
+				return err
+			}
+			progress = true
+		}
+		if !progress {
+			return nil
+		}
+	}
+}
+
+// ResetBranch replaces a branch's data with its parent's current data,
+// keeping its port and password. Clone, then swap: the old data goes only
+// after the new clone's server answers.
+func (e *Engine) ResetBranch(ctx context.Context, ref string, force bool) error {
+	if _, _, err := ParseRef(ref); err != nil {
+		return err
+	}
+	return e.mutate(ctx, func(op *op) error {
+		p, b, err := e.ref(ctx, ref)
+		if err != nil {
+			return err
+		}
+		if b.ParentID == "" {
+			return fmt.Errorf("%w: %s/%s has no parent to reset to; reset a branch made with velo branch create", ErrRefused, p.Name, b.Name)
+		}
+		all, err := e.Store.Q().Branches(ctx, p.ID)
+		if err != nil {
+			return err
+		}
+		desc := descendants(all, b.ID)
+		if len(desc) > 0 && !force {
+			return fmt.Errorf("%w: branch %s/%s has %s (%s), made from its current data; they keep their data, but add --force to reset anyway:\n%s/%s%s", ErrRefused, p.Name, b.Name,
+				plural(len(desc), "descendant", "descendants"), names(p, desc), p.Name, b.Name, tree(p, all, b.ID, ""))
+		}
+		parent, err := e.Store.Q().BranchByID(ctx, b.ParentID)
+		if err != nil {
+			return err
+		}
+		d, err := e.driver(ctx, p)
+		if err != nil {
+			return err
+		}
+		oldSpec, err := e.spec(ctx, p, b)
+		if err != nil {
+			return err
+		}
+		e.Progress.Title("Resetting %s/%s to %s/%s...", p.Name, b.Name, p.Name, parent.Name)
+		fresh := b
+		fresh.VolumeID = newID("v")
+		snap, spec, err := e.cloneBranch(ctx, op, p, d, parent, fresh)
+		if err != nil {
+			return err
+		}
+		st, err := e.Runtime.Status(ctx, oldSpec)
+		if err != nil {
+			return err
+		}
+		wasRunning := st.State == runtime.Running
+		if err := op.record(ctx, "stop-server", oldSpec.DataDir); err != nil {
+			return err
+		}
+		if err := e.Progress.Step("Stop old server", func() error { return e.Runtime.Stop(ctx, oldSpec, 10*time.Second) }); err != nil {
+			return err
+		}
+		if wasRunning {
+			op.onFail(func(ctx context.Context) error { _, err := e.Runtime.Start(ctx, oldSpec); return err })
+		}
+		if err := e.startNew(ctx, op, spec); err != nil {
+			return err
+		}
+		if b.Password != parent.Password {
+			if err := setPassword(ctx, spec.Port, parent.Password, b.Password); err != nil {
+				return err
+			}
+		}
+		if err := op.record(ctx, "swap-volume", b.VolumeID+">"+fresh.VolumeID); err != nil {
+			return err
+		}
+		if err := e.Store.Tx(ctx, func(tx *state.Tx) error {
+			if err := tx.InsertSnapshot(ctx, p.ID, snap); err != nil {
+				return err
+			}
+			if err := tx.SwapVolume(ctx, b.ID, fresh.VolumeID, snap.ID); err != nil {
+				return err
+			}
+			return tx.RetireVolume(ctx, p.ID, b.VolumeID)
+		}); err != nil {
+			return err
+		}
+		op.commit()
+		if !wasRunning {
+			// Reset keeps a stopped branch stopped.
+			if err := e.Runtime.Stop(ctx, spec, 10*time.Second); err != nil {
+				return err
+			}
+		}
+		return e.gc(ctx, op, p, d)
+	})
+}

@@ -1,0 +1,293 @@
+// Package engine holds Velo's use cases: create a project, branch, reset,
+// delete. It is the one place that sequences storage, runtime and state,
+// journals each step before taking it, and undoes what it did when a step
+// fails.
+package engine
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/velohq/velo/internal/pg"
+	"github.com/velohq/velo/internal/runtime"
+	"github.com/velohq/velo/internal/state"
+	"github.com/velohq/velo/internal/storage"
+	"github.com/velohq/velo/internal/storage/drivers"
+	"github.com/velohq/velo/internal/ui"
+)
+
+// Error kinds the CLI maps to exit code 2: the input was wrong, or the
+// state forbids it; nothing was changed.
+var (
+	ErrInvalid  = errors.New("invalid input")
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+	ErrRefused  = errors.New("refused")
+)
+
+// Engine runs Velo's use cases against one VELO_HOME.
+type Engine struct {
+	Home     string
+	Store    *state.Store
+	Runtime  runtime.Runtime
+	Progress *ui.Progress
+	// Command is the command line, recorded in the journal and the lock.
+	Command string
+	// LockWait is how long a changing command waits for another to finish.
+	LockWait time.Duration
+
+	installs []pg.Install
+	runAs    *pg.OSUser
+	runAsSet bool
+	drivers  map[string]storage.Driver
+}
+
+// New opens the state under home.
+func New(ctx context.Context, home string, rt runtime.Runtime, progress *ui.Progress, command string) (*Engine, error) {
+	st, err := state.Open(ctx, home)
+	if err != nil {
+		return nil, err
+	}
+	return &Engine{Home: home, Store: st, Runtime: rt, Progress: progress, Command: command, LockWait: 5 * time.Minute, drivers: map[string]storage.Driver{}}, nil
+}
+
+// Close releases the state database.
+func (e *Engine) Close() error { return e.Store.Close() }
+
+var namePattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,62}$`)
+
+const nameRule = "names are 1 to 63 characters of a-z, 0-9, '_' and '-', starting with a letter or digit"
+
+// ValidateName checks a project or branch name.
+func ValidateName(kind, name string) error {
+	if !namePattern.MatchString(name) {
+		return fmt.Errorf("%w: %s name %s is not allowed: %s", ErrInvalid, kind, quote(name), nameRule)
+	}
+	return nil
+}
+
+// ParseRef splits "project/branch" and validates both names.
+func ParseRef(ref string) (project, branch string, err error) {
+	p, b, ok := strings.Cut(ref, "/")
+	if !ok {
+		return "", "", fmt.Errorf("%w: branch %s must be written PROJECT/BRANCH, e.g. demo/dev", ErrInvalid, quote(ref))
+	}
+	if err := ValidateName("project", p); err != nil {
+		return "", "", err
+	}
+	if err := ValidateName("branch", b); err != nil {
+		return "", "", err
+	}
+	return p, b, nil
+}
+
+// quote shows user input safely: control characters escaped, long input cut.
+func quote(s string) string {
+	if len(s) > 80 {
+		s = s[:80] + "..."
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+func newID(prefix string) string {
+	b := make([]byte, 6)
+	if _, err := rand.Read(b); err != nil {
+		panic(err)
+	}
+	return prefix + hex.EncodeToString(b)
+}
+
+// mutate runs fn holding the lock, inside a journalled operation.
+func (e *Engine) mutate(ctx context.Context, fn func(op *op) error) error {
+	lock, err := state.Acquire(ctx, e.Home, e.Command, e.LockWait, func(h state.Holder) {
+		e.Progress.Note("waiting for another velo (pid %d, %q) to finish...", h.PID, h.Command)
+	})
+	if err != nil {
+		return err
+	}
+	defer lock.Release()
+	id, err := e.Store.BeginOperation(ctx, e.Command)
+	if err != nil {
+		return err
+	}
+	o := &op{e: e, id: id}
+	err = fn(o)
+	if err != nil {
+		o.rollback()
+	}
+	// A finished operation, successful or undone, needs no repair. If the
+	// undo itself failed, the journal stays open for velo doctor.
+	if err == nil || o.undoneOK {
+		if ferr := e.Store.FinishOperation(context.WithoutCancel(ctx), id); ferr != nil && err == nil {
+			err = ferr
+		}
+	}
+	return err
+}
+
+// op is one journalled command: each step is recorded before it is taken,
+// with an undo run if a later step fails.
+type op struct {
+	e        *Engine
+	id       int64
+	undo     []func(context.Context) error
+	undoneOK bool
+}
+
+// record journals an action on a subject before it is taken.
+func (o *op) record(ctx context.Context, action, subject string) error {
+	return o.e.Store.RecordStep(ctx, o.id, action, subject)
+}
+
+// onFail registers an undo for what was just done.
+func (o *op) onFail(fn func(context.Context) error) { o.undo = append(o.undo, fn) }
+
+// commit forgets the undos: from here on the change stands.
+func (o *op) commit() { o.undo = nil }
+
+func (o *op) rollback() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	o.undoneOK = true
+	for i := len(o.undo) - 1; i >= 0; i-- {
+		if err := o.undo[i](ctx); err != nil {
+			o.undoneOK = false
+			o.e.Progress.Note("undo failed: %v (run velo doctor)", err)
+		}
+	}
+}
+
+func (e *Engine) install(ctx context.Context, major int) (pg.Install, error) {
+	if e.installs == nil {
+		in, err := pg.FindInstalls(ctx)
+		if err != nil {
+			return pg.Install{}, err
+		}
+		e.installs = in
+	}
+	return pg.Pick(e.installs, major)
+}
+
+func (e *Engine) osUser() (*pg.OSUser, error) {
+	if !e.runAsSet {
+		u, err := pg.LookupRunAs()
+		if err != nil {
+			return nil, err
+		}
+		e.runAs, e.runAsSet = u, true
+	}
+	return e.runAs, nil
+}
+
+func (e *Engine) driver(ctx context.Context, p state.Project) (storage.Driver, error) {
+	key := p.Driver + ":" + p.Pool
+	if d, ok := e.drivers[key]; ok {
+		return d, nil
+	}
+	d, err := drivers.Open(ctx, p.Driver, p.Pool)
+	if err != nil {
+		return nil, fmt.Errorf("project %s's storage (%s on %s): %w", p.Name, p.Driver, p.Pool, err)
+	}
+	e.drivers[key] = d
+	return d, nil
+}
+
+// dataDir is where a volume holds its Postgres data directory.
+func dataDir(volumePath string) string { return filepath.Join(volumePath, "pgdata") }
+
+func (e *Engine) socketDir(b state.Branch) string { return filepath.Join(e.Home, "run", b.ID) }
+func (e *Engine) logFile(b state.Branch) string   { return filepath.Join(e.Home, "logs", b.ID+".log") }
+
+// spec is how a branch's server runs.
+func (e *Engine) spec(ctx context.Context, p state.Project, b state.Branch) (runtime.Spec, error) {
+	in, err := e.install(ctx, p.PGMajor)
+	if err != nil {
+		return runtime.Spec{}, err
+	}
+	u, err := e.osUser()
+	if err != nil {
+		return runtime.Spec{}, err
+	}
+	d, err := e.driver(ctx, p)
+	if err != nil {
+		return runtime.Spec{}, err
+	}
+	vol, err := d.Path(ctx, b.VolumeID)
+	if err != nil {
+		return runtime.Spec{}, fmt.Errorf("branch %s/%s: its volume %s: %w", p.Name, b.Name, b.VolumeID, err)
+	}
+	return e.specAt(in, u, b, vol), nil
+}
+
+func (e *Engine) specAt(in pg.Install, u *pg.OSUser, b state.Branch, volumePath string) runtime.Spec {
+	return runtime.Spec{
+		Install:   in,
+		DataDir:   dataDir(volumePath),
+		Port:      b.Port,
+		SocketDir: e.socketDir(b),
+		LogFile:   e.logFile(b),
+		RunAs:     u,
+		Password:  b.Password,
+	}
+}
+
+func (e *Engine) ensureDirs() error {
+	for _, d := range []string{"run", "logs"} {
+		if err := os.MkdirAll(filepath.Join(e.Home, d), 0o711); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// configure writes the server settings Velo controls into a data directory.
+func (e *Engine) configure(spec runtime.Spec) error {
+	return pg.WriteConfig(spec.DataDir, pg.Config{Port: spec.Port, ListenAddresses: "127.0.0.1", SocketDir: spec.SocketDir}, spec.RunAs)
+}
+
+// freePort picks a port no branch holds and nothing listens on.
+func (e *Engine) freePort(ctx context.Context) (int, error) {
+	used, err := e.Store.Q().Ports(ctx)
+	if err != nil {
+		return 0, err
+	}
+	return pg.FreePort(used)
+}
+
+func (e *Engine) project(ctx context.Context, name string) (state.Project, error) {
+	p, err := e.Store.Q().Project(ctx, name)
+	if errors.Is(err, state.ErrNotFound) {
+		return p, fmt.Errorf("%w: project %s does not exist; see velo project list", ErrNotFound, name)
+	}
+	return p, err
+}
+
+func (e *Engine) branch(ctx context.Context, p state.Project, name string) (state.Branch, error) {
+	b, err := e.Store.Q().Branch(ctx, p.ID, name)
+	if errors.Is(err, state.ErrNotFound) {
+		return b, fmt.Errorf("%w: branch %s/%s does not exist; see velo branch list %s", ErrNotFound, p.Name, name, p.Name)
+	}
+	return b, err
+}
+
+// ref resolves "project/branch" to its records.
+func (e *Engine) ref(ctx context.Context, ref string) (state.Project, state.Branch, error) {
+	pn, bn, err := ParseRef(ref)
+	if err != nil {
+		return state.Project{}, state.Branch{}, err
+	}
+	p, err := e.project(ctx, pn)
+	if err != nil {
+		return p, state.Branch{}, err
+	}
+	b, err := e.branch(ctx, p, bn)
+	return p, b, err
+}

@@ -1,0 +1,51 @@
+package engine
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/velohq/velo/internal/state"
+)
+
+func TestParseRef(t *testing.T) {
+	good := map[string][2]string{"demo/dev": {"demo", "dev"}, "a-b/c_d": {"a-b", "c_d"}, "0/9": {"0", "9"}}
+	for in, want := range good {
+		p, b, err := ParseRef(in)
+		if err != nil || p != want[0] || b != want[1] {
+			t.Errorf("ParseRef(%q) = %q, %q, %v", in, p, b, err)
+		}
+	}
+	bad := []string{"", "demo", "demo/", "/dev", "demo/dev/x", "Demo/dev", "demo/Dev", "../etc/passwd", "demo/a b", "demo/-x", "demo/$(id)",
+		"demo/a;b", "demo/\x00", "demo/dév", "demo/" + strings.Repeat("a", 64), "demo/ａ"}
+	for _, in := range bad {
+		if _, _, err := ParseRef(in); !errors.Is(err, ErrInvalid) {
+			t.Errorf("ParseRef(%q) = %v; want ErrInvalid", in, err)
+		}
+	}
+	if _, _, err := ParseRef("demo/" + strings.Repeat("a", 63)); err != nil {
+		t.Errorf("63-character name refused: %v", err)
+	}
+}
+
+func TestLeavesFirst(t *testing.T) {
+	bs := []state.Branch{{ID: "main"}, {ID: "dev", ParentID: "main"}, {ID: "feat", ParentID: "dev"}, {ID: "x", ParentID: "main"}, {ID: "deep", ParentID: "feat"}}
+	pos := map[string]int{}
+	for i, b := range leavesFirst(bs) {
+		pos[b.ID] = i
+	}
+	for _, b := range bs {
+		if b.ParentID != "" && pos[b.ID] > pos[b.ParentID] {
+			t.Errorf("%s comes after its parent %s", b.ID, b.ParentID)
+		}
+	}
+	d := descendants(bs, "dev")
+	if len(d) != 2 || d[0].ID != "feat" || d[1].ID != "deep" {
+		t.Errorf("descendants(dev) = %v", d)
+	}
+	got := tree(state.Project{Name: "p"}, bs, "main", "")
+	want := "\n└─ p/dev\n   └─ p/feat\n      └─ p/deep\n└─ p/x"
+	if got != want {
+		t.Errorf("tree =%s\nwant%s", got, want)
+	}
+}

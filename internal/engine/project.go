@@ -1,0 +1,276 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/velohq/velo/internal/pg"
+	"github.com/velohq/velo/internal/runtime"
+	"github.com/velohq/velo/internal/state"
+	"github.com/velohq/velo/internal/storage/drivers"
+)
+
+// MainBranch is the branch every project starts with.
+const MainBranch = "main"
+
+// CreateProjectOptions are the flags of `velo project create`.
+type CreateProjectOptions struct {
+	Name      string
+	Pool      string
+	Storage   string
+	PGVersion int
+	Image     string
+}
+
+// Conn is how to reach a branch's server.
+type Conn struct {
+	Branch   string `json:"branch"`
+	Host     string `json:"host"`
+	Port     int    `json:"port"`
+	User     string `json:"user"`
+	Password string `json:"password,omitempty"`
+	Database string `json:"database"`
+	URL      string `json:"url"`
+}
+
+func conn(p state.Project, b state.Branch, withPassword bool) Conn {
+	c := Conn{Branch: p.Name + "/" + b.Name, Host: "localhost", Port: b.Port, User: "postgres", Database: "postgres"}
+	if withPassword {
+		c.Password = b.Password
+		c.URL = pg.ConnString(c.Host, c.Port, b.Password)
+	} else {
+		c.URL = pg.MaskedConnString(c.Host, c.Port)
+	}
+	return c
+}
+
+// CreateProject makes a project and its main branch, running.
+func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Conn, error) {
+	if err := ValidateName("project", o.Name); err != nil {
+		return Conn{}, err
+	}
+	if o.Image != "" {
+		return Conn{}, fmt.Errorf("%w: --image needs the Docker runtime, which Velo does not have yet; use --pg-version N to pick a host Postgres", ErrInvalid)
+	}
+	if o.PGVersion < 0 {
+		return Conn{}, fmt.Errorf("%w: --pg-version %d is not a Postgres major version", ErrInvalid, o.PGVersion)
+	}
+	var result Conn
+	err := e.mutate(ctx, func(op *op) error {
+		if _, err := e.Store.Q().Project(ctx, o.Name); err == nil {
+			return fmt.Errorf("%w: project %s already exists; see velo project get %s", ErrExists, o.Name, o.Name)
+		} else if !errors.Is(err, state.ErrNotFound) {
+			return err
+		}
+		in, err := e.install(ctx, o.PGVersion)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		u, err := e.osUser()
+		if err != nil {
+			return err
+		}
+		e.Progress.Title("Creating project %s...", o.Name)
+		var driverName, pool string
+		p := state.Project{ID: newID("p"), Name: o.Name, PGMajor: in.Major, CreatedAt: time.Now()}
+		err = e.Progress.Step("Select storage", func() error {
+			driverName, pool, err = drivers.Resolve(ctx, o.Pool, o.Storage, filepath.Join(e.Home, "data"))
+			if err != nil {
+				return err
+			}
+			p.Driver, p.Pool = driverName, pool
+			_, err = e.driver(ctx, p)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		e.Progress.Note("storage: %s on %s", driverName, pool)
+		password, err := pg.GeneratePassword()
+		if err != nil {
+			return err
+		}
+		port, err := e.freePort(ctx)
+		if err != nil {
+			return err
+		}
+		b := state.Branch{ID: newID("b"), ProjectID: p.ID, Name: MainBranch, VolumeID: newID("v"), Port: port, Password: password, CreatedAt: time.Now()}
+		d, _ := e.driver(ctx, p)
+		if err := e.ensureDirs(); err != nil {
+			return err
+		}
+		var vol string
+		if err := op.record(ctx, "create-volume", d.Name()+":"+p.Pool+":"+b.VolumeID); err != nil {
+			return err
+		}
+		err = e.Progress.Step("Create volume", func() error {
+			vol, err = d.CreateVolume(ctx, b.VolumeID)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		op.onFail(func(ctx context.Context) error { return d.DestroyVolume(ctx, b.VolumeID) })
+		spec := e.specAt(in, u, b, vol)
+		err = e.Progress.Step(fmt.Sprintf("Initialize PostgreSQL %s", in.Version), func() error {
+			if err := pg.InitDB(ctx, pg.InitOptions{Install: in, DataDir: spec.DataDir, Password: password, RunAs: u}); err != nil {
+				return err
+			}
+			if err := pg.WriteHBA(spec.DataDir, u); err != nil {
+				return err
+			}
+			return e.configure(spec)
+		})
+		if err != nil {
+			return err
+		}
+		if err := e.startNew(ctx, op, spec); err != nil {
+			return err
+		}
+		if err := e.Store.Tx(ctx, func(tx *state.Tx) error {
+			if err := tx.InsertProject(ctx, p); err != nil {
+				return err
+			}
+			return tx.InsertBranch(ctx, b)
+		}); err != nil {
+			return err
+		}
+		op.commit()
+		result = conn(p, b, false)
+		return nil
+	})
+	return result, err
+}
+
+// startNew starts a server made by this operation, undone on failure.
+func (e *Engine) startNew(ctx context.Context, op *op, spec runtime.Spec) error {
+	if err := op.record(ctx, "start-server", spec.DataDir); err != nil {
+		return err
+	}
+	err := e.Progress.Step("PostgreSQL ready", func() error {
+		_, err := e.Runtime.Start(ctx, spec)
+		return err
+	})
+	if err != nil {
+		_ = e.Runtime.Stop(context.WithoutCancel(ctx), spec, 5*time.Second)
+		return err
+	}
+	op.onFail(func(ctx context.Context) error { return e.Runtime.Stop(ctx, spec, 5*time.Second) })
+	return nil
+}
+
+// DeleteProject removes a project: servers, volumes, snapshots, records.
+func (e *Engine) DeleteProject(ctx context.Context, name string, force bool) error {
+	if err := ValidateName("project", name); err != nil {
+		return err
+	}
+	return e.mutate(ctx, func(op *op) error {
+		p, err := e.project(ctx, name)
+		if err != nil {
+			return err
+		}
+		branches, err := e.Store.Q().Branches(ctx, p.ID)
+		if err != nil {
+			return err
+		}
+		var others []string
+		for _, b := range branches {
+			if b.Name != MainBranch {
+				others = append(others, p.Name+"/"+b.Name)
+			}
+		}
+		if len(others) > 0 && !force {
+			return fmt.Errorf("%w: project %s has %s besides main (%s); add --force to delete them too", ErrRefused, p.Name, plural(len(others), "branch", "branches"), strings.Join(others, ", "))
+		}
+		e.Progress.Title("Deleting project %s...", p.Name)
+		d, err := e.driver(ctx, p)
+		if err != nil {
+			return err
+		}
+		// Leaves first: a branch's volume outlives the clones of its snapshots.
+		for _, b := range leavesFirst(branches) {
+			if err := e.deleteBranch(ctx, op, p, d, b); err != nil {
+				return err
+			}
+		}
+		snaps, err := e.Store.Q().Snapshots(ctx, p.ID)
+		if err != nil {
+			return err
+		}
+		for _, s := range snaps {
+			if err := op.record(ctx, "destroy-snapshot", s.ID); err != nil {
+				return err
+			}
+			if err := e.Progress.Step("Destroy snapshot "+s.ID, func() error { return ignoreNotFound(d.DestroySnapshot(ctx, s.ID)) }); err != nil {
+				return err
+			}
+			if err := e.Store.Q().DeleteSnapshot(ctx, s.ID); err != nil {
+				return err
+			}
+		}
+		if err := e.gc(ctx, op, p, d); err != nil {
+			return err
+		}
+		return e.Store.Tx(ctx, func(tx *state.Tx) error { return tx.DeleteProject(ctx, p.ID) })
+	})
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return fmt.Sprintf("%d %s", n, many)
+}
+
+// ProjectInfo is what `project list` and `project get` show.
+type ProjectInfo struct {
+	Name      string    `json:"name"`
+	Storage   string    `json:"storage"`
+	Pool      string    `json:"pool"`
+	PGMajor   int       `json:"pg_version"`
+	Branches  int       `json:"branches"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// Projects lists the projects.
+func (e *Engine) Projects(ctx context.Context) ([]ProjectInfo, error) {
+	ps, err := e.Store.Q().Projects(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := []ProjectInfo{}
+	for _, p := range ps {
+		bs, err := e.Store.Q().Branches(ctx, p.ID)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ProjectInfo{Name: p.Name, Storage: p.Driver, Pool: p.Pool, PGMajor: p.PGMajor, Branches: len(bs), CreatedAt: p.CreatedAt})
+	}
+	return out, nil
+}
+
+// Project returns one project's details.
+func (e *Engine) Project(ctx context.Context, name string) (ProjectInfo, error) {
+	if err := ValidateName("project", name); err != nil {
+		return ProjectInfo{}, err
+	}
+	p, err := e.project(ctx, name)
+	if err != nil {
+		return ProjectInfo{}, err
+	}
+	bs, err := e.Store.Q().Branches(ctx, p.ID)
+	if err != nil {
+		return ProjectInfo{}, err
+	}
+	return ProjectInfo{Name: p.Name, Storage: p.Driver, Pool: p.Pool, PGMajor: p.PGMajor, Branches: len(bs), CreatedAt: p.CreatedAt}, nil
+}
+
+func removeBranchFiles(e *Engine, b state.Branch) {
+	_ = os.RemoveAll(e.socketDir(b))
+	_ = os.Remove(e.logFile(b))
+}

@@ -1,0 +1,212 @@
+package engine
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/velohq/velo/internal/runtime"
+	"github.com/velohq/velo/internal/state"
+	"github.com/velohq/velo/internal/storage"
+)
+
+type projectBranch struct {
+	p state.Project
+	b state.Branch
+}
+
+// BranchInfo is what `branch list`, `branch get` and `status` show of a
+// branch; its state is read from the running process, not from records.
+type BranchInfo struct {
+	Name      string    `json:"name"` // project/branch
+	Project   string    `json:"project"`
+	Branch    string    `json:"branch"`
+	Parent    string    `json:"parent,omitempty"`
+	State     string    `json:"state"` // running, stopped, missing
+	PID       int       `json:"pid,omitempty"`
+	StartedAt time.Time `json:"started_at,omitzero"`
+	Port      int       `json:"port"`
+	URL       string    `json:"url"`
+	Volume    string    `json:"volume"`
+	Exclusive int64     `json:"exclusive_bytes"`
+	Reference int64     `json:"referenced_bytes"`
+	CreatedAt time.Time `json:"created_at"`
+	Problem   string    `json:"problem,omitempty"`
+}
+
+// PoolInfo is one pool's figures.
+type PoolInfo struct {
+	Storage string `json:"storage"`
+	storage.PoolStats
+	Error string `json:"error,omitempty"`
+}
+
+// StatusReport is the whole of `velo status`.
+type StatusReport struct {
+	Pools    []PoolInfo      `json:"pools"`
+	Projects []ProjectStatus `json:"projects"`
+}
+
+// ProjectStatus is one project and its branches.
+type ProjectStatus struct {
+	ProjectInfo
+	BranchList []BranchInfo `json:"branch_list"`
+}
+
+// Branches describes the branches of one project ("" for all), checking
+// each against its process and storage, in parallel.
+func (e *Engine) Branches(ctx context.Context, project string) ([]BranchInfo, error) {
+	var ps []state.Project
+	if project != "" {
+		if err := ValidateName("project", project); err != nil {
+			return nil, err
+		}
+		p, err := e.project(ctx, project)
+		if err != nil {
+			return nil, err
+		}
+		ps = []state.Project{p}
+	} else {
+		all, err := e.Store.Q().Projects(ctx)
+		if err != nil {
+			return nil, err
+		}
+		ps = all
+	}
+	var pbs []projectBranch
+	for _, p := range ps {
+		bs, err := e.Store.Q().Branches(ctx, p.ID)
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range treeOrder(bs) {
+			pbs = append(pbs, projectBranch{p, b})
+		}
+	}
+	return e.describe(ctx, pbs), nil
+}
+
+// Branch describes one branch.
+func (e *Engine) Branch(ctx context.Context, ref string) (BranchInfo, error) {
+	p, b, err := e.ref(ctx, ref)
+	if err != nil {
+		return BranchInfo{}, err
+	}
+	return e.describe(ctx, []projectBranch{{p, b}})[0], nil
+}
+
+// treeOrder lists branches parent before children, siblings by age.
+func treeOrder(bs []state.Branch) []state.Branch {
+	var out []state.Branch
+	var walk func(parent string)
+	walk = func(parent string) {
+		for _, b := range bs {
+			if b.ParentID == parent {
+				out = append(out, b)
+				walk(b.ID)
+			}
+		}
+	}
+	walk("")
+	return out
+}
+
+func (e *Engine) describe(ctx context.Context, pbs []projectBranch) []BranchInfo {
+	names := map[string]string{}
+	for _, x := range pbs {
+		names[x.b.ID] = x.p.Name + "/" + x.b.Name
+	}
+	out := make([]BranchInfo, len(pbs))
+	// Drivers are built once, before the fan-out.
+	for _, x := range pbs {
+		_, _ = e.driver(ctx, x.p)
+	}
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i, x := range pbs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			info := BranchInfo{Name: x.p.Name + "/" + x.b.Name, Project: x.p.Name, Branch: x.b.Name, Port: x.b.Port,
+				Volume: x.b.VolumeID, CreatedAt: x.b.CreatedAt, State: "stopped", URL: conn(x.p, x.b, false).URL}
+			if x.b.ParentID != "" {
+				info.Parent = names[x.b.ParentID]
+				if info.Parent == "" {
+					if pb, err := e.Store.Q().BranchByID(ctx, x.b.ParentID); err == nil {
+						info.Parent = x.p.Name + "/" + pb.Name
+					}
+				}
+			}
+			spec, err := e.spec(ctx, x.p, x.b)
+			if err != nil {
+				info.State, info.Problem = "missing", err.Error()
+				out[i] = info
+				return
+			}
+			if st, err := e.Runtime.Status(ctx, spec); err != nil {
+				info.Problem = err.Error()
+			} else if st.State == runtime.Running {
+				info.State, info.PID, info.StartedAt = "running", st.PID, st.StartedAt
+			}
+			d, _ := e.driver(ctx, x.p)
+			if u, err := d.Usage(ctx, x.b.VolumeID); err == nil {
+				info.Exclusive, info.Reference = u.Exclusive, u.Referenced
+			}
+			out[i] = info
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// Status reports every pool in use and every project with its branches.
+func (e *Engine) Status(ctx context.Context) (StatusReport, error) {
+	rep := StatusReport{Pools: []PoolInfo{}, Projects: []ProjectStatus{}}
+	projects, err := e.Projects(ctx)
+	if err != nil {
+		return rep, err
+	}
+	branches, err := e.Branches(ctx, "")
+	if err != nil {
+		return rep, err
+	}
+	ps, err := e.Store.Q().Projects(ctx)
+	if err != nil {
+		return rep, err
+	}
+	seen := map[string]bool{}
+	for _, p := range ps {
+		key := p.Driver + ":" + p.Pool
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		pi := PoolInfo{Storage: p.Driver}
+		pi.Name = p.Pool
+		d, err := e.driver(ctx, p)
+		if err == nil {
+			var st storage.PoolStats
+			st, err = d.Pool(ctx)
+			if err == nil {
+				pi.PoolStats = st
+				pi.Name = p.Pool
+			}
+		}
+		if err != nil {
+			pi.Error = err.Error()
+		}
+		rep.Pools = append(rep.Pools, pi)
+	}
+	for _, p := range projects {
+		s := ProjectStatus{ProjectInfo: p, BranchList: []BranchInfo{}}
+		for _, b := range branches {
+			if b.Project == p.Name {
+				s.BranchList = append(s.BranchList, b)
+			}
+		}
+		rep.Projects = append(rep.Projects, s)
+	}
+	return rep, nil
+}

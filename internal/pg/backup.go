@@ -1,0 +1,200 @@
+package pg
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Backup is a backup in progress on a running server, started with
+// BackupStart: the copy of the data directory is made while it is open, then
+// Stop ends it. The backup lives in one session; Close ends the session, and
+// with it a backup that was not stopped (the server aborts it).
+//
+// The sequence for a non-atomic copy (reflink, copy):
+//
+//	b, err := pg.BackupStart(ctx, port, password, "velo clone demo/dev")
+//	defer b.Close(ctx)
+//	// copy the data directory to dst
+//	res, err := b.Stop(ctx)
+//	pg.WriteBackupLabel(dst, res.LabelFile, owner)
+//	pg.CopyWAL(src, dst, res.StartWAL, res.StopWAL, owner)
+//	pg.PrepareClone(dst) // then WriteConfig with the clone's port
+type Backup struct {
+	conn     *pgx.Conn
+	port     int
+	version  int // server_version_num
+	startLSN string
+	startWAL string
+	stopped  bool
+}
+
+// BackupResult is what a stopped backup hands over to the copy.
+type BackupResult struct {
+	// LabelFile is the text to write as backup_label in the copy; it tells
+	// the copy where recovery must start.
+	LabelFile string
+	// StartWAL and StopWAL name the first and last WAL segment files the copy
+	// needs to reach a consistent state.
+	StartWAL, StopWAL string
+	StartLSN, StopLSN string
+}
+
+// BackupStart connects to the server on 127.0.0.1:port and starts a
+// non-exclusive backup with the given label, asking for an immediate
+// checkpoint: pg_backup_start(label, fast => true) on 15 and later,
+// pg_start_backup(label, true, false) before.
+func BackupStart(ctx context.Context, port int, password, label string) (*Backup, error) {
+	conn, err := Connect(ctx, port, password)
+	if err != nil {
+		return nil, fmt.Errorf("backup start: %w", err)
+	}
+	b := &Backup{conn: conn, port: port}
+	var v string
+	if err := conn.QueryRow(ctx, "SHOW server_version_num").Scan(&v); err != nil {
+		closeConn(ctx, conn)
+		return nil, fmt.Errorf("backup start on port %d: server version: %w", port, err)
+	}
+	if b.version, err = strconv.Atoi(v); err != nil {
+		closeConn(ctx, conn)
+		return nil, fmt.Errorf("backup start on port %d: server_version_num %q", port, v)
+	}
+	q := "SELECT lsn::text, pg_walfile_name(lsn) FROM pg_backup_start($1, fast => true) AS lsn"
+	if b.version < 150000 {
+		q = "SELECT lsn::text, pg_walfile_name(lsn) FROM pg_start_backup($1, true, false) AS lsn"
+	}
+	if err := conn.QueryRow(ctx, q, label).Scan(&b.startLSN, &b.startWAL); err != nil {
+		closeConn(ctx, conn)
+		return nil, fmt.Errorf("backup start on port %d: %w", port, err)
+	}
+	return b, nil
+}
+
+// StartLSN returns the WAL position the backup started at.
+func (b *Backup) StartLSN() string { return b.startLSN }
+
+// Stop ends the backup without waiting for WAL archiving (velo copies the WAL
+// itself) and returns the label file and the WAL range the copy needs. The
+// session stays open until Close.
+func (b *Backup) Stop(ctx context.Context) (BackupResult, error) {
+	if b.stopped {
+		return BackupResult{}, errors.New("backup stop: already stopped")
+	}
+	q := "SELECT lsn::text, pg_walfile_name(lsn), labelfile FROM pg_backup_stop(wait_for_archive => false)"
+	if b.version < 150000 {
+		q = "SELECT lsn::text, pg_walfile_name(lsn), labelfile FROM pg_stop_backup(false, false)"
+	}
+	res := BackupResult{StartLSN: b.startLSN, StartWAL: b.startWAL}
+	if err := b.conn.QueryRow(ctx, q).Scan(&res.StopLSN, &res.StopWAL, &res.LabelFile); err != nil {
+		return BackupResult{}, fmt.Errorf("backup stop on port %d: %w", b.port, err)
+	}
+	b.stopped = true
+	return res, nil
+}
+
+// Close ends the backup's session; a backup not yet stopped is aborted by the
+// server. It is safe to call more than once.
+func (b *Backup) Close(ctx context.Context) error {
+	if b == nil || b.conn == nil {
+		return nil
+	}
+	closeConn(ctx, b.conn)
+	b.conn = nil
+	return nil
+}
+
+// WriteBackupLabel writes label as dataDir/backup_label (0600, owned by
+// owner), so that the copy starts recovery where the backup began.
+func WriteBackupLabel(dataDir, label string, owner *OSUser) error {
+	if err := writeFileAtomic(filepath.Join(dataDir, "backup_label"), []byte(label), 0o600, owner); err != nil {
+		return fmt.Errorf("write backup_label: %w", err)
+	}
+	return nil
+}
+
+// CopyWAL copies the WAL segment files fromWAL..toWAL (inclusive, by name, on
+// one timeline) from srcDataDir/pg_wal into dstDataDir/pg_wal, replacing
+// what the copy holds (a non-atomic copy may hold them torn), each fsync'd
+// and owned by owner. The timeline's history file comes along when there is
+// one. Both ends must exist in the source. Segments after toWAL in the copy
+// are removed: they were copied while being written or recycled, and the
+// copy is meant to be the server as of the end of the backup.
+func CopyWAL(srcDataDir, dstDataDir, fromWAL, toWAL string, owner *OSUser) error {
+	if !isWALName(fromWAL) || !isWALName(toWAL) {
+		return fmt.Errorf("copy wal: %q..%q are not WAL segment file names", fromWAL, toWAL)
+	}
+	if fromWAL[:8] != toWAL[:8] {
+		return fmt.Errorf("copy wal: %s and %s are on different timelines", fromWAL, toWAL)
+	}
+	if fromWAL > toWAL {
+		return fmt.Errorf("copy wal: %s comes after %s", fromWAL, toWAL)
+	}
+	srcWAL := filepath.Join(srcDataDir, "pg_wal")
+	dstWAL := filepath.Join(dstDataDir, "pg_wal")
+	entries, err := os.ReadDir(srcWAL)
+	if err != nil {
+		return fmt.Errorf("copy wal: %w", err)
+	}
+	if err := os.MkdirAll(dstWAL, 0o700); err != nil {
+		return fmt.Errorf("copy wal: %w", err)
+	}
+	if err := chownOne(dstWAL, owner); err != nil {
+		return fmt.Errorf("copy wal: %w", err)
+	}
+	var names []string
+	for _, e := range entries {
+		n := e.Name()
+		if e.Type().IsRegular() && isWALName(n) && n[:8] == fromWAL[:8] && n >= fromWAL && n <= toWAL {
+			names = append(names, n) // ReadDir sorts by name
+		}
+	}
+	if len(names) == 0 || names[0] != fromWAL || names[len(names)-1] != toWAL {
+		return fmt.Errorf("copy wal: %s lacks segments of %s..%s (recycled? raise wal_keep_size)", srcWAL, fromWAL, toWAL)
+	}
+	if tli := fromWAL[:8]; tli != "00000001" {
+		history := tli + ".history"
+		if _, err := os.Stat(filepath.Join(srcWAL, history)); err == nil {
+			names = append(names, history)
+		}
+	}
+	for _, n := range names {
+		if err := copyFileSynced(filepath.Join(srcWAL, n), filepath.Join(dstWAL, n), 0o600, owner); err != nil {
+			return fmt.Errorf("copy wal: %w", err)
+		}
+	}
+	dstEntries, err := os.ReadDir(dstWAL)
+	if err != nil {
+		return fmt.Errorf("copy wal: %w", err)
+	}
+	for _, e := range dstEntries {
+		if n := e.Name(); isWALName(n) && n > toWAL {
+			if err := removeIfExists(filepath.Join(dstWAL, n)); err != nil {
+				return fmt.Errorf("copy wal: %w", err)
+			}
+		}
+	}
+	if err := syncDir(dstWAL); err != nil {
+		return fmt.Errorf("copy wal: %w", err)
+	}
+	return nil
+}
+
+// isWALName reports whether name is a WAL segment file name: 24 upper-case
+// hexadecimal digits (timeline, log, segment).
+func isWALName(name string) bool {
+	if len(name) != 24 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if (c < '0' || c > '9') && (c < 'A' || c > 'F') {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,321 @@
+package state
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+func notFound(err error, what string) error {
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("%s: %w", what, ErrNotFound)
+	}
+	return err
+}
+
+// InsertProject records a new project.
+func (t *Tx) InsertProject(ctx context.Context, p Project) error {
+	_, err := t.q.ExecContext(ctx, `INSERT INTO projects (id, name, driver, pool, pg_major, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
+		p.ID, p.Name, p.Driver, p.Pool, p.PGMajor, fmtTime(p.CreatedAt))
+	return err
+}
+
+const projectCols = `id, name, driver, pool, pg_major, created_at`
+
+func scanProject(row interface{ Scan(...any) error }) (Project, error) {
+	var p Project
+	var created string
+	err := row.Scan(&p.ID, &p.Name, &p.Driver, &p.Pool, &p.PGMajor, &created)
+	p.CreatedAt = parseTime(created)
+	return p, err
+}
+
+// Project returns the project named name.
+func (t *Tx) Project(ctx context.Context, name string) (Project, error) {
+	p, err := scanProject(t.q.QueryRowContext(ctx, `SELECT `+projectCols+` FROM projects WHERE name = ?`, name))
+	return p, notFound(err, "project "+name)
+}
+
+// ProjectByID returns the project with id.
+func (t *Tx) ProjectByID(ctx context.Context, id string) (Project, error) {
+	p, err := scanProject(t.q.QueryRowContext(ctx, `SELECT `+projectCols+` FROM projects WHERE id = ?`, id))
+	return p, notFound(err, "project "+id)
+}
+
+// Projects lists all projects by name.
+func (t *Tx) Projects(ctx context.Context) ([]Project, error) {
+	rows, err := t.q.QueryContext(ctx, `SELECT `+projectCols+` FROM projects ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Project
+	for rows.Next() {
+		p, err := scanProject(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, rows.Err()
+}
+
+// DeleteProject removes a project record and every record under it.
+func (t *Tx) DeleteProject(ctx context.Context, id string) error {
+	for _, q := range []string{
+		`DELETE FROM retired_volumes WHERE project_id = ?`,
+		`DELETE FROM snapshots WHERE project_id = ?`,
+		`UPDATE branches SET parent_id = NULL WHERE project_id = ?`,
+		`DELETE FROM branches WHERE project_id = ?`,
+		`DELETE FROM projects WHERE id = ?`,
+	} {
+		if _, err := t.q.ExecContext(ctx, q, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// InsertBranch records a new branch.
+func (t *Tx) InsertBranch(ctx context.Context, b Branch) error {
+	_, err := t.q.ExecContext(ctx, `INSERT INTO branches (id, project_id, name, parent_id, volume_id, origin_snapshot_id, port, password, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		b.ID, b.ProjectID, b.Name, nullable(b.ParentID), b.VolumeID, nullable(b.OriginSnapshotID), b.Port, b.Password, fmtTime(b.CreatedAt))
+	return err
+}
+
+// SwapVolume points a branch at a new volume (a reset).
+func (t *Tx) SwapVolume(ctx context.Context, branchID, volumeID, originSnapshotID string) error {
+	_, err := t.q.ExecContext(ctx, `UPDATE branches SET volume_id = ?, origin_snapshot_id = ? WHERE id = ?`, volumeID, nullable(originSnapshotID), branchID)
+	return err
+}
+
+const branchCols = `id, project_id, name, COALESCE(parent_id, ''), volume_id, COALESCE(origin_snapshot_id, ''), port, password, created_at`
+
+func scanBranch(row interface{ Scan(...any) error }) (Branch, error) {
+	var b Branch
+	var created string
+	err := row.Scan(&b.ID, &b.ProjectID, &b.Name, &b.ParentID, &b.VolumeID, &b.OriginSnapshotID, &b.Port, &b.Password, &created)
+	b.CreatedAt = parseTime(created)
+	return b, err
+}
+
+// Branch returns the branch name of a project.
+func (t *Tx) Branch(ctx context.Context, projectID, name string) (Branch, error) {
+	b, err := scanBranch(t.q.QueryRowContext(ctx, `SELECT `+branchCols+` FROM branches WHERE project_id = ? AND name = ?`, projectID, name))
+	return b, notFound(err, "branch "+name)
+}
+
+// BranchByID returns the branch with id.
+func (t *Tx) BranchByID(ctx context.Context, id string) (Branch, error) {
+	b, err := scanBranch(t.q.QueryRowContext(ctx, `SELECT `+branchCols+` FROM branches WHERE id = ?`, id))
+	return b, notFound(err, "branch "+id)
+}
+
+// Branches lists a project's branches (all projects' when projectID is ""),
+// oldest first.
+func (t *Tx) Branches(ctx context.Context, projectID string) ([]Branch, error) {
+	q := `SELECT ` + branchCols + ` FROM branches`
+	var args []any
+	if projectID != "" {
+		q += ` WHERE project_id = ?`
+		args = append(args, projectID)
+	}
+	rows, err := t.q.QueryContext(ctx, q+` ORDER BY created_at, name`, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Branch
+	for rows.Next() {
+		b, err := scanBranch(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, b)
+	}
+	return out, rows.Err()
+}
+
+// DeleteBranch removes a branch record; its snapshots stay, unowned.
+func (t *Tx) DeleteBranch(ctx context.Context, id string) error {
+	if _, err := t.q.ExecContext(ctx, `UPDATE snapshots SET branch_id = NULL WHERE branch_id = ?`, id); err != nil {
+		return err
+	}
+	_, err := t.q.ExecContext(ctx, `DELETE FROM branches WHERE id = ?`, id)
+	return err
+}
+
+// Ports returns the ports every branch holds.
+func (t *Tx) Ports(ctx context.Context) (map[int]bool, error) {
+	rows, err := t.q.QueryContext(ctx, `SELECT port FROM branches`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[int]bool{}
+	for rows.Next() {
+		var p int
+		if err := rows.Scan(&p); err != nil {
+			return nil, err
+		}
+		out[p] = true
+	}
+	return out, rows.Err()
+}
+
+// InsertSnapshot records a snapshot.
+func (t *Tx) InsertSnapshot(ctx context.Context, projectID string, s Snapshot) error {
+	_, err := t.q.ExecContext(ctx, `INSERT INTO snapshots (id, project_id, branch_id, volume_id, label, user, backup_label, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		s.ID, projectID, nullable(s.BranchID), s.VolumeID, s.Label, s.User, s.BackupLabel, fmtTime(s.CreatedAt))
+	return err
+}
+
+const snapshotCols = `id, COALESCE(branch_id, ''), volume_id, label, user, backup_label, created_at`
+
+func scanSnapshot(row interface{ Scan(...any) error }) (Snapshot, error) {
+	var s Snapshot
+	var created string
+	err := row.Scan(&s.ID, &s.BranchID, &s.VolumeID, &s.Label, &s.User, &s.BackupLabel, &created)
+	s.CreatedAt = parseTime(created)
+	return s, err
+}
+
+// Snapshot returns the snapshot with id.
+func (t *Tx) Snapshot(ctx context.Context, id string) (Snapshot, error) {
+	s, err := scanSnapshot(t.q.QueryRowContext(ctx, `SELECT `+snapshotCols+` FROM snapshots WHERE id = ?`, id))
+	return s, notFound(err, "snapshot "+id)
+}
+
+// Snapshots lists a project's snapshots, newest first.
+func (t *Tx) Snapshots(ctx context.Context, projectID string) ([]Snapshot, error) {
+	rows, err := t.q.QueryContext(ctx, `SELECT `+snapshotCols+` FROM snapshots WHERE project_id = ? ORDER BY created_at DESC`, projectID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Snapshot
+	for rows.Next() {
+		s, err := scanSnapshot(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// DeleteSnapshot removes a snapshot record.
+func (t *Tx) DeleteSnapshot(ctx context.Context, id string) error {
+	_, err := t.q.ExecContext(ctx, `DELETE FROM snapshots WHERE id = ?`, id)
+	return err
+}
+
+// RetireVolume records a volume a reset replaced.
+func (t *Tx) RetireVolume(ctx context.Context, projectID, volumeID string) error {
+	_, err := t.q.ExecContext(ctx, `INSERT INTO retired_volumes (id, project_id, retired_at) VALUES (?, ?, ?)`, volumeID, projectID, fmtTime(time.Now()))
+	return err
+}
+
+// RetiredVolumes lists a project's retired volumes.
+func (t *Tx) RetiredVolumes(ctx context.Context, projectID string) ([]string, error) {
+	rows, err := t.q.QueryContext(ctx, `SELECT id FROM retired_volumes WHERE project_id = ?`, projectID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		out = append(out, id)
+	}
+	return out, rows.Err()
+}
+
+// DeleteRetiredVolume forgets a retired volume once it is destroyed.
+func (t *Tx) DeleteRetiredVolume(ctx context.Context, id string) error {
+	_, err := t.q.ExecContext(ctx, `DELETE FROM retired_volumes WHERE id = ?`, id)
+	return err
+}
+
+// Operation is one journalled run of a changing command.
+type Operation struct {
+	ID        int64
+	Command   string
+	PID       int
+	StartedAt time.Time
+	Steps     []Step
+}
+
+// Step is one action an operation recorded before taking it.
+type Step struct {
+	Action  string // e.g. "create-volume", "start-server"
+	Subject string // what it acts on, e.g. a volume ID
+	At      time.Time
+}
+
+// BeginOperation opens a journal entry for command.
+func (s *Store) BeginOperation(ctx context.Context, command string) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `INSERT INTO operations (command, pid, started_at) VALUES (?, ?, ?)`, command, os.Getpid(), fmtTime(time.Now()))
+	if err != nil {
+		return 0, err
+	}
+	return res.LastInsertId()
+}
+
+// RecordStep journals an action before it is taken.
+func (s *Store) RecordStep(ctx context.Context, op int64, action, subject string) error {
+	_, err := s.db.ExecContext(ctx, `INSERT INTO operation_steps (operation_id, seq, action, subject, at)
+		VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM operation_steps WHERE operation_id = ?), ?, ?, ?)`,
+		op, op, action, subject, fmtTime(time.Now()))
+	return err
+}
+
+// FinishOperation closes a journal entry: its steps need no repair.
+func (s *Store) FinishOperation(ctx context.Context, op int64) error {
+	_, err := s.db.ExecContext(ctx, `UPDATE operations SET finished_at = ? WHERE id = ?`, fmtTime(time.Now()), op)
+	return err
+}
+
+// UnfinishedOperations lists journal entries whose command never finished.
+func (s *Store) UnfinishedOperations(ctx context.Context) ([]Operation, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, command, pid, started_at FROM operations WHERE finished_at IS NULL ORDER BY id`)
+	if err != nil {
+		return nil, err
+	}
+	var ops []Operation
+	for rows.Next() {
+		var o Operation
+		var started string
+		if err := rows.Scan(&o.ID, &o.Command, &o.PID, &started); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		o.StartedAt = parseTime(started)
+		ops = append(ops, o)
+	}
+	rows.Close()
+	for i := range ops {
+		srows, err := s.db.QueryContext(ctx, `SELECT action, subject, at FROM operation_steps WHERE operation_id = ? ORDER BY seq`, ops[i].ID)
+		if err != nil {
+			return nil, err
+		}
+		for srows.Next() {
+			var st Step
+			var at string
+			if err := srows.Scan(&st.Action, &st.Subject, &at); err != nil {
+				srows.Close()
+				return nil, err
+			}
+			st.At = parseTime(at)
+			ops[i].Steps = append(ops[i].Steps, st)
+		}
+		srows.Close()
+	}
+	return ops, nil
+}

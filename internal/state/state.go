@@ -1,0 +1,253 @@
+// Package state keeps Velo's records in one SQLite database,
+// $VELO_HOME/state.db, and the lock every changing command holds.
+//
+// The storage and the processes are the truth; these records describe them
+// and are checked against them. A command records what it is about to do
+// in the operations journal before it acts, so a command killed at any
+// point leaves either the old state or a journal entry that `velo doctor`
+// can finish or undo.
+package state
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "modernc.org/sqlite"
+)
+
+// ErrNotFound is returned when a record does not exist.
+var ErrNotFound = errors.New("not found")
+
+// Store is the state database.
+type Store struct {
+	db   *sql.DB
+	path string
+}
+
+// Project is one Postgres cluster and its branches' home.
+type Project struct {
+	ID        string
+	Name      string
+	Driver    string // zfs, btrfs, reflink, copy
+	Pool      string // zfs pool name or absolute path
+	PGMajor   int
+	CreatedAt time.Time
+}
+
+// Branch is one running copy of a project's data.
+type Branch struct {
+	ID        string
+	ProjectID string
+	Name      string
+	ParentID  string // "" for main
+	VolumeID  string
+	// OriginSnapshotID is the snapshot the volume was cloned from ("" for main).
+	OriginSnapshotID string
+	Port             int
+	Password         string
+	CreatedAt        time.Time
+}
+
+// Snapshot is a storage snapshot of one branch's volume.
+type Snapshot struct {
+	ID       string
+	BranchID string // branch whose volume it was taken from ("" once that branch is gone)
+	VolumeID string
+	// Label is the user's label; "" for snapshots made to originate a branch.
+	Label string
+	// User marks snapshots the user asked for; the others are removed once
+	// no branch is cloned from them.
+	User bool
+	// BackupLabel is the backup_label a clone needs when the snapshot was a
+	// non-atomic copy of a running server.
+	BackupLabel string
+	CreatedAt   time.Time
+}
+
+// Open opens (creating if needed) the database under home, which it makes
+// 0711: others may pass through to a subdirectory of their own, never list.
+func Open(ctx context.Context, home string) (*Store, error) {
+	if err := os.MkdirAll(home, 0o711); err != nil {
+		return nil, fmt.Errorf("create %s: %w", home, err)
+	}
+	if err := os.Chmod(home, 0o711); err != nil {
+		return nil, err
+	}
+	path := filepath.Join(home, "state.db")
+	if f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600); err == nil {
+		f.Close()
+	}
+	if err := os.Chmod(path, 0o600); err != nil {
+		return nil, err
+	}
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(FULL)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, err
+	}
+	db.SetMaxOpenConns(1)
+	s := &Store{db: db, path: path}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("state database %s: %w", path, err)
+	}
+	for _, suffix := range []string{"-wal", "-shm"} {
+		_ = os.Chmod(path+suffix, 0o600)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.db.Close() }
+
+// Path is the database file.
+func (s *Store) Path() string { return s.path }
+
+var migrations = []string{
+	`CREATE TABLE projects (
+		id TEXT PRIMARY KEY,
+		name TEXT NOT NULL UNIQUE,
+		driver TEXT NOT NULL,
+		pool TEXT NOT NULL,
+		pg_major INTEGER NOT NULL,
+		created_at TEXT NOT NULL
+	);
+	CREATE TABLE branches (
+		id TEXT PRIMARY KEY,
+		project_id TEXT NOT NULL REFERENCES projects(id),
+		name TEXT NOT NULL,
+		parent_id TEXT REFERENCES branches(id),
+		volume_id TEXT NOT NULL UNIQUE,
+		origin_snapshot_id TEXT,
+		port INTEGER NOT NULL UNIQUE,
+		password TEXT NOT NULL,
+		created_at TEXT NOT NULL,
+		UNIQUE (project_id, name)
+	);
+	CREATE TABLE snapshots (
+		id TEXT PRIMARY KEY,
+		project_id TEXT NOT NULL REFERENCES projects(id),
+		branch_id TEXT,
+		volume_id TEXT NOT NULL,
+		label TEXT NOT NULL DEFAULT '',
+		user INTEGER NOT NULL DEFAULT 0,
+		backup_label TEXT NOT NULL DEFAULT '',
+		created_at TEXT NOT NULL
+	);
+	-- Volumes a reset replaced but could not destroy yet, because snapshots
+	-- (and the branches cloned from them) still depend on them.
+	CREATE TABLE retired_volumes (
+		id TEXT PRIMARY KEY,
+		project_id TEXT NOT NULL REFERENCES projects(id),
+		retired_at TEXT NOT NULL
+	);
+	CREATE TABLE operations (
+		id INTEGER PRIMARY KEY AUTOINCREMENT,
+		command TEXT NOT NULL,
+		pid INTEGER NOT NULL,
+		started_at TEXT NOT NULL,
+		finished_at TEXT
+	);
+	CREATE TABLE operation_steps (
+		operation_id INTEGER NOT NULL REFERENCES operations(id),
+		seq INTEGER NOT NULL,
+		action TEXT NOT NULL,
+		subject TEXT NOT NULL,
+		at TEXT NOT NULL,
+		PRIMARY KEY (operation_id, seq)
+	);`,
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.db.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return err
+	}
+	var v int
+	err := s.db.QueryRowContext(ctx, `SELECT version FROM schema_version`).Scan(&v)
+	if errors.Is(err, sql.ErrNoRows) {
+		if _, err := s.db.ExecContext(ctx, `INSERT INTO schema_version VALUES (0)`); err != nil {
+			return err
+		}
+	} else if err != nil {
+		return err
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("state schema version %d is newer than this velo knows (%d); upgrade velo", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		tx, err := s.db.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE schema_version SET version = ?`, i+1); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Integrity runs SQLite's integrity check.
+func (s *Store) Integrity(ctx context.Context) error {
+	var res string
+	if err := s.db.QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&res); err != nil {
+		return err
+	}
+	if res != "ok" {
+		return fmt.Errorf("integrity check: %s", res)
+	}
+	return nil
+}
+
+const timeFormat = time.RFC3339Nano
+
+func fmtTime(t time.Time) string { return t.UTC().Format(timeFormat) }
+
+func parseTime(s string) time.Time {
+	t, _ := time.Parse(timeFormat, s)
+	return t
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// Tx runs fn in one transaction: the records it changes change together.
+func (s *Store) Tx(ctx context.Context, fn func(tx *Tx) error) error {
+	sqlTx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(&Tx{q: sqlTx}); err != nil {
+		sqlTx.Rollback()
+		return err
+	}
+	return sqlTx.Commit()
+}
+
+// Tx is a transaction; Store's own methods run outside one.
+type Tx struct{ q querier }
+
+type querier interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// Q returns the reads and writes of the store outside a transaction.
+func (s *Store) Q() *Tx { return &Tx{q: s.db} }

