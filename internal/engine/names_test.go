@@ -29,7 +29,7 @@ func TestParseRef(t *testing.T) {
 }
 
 func TestLeavesFirst(t *testing.T) {
-	bs := []state.Branch{{ID: "main"}, {ID: "dev", ParentID: "main"}, {ID: "feat", ParentID: "dev"}, {ID: "x", ParentID: "main"}, {ID: "deep", ParentID: "feat"}}
+	bs := []state.Branch{{ID: "main", Name: "main"}, {ID: "dev", Name: "dev", ParentID: "main"}, {ID: "feat", Name: "feat", ParentID: "dev"}, {ID: "x", Name: "x", ParentID: "main"}, {ID: "deep", Name: "deep", ParentID: "feat"}}
 	pos := map[string]int{}
 	for i, b := range leavesFirst(bs) {
 		pos[b.ID] = i

@@ -46,25 +46,30 @@ func (i Install) Bin(name string) string {
 	return filepath.Join(i.BinDir, name)
 }
 
-// Env returns the environment to run the install's programs with: this
-// process's environment, plus LD_LIBRARY_PATH when the install needs it.
+// Env returns the environment to run the install's programs with: only
+// what Postgres needs (PATH, locale, time zone), never the rest of the
+// caller's environment, which may hold secrets that would then show in
+// /proc/PID/environ; plus LD_LIBRARY_PATH when the install needs it.
 func (i Install) Env() []string {
-	env := os.Environ()
-	if i.LibDir == "" {
-		return env
-	}
-	out := env[:0:0]
+	var env []string
 	libPath := i.LibDir
-	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "LD_LIBRARY_PATH="); ok {
-			if v != "" {
-				libPath = i.LibDir + ":" + v
+	for _, kv := range os.Environ() {
+		name, v, _ := strings.Cut(kv, "=")
+		switch {
+		case name == "LD_LIBRARY_PATH":
+			if v != "" && libPath != "" {
+				libPath += ":" + v
+			} else if libPath == "" {
+				libPath = v
 			}
-			continue
+		case name == "PATH", name == "TZ", name == "LANG", name == "LANGUAGE", strings.HasPrefix(name, "LC_"):
+			env = append(env, kv)
 		}
-		out = append(out, kv)
 	}
-	return append(out, "LD_LIBRARY_PATH="+libPath)
+	if libPath != "" {
+		env = append(env, "LD_LIBRARY_PATH="+libPath)
+	}
+	return env
 }
 
 func (i Install) String() string {

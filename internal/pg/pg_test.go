@@ -73,8 +73,12 @@ func TestInstallEnvAndLibDir(t *testing.T) {
 	if len(got) != 1 || got[0] != "LD_LIBRARY_PATH=/opt/pg/lib:/already/here" {
 		t.Errorf("Env LD_LIBRARY_PATH = %q", got)
 	}
-	if env := (Install{}).Env(); len(env) != len(os.Environ()) {
-		t.Errorf("Env without LibDir changed the environment")
+	t.Setenv("VELO_SECRET_TOKEN", "hunter2")
+	t.Setenv("LC_ALL", "C.UTF-8")
+	env = (Install{}).Env()
+	joined := strings.Join(env, "\n")
+	if strings.Contains(joined, "hunter2") || !strings.Contains(joined, "LC_ALL=C.UTF-8") || !strings.Contains(joined, "PATH=") {
+		t.Errorf("Env must keep PATH and locale and drop the rest: %q", env)
 	}
 
 	root := t.TempDir()

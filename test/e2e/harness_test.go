@@ -41,7 +41,7 @@ func TestMain(m *testing.M) {
 
 // env is one isolated Velo installation: its own VELO_HOME and pool.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	home    string
 	pool    string
 	storage string
@@ -59,7 +59,7 @@ func (r result) String() string {
 }
 
 // tmpDir makes a directory the Postgres user can pass through.
-func tmpDir(t *testing.T, prefix string) string {
+func tmpDir(t testing.TB, prefix string) string {
 	d, err := os.MkdirTemp("", prefix)
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +72,7 @@ func tmpDir(t *testing.T, prefix string) string {
 }
 
 // newEnv prepares a Velo home on the named driver's real filesystem.
-func newEnv(t *testing.T, driver string) *env {
+func newEnv(t testing.TB, driver string) *env {
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "psql")
 	e := &env{t: t, storage: driver}
@@ -227,7 +227,7 @@ func (e *env) teardown() {
 }
 
 // killServers stops any postmaster whose command line names one of dirs.
-func killServers(t *testing.T, dirs ...string) {
+func killServers(t testing.TB, dirs ...string) {
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, err := os.ReadFile(p)

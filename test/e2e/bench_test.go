@@ -1,0 +1,74 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"regexp"
+	"sort"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+var portRE = regexp.MustCompile(`@localhost:(\d+)/`)
+
+// BenchmarkBranchCreate measures `velo branch create` from the command's
+// start until the new branch answers a query, on a pgbench database of
+// VELO_BENCH_SCALE (default 68, about 1 GB), per driver. It reports the
+// median, minimum and maximum; run with -benchtime 7x or so:
+//
+//	go test -run '^$' -bench BranchCreate -benchtime 7x ./test/e2e
+func BenchmarkBranchCreate(b *testing.B) {
+	scale := 68
+	if s := os.Getenv("VELO_BENCH_SCALE"); s != "" {
+		scale, _ = strconv.Atoi(s)
+	}
+	for _, d := range []string{"btrfs", "zfs", "reflink"} {
+		b.Run(d, func(b *testing.B) {
+			e := newEnv(b, d)
+			e.create("bench")
+			c := e.conn("bench/main")
+			pgbench := exec.Command("/usr/lib/postgresql/15/bin/pgbench", "-i", "-q", "-s", strconv.Itoa(scale), "-h", "localhost", "-p", strconv.Itoa(c.Port), "-U", "postgres", "postgres")
+			pgbench.Env = append(os.Environ(), "PGPASSWORD="+c.Password)
+			if out, err := pgbench.CombinedOutput(); err != nil {
+				b.Fatalf("pgbench -i: %v\n%s", err, out)
+			}
+			size := e.psql("bench/main", "SELECT pg_size_pretty(pg_database_size('postgres'))")
+			var times []time.Duration
+			i := 0
+			for b.Loop() {
+				name := fmt.Sprintf("bench/b%d", i)
+				i++
+				start := time.Now()
+				out := e.ok("branch", "create", name).stdout
+				// A branch has its parent's password; its port is in the URL printed.
+				m := portRE.FindStringSubmatch(out)
+				if m == nil {
+					b.Fatalf("no URL in %q", out)
+				}
+				conn, err := pgx.Connect(context.Background(), fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%s/postgres", c.Password, m[1]))
+				if err != nil {
+					b.Fatal(err)
+				}
+				var n int64
+				if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM pgbench_branches").Scan(&n); err != nil || n != int64(scale) {
+					b.Fatalf("branch answered %d, %v", n, err)
+				}
+				times = append(times, time.Since(start))
+				conn.Close(context.Background())
+				b.StopTimer()
+				e.ok("branch", "delete", name)
+				b.StartTimer()
+			}
+			sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+			b.ReportMetric(float64(times[len(times)/2].Milliseconds()), "median-ms")
+			b.ReportMetric(float64(times[0].Milliseconds()), "min-ms")
+			b.ReportMetric(float64(times[len(times)-1].Milliseconds()), "max-ms")
+			b.Logf("%s, database %s: branch create to first query, %d runs: median %v, min %v, max %v", d, size, len(times), times[len(times)/2], times[0], times[len(times)-1])
+		})
+	}
+}
