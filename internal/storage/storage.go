@@ -41,8 +41,10 @@
 //
 // # Errors
 //
-// Every error wraps one of the kinds below with %w, so callers decide with
-// errors.Is, never on message text; messages carry the tool's own words.
+// Every refusal wraps one of the kinds below with %w, so callers decide with
+// errors.Is, never on message text. Failures of the filesystem or of a
+// tool (an I/O error, a full pool, a dead daemon) carry the system's error
+// or the tool's own words, wrapped with a kind where one fits.
 //
 // # Example
 //
@@ -140,7 +142,9 @@ type Driver interface {
 	Path(ctx context.Context, id string) (string, error)
 	// List returns every volume and snapshot the driver holds, in no order.
 	List(ctx context.Context) ([]Entry, error)
-	// Usage reports the space of one volume or snapshot.
+	// Usage reports the space of one volume or snapshot; it and Pool
+	// reflect everything written and synced before the call (drivers whose
+	// accounting lags, like ZFS's, force it up to date).
 	Usage(ctx context.Context, id string) (Usage, error)
 	// Pool reports the figures of the pool or filesystem as a whole.
 	Pool(ctx context.Context) (PoolStats, error)

@@ -1,0 +1,36 @@
+package e2e
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestDemoScript runs the README's demo (scripts/demo.sh), which checks its
+// own rows, with the binary under test on a btrfs pool.
+func TestDemoScript(t *testing.T) {
+	e := newEnv(t, "btrfs")
+	script, err := filepath.Abs("../../scripts/demo.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command("bash", script, "--pool", e.pool)
+	cmd.Env = append(os.Environ(), "VELO="+veloBin, "VELO_HOME="+e.home)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("demo.sh: %v\n%s", err, out)
+	}
+	for _, want := range []string{"Connection ready", "Velo Status", "demo/dev", "Done:"} {
+		if !strings.Contains(string(out), want) {
+			t.Errorf("demo output lacks %q:\n%s", want, out)
+		}
+	}
+	// Run twice: the demo cleans up after an earlier run.
+	cmd = exec.Command("bash", script, "--pool", e.pool)
+	cmd.Env = append(os.Environ(), "VELO="+veloBin, "VELO_HOME="+e.home)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("second demo run: %v\n%s", err, out)
+	}
+}
