@@ -12,6 +12,7 @@ import (
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
 	"github.com/velohq/velo/internal/state"
+	"github.com/velohq/velo/internal/storage"
 	"github.com/velohq/velo/internal/storage/drivers"
 )
 
@@ -84,7 +85,10 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 				return err
 			}
 			p.Driver, p.Pool = driverName, pool
-			_, err = e.driver(ctx, p)
+			if _, err = e.driver(ctx, p); errors.Is(err, storage.ErrUnsupported) || errors.Is(err, storage.ErrNotFound) {
+				// The pool the user named cannot hold this driver's volumes.
+				return fmt.Errorf("%w: %v", ErrInvalid, err)
+			}
 			return err
 		})
 		if err != nil {

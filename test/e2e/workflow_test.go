@@ -267,6 +267,16 @@ func testRefusals(e *env) {
 		{[]string{"unknown flag"}, []string{"branch", "create", "ref/y", "--bogus"}},
 		{[]string{"takes 1 argument"}, []string{"branch", "create"}},
 	}
+	cases = append(cases, struct {
+		want []string
+		args []string
+	}{[]string{"nosuchpool"}, []string{"project", "create", "nopool", "--pool", "nosuchpool"}})
+	if e.storage != "btrfs" && e.storage != "zfs" {
+		cases = append(cases, struct {
+			want []string
+			args []string
+		}{[]string{"not btrfs"}, []string{"project", "create", "wrongfs", "--pool", e.pool, "--storage", "btrfs"}})
+	}
 	for _, c := range cases {
 		e.refused(c.want, c.args...)
 	}

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"golang.org/x/sys/unix"
@@ -20,6 +21,8 @@ import (
 	"github.com/velohq/velo/internal/storage/reflink"
 	"github.com/velohq/velo/internal/storage/zfs"
 )
+
+var zfsPoolName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.:-]{0,200}$`)
 
 // Names lists the drivers, best first.
 var Names = []string{"zfs", "btrfs", "reflink", "copy"}
@@ -47,8 +50,8 @@ func Resolve(ctx context.Context, pool, force, defaultPath string) (driver, reso
 		pool = defaultPath
 	}
 	if !filepath.IsAbs(pool) {
-		if strings.ContainsAny(pool, "./ ") && !strings.Contains(pool, "/") {
-			return "", "", fmt.Errorf("%w: --pool %q is neither a ZFS pool name nor an absolute path", storage.ErrInvalidArgument, pool)
+		if !zfsPoolName.MatchString(pool) {
+			return "", "", fmt.Errorf("%w: --pool %q is neither a ZFS pool name (a letter, then letters, digits, '_', '-', '.', ':') nor an absolute path", storage.ErrInvalidArgument, pool)
 		}
 		if force != "" && force != "zfs" {
 			return "", "", fmt.Errorf("%w: --storage %s needs --pool to be an absolute path, not %q", storage.ErrInvalidArgument, force, pool)
