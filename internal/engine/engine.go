@@ -203,8 +203,34 @@ func (e *Engine) driver(ctx context.Context, p state.Project) (storage.Driver, e
 // dataDir is where a volume holds its Postgres data directory.
 func dataDir(volumePath string) string { return filepath.Join(volumePath, "pgdata") }
 
-func (e *Engine) socketDir(b state.Branch) string { return filepath.Join(e.Home, "run", b.ID) }
-func (e *Engine) logFile(b state.Branch) string   { return filepath.Join(e.Home, "logs", b.ID+".log") }
+func (e *Engine) socketDir(b state.Branch) string { return filepath.Join(e.runDir(), b.ID) }
+
+// runDir holds the servers' socket directories: $VELO_HOME/run, unless the
+// Postgres user cannot reach into VELO_HOME (root's home is 0700), then
+// /run/velo.
+func (e *Engine) runDir() string {
+	if e.homeReachable() {
+		return filepath.Join(e.Home, "run")
+	}
+	return "/run/velo"
+}
+
+// homeReachable reports whether the Postgres user can pass through VELO_HOME.
+func (e *Engine) homeReachable() bool {
+	u, err := e.osUser()
+	return err != nil || pg.CanTraverse(e.Home, u)
+}
+
+// defaultPool is where a project's data goes without --pool:
+// $VELO_HOME/data, or /var/lib/velo/data when the Postgres user cannot
+// reach into VELO_HOME.
+func (e *Engine) defaultPool() string {
+	if e.homeReachable() {
+		return filepath.Join(e.Home, "data")
+	}
+	return "/var/lib/velo/data"
+}
+func (e *Engine) logFile(b state.Branch) string { return filepath.Join(e.Home, "logs", b.ID+".log") }
 
 // spec is how a branch's server runs.
 func (e *Engine) spec(ctx context.Context, p state.Project, b state.Branch) (runtime.Spec, error) {
@@ -240,8 +266,8 @@ func (e *Engine) specAt(in pg.Install, u *pg.OSUser, b state.Branch, volumePath 
 }
 
 func (e *Engine) ensureDirs() error {
-	for _, d := range []string{"run", "logs"} {
-		if err := os.MkdirAll(filepath.Join(e.Home, d), 0o711); err != nil {
+	for _, d := range []string{e.runDir(), filepath.Join(e.Home, "logs")} {
+		if err := os.MkdirAll(d, 0o711); err != nil {
 			return err
 		}
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -80,7 +79,7 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 		var driverName, pool string
 		p := state.Project{ID: newID("p"), Name: o.Name, PGMajor: in.Major, CreatedAt: time.Now()}
 		err = e.Progress.Step("Select storage", func() error {
-			driverName, pool, err = drivers.Resolve(ctx, o.Pool, o.Storage, filepath.Join(e.Home, "data"))
+			driverName, pool, err = drivers.Resolve(ctx, o.Pool, o.Storage, e.defaultPool())
 			if err != nil {
 				return err
 			}

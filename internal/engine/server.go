@@ -52,6 +52,11 @@ func (e *Engine) StartBranch(ctx context.Context, ref string) (Conn, bool, error
 			}
 			e.Progress.Title("Starting %s/%s...", p.p.Name, p.b.Name)
 			if err := e.Progress.Step("PostgreSQL ready", func() error {
+				// Velo's settings are rewritten at each start, so that a
+				// moved socket directory or an edited velo.conf heals.
+				if err := e.configure(spec); err != nil {
+					return err
+				}
 				_, err := e.Runtime.Start(ctx, spec)
 				return err
 			}); err != nil {
@@ -102,6 +107,9 @@ func (e *Engine) RestartBranch(ctx context.Context, ref string) (Conn, error) {
 			return err
 		}
 		if err := e.Progress.Step("PostgreSQL ready", func() error {
+			if err := e.configure(spec); err != nil {
+				return err
+			}
 			_, err := e.Runtime.Start(ctx, spec)
 			return err
 		}); err != nil {

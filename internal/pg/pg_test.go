@@ -361,3 +361,38 @@ func TestLookupRunAs(t *testing.T) {
 		t.Errorf("LookupRunAs of root: %v", err)
 	}
 }
+
+func TestCanTraverse(t *testing.T) {
+	root := t.TempDir()
+	closed := filepath.Join(root, "closed", "inner")
+	open := filepath.Join(root, "open", "inner")
+	for _, d := range []string{closed, open} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, d := range []string{filepath.Dir(root), root} {
+		if err := os.Chmod(d, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chmod(filepath.Dir(closed), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	other := &OSUser{Name: "nobody", UID: 65534, GID: 65534}
+	if os.Geteuid() == 65534 {
+		t.Skip("runs as nobody")
+	}
+	if CanTraverse(closed, other) {
+		t.Errorf("%s reachable through a 0700 directory", closed)
+	}
+	if !CanTraverse(open, other) {
+		t.Errorf("%s not reachable through 0711 and 0755 directories", open)
+	}
+	if !CanTraverse(filepath.Join(open, "not-yet"), other) {
+		t.Error("a path not yet made under a reachable directory counts as unreachable")
+	}
+	if !CanTraverse(closed, nil) {
+		t.Error("the current user cannot reach its own path")
+	}
+}

@@ -133,3 +133,36 @@ func GeneratePassword() (string, error) {
 func sysProcAttrFor(u *OSUser) *syscall.SysProcAttr {
 	return &syscall.SysProcAttr{Credential: u.Credential()}
 }
+
+// CanTraverse reports whether u can reach path: every existing directory
+// from / down to path grants it search (x) permission, as owner, through
+// its primary group (servers get no other groups) or as anyone. A nil u is
+// the current user, who made the path.
+func CanTraverse(path string, u *OSUser) bool {
+	if u == nil {
+		return true
+	}
+	path = filepath.Clean(path)
+	for p := path; ; p = filepath.Dir(p) {
+		info, err := os.Stat(p)
+		if err == nil && info.IsDir() {
+			st := info.Sys().(*syscall.Stat_t)
+			mode := info.Mode().Perm()
+			var ok bool
+			switch {
+			case int(st.Uid) == u.UID:
+				ok = mode&0o100 != 0
+			case int(st.Gid) == u.GID:
+				ok = mode&0o010 != 0
+			default:
+				ok = mode&0o001 != 0
+			}
+			if !ok {
+				return false
+			}
+		}
+		if p == "/" || p == "." {
+			return true
+		}
+	}
+}

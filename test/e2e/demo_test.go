@@ -12,6 +12,12 @@ import (
 // own rows, with the binary under test on a btrfs pool.
 func TestDemoScript(t *testing.T) {
 	e := newEnv(t, "btrfs")
+	// Like root's ~/.velo: a home the Postgres user cannot pass through.
+	private := tmpDir(t, "velo-private-")
+	if err := os.Chmod(private, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	e.home = filepath.Join(private, ".velo")
 	script, err := filepath.Abs("../../scripts/demo.sh")
 	if err != nil {
 		t.Fatal(err)
