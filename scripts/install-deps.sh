@@ -38,7 +38,7 @@ fi
 id postgres >/dev/null 2>&1 || useradd --system --home-dir /var/lib/postgresql --shell /bin/bash postgres
 
 # zfs-fuse: start its daemon when none runs.
-if ! pgrep -x zfs-fuse >/dev/null; then
+if ! zpool list >/dev/null 2>&1; then
 	zfs-fuse
 	for _ in $(seq 50); do zpool list >/dev/null 2>&1 && break; sleep 0.1; done
 fi

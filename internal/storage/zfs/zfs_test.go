@@ -20,3 +20,11 @@ func TestConformance(t *testing.T) {
 		return d
 	})
 }
+
+func BenchmarkSnapshotClone(b *testing.B) {
+	d, err := zfs.New(context.Background(), zfstest.Pool(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	storagetest.Bench(b, d)
+}
