@@ -33,6 +33,7 @@ func newProjectCreateCommand(g *Globals) *cobra.Command {
 	c.Flags().StringVar(&o.Storage, "storage", "", "force a storage driver: zfs, btrfs, reflink or copy")
 	c.Flags().IntVar(&o.PGVersion, "pg-version", 0, "PostgreSQL major version (default: the highest installed)")
 	c.Flags().StringVar(&o.Image, "image", "", "Docker image (not available yet)")
+	c.Flags().DurationVar(&o.ArchiveTimeout, "archive-timeout", time.Minute, "longest time a commit waits before its WAL is archived (so reachable by --pitr)")
 	return c
 }
 

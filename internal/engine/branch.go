@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sort"
 	"strings"
 	"time"
@@ -38,8 +39,16 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 		}
 		parentRef = o.Parent
 	}
+	var target time.Time
 	if o.PITR != "" {
-		return Conn{}, fmt.Errorf("%w: --pitr needs the WAL archive, which this build of Velo does not have yet", ErrInvalid)
+		t, zoned, err := ParseTime(o.PITR, time.Now())
+		if err != nil {
+			return Conn{}, err
+		}
+		target = t
+		if !zoned {
+			e.Progress.Note("--pitr %s has no zone: taken as UTC", o.PITR)
+		}
 	}
 	var result Conn
 	err = e.mutate(ctx, func(op *op) error {
@@ -61,6 +70,14 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 			return err
 		}
 		b := state.Branch{ID: newID("b"), ProjectID: p.ID, Name: bn, ParentID: parent.ID, VolumeID: newID("v"), Port: port, Password: parent.Password, CreatedAt: time.Now()}
+		if !target.IsZero() {
+			if err := e.createPITR(ctx, op, p, d, parent, &b, target); err != nil {
+				return err
+			}
+			op.commit()
+			result = conn(p, b, false)
+			return nil
+		}
 		e.Progress.Title("Creating %s/%s from %s/%s...", pn, bn, pn, parent.Name)
 		snap, spec, err := e.cloneBranch(ctx, op, p, d, parent, b)
 		if err != nil {
@@ -88,62 +105,112 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 // cloneBranch snapshots parent consistently and clones the snapshot into
 // b's volume, configured to run as b. The server is not started.
 func (e *Engine) cloneBranch(ctx context.Context, op *op, p state.Project, d storage.Driver, parent, b state.Branch) (state.Snapshot, runtime.Spec, error) {
-	snap := state.Snapshot{ID: newID("s"), BranchID: parent.ID, VolumeID: parent.VolumeID, CreatedAt: time.Now()}
-	parentSpec, err := e.spec(ctx, p, parent)
+	snap, live, err := e.takeSnapshot(ctx, op, p, d, parent, "", false)
 	if err != nil {
 		return snap, runtime.Spec{}, err
 	}
-	st, err := e.Runtime.Status(ctx, parentSpec)
+	op.onFail(func(ctx context.Context) error { return ignoreNotFound(d.DestroySnapshot(ctx, snap.ID)) })
+	spec, err := e.cloneSnapshot(ctx, op, p, d, snap, b, func(spec runtime.Spec) error {
+		if live != nil {
+			// WAL written during the copy, from the backup's start to its
+			// stop, is still in the running parent's pg_wal.
+			return pg.CopyWAL(live.parentDataDir, spec.DataDir, live.backup.StartWAL, live.backup.StopWAL, spec.RunAs)
+		}
+		return nil
+	}, nil)
+	return snap, spec, err
+}
+
+// liveCopy is what a non-atomic snapshot of a running server leaves to do.
+type liveCopy struct {
+	parentDataDir string
+	backup        pg.BackupResult
+}
+
+// takeSnapshot snapshots src consistently (DESIGN §3): CHECKPOINT then an
+// atomic snapshot; the backup protocol around a non-atomic copy; a stopped
+// server as it is. The snapshot is not recorded in the state; live is set
+// when a non-atomic copy of a running server needs its WAL copied in.
+func (e *Engine) takeSnapshot(ctx context.Context, op *op, p state.Project, d storage.Driver, src state.Branch, label string, user bool) (snap state.Snapshot, live *liveCopy, err error) {
+	snap = state.Snapshot{ID: newID("s"), BranchID: src.ID, VolumeID: src.VolumeID, Label: label, User: user, CreatedAt: time.Now()}
+	srcSpec, err := e.spec(ctx, p, src)
 	if err != nil {
-		return snap, runtime.Spec{}, err
+		return snap, nil, err
 	}
-	running := st.State == runtime.Running
+	st, err := e.Runtime.Status(ctx, srcSpec)
+	if err != nil {
+		return snap, nil, err
+	}
 	if err := e.ensureDirs(); err != nil {
-		return snap, runtime.Spec{}, err
+		return snap, nil, err
 	}
 	if err := op.record(ctx, "snapshot", d.Name()+":"+p.Pool+":"+snap.ID); err != nil {
-		return snap, runtime.Spec{}, err
+		return snap, nil, err
 	}
-	takeSnapshot := func() error {
-		return e.Progress.Step("Snapshot "+snap.ID, func() error { return d.Snapshot(ctx, parent.VolumeID, snap.ID) })
+	step := func() error {
+		return e.Progress.Step("Snapshot "+snap.ID, func() error { return d.Snapshot(ctx, src.VolumeID, snap.ID) })
 	}
-	var backup pg.BackupResult
 	switch {
-	case !running:
-		e.Progress.Note("%s/%s is stopped: copying it as it is", p.Name, parent.Name)
-		err = takeSnapshot()
+	case st.State != runtime.Running:
+		e.Progress.Note("%s/%s is stopped: copying it as it is", p.Name, src.Name)
+		// Recovery from it starts at its shutdown checkpoint, in the
+		// segment after the last one archived.
+		snap.WALStart = newestSegment(e.archiveDir(src.VolumeID))
+		err = step()
 	case d.Capabilities().AtomicSnapshot:
-		err = e.Progress.Step("Checkpoint", func() error { return pg.Checkpoint(ctx, parent.Port, parent.Password) })
+		err = e.Progress.Step("Checkpoint", func() error {
+			var err error
+			snap.WALStart, err = checkpoint(ctx, src.Port, src.Password)
+			return err
+		})
 		if err == nil {
-			err = takeSnapshot()
+			err = step()
 		}
 	default:
 		// A file-by-file copy of a running server is consistent only inside
 		// the backup protocol, in one session.
 		var bk *pg.Backup
 		err = e.Progress.Step("Start backup", func() error {
-			bk, err = pg.BackupStart(ctx, parent.Port, parent.Password, "velo "+snap.ID)
+			bk, err = pg.BackupStart(ctx, src.Port, src.Password, "velo "+snap.ID)
 			return err
 		})
 		if err == nil {
-			err = takeSnapshot()
+			live = &liveCopy{parentDataDir: srcSpec.DataDir}
+			err = step()
 			if err == nil {
 				err = e.Progress.Step("Stop backup", func() error {
-					backup, err = bk.Stop(ctx)
+					live.backup, err = bk.Stop(ctx)
 					return err
 				})
 			}
 			bk.Close(context.WithoutCancel(ctx))
+			snap.BackupLabel = live.backup.LabelFile
+			snap.WALStart = live.backup.StartWAL
 		}
-		snap.BackupLabel = backup.LabelFile
 	}
 	if err != nil {
-		return snap, runtime.Spec{}, err
+		// The snapshot may exist even though a later step failed.
+		_ = ignoreNotFound(d.DestroySnapshot(context.WithoutCancel(ctx), snap.ID))
+		return snap, nil, err
 	}
-	op.onFail(func(ctx context.Context) error { return ignoreNotFound(d.DestroySnapshot(ctx, snap.ID)) })
+	return snap, live, nil
+}
 
+// cloneSnapshot clones snap into b's volume and configures it to run as
+// b; prepare adds WAL or recovery files before the settings are written,
+// and extra holds settings for the first start (recovery). The server is
+// not started.
+func (e *Engine) cloneSnapshot(ctx context.Context, op *op, p state.Project, d storage.Driver, snap state.Snapshot, b state.Branch, prepare func(runtime.Spec) error, extra map[string]string) (runtime.Spec, error) {
+	in, err := e.install(ctx, p.PGMajor)
+	if err != nil {
+		return runtime.Spec{}, err
+	}
+	u, err := e.osUser()
+	if err != nil {
+		return runtime.Spec{}, err
+	}
 	if err := op.record(ctx, "clone", d.Name()+":"+p.Pool+":"+b.VolumeID); err != nil {
-		return snap, runtime.Spec{}, err
+		return runtime.Spec{}, err
 	}
 	var vol string
 	err = e.Progress.Step("Clone volume", func() error {
@@ -151,10 +218,10 @@ func (e *Engine) cloneBranch(ctx context.Context, op *op, p state.Project, d sto
 		return err
 	})
 	if err != nil {
-		return snap, runtime.Spec{}, err
+		return runtime.Spec{}, err
 	}
 	op.onFail(func(ctx context.Context) error { return ignoreNotFound(d.DestroyVolume(ctx, b.VolumeID)) })
-	spec := e.specAt(parentSpec.Install, parentSpec.RunAs, b, vol)
+	spec := e.specAt(in, u, b, vol)
 	err = e.Progress.Step("Configure", func() error {
 		if err := pg.PrepareClone(spec.DataDir); err != nil {
 			return err
@@ -163,13 +230,19 @@ func (e *Engine) cloneBranch(ctx context.Context, op *op, p state.Project, d sto
 			if err := pg.WriteBackupLabel(spec.DataDir, snap.BackupLabel, spec.RunAs); err != nil {
 				return err
 			}
-			if err := pg.CopyWAL(parentSpec.DataDir, spec.DataDir, backup.StartWAL, backup.StopWAL, spec.RunAs); err != nil {
+		}
+		if prepare != nil {
+			if err := prepare(spec); err != nil {
 				return err
 			}
 		}
-		return e.configure(spec)
+		return e.configure(p, b, spec, extra)
 	})
-	return snap, spec, err
+	if err != nil {
+		return spec, err
+	}
+	op.onFail(func(ctx context.Context) error { return os.RemoveAll(e.archiveDir(b.VolumeID)) })
+	return spec, nil
 }
 
 func ignoreNotFound(err error) error {

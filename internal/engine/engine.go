@@ -274,9 +274,35 @@ func (e *Engine) ensureDirs() error {
 	return nil
 }
 
-// configure writes the server settings Velo controls into a data directory.
-func (e *Engine) configure(spec runtime.Spec) error {
-	return pg.WriteConfig(spec.DataDir, pg.Config{Port: spec.Port, ListenAddresses: "127.0.0.1", SocketDir: spec.SocketDir}, spec.RunAs)
+// configure writes the server settings Velo controls into a data
+// directory: port, sockets, and the continuous archive of b's volume into
+// a directory of its own (a clone never archives into its parent's); extra
+// adds settings for the next start only (recovery).
+func (e *Engine) configure(p state.Project, b state.Branch, spec runtime.Spec, extra map[string]string) error {
+	dir := e.archiveDir(b.VolumeID)
+	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	// Archives are readable by their server's user only.
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return err
+	}
+	if err := pg.Chown(dir, spec.RunAs); err != nil {
+		return err
+	}
+	settings := map[string]string{
+		"archive_mode":                    "on",
+		"archive_library":                 "basic_archive",
+		"basic_archive.archive_directory": dir,
+		"archive_timeout":                 fmt.Sprintf("%ds", p.ArchiveTimeout),
+	}
+	for k, v := range extra {
+		settings[k] = v
+	}
+	return pg.WriteConfig(spec.DataDir, pg.Config{Port: spec.Port, ListenAddresses: "127.0.0.1", SocketDir: spec.SocketDir, Extra: settings}, spec.RunAs)
 }
 
 // freePort picks a port no branch holds and nothing listens on.

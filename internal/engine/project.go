@@ -25,6 +25,8 @@ type CreateProjectOptions struct {
 	Storage   string
 	PGVersion int
 	Image     string
+	// ArchiveTimeout bounds how old the newest archived WAL may be; 0 means 60 s.
+	ArchiveTimeout time.Duration
 }
 
 // Conn is how to reach a branch's server.
@@ -57,6 +59,12 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 	if o.Image != "" {
 		return Conn{}, fmt.Errorf("%w: --image needs the Docker runtime, which Velo does not have yet; use --pg-version N to pick a host Postgres", ErrInvalid)
 	}
+	if o.ArchiveTimeout == 0 {
+		o.ArchiveTimeout = time.Minute
+	}
+	if o.ArchiveTimeout < time.Second || o.ArchiveTimeout > 24*time.Hour {
+		return Conn{}, fmt.Errorf("%w: --archive-timeout %s must be between 1s and 24h", ErrInvalid, o.ArchiveTimeout)
+	}
 	if o.PGVersion < 0 {
 		return Conn{}, fmt.Errorf("%w: --pg-version %d is not a Postgres major version", ErrInvalid, o.PGVersion)
 	}
@@ -77,7 +85,7 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 		}
 		e.Progress.Title("Creating project %s...", o.Name)
 		var driverName, pool string
-		p := state.Project{ID: newID("p"), Name: o.Name, PGMajor: in.Major, CreatedAt: time.Now()}
+		p := state.Project{ID: newID("p"), Name: o.Name, PGMajor: in.Major, ArchiveTimeout: int(o.ArchiveTimeout / time.Second), CreatedAt: time.Now()}
 		err = e.Progress.Step("Select storage", func() error {
 			driverName, pool, err = drivers.Resolve(ctx, o.Pool, o.Storage, e.defaultPool())
 			if err != nil {
@@ -127,7 +135,7 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 			if err := pg.WriteHBA(spec.DataDir, u); err != nil {
 				return err
 			}
-			return e.configure(spec)
+			return e.configure(p, b, spec, nil)
 		})
 		if err != nil {
 			return err

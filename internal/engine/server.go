@@ -54,7 +54,7 @@ func (e *Engine) StartBranch(ctx context.Context, ref string) (Conn, bool, error
 			if err := e.Progress.Step("PostgreSQL ready", func() error {
 				// Velo's settings are rewritten at each start, so that a
 				// moved socket directory or an edited velo.conf heals.
-				if err := e.configure(spec); err != nil {
+				if err := e.configure(p.p, p.b, spec, nil); err != nil {
 					return err
 				}
 				_, err := e.Runtime.Start(ctx, spec)
@@ -86,6 +86,13 @@ func (e *Engine) StopBranch(ctx context.Context, ref string) (bool, error) {
 			return nil
 		}
 		e.Progress.Title("Stopping %s/%s...", p.p.Name, p.b.Name)
+		// Everything committed goes to the archive first, so that a
+		// point-in-time branch of a stopped branch reaches its last commit.
+		if err := e.Progress.Step("Archive current WAL", func() error {
+			return switchAndArchive(ctx, p.b.Port, p.b.Password, 30*time.Second)
+		}); err != nil {
+			e.Progress.Note("the archive may lack the last commits: %v", err)
+		}
 		return e.Progress.Step("PostgreSQL stopped", func() error { return e.Runtime.Stop(ctx, spec, 30*time.Second) })
 	})
 	return already, err
@@ -107,7 +114,7 @@ func (e *Engine) RestartBranch(ctx context.Context, ref string) (Conn, error) {
 			return err
 		}
 		if err := e.Progress.Step("PostgreSQL ready", func() error {
-			if err := e.configure(spec); err != nil {
+			if err := e.configure(p.p, p.b, spec, nil); err != nil {
 				return err
 			}
 			_, err := e.Runtime.Start(ctx, spec)

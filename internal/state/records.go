@@ -18,17 +18,20 @@ func notFound(err error, what string) error {
 
 // InsertProject records a new project.
 func (t *Tx) InsertProject(ctx context.Context, p Project) error {
-	_, err := t.q.ExecContext(ctx, `INSERT INTO projects (id, name, driver, pool, pg_major, created_at) VALUES (?, ?, ?, ?, ?, ?)`,
-		p.ID, p.Name, p.Driver, p.Pool, p.PGMajor, fmtTime(p.CreatedAt))
+	if p.ArchiveTimeout == 0 {
+		p.ArchiveTimeout = 60
+	}
+	_, err := t.q.ExecContext(ctx, `INSERT INTO projects (id, name, driver, pool, pg_major, archive_timeout, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		p.ID, p.Name, p.Driver, p.Pool, p.PGMajor, p.ArchiveTimeout, fmtTime(p.CreatedAt))
 	return err
 }
 
-const projectCols = `id, name, driver, pool, pg_major, created_at`
+const projectCols = `id, name, driver, pool, pg_major, archive_timeout, created_at`
 
 func scanProject(row interface{ Scan(...any) error }) (Project, error) {
 	var p Project
 	var created string
-	err := row.Scan(&p.ID, &p.Name, &p.Driver, &p.Pool, &p.PGMajor, &created)
+	err := row.Scan(&p.ID, &p.Name, &p.Driver, &p.Pool, &p.PGMajor, &p.ArchiveTimeout, &created)
 	p.CreatedAt = parseTime(created)
 	return p, err
 }
@@ -168,17 +171,17 @@ func (t *Tx) Ports(ctx context.Context) (map[int]bool, error) {
 
 // InsertSnapshot records a snapshot.
 func (t *Tx) InsertSnapshot(ctx context.Context, projectID string, s Snapshot) error {
-	_, err := t.q.ExecContext(ctx, `INSERT INTO snapshots (id, project_id, branch_id, volume_id, label, user, backup_label, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		s.ID, projectID, nullable(s.BranchID), s.VolumeID, s.Label, s.User, s.BackupLabel, fmtTime(s.CreatedAt))
+	_, err := t.q.ExecContext(ctx, `INSERT INTO snapshots (id, project_id, branch_id, volume_id, label, user, backup_label, wal_start, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		s.ID, projectID, nullable(s.BranchID), s.VolumeID, s.Label, s.User, s.BackupLabel, s.WALStart, fmtTime(s.CreatedAt))
 	return err
 }
 
-const snapshotCols = `id, COALESCE(branch_id, ''), volume_id, label, user, backup_label, created_at`
+const snapshotCols = `id, COALESCE(branch_id, ''), volume_id, label, user, backup_label, wal_start, created_at`
 
 func scanSnapshot(row interface{ Scan(...any) error }) (Snapshot, error) {
 	var s Snapshot
 	var created string
-	err := row.Scan(&s.ID, &s.BranchID, &s.VolumeID, &s.Label, &s.User, &s.BackupLabel, &created)
+	err := row.Scan(&s.ID, &s.BranchID, &s.VolumeID, &s.Label, &s.User, &s.BackupLabel, &s.WALStart, &created)
 	s.CreatedAt = parseTime(created)
 	return s, err
 }
@@ -205,6 +208,31 @@ func (t *Tx) Snapshots(ctx context.Context, projectID string) ([]Snapshot, error
 		out = append(out, s)
 	}
 	return out, rows.Err()
+}
+
+// AllSnapshots lists every project's snapshots, newest first.
+func (t *Tx) AllSnapshots(ctx context.Context) ([]Snapshot, error) {
+	rows, err := t.q.QueryContext(ctx, `SELECT `+snapshotCols+` FROM snapshots ORDER BY created_at DESC`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []Snapshot
+	for rows.Next() {
+		s, err := scanSnapshot(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s)
+	}
+	return out, rows.Err()
+}
+
+// SnapshotProject returns the ID of the project a snapshot belongs to.
+func (t *Tx) SnapshotProject(ctx context.Context, id string) (string, error) {
+	var pid string
+	err := t.q.QueryRowContext(ctx, `SELECT project_id FROM snapshots WHERE id = ?`, id).Scan(&pid)
+	return pid, notFound(err, "snapshot "+id)
 }
 
 // DeleteSnapshot removes a snapshot record.

@@ -31,12 +31,15 @@ type Store struct {
 
 // Project is one Postgres cluster and its branches' home.
 type Project struct {
-	ID        string
-	Name      string
-	Driver    string // zfs, btrfs, reflink, copy
-	Pool      string // zfs pool name or absolute path
-	PGMajor   int
-	CreatedAt time.Time
+	ID      string
+	Name    string
+	Driver  string // zfs, btrfs, reflink, copy
+	Pool    string // zfs pool name or absolute path
+	PGMajor int
+	// ArchiveTimeout is archive_timeout in seconds: how stale the WAL
+	// archive may be, so how recent a point-in-time branch can reach.
+	ArchiveTimeout int
+	CreatedAt      time.Time
 }
 
 // Branch is one running copy of a project's data.
@@ -66,7 +69,9 @@ type Snapshot struct {
 	// BackupLabel is the backup_label a clone needs when the snapshot was a
 	// non-atomic copy of a running server.
 	BackupLabel string
-	CreatedAt   time.Time
+	// WALStart is the first WAL segment a recovery from this snapshot reads.
+	WALStart  string
+	CreatedAt time.Time
 }
 
 // Open opens (creating if needed) the database under home, which it makes
@@ -161,6 +166,10 @@ var migrations = []string{
 		at TEXT NOT NULL,
 		PRIMARY KEY (operation_id, seq)
 	);`,
+	// 2: the WAL archive: where each snapshot's WAL starts, and each
+	// project's archive_timeout.
+	`ALTER TABLE snapshots ADD COLUMN wal_start TEXT NOT NULL DEFAULT '';
+	ALTER TABLE projects ADD COLUMN archive_timeout INTEGER NOT NULL DEFAULT 60;`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -1,0 +1,115 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/velohq/velo/internal/pg"
+	"github.com/velohq/velo/internal/runtime"
+	"github.com/velohq/velo/internal/state"
+	"github.com/velohq/velo/internal/storage"
+)
+
+// utc formats a moment for messages: always UTC, and saying so.
+func utc(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000 UTC") }
+
+// createPITR makes b as parent was at target: it clones the newest
+// snapshot of parent's volume taken before target and replays the
+// parent's archive up to target, then promotes.
+func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d storage.Driver, parent state.Branch, b *state.Branch, target time.Time) error {
+	now := time.Now()
+	if target.After(now) {
+		return fmt.Errorf("%w: --pitr %s is in the future (now is %s)", ErrInvalid, utc(target), utc(now))
+	}
+	snaps, err := e.volumeSnapshots(ctx, p, parent.VolumeID)
+	if err != nil {
+		return err
+	}
+	if len(snaps) == 0 {
+		return fmt.Errorf("%w: %s/%s has no snapshot to recover from; make one with velo snapshot create %s/%s (recovery reaches moments after it)", ErrRefused, p.Name, parent.Name, p.Name, parent.Name)
+	}
+	var base *state.Snapshot
+	for i := range snaps { // newest first
+		if snaps[i].CreatedAt.Before(target) {
+			base = &snaps[i]
+			break
+		}
+	}
+	if base == nil {
+		oldest := snaps[len(snaps)-1].CreatedAt
+		return fmt.Errorf("%w: --pitr %s is before the oldest snapshot of %s/%s; the earliest reachable moment is %s", ErrRefused, utc(target), p.Name, parent.Name, utc(oldest))
+	}
+	e.Progress.Title("Recovering %s/%s as %s/%s was at %s, from snapshot %s...", p.Name, b.Name, p.Name, parent.Name, utc(target), base.ID)
+	parentSpec, err := e.spec(ctx, p, parent)
+	if err != nil {
+		return err
+	}
+	st, err := e.Runtime.Status(ctx, parentSpec)
+	if err != nil {
+		return err
+	}
+	archive := e.archiveDir(parent.VolumeID)
+	if st.State == runtime.Running {
+		// Close the current segment so that a moment a second ago is in the archive.
+		if err := e.Progress.Step("Archive current WAL", func() error {
+			return switchAndArchive(ctx, parent.Port, parent.Password, 30*time.Second)
+		}); err != nil {
+			return err
+		}
+	} else {
+		newest := newestSegment(archive)
+		if newest == "" {
+			return fmt.Errorf("%w: %s/%s's WAL archive %s is empty: no moment after its snapshot is reachable", ErrRefused, p.Name, parent.Name, archive)
+		}
+		segs, _ := segments(archive)
+		latest := segs[len(segs)-1].Time
+		if target.After(latest) {
+			return fmt.Errorf("%w: --pitr %s is after the newest archived WAL of %s/%s (it is stopped); the latest reachable moment is %s", ErrRefused, utc(target), p.Name, parent.Name, utc(latest))
+		}
+	}
+	recovery := map[string]string{
+		// Reads the parent's archive, never writes to it. Postgres runs
+		// restore_command itself; the paths are Velo's own IDs.
+		"restore_command":           fmt.Sprintf("cp '%s/%%f' '%%p'", archive),
+		"recovery_target_time":      target.UTC().Format("2006-01-02 15:04:05.999999-07"),
+		"recovery_target_action":    "promote",
+		"recovery_target_timeline":  "current",
+		"recovery_target_inclusive": "true",
+		// No connections until promoted: ready means recovered.
+		"hot_standby": "off",
+	}
+	spec, err := e.cloneSnapshot(ctx, op, p, d, *base, *b, func(spec runtime.Spec) error {
+		f, err := os.OpenFile(filepath.Join(spec.DataDir, "recovery.signal"), os.O_CREATE|os.O_WRONLY, 0o600)
+		if err != nil {
+			return err
+		}
+		f.Close()
+		return pg.Chown(filepath.Join(spec.DataDir, "recovery.signal"), spec.RunAs)
+	}, recovery)
+	if err != nil {
+		return err
+	}
+	if err := op.record(ctx, "start-server", spec.DataDir); err != nil {
+		return err
+	}
+	replayCtx, cancel := context.WithTimeout(ctx, 2*time.Hour)
+	defer cancel()
+	err = e.Progress.Step("Replay WAL to "+utc(target), func() error {
+		_, err := e.Runtime.Start(replayCtx, spec)
+		return err
+	})
+	if err != nil {
+		_ = e.Runtime.Stop(context.WithoutCancel(ctx), spec, 5*time.Second)
+		return fmt.Errorf("recovery of %s/%s failed: %w", p.Name, b.Name, err)
+	}
+	op.onFail(func(ctx context.Context) error { return e.Runtime.Stop(ctx, spec, 5*time.Second) })
+	// The recovery settings were for this start only.
+	if err := e.configure(p, *b, spec, nil); err != nil {
+		return err
+	}
+	b.OriginSnapshotID = base.ID
+	return e.Store.Q().InsertBranch(ctx, *b)
+}

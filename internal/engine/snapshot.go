@@ -1,0 +1,291 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/velohq/velo/internal/state"
+	"github.com/velohq/velo/internal/storage"
+)
+
+// SnapshotInfo is what the snapshot commands show.
+type SnapshotInfo struct {
+	ID        string    `json:"id"`
+	Branch    string    `json:"branch"` // project/branch it was taken of; "" once deleted
+	Project   string    `json:"project"`
+	Label     string    `json:"label"`
+	User      bool      `json:"user"` // made by velo snapshot create (else to originate a branch)
+	CreatedAt time.Time `json:"created_at"`
+	Exclusive int64     `json:"exclusive_bytes"`
+	// Clones names the branches made from it.
+	Clones []string `json:"clones"`
+}
+
+// ValidateLabel checks a snapshot label: printable text up to 100 characters.
+func ValidateLabel(l string) error {
+	if !utf8.ValidString(l) || utf8.RuneCountInString(l) > 100 {
+		return fmt.Errorf("%w: label %s: labels are printable text of at most 100 characters", ErrInvalid, quote(l))
+	}
+	for _, r := range l {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("%w: label %s holds a control character: labels are printable text of at most 100 characters", ErrInvalid, quote(l))
+		}
+	}
+	return nil
+}
+
+// CreateSnapshot keeps a labelled, consistent snapshot of a branch.
+func (e *Engine) CreateSnapshot(ctx context.Context, ref, label string) (SnapshotInfo, error) {
+	if _, _, err := ParseRef(ref); err != nil {
+		return SnapshotInfo{}, err
+	}
+	if err := ValidateLabel(label); err != nil {
+		return SnapshotInfo{}, err
+	}
+	var info SnapshotInfo
+	err := e.mutate(ctx, func(op *op) error {
+		p, b, err := e.ref(ctx, ref)
+		if err != nil {
+			return err
+		}
+		d, err := e.driver(ctx, p)
+		if err != nil {
+			return err
+		}
+		e.Progress.Title("Snapshotting %s/%s...", p.Name, b.Name)
+		snap, _, err := e.takeSnapshot(ctx, op, p, d, b, label, true)
+		if err != nil {
+			return err
+		}
+		op.onFail(func(ctx context.Context) error { return ignoreNotFound(d.DestroySnapshot(ctx, snap.ID)) })
+		if err := e.Store.Q().InsertSnapshot(ctx, p.ID, snap); err != nil {
+			return err
+		}
+		op.commit()
+		info = SnapshotInfo{ID: snap.ID, Branch: p.Name + "/" + b.Name, Project: p.Name, Label: label, User: true, CreatedAt: snap.CreatedAt, Clones: []string{}}
+		return nil
+	})
+	return info, err
+}
+
+// Snapshots lists snapshots, newest first: of one branch (ref "P/B"), or all.
+func (e *Engine) Snapshots(ctx context.Context, ref string) ([]SnapshotInfo, error) {
+	var only state.Branch
+	var projects []state.Project
+	if ref != "" {
+		p, b, err := e.ref(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		only, projects = b, []state.Project{p}
+	} else {
+		ps, err := e.Store.Q().Projects(ctx)
+		if err != nil {
+			return nil, err
+		}
+		projects = ps
+	}
+	out := []SnapshotInfo{}
+	for _, p := range projects {
+		infos, err := e.projectSnapshots(ctx, p)
+		if err != nil {
+			return nil, err
+		}
+		for _, in := range infos {
+			if only.ID == "" || in.Branch == p.Name+"/"+only.Name {
+				out = append(out, in)
+			}
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt.After(out[j].CreatedAt) })
+	return out, nil
+}
+
+func (e *Engine) projectSnapshots(ctx context.Context, p state.Project) ([]SnapshotInfo, error) {
+	snaps, err := e.Store.Q().Snapshots(ctx, p.ID)
+	if err != nil {
+		return nil, err
+	}
+	branches, err := e.Store.Q().Branches(ctx, p.ID)
+	if err != nil {
+		return nil, err
+	}
+	name := map[string]string{}
+	clones := map[string][]string{}
+	for _, b := range branches {
+		name[b.ID] = p.Name + "/" + b.Name
+		if b.OriginSnapshotID != "" {
+			clones[b.OriginSnapshotID] = append(clones[b.OriginSnapshotID], p.Name+"/"+b.Name)
+		}
+	}
+	d, derr := e.driver(ctx, p)
+	var out []SnapshotInfo
+	for _, s := range snaps {
+		in := SnapshotInfo{ID: s.ID, Branch: name[s.BranchID], Project: p.Name, Label: s.Label, User: s.User, CreatedAt: s.CreatedAt, Clones: clones[s.ID]}
+		if in.Clones == nil {
+			in.Clones = []string{}
+		}
+		if derr == nil {
+			if u, err := d.Usage(ctx, s.ID); err == nil {
+				in.Exclusive = u.Exclusive
+			}
+		}
+		out = append(out, in)
+	}
+	return out, nil
+}
+
+// resolveSnapshot finds a snapshot by its ID or a unique prefix of at
+// least 4 characters, as git does with commits.
+func (e *Engine) resolveSnapshot(ctx context.Context, prefix string) (state.Snapshot, error) {
+	if len(prefix) < 4 || len(prefix) > 64 || strings.IndexFunc(prefix, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9') }) >= 0 {
+		return state.Snapshot{}, fmt.Errorf("%w: snapshot ID %s: give the ID or a unique prefix of at least 4 characters (a-z, 0-9), as velo snapshot list shows", ErrInvalid, quote(prefix))
+	}
+	all, err := e.Store.Q().AllSnapshots(ctx)
+	if err != nil {
+		return state.Snapshot{}, err
+	}
+	var found []state.Snapshot
+	for _, s := range all {
+		if strings.HasPrefix(s.ID, prefix) {
+			found = append(found, s)
+		}
+	}
+	switch len(found) {
+	case 0:
+		return state.Snapshot{}, fmt.Errorf("%w: no snapshot has an ID starting with %s; see velo snapshot list", ErrNotFound, prefix)
+	case 1:
+		return found[0], nil
+	}
+	var ids []string
+	for _, s := range found {
+		ids = append(ids, s.ID)
+	}
+	return state.Snapshot{}, fmt.Errorf("%w: %s is the start of %d snapshot IDs (%s); give more characters", ErrInvalid, prefix, len(found), strings.Join(ids, ", "))
+}
+
+// DeleteSnapshot destroys a snapshot no branch was cloned from.
+func (e *Engine) DeleteSnapshot(ctx context.Context, prefix string) (string, error) {
+	var id string
+	err := e.mutate(ctx, func(op *op) error {
+		s, err := e.resolveSnapshot(ctx, prefix)
+		if err != nil {
+			return err
+		}
+		id = s.ID
+		pid, err := e.Store.Q().SnapshotProject(ctx, s.ID)
+		if err != nil {
+			return err
+		}
+		p, err := e.Store.Q().ProjectByID(ctx, pid)
+		if err != nil {
+			return err
+		}
+		infos, err := e.projectSnapshots(ctx, p)
+		if err != nil {
+			return err
+		}
+		for _, in := range infos {
+			if in.ID == s.ID && len(in.Clones) > 0 {
+				return fmt.Errorf("%w: snapshot %s is where %s came from; delete %s first", ErrRefused, s.ID, strings.Join(in.Clones, ", "), plural(len(in.Clones), "that branch", "those branches"))
+			}
+		}
+		d, err := e.driver(ctx, p)
+		if err != nil {
+			return err
+		}
+		return e.destroySnapshot(ctx, op, p, d, s)
+	})
+	return id, err
+}
+
+// destroySnapshot destroys one snapshot, storage first, then its record,
+// then whatever it kept alive.
+func (e *Engine) destroySnapshot(ctx context.Context, op *op, p state.Project, d storage.Driver, s state.Snapshot) error {
+	if err := op.record(ctx, "destroy-snapshot", s.ID); err != nil {
+		return err
+	}
+	if err := e.Progress.Step("Destroy snapshot "+s.ID, func() error { return ignoreNotFound(d.DestroySnapshot(ctx, s.ID)) }); err != nil {
+		return err
+	}
+	if err := e.Store.Q().DeleteSnapshot(ctx, s.ID); err != nil {
+		return err
+	}
+	return e.gc(ctx, op, p, d)
+}
+
+// CleanupResult is what snapshot cleanup did or would do.
+type CleanupResult struct {
+	Removed []SnapshotInfo `json:"removed"`
+	Kept    []KeptSnapshot `json:"kept"`
+	Freed   int64          `json:"freed_bytes"`
+	DryRun  bool           `json:"dry_run"`
+}
+
+// KeptSnapshot is an old snapshot cleanup left, and why.
+type KeptSnapshot struct {
+	SnapshotInfo
+	Reason string `json:"reason"`
+}
+
+// CleanupSnapshots destroys the snapshots older than days that nothing
+// depends on, of one branch or of all (ref ""); dryRun only lists them.
+func (e *Engine) CleanupSnapshots(ctx context.Context, ref string, all bool, days int, dryRun bool) (CleanupResult, error) {
+	res := CleanupResult{Removed: []SnapshotInfo{}, Kept: []KeptSnapshot{}, DryRun: dryRun}
+	if (ref == "") == !all {
+		return res, fmt.Errorf("%w: name a branch (velo snapshot cleanup P/B --days N) or --all, not both", ErrInvalid)
+	}
+	if days < 0 || days > 36500 {
+		return res, fmt.Errorf("%w: --days %d must be between 0 and 36500", ErrInvalid, days)
+	}
+	if ref != "" {
+		if _, _, err := ParseRef(ref); err != nil {
+			return res, err
+		}
+	}
+	cutoff := time.Now().Add(-time.Duration(days) * 24 * time.Hour)
+	err := e.mutate(ctx, func(op *op) error {
+		infos, err := e.Snapshots(ctx, ref)
+		if err != nil {
+			return err
+		}
+		for _, in := range infos {
+			if !in.CreatedAt.Before(cutoff) {
+				continue
+			}
+			if len(in.Clones) > 0 {
+				res.Kept = append(res.Kept, KeptSnapshot{in, "branch " + strings.Join(in.Clones, ", ") + " was made from it"})
+				continue
+			}
+			res.Removed = append(res.Removed, in)
+			res.Freed += in.Exclusive
+		}
+		if dryRun {
+			return nil
+		}
+		for _, in := range res.Removed {
+			p, err := e.project(ctx, in.Project)
+			if err != nil {
+				return err
+			}
+			d, err := e.driver(ctx, p)
+			if err != nil {
+				return err
+			}
+			s, err := e.Store.Q().Snapshot(ctx, in.ID)
+			if err != nil {
+				return err
+			}
+			if err := e.destroySnapshot(ctx, op, p, d, s); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return res, err
+}

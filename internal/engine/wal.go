@@ -1,0 +1,347 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/velohq/velo/internal/pg"
+	"github.com/velohq/velo/internal/runtime"
+	"github.com/velohq/velo/internal/state"
+)
+
+// archiveDir is the continuous WAL archive of one volume. It is keyed by
+// volume, not branch: a reset gives a branch a new history, which must
+// not meet the old one's segment names.
+func (e *Engine) archiveDir(volumeID string) string {
+	base := filepath.Join(e.Home, "wal")
+	if !e.homeReachable() {
+		base = "/var/lib/velo/wal"
+	}
+	return filepath.Join(base, volumeID)
+}
+
+var segmentName = regexp.MustCompile(`^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$`)
+
+// Segment is one archived WAL segment file.
+type Segment struct {
+	Name     string    `json:"name"`
+	Timeline uint64    `json:"timeline"`
+	Number   uint64    `json:"number"` // position on its timeline, in segments
+	Size     int64     `json:"size"`
+	Time     time.Time `json:"time"` // when it was archived
+}
+
+// segments lists the WAL segments in an archive, oldest first.
+func segments(dir string) ([]Segment, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var out []Segment
+	for _, en := range entries {
+		m := segmentName.FindStringSubmatch(en.Name())
+		if m == nil {
+			continue
+		}
+		info, err := en.Info()
+		if err != nil {
+			continue
+		}
+		tli, _ := strconv.ParseUint(m[1], 16, 32)
+		log, _ := strconv.ParseUint(m[2], 16, 32)
+		seg, _ := strconv.ParseUint(m[3], 16, 32)
+		// With 16 MB segments there are 0x100 to a log file.
+		out = append(out, Segment{Name: en.Name(), Timeline: tli, Number: log*0x100 + seg, Size: info.Size(), Time: info.ModTime()})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+func newestSegment(dir string) string {
+	segs, _ := segments(dir)
+	if len(segs) == 0 {
+		return ""
+	}
+	return segs[len(segs)-1].Name
+}
+
+// gaps reports missing segments: on each timeline, numbers must follow
+// one another from the first archived to the last.
+func gaps(segs []Segment) []string {
+	var out []string
+	last := map[uint64]uint64{}
+	seen := map[uint64]bool{}
+	for _, s := range segs {
+		if seen[s.Timeline] && s.Number != last[s.Timeline]+1 {
+			out = append(out, fmt.Sprintf("timeline %d: segments missing between %08X%08X%08X and %s",
+				s.Timeline, s.Timeline, last[s.Timeline]/0x100, last[s.Timeline]%0x100, s.Name))
+		}
+		seen[s.Timeline], last[s.Timeline] = true, s.Number
+	}
+	return out
+}
+
+// checkpoint runs CHECKPOINT and returns the WAL segment its redo starts in.
+func checkpoint(ctx context.Context, port int, password string) (string, error) {
+	c, err := pg.Connect(ctx, port, password)
+	if err != nil {
+		return "", err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	if _, err := c.Exec(ctx, "CHECKPOINT"); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	var wal string
+	err = c.QueryRow(ctx, "SELECT pg_walfile_name(redo_lsn) FROM pg_control_checkpoint()").Scan(&wal)
+	return wal, err
+}
+
+// switchAndArchive closes the current WAL segment and waits until the
+// archiver has it, so that every commit made so far is in the archive.
+func switchAndArchive(ctx context.Context, port int, password string, timeout time.Duration) error {
+	c, err := pg.Connect(ctx, port, password)
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	// Recovery to a time stops at the first commit after it, and fails if
+	// the WAL ends first: a commit made now (txid_current assigns an xid,
+	// so its commit is logged) lets every moment up to now be reached.
+	if _, err := c.Exec(ctx, "SELECT txid_current()"); err != nil {
+		return fmt.Errorf("mark WAL: %w", err)
+	}
+	var target string
+	if err := c.QueryRow(ctx, "SELECT pg_walfile_name(pg_switch_wal())").Scan(&target); err != nil {
+		return fmt.Errorf("switch WAL: %w", err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		var last, failed string
+		if err := c.QueryRow(ctx, "SELECT COALESCE(last_archived_wal, ''), COALESCE(last_failed_wal, '') FROM pg_stat_archiver").Scan(&last, &failed); err != nil {
+			return err
+		}
+		if last != "" && last >= target {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			reason := ""
+			if failed != "" {
+				reason = fmt.Sprintf("; archiving %s failed, see the server's log", failed)
+			}
+			return fmt.Errorf("WAL segment %s was not archived within %s%s", target, timeout, reason)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+var relativeTime = regexp.MustCompile(`^(\d+)\s*(s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hr|hrs|hour|hours|d|day|days|w|week|weeks)(\s+ago)?$`)
+
+// ParseTime reads a --pitr TIME: RFC 3339 (offsets honoured), a date and
+// time without a zone (taken as UTC), or a relative time ("2 hours ago",
+// "30m ago", "1d"). zoned is false when the input named no zone.
+func ParseTime(s string, now time.Time) (t time.Time, zoned bool, err error) {
+	in := strings.TrimSpace(strings.ToLower(s))
+	if m := relativeTime.FindStringSubmatch(in); m != nil {
+		n, err := strconv.ParseInt(m[1], 10, 64)
+		if err != nil || n > 100*365*24*3600 {
+			return time.Time{}, true, fmt.Errorf("%w: time %s is too far back", ErrInvalid, quote(s))
+		}
+		unit := map[byte]time.Duration{'s': time.Second, 'm': time.Minute, 'h': time.Hour, 'd': 24 * time.Hour, 'w': 7 * 24 * time.Hour}[m[2][0]]
+		return now.Add(-time.Duration(n) * unit), true, nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999Z07", "2006-01-02T15:04:05.999999999Z07"} {
+		if t, err := time.Parse(layout, strings.ToUpper(strings.TrimSpace(s))); err == nil {
+			return t, true, nil
+		}
+	}
+	for _, layout := range []string{"2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999", "2006-01-02T15:04", "2006-01-02 15:04", "2006-01-02"} {
+		if t, err := time.ParseInLocation(layout, strings.TrimSpace(s), time.UTC); err == nil {
+			return t, false, nil
+		}
+	}
+	return time.Time{}, false, fmt.Errorf("%w: time %s: use RFC 3339 (2025-10-07T14:30:00Z, offsets honoured; no zone means UTC) or a relative time (2 hours ago, 30m ago, 1d)", ErrInvalid, quote(s))
+}
+
+// WALInfo describes one branch's archive.
+type WALInfo struct {
+	Branch     string   `json:"branch"`
+	Directory  string   `json:"directory"`
+	Segments   int      `json:"segments"`
+	Bytes      int64    `json:"bytes"`
+	Oldest     *Segment `json:"oldest,omitempty"`
+	Newest     *Segment `json:"newest,omitempty"`
+	Gaps       []string `json:"gaps"`
+	Continuous bool     `json:"continuous"`
+	// Earliest and Latest bound the moments a point-in-time branch of this
+	// branch can reach: its oldest snapshot, and the newest archived WAL
+	// (now, for a running server, which switches WAL first).
+	Earliest *time.Time `json:"earliest_pitr,omitempty"`
+	Latest   *time.Time `json:"latest_pitr,omitempty"`
+	Running  bool       `json:"running"`
+}
+
+// WAL describes the archives of one branch (ref "P/B"), of a project's
+// branches (ref "P") or of all branches (ref "").
+func (e *Engine) WAL(ctx context.Context, ref string) ([]WALInfo, error) {
+	var pbs []projectBranch
+	switch {
+	case strings.Contains(ref, "/"):
+		p, b, err := e.ref(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		pbs = append(pbs, projectBranch{p, b})
+	default:
+		bs, err := e.Branches(ctx, ref)
+		if err != nil {
+			return nil, err
+		}
+		for _, bi := range bs {
+			p, b, err := e.ref(ctx, bi.Name)
+			if err != nil {
+				return nil, err
+			}
+			pbs = append(pbs, projectBranch{p, b})
+		}
+	}
+	out := []WALInfo{}
+	for _, x := range pbs {
+		info, err := e.walInfo(ctx, x.p, x.b)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+func (e *Engine) walInfo(ctx context.Context, p state.Project, b state.Branch) (WALInfo, error) {
+	dir := e.archiveDir(b.VolumeID)
+	info := WALInfo{Branch: p.Name + "/" + b.Name, Directory: dir, Gaps: []string{}}
+	segs, err := segments(dir)
+	if err != nil {
+		return info, err
+	}
+	info.Segments = len(segs)
+	for _, s := range segs {
+		info.Bytes += s.Size
+	}
+	if len(segs) > 0 {
+		info.Oldest, info.Newest = &segs[0], &segs[len(segs)-1]
+		info.Latest = &segs[len(segs)-1].Time
+	}
+	info.Gaps = append(info.Gaps, gaps(segs)...)
+	info.Continuous = len(info.Gaps) == 0
+	if spec, err := e.spec(ctx, p, b); err == nil {
+		if st, err := e.Runtime.Status(ctx, spec); err == nil && st.State == runtime.Running {
+			info.Running = true
+			now := time.Now()
+			info.Latest = &now
+		}
+	}
+	snaps, err := e.volumeSnapshots(ctx, p, b.VolumeID)
+	if err != nil {
+		return info, err
+	}
+	if len(snaps) > 0 {
+		t := snaps[len(snaps)-1].CreatedAt
+		info.Earliest = &t
+	}
+	return info, nil
+}
+
+// volumeSnapshots lists the snapshots of one volume, newest first.
+func (e *Engine) volumeSnapshots(ctx context.Context, p state.Project, volumeID string) ([]state.Snapshot, error) {
+	all, err := e.Store.Q().Snapshots(ctx, p.ID)
+	if err != nil {
+		return nil, err
+	}
+	var out []state.Snapshot
+	for _, s := range all {
+		if s.VolumeID == volumeID {
+			out = append(out, s)
+		}
+	}
+	return out, nil
+}
+
+// WALCleanupResult is what wal cleanup did or would do.
+type WALCleanupResult struct {
+	Branch  string   `json:"branch"`
+	Removed []string `json:"removed"`
+	Bytes   int64    `json:"freed_bytes"`
+	// KeptFrom is the oldest segment a kept snapshot still needs.
+	KeptFrom string `json:"kept_from,omitempty"`
+	DryRun   bool   `json:"dry_run"`
+}
+
+// CleanupWAL removes archived segments older than days, but never one a
+// snapshot of the branch still needs to reach later moments.
+func (e *Engine) CleanupWAL(ctx context.Context, ref string, days int, dryRun bool) (WALCleanupResult, error) {
+	res := WALCleanupResult{Branch: ref, Removed: []string{}, DryRun: dryRun}
+	if _, _, err := ParseRef(ref); err != nil {
+		return res, err
+	}
+	if days < 0 || days > 36500 {
+		return res, fmt.Errorf("%w: --days %d must be between 0 and 36500", ErrInvalid, days)
+	}
+	cutoff := time.Now().Add(-time.Duration(days) * 24 * time.Hour)
+	err := e.mutate(ctx, func(op *op) error {
+		p, b, err := e.ref(ctx, ref)
+		if err != nil {
+			return err
+		}
+		dir := e.archiveDir(b.VolumeID)
+		snaps, err := e.volumeSnapshots(ctx, p, b.VolumeID)
+		if err != nil {
+			return err
+		}
+		for _, s := range snaps {
+			if s.WALStart != "" && (res.KeptFrom == "" || s.WALStart[8:] < res.KeptFrom[8:]) {
+				res.KeptFrom = s.WALStart
+			}
+		}
+		segs, err := segments(dir)
+		if err != nil {
+			return err
+		}
+		for _, s := range segs {
+			// Compare positions without the timeline: a snapshot needs every
+			// segment from its start on, whatever timeline follows.
+			if !s.Time.Before(cutoff) || (res.KeptFrom != "" && s.Name[8:] >= res.KeptFrom[8:]) {
+				continue
+			}
+			res.Removed = append(res.Removed, s.Name)
+			res.Bytes += s.Size
+		}
+		if dryRun {
+			return nil
+		}
+		if err := op.record(ctx, "wal-cleanup", dir); err != nil {
+			return err
+		}
+		for _, name := range res.Removed {
+			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		return nil
+	})
+	return res, err
+}
