@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -69,6 +70,57 @@ func BenchmarkBranchCreate(b *testing.B) {
 			b.ReportMetric(float64(times[0].Milliseconds()), "min-ms")
 			b.ReportMetric(float64(times[len(times)-1].Milliseconds()), "max-ms")
 			b.Logf("%s, database %s: branch create to first query, %d runs: median %v, min %v, max %v", d, size, len(times), times[len(times)/2], times[0], times[len(times)-1])
+		})
+	}
+}
+
+// BenchmarkPITR measures `velo branch create --pitr` until the recovered
+// branch answers, as a function of the WAL written since the snapshot it
+// starts from (VELO_BENCH_WAL_MB, default "100,1000"), on btrfs.
+//
+//	go test -run '^$' -bench PITR -benchtime 3x ./test/e2e
+func BenchmarkPITR(b *testing.B) {
+	sizes := []int{100, 1000}
+	if s := os.Getenv("VELO_BENCH_WAL_MB"); s != "" {
+		sizes = nil
+		for _, f := range strings.Split(s, ",") {
+			n, _ := strconv.Atoi(f)
+			sizes = append(sizes, n)
+		}
+	}
+	for _, mb := range sizes {
+		b.Run(fmt.Sprintf("wal-%dMB", mb), func(b *testing.B) {
+			e := newEnv(b, "btrfs")
+			e.create("bench")
+			e.psql("bench/main", "CREATE TABLE t (id bigint, pad text)")
+			e.ok("snapshot", "create", "bench/main")
+			start := e.psql("bench/main", "SELECT pg_current_wal_lsn()")
+			// About 250 bytes of WAL a row.
+			rows := mb * 1024 * 1024 / 250
+			for done := 0; done < rows; done += 500000 {
+				e.psql("bench/main", fmt.Sprintf("INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, %d) g", min(500000, rows-done)))
+			}
+			walMB := e.psql("bench/main", fmt.Sprintf("SELECT (pg_current_wal_lsn() - '%s') / 1048576", start))
+			target := time.Now().UTC().Format(time.RFC3339Nano)
+			want := e.psql("bench/main", "SELECT count(*) FROM t")
+			var times []time.Duration
+			i := 0
+			for b.Loop() {
+				name := fmt.Sprintf("bench/p%d", i)
+				i++
+				t0 := time.Now()
+				e.ok("branch", "create", name, "--pitr", target)
+				times = append(times, time.Since(t0))
+				b.StopTimer()
+				if got := e.psql(name, "SELECT count(*) FROM t"); got != want {
+					b.Fatalf("recovered %s rows, want %s", got, want)
+				}
+				e.ok("branch", "delete", name)
+				b.StartTimer()
+			}
+			sort.Slice(times, func(i, j int) bool { return times[i] < times[j] })
+			b.ReportMetric(float64(times[len(times)/2].Milliseconds()), "median-ms")
+			b.Logf("PITR over %s MB of WAL: %d runs, median %v, min %v, max %v", walMB, len(times), times[len(times)/2], times[0], times[len(times)-1])
 		})
 	}
 }
