@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
@@ -16,6 +17,12 @@ import (
 )
 
 func main() {
+	// Diagnostics (log/slog) only when asked for: VELO_DEBUG=1.
+	level := slog.LevelWarn
+	if os.Getenv("VELO_DEBUG") != "" {
+		level = slog.LevelDebug
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	g := &cli.Globals{Stdout: os.Stdout, Stderr: os.Stderr, Args: os.Args[1:]}

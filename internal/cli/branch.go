@@ -225,16 +225,40 @@ func runBranchPassword(ctx context.Context, g *Globals, ref string, asJSON bool)
 }
 
 func newBranchStartCommand(g *Globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "start PROJECT/BRANCH",
-		Short: "Start a branch's server",
-		Args:  exactArgs(1),
+	var all, asJSON bool
+	c := &cobra.Command{
+		Use:   "start PROJECT/BRANCH | --all",
+		Short: "Start a branch's server; --all starts every branch left running (after a reboot)",
+		Args:  maxArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			e, err := g.engine(c.Context(), false)
+			if all == (len(args) == 1) {
+				return usageError{fmt.Errorf("name a branch (velo branch start P/B) or give --all, not both")}
+			}
+			e, err := g.engine(c.Context(), asJSON)
 			if err != nil {
 				return err
 			}
 			defer e.Close()
+			if all {
+				res, err := e.StartAll(c.Context())
+				if asJSON {
+					if jerr := ui.JSON(g.Stdout, res); jerr != nil {
+						return jerr
+					}
+				} else {
+					for _, r := range res {
+						switch {
+						case r.Error != "":
+							fmt.Fprintf(g.Stdout, "%s: failed: %s\n", r.Branch, r.Error)
+						case r.Started:
+							fmt.Fprintf(g.Stdout, "%s: started on port %d\n", r.Branch, r.Port)
+						default:
+							fmt.Fprintf(g.Stdout, "%s: already running on port %d\n", r.Branch, r.Port)
+						}
+					}
+				}
+				return err
+			}
 			conn, already, err := e.StartBranch(c.Context(), args[0])
 			if err != nil {
 				return err
@@ -247,6 +271,9 @@ func newBranchStartCommand(g *Globals) *cobra.Command {
 			return nil
 		},
 	}
+	c.Flags().BoolVar(&all, "all", false, "start every branch that was running (it was not stopped with velo branch stop)")
+	c.Flags().BoolVar(&asJSON, "json", false, "print JSON (with --all)")
+	return c
 }
 
 func newBranchStopCommand(g *Globals) *cobra.Command {

@@ -69,7 +69,7 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 		if err != nil {
 			return err
 		}
-		b := state.Branch{ID: newID("b"), ProjectID: p.ID, Name: bn, ParentID: parent.ID, VolumeID: newID("v"), Port: port, Password: parent.Password, CreatedAt: time.Now()}
+		b := state.Branch{ID: newID("b"), ProjectID: p.ID, Name: bn, ParentID: parent.ID, VolumeID: newID("v"), Port: port, Password: parent.Password, WantRunning: true, CreatedAt: time.Now()}
 		if !target.IsZero() {
 			if err := e.createPITR(ctx, op, p, d, parent, &b, target); err != nil {
 				return err

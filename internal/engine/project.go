@@ -110,7 +110,7 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 		if err != nil {
 			return err
 		}
-		b := state.Branch{ID: newID("b"), ProjectID: p.ID, Name: MainBranch, VolumeID: newID("v"), Port: port, Password: password, CreatedAt: time.Now()}
+		b := state.Branch{ID: newID("b"), ProjectID: p.ID, Name: MainBranch, VolumeID: newID("v"), Port: port, Password: password, WantRunning: true, CreatedAt: time.Now()}
 		d, _ := e.driver(ctx, p)
 		if err := e.ensureDirs(); err != nil {
 			return err

@@ -3,10 +3,13 @@ package engine
 import (
 	"context"
 	"fmt"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
+	"github.com/velohq/velo/internal/state"
 )
 
 // setPassword gives the superuser of the server on port a new password.
@@ -36,37 +39,94 @@ func (e *Engine) StartBranch(ctx context.Context, ref string) (Conn, bool, error
 	var c Conn
 	var already bool
 	err := e.lockedBranch(ctx, ref, func(p projectBranch) error {
-		spec, err := e.spec(ctx, p.p, p.b)
-		if err != nil {
-			return err
-		}
-		st, err := e.Runtime.Status(ctx, spec)
-		if err != nil {
-			return err
-		}
-		if st.State == runtime.Running {
-			already = true
-		} else {
-			if err := e.ensureDirs(); err != nil {
-				return err
-			}
-			e.Progress.Title("Starting %s/%s...", p.p.Name, p.b.Name)
-			if err := e.Progress.Step("PostgreSQL ready", func() error {
-				// Velo's settings are rewritten at each start, so that a
-				// moved socket directory or an edited velo.conf heals.
-				if err := e.configure(p.p, p.b, spec, nil); err != nil {
-					return err
-				}
-				_, err := e.Runtime.Start(ctx, spec)
-				return err
-			}); err != nil {
-				return err
-			}
-		}
+		var err error
+		already, err = e.startServer(ctx, p.p, p.b)
 		c = conn(p.p, p.b, false)
-		return nil
+		return err
 	})
 	return c, already, err
+}
+
+// startServer starts b's server unless it runs, and records that the user
+// wants it running.
+func (e *Engine) startServer(ctx context.Context, p state.Project, b state.Branch) (already bool, err error) {
+	spec, err := e.spec(ctx, p, b)
+	if err != nil {
+		return false, err
+	}
+	st, err := e.Runtime.Status(ctx, spec)
+	if err != nil {
+		return false, err
+	}
+	if st.State == runtime.Running {
+		already = true
+	} else {
+		if err := e.ensureDirs(); err != nil {
+			return false, err
+		}
+		e.Progress.Title("Starting %s/%s...", p.Name, b.Name)
+		if err := e.Progress.Step("PostgreSQL ready", func() error {
+			// Velo's settings are rewritten at each start, so that a
+			// moved socket directory or an edited velo.conf heals.
+			if err := e.configure(p, b, spec, nil); err != nil {
+				return err
+			}
+			_, err := e.Runtime.Start(ctx, spec)
+			return err
+		}); err != nil {
+			return false, err
+		}
+	}
+	return already, e.Store.Q().SetWantRunning(ctx, b.ID, true)
+}
+
+// StartResult is one branch that `branch start --all` looked at.
+type StartResult struct {
+	Branch  string `json:"branch"`
+	Port    int    `json:"port"`
+	Started bool   `json:"started"` // false: it was already running
+	Error   string `json:"error,omitempty"`
+}
+
+// StartAll starts every branch whose server the user left running (after a
+// reboot, say), with its port and password unchanged. It goes on past a
+// branch that fails and reports them all.
+func (e *Engine) StartAll(ctx context.Context) ([]StartResult, error) {
+	out := []StartResult{}
+	var failed []string
+	err := e.mutate(ctx, func(op *op) error {
+		if err := op.record(ctx, "start-all", ""); err != nil {
+			return err
+		}
+		projects, err := e.Store.Q().Projects(ctx)
+		if err != nil {
+			return err
+		}
+		for _, p := range projects {
+			bs, err := e.Store.Q().Branches(ctx, p.ID)
+			if err != nil {
+				return err
+			}
+			for _, b := range treeOrder(bs) {
+				if !b.WantRunning {
+					continue
+				}
+				r := StartResult{Branch: p.Name + "/" + b.Name, Port: b.Port}
+				already, err := e.startServer(ctx, p, b)
+				r.Started = !already
+				if err != nil {
+					r.Error = err.Error()
+					failed = append(failed, r.Branch)
+				}
+				out = append(out, r)
+			}
+		}
+		return nil
+	})
+	if err == nil && len(failed) > 0 {
+		err = fmt.Errorf("%s did not start: %s; see velo branch get and the server log in %s", plural(len(failed), "branch", "branches"), strings.Join(failed, ", "), filepath.Join(e.Home, "logs"))
+	}
+	return out, err
 }
 
 // StopBranch stops a branch's server; stopping a stopped one changes nothing.
@@ -79,6 +139,9 @@ func (e *Engine) StopBranch(ctx context.Context, ref string) (bool, error) {
 		}
 		st, err := e.Runtime.Status(ctx, spec)
 		if err != nil {
+			return err
+		}
+		if err := e.Store.Q().SetWantRunning(ctx, p.b.ID, false); err != nil {
 			return err
 		}
 		if st.State != runtime.Running {
@@ -123,7 +186,7 @@ func (e *Engine) RestartBranch(ctx context.Context, ref string) (Conn, error) {
 			return err
 		}
 		c = conn(p.p, p.b, false)
-		return nil
+		return e.Store.Q().SetWantRunning(ctx, p.b.ID, true)
 	})
 	return c, err
 }

@@ -84,8 +84,14 @@ func (t *Tx) DeleteProject(ctx context.Context, id string) error {
 
 // InsertBranch records a new branch.
 func (t *Tx) InsertBranch(ctx context.Context, b Branch) error {
-	_, err := t.q.ExecContext(ctx, `INSERT INTO branches (id, project_id, name, parent_id, volume_id, origin_snapshot_id, port, password, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		b.ID, b.ProjectID, b.Name, nullable(b.ParentID), b.VolumeID, nullable(b.OriginSnapshotID), b.Port, b.Password, fmtTime(b.CreatedAt))
+	_, err := t.q.ExecContext(ctx, `INSERT INTO branches (id, project_id, name, parent_id, volume_id, origin_snapshot_id, port, password, want_running, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		b.ID, b.ProjectID, b.Name, nullable(b.ParentID), b.VolumeID, nullable(b.OriginSnapshotID), b.Port, b.Password, b.WantRunning, fmtTime(b.CreatedAt))
+	return err
+}
+
+// SetWantRunning records whether the user wants b's server running.
+func (t *Tx) SetWantRunning(ctx context.Context, branchID string, want bool) error {
+	_, err := t.q.ExecContext(ctx, `UPDATE branches SET want_running = ? WHERE id = ?`, want, branchID)
 	return err
 }
 
@@ -95,12 +101,12 @@ func (t *Tx) SwapVolume(ctx context.Context, branchID, volumeID, originSnapshotI
 	return err
 }
 
-const branchCols = `id, project_id, name, COALESCE(parent_id, ''), volume_id, COALESCE(origin_snapshot_id, ''), port, password, created_at`
+const branchCols = `id, project_id, name, COALESCE(parent_id, ''), volume_id, COALESCE(origin_snapshot_id, ''), port, password, want_running, created_at`
 
 func scanBranch(row interface{ Scan(...any) error }) (Branch, error) {
 	var b Branch
 	var created string
-	err := row.Scan(&b.ID, &b.ProjectID, &b.Name, &b.ParentID, &b.VolumeID, &b.OriginSnapshotID, &b.Port, &b.Password, &created)
+	err := row.Scan(&b.ID, &b.ProjectID, &b.Name, &b.ParentID, &b.VolumeID, &b.OriginSnapshotID, &b.Port, &b.Password, &b.WantRunning, &created)
 	b.CreatedAt = parseTime(created)
 	return b, err
 }

@@ -53,7 +53,9 @@ type Branch struct {
 	OriginSnapshotID string
 	Port             int
 	Password         string
-	CreatedAt        time.Time
+	// WantRunning: the user last started it (or made it) rather than stopped it.
+	WantRunning bool
+	CreatedAt   time.Time
 }
 
 // Snapshot is a storage snapshot of one branch's volume.
@@ -170,6 +172,9 @@ var migrations = []string{
 	// project's archive_timeout.
 	`ALTER TABLE snapshots ADD COLUMN wal_start TEXT NOT NULL DEFAULT '';
 	ALTER TABLE projects ADD COLUMN archive_timeout INTEGER NOT NULL DEFAULT 60;`,
+	// 3: whether the user wants a branch's server running, so that
+	// `velo branch start --all` brings back what ran before a reboot.
+	`ALTER TABLE branches ADD COLUMN want_running INTEGER NOT NULL DEFAULT 1;`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -95,8 +95,8 @@ func BenchmarkPITR(b *testing.B) {
 			e.psql("bench/main", "CREATE TABLE t (id bigint, pad text)")
 			e.ok("snapshot", "create", "bench/main")
 			start := e.psql("bench/main", "SELECT pg_current_wal_lsn()")
-			// About 250 bytes of WAL a row.
-			rows := mb * 1024 * 1024 / 250
+			// About 160 bytes of WAL a row.
+			rows := mb * 1024 * 1024 / 160
 			for done := 0; done < rows; done += 500000 {
 				e.psql("bench/main", fmt.Sprintf("INSERT INTO t SELECT g, repeat('x', 100) FROM generate_series(1, %d) g", min(500000, rows-done)))
 			}

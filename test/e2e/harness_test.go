@@ -228,6 +228,11 @@ func (e *env) teardown() {
 
 // killServers stops any postmaster whose command line names one of dirs.
 func killServers(t testing.TB, dirs ...string) {
+	signalServers(t, syscall.SIGQUIT, dirs...)
+}
+
+// signalServers sends sig to every postmaster whose command line names one of dirs.
+func signalServers(t testing.TB, sig syscall.Signal, dirs ...string) {
 	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
 	for _, p := range procs {
 		b, err := os.ReadFile(p)
@@ -242,8 +247,8 @@ func killServers(t testing.TB, dirs ...string) {
 			if d != "" && strings.Contains(cmd, d) {
 				var pid int
 				fmt.Sscanf(filepath.Base(filepath.Dir(p)), "%d", &pid)
-				t.Logf("teardown: killing leftover server %d: %s", pid, cmd)
-				_ = syscall.Kill(pid, syscall.SIGQUIT)
+				t.Logf("signal %v to server %d: %s", sig, pid, cmd)
+				_ = syscall.Kill(pid, sig)
 			}
 		}
 	}

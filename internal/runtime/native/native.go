@@ -96,6 +96,13 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (runtime.Handle, er
 		if err := ensureSocketDir(s.SocketDir, s.RunAs); err != nil {
 			return runtime.Handle{}, fmt.Errorf("%w: socket directory: %v", runtime.ErrStartFailed, err)
 		}
+		// No postgres runs on dataDir, so the socket and its lock file in
+		// this server's private directory are stale (a SIGKILL, a reboot).
+		// Postgres refuses to start while the lock names a live PID, and
+		// after a reboot, or with a zombie, that PID may be anyone's.
+		if err := clearStaleSockets(s.SocketDir); err != nil {
+			return runtime.Handle{}, fmt.Errorf("%w: socket directory: %v", runtime.ErrStartFailed, err)
+		}
 	}
 	logf, logStart, err := openLog(s.LogFile, s.RunAs)
 	if err != nil {
@@ -480,6 +487,21 @@ func probe(ctx context.Context, s runtime.Spec, dataDir string, p process, port 
 		}
 	}
 	return true
+}
+
+// clearStaleSockets removes Postgres's socket files and their lock files
+// from a private socket directory.
+func clearStaleSockets(dir string) error {
+	names, err := filepath.Glob(filepath.Join(dir, ".s.PGSQL.*"))
+	if err != nil {
+		return err
+	}
+	for _, n := range names {
+		if err := os.Remove(n); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }
 
 // ensureSocketDir creates the socket directory, 0700 and owned by owner,
