@@ -27,6 +27,10 @@ func TestMain(m *testing.M) {
 	if err != nil {
 		panic(err)
 	}
+	// Readable by all: some tests run velo as an ordinary user.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		panic(err)
+	}
 	veloBin = filepath.Join(dir, "velo")
 	build := exec.Command("go", "build", "-o", veloBin, "github.com/velohq/velo/cmd/velo")
 	build.Stdout, build.Stderr = os.Stdout, os.Stderr
@@ -46,6 +50,8 @@ type env struct {
 	pool    string
 	storage string
 	extra   []string // extra environment
+	// user, when set, runs velo as this unprivileged user instead of root.
+	user *syscall.Credential
 }
 
 // result is what one velo run gave.
@@ -102,6 +108,10 @@ func (e *env) run(args ...string) result {
 	cmd := exec.CommandContext(ctx, veloBin, args...)
 	cmd.Env = append(os.Environ(), "VELO_HOME="+e.home)
 	cmd.Env = append(cmd.Env, e.extra...)
+	if e.user != nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: e.user}
+		cmd.Dir = "/"
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
