@@ -425,6 +425,10 @@ func (e *Engine) gc(ctx context.Context, op *op, p state.Project, d storage.Driv
 			if err := e.Store.Q().DeleteRetiredVolume(ctx, v); err != nil {
 				return err
 			}
+			// No snapshot of the volume is left to recover from: its archive goes too.
+			if err := os.RemoveAll(e.archiveDir(v)); err != nil {
+				return err
+			}
 			progress = true
 		}
 		if !progress {

@@ -214,13 +214,7 @@ func (e *Engine) DeleteProject(ctx context.Context, name string, force bool) err
 			return err
 		}
 		for _, s := range snaps {
-			if err := op.record(ctx, "destroy-snapshot", s.ID); err != nil {
-				return err
-			}
-			if err := e.Progress.Step("Destroy snapshot "+s.ID, func() error { return ignoreNotFound(d.DestroySnapshot(ctx, s.ID)) }); err != nil {
-				return err
-			}
-			if err := e.Store.Q().DeleteSnapshot(ctx, s.ID); err != nil {
+			if err := e.destroySnapshot(ctx, op, p, d, s); err != nil {
 				return err
 			}
 		}

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -101,6 +103,17 @@ func (e *env) assertNoLeaks() {
 	}
 	for v := range want {
 		e.t.Errorf("branch volume %s missing from the pool", v)
+	}
+	// Every WAL archive belongs to a volume still in the pool.
+	inPool := map[string]bool{}
+	for _, en := range entries {
+		inPool[en.ID] = true
+	}
+	archives, _ := os.ReadDir(filepath.Join(e.home, "wal"))
+	for _, a := range archives {
+		if !inPool[a.Name()] {
+			e.t.Errorf("WAL archive %s outlived its volume", a.Name())
+		}
 	}
 	if snaps != children {
 		e.t.Errorf("pool holds %d snapshots for %d branches made from a parent: %v", snaps, children, entries)
