@@ -208,4 +208,15 @@ func testWALCommands(e *env, times []time.Time) {
 	if r.code != 1 || !strings.Contains(r.stdout+r.stderr, "missing") {
 		t.Errorf("wal info with a removed segment: %s", r)
 	}
+	// A recovery that cannot cross the gap fails with Postgres's own
+	// reason and leaves nothing behind.
+	before := e.snapshotState()
+	r = e.run("branch", "create", "pitr/broken", "--pitr", time.Now().Add(-500*time.Millisecond).Format(time.RFC3339Nano))
+	if r.code != 1 || !strings.Contains(r.stderr, "recovery") {
+		t.Errorf("PITR across a gap: %s", r)
+	}
+	if after := e.snapshotState(); after != before {
+		t.Errorf("failed recovery changed the branches:\nbefore %s\nafter  %s", before, after)
+	}
+	e.assertNoLeaks()
 }
