@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/velohq/velo/internal/pg"
@@ -144,7 +145,16 @@ type op struct {
 
 // record journals an action on a subject before it is taken.
 func (o *op) record(ctx context.Context, action, subject string) error {
-	return o.e.Store.RecordStep(ctx, o.id, action, subject)
+	if err := o.e.Store.RecordStep(ctx, o.id, action, subject); err != nil {
+		return err
+	}
+	// VELO_FAULT=after:ACTION kills velo right after journalling ACTION,
+	// before taking it: the tests of velo doctor make the state a crash at
+	// that point leaves. Unset, it does nothing.
+	if f := os.Getenv("VELO_FAULT"); f != "" && f == "after:"+action {
+		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+	}
+	return nil
 }
 
 // onFail registers an undo for what was just done.

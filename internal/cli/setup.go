@@ -1,0 +1,114 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/velohq/velo/internal/hostsetup"
+	"github.com/velohq/velo/internal/pg"
+)
+
+type setupOptions struct {
+	poolFile, size, fs, mount string
+	systemd                   bool
+	unitDir                   string
+}
+
+func newSetupCommand(g *Globals) *cobra.Command {
+	var o setupOptions
+	c := &cobra.Command{
+		Use:   "setup [--pool-file PATH --size 20G [--fs btrfs|xfs]] [--systemd]",
+		Short: "Prepare this host: a loop-backed pool, a boot unit; says what it did",
+		Args:  exactArgs(0),
+		RunE:  func(c *cobra.Command, args []string) error { return runSetup(c.Context(), g, o) },
+	}
+	c.Flags().StringVar(&o.poolFile, "pool-file", "", "make a loop-backed pool in this image file (when the host has no ZFS pool)")
+	c.Flags().StringVar(&o.size, "size", "20G", "size of the pool image (sparse)")
+	c.Flags().StringVar(&o.fs, "fs", "btrfs", "filesystem of the pool image: btrfs or xfs (reflink)")
+	c.Flags().StringVar(&o.mount, "mount", "", "where to mount the pool (default: the image path without its extension)")
+	c.Flags().BoolVar(&o.systemd, "systemd", false, "install velo.service, which starts the branches that were running at boot")
+	c.Flags().StringVar(&o.unitDir, "unit-dir", "/etc/systemd/system", "where velo.service goes")
+	return c
+}
+
+// setupUser is who Velo works for: the user behind sudo, else the caller.
+func setupUser() string {
+	if u := os.Getenv("SUDO_USER"); u != "" && os.Geteuid() == 0 {
+		return u
+	}
+	if u, err := user.Current(); err == nil {
+		return u.Username
+	}
+	return "root"
+}
+
+func runSetup(ctx context.Context, g *Globals, o setupOptions) error {
+	w := g.Stdout
+	fmt.Fprintln(w, "Velo setup")
+	// What the host has, so the user knows what Velo will use.
+	if installs, err := pg.FindInstalls(ctx); err == nil && len(installs) > 0 {
+		var v []string
+		for _, in := range installs {
+			v = append(v, in.Version)
+		}
+		fmt.Fprintf(w, "  ✓ PostgreSQL %s\n", strings.Join(v, ", "))
+	} else {
+		fmt.Fprintln(w, "  ✗ no PostgreSQL found: apt-get install postgresql (or set VELO_PG_BIN)")
+	}
+	if out, err := exec.CommandContext(ctx, "zpool", "list", "-H", "-o", "name").Output(); err == nil && len(strings.TrimSpace(string(out))) > 0 {
+		fmt.Fprintf(w, "  ✓ ZFS pools: %s\n", strings.Join(strings.Fields(string(out)), ", "))
+	} else if o.poolFile == "" {
+		fmt.Fprintln(w, "  · no ZFS pool: make a loop-backed one with velo setup --pool-file /var/lib/velo/pool.img --size 20G")
+	}
+	args := append([]string{"setup"}, g.Args[1:]...)
+	if o.poolFile != "" {
+		size, err := hostsetup.ParseSize(o.size)
+		if err != nil {
+			return usageError{fmt.Errorf("--size: %v", err)}
+		}
+		if o.fs != "btrfs" && o.fs != "xfs" {
+			return usageError{fmt.Errorf("--fs %q: choose btrfs or xfs", o.fs)}
+		}
+		owner := ""
+		if u := setupUser(); u != "root" {
+			owner = u
+		}
+		_, did, err := hostsetup.PoolFile(ctx, hostsetup.PoolFileOptions{File: o.poolFile, Size: size, FS: o.fs, Mount: o.mount, Owner: owner}, args)
+		for _, d := range did {
+			fmt.Fprintf(w, "  ▸ %s\n", d)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if o.systemd {
+		exe, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		home, err := Home()
+		if err != nil {
+			return err
+		}
+		// Under sudo, the unit serves the user behind it, with their home.
+		if su := os.Getenv("SUDO_USER"); su != "" && os.Getenv("VELO_HOME") == "" {
+			if u, err := user.Lookup(su); err == nil {
+				home = u.HomeDir + "/.velo"
+			}
+		}
+		did, err := hostsetup.Unit(ctx, hostsetup.UnitOptions{Dir: o.unitDir, Velo: exe, Home: home, User: setupUser(), Enable: true}, args)
+		for _, d := range did {
+			fmt.Fprintf(w, "  ▸ %s\n", d)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}

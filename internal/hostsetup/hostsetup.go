@@ -1,0 +1,224 @@
+// Package hostsetup prepares a host for Velo, idempotently: a loop-backed
+// pool when there is no ZFS pool, and a systemd unit that brings the
+// branches back at boot. Every step says what it did.
+package hostsetup
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// ErrNeedsRoot is returned when a step needs root; its message holds the
+// exact command to run.
+var ErrNeedsRoot = errors.New("needs root")
+
+// PoolFileOptions describe a loop-backed pool.
+type PoolFileOptions struct {
+	File  string // the image file, e.g. /var/lib/velo/pool.img
+	Size  int64  // bytes
+	FS    string // btrfs or xfs
+	Mount string // mount point; default File without its extension
+	Owner string // user to own the mount point ("" keeps root)
+}
+
+// ParseSize reads sizes like 20G, 512M, 1T or plain bytes.
+func ParseSize(s string) (int64, error) {
+	s = strings.TrimSpace(strings.ToUpper(s))
+	mult := int64(1)
+	for suffix, m := range map[string]int64{"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40} {
+		if strings.HasSuffix(s, suffix) || strings.HasSuffix(s, suffix+"B") {
+			s = strings.TrimSuffix(strings.TrimSuffix(s, "B"), suffix)
+			mult = m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("size %q: give a positive size such as 20G, 512M or 1T", s)
+	}
+	return n * mult, nil
+}
+
+// PoolFile makes, formats and mounts a loop-backed pool; each part is
+// skipped when already done. It returns the mount point and what it did.
+func PoolFile(ctx context.Context, o PoolFileOptions, args []string) (string, []string, error) {
+	if o.FS != "btrfs" && o.FS != "xfs" {
+		return "", nil, fmt.Errorf("--fs %q: choose btrfs or xfs", o.FS)
+	}
+	if !filepath.IsAbs(o.File) {
+		return "", nil, fmt.Errorf("--pool-file %q must be an absolute path", o.File)
+	}
+	if o.Mount == "" {
+		o.Mount = strings.TrimSuffix(o.File, filepath.Ext(o.File))
+		if o.Mount == o.File {
+			o.Mount = o.File + ".mnt"
+		}
+	}
+	if os.Geteuid() != 0 {
+		return "", nil, fmt.Errorf("%w: making a loop-mounted pool needs root; run: sudo velo %s", ErrNeedsRoot, strings.Join(args, " "))
+	}
+	var did []string
+	if mounted(o.Mount) {
+		did = append(did, fmt.Sprintf("%s is already mounted", o.Mount))
+		return o.Mount, did, nil
+	}
+	if _, err := os.Stat(o.File); errors.Is(err, os.ErrNotExist) {
+		if err := os.MkdirAll(filepath.Dir(o.File), 0o711); err != nil {
+			return "", did, err
+		}
+		f, err := os.OpenFile(o.File, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		if err != nil {
+			return "", did, err
+		}
+		err = f.Truncate(o.Size)
+		f.Close()
+		if err != nil {
+			os.Remove(o.File)
+			return "", did, err
+		}
+		mkfs := []string{"-q", "-f"}
+		if o.FS == "xfs" {
+			mkfs = append(mkfs, "-m", "reflink=1")
+		}
+		if err := run(ctx, "mkfs."+o.FS, append(mkfs, o.File)...); err != nil {
+			os.Remove(o.File)
+			return "", did, err
+		}
+		did = append(did, fmt.Sprintf("made a %s image of %d GB at %s (sparse: it takes only what is written)", o.FS, o.Size>>30, o.File))
+	} else if err != nil {
+		return "", did, err
+	} else {
+		did = append(did, fmt.Sprintf("%s exists; using it", o.File))
+	}
+	if err := os.MkdirAll(o.Mount, 0o755); err != nil {
+		return "", did, err
+	}
+	if err := run(ctx, "mount", "-o", mountOptions(o.FS), o.File, o.Mount); err != nil {
+		return "", did, err
+	}
+	if err := os.Chmod(o.Mount, 0o755); err != nil {
+		return "", did, err
+	}
+	if o.Owner != "" {
+		u, err := user.Lookup(o.Owner)
+		if err != nil {
+			return "", did, err
+		}
+		uid, _ := strconv.Atoi(u.Uid)
+		gid, _ := strconv.Atoi(u.Gid)
+		if err := os.Chown(o.Mount, uid, gid); err != nil {
+			return "", did, err
+		}
+		did = append(did, fmt.Sprintf("gave %s to %s", o.Mount, o.Owner))
+	}
+	did = append(did, fmt.Sprintf("mounted it at %s", o.Mount))
+	did = append(did, fmt.Sprintf("to mount it at every boot, add to /etc/fstab:\n      %s %s %s %s 0 0", o.File, o.Mount, o.FS, mountOptions(o.FS)))
+	did = append(did, fmt.Sprintf("use it with: velo project create NAME --pool %s", o.Mount))
+	return o.Mount, did, nil
+}
+
+func mountOptions(fs string) string {
+	if fs == "btrfs" {
+		// Lets an ordinary user delete the subvolumes it made.
+		return "loop,user_subvol_rm_allowed"
+	}
+	return "loop"
+}
+
+// mounted reports whether dir is a mount point.
+func mounted(dir string) bool {
+	var st, parent unix.Stat_t
+	if unix.Stat(dir, &st) != nil || unix.Stat(filepath.Dir(dir), &parent) != nil {
+		return false
+	}
+	return st.Dev != parent.Dev
+}
+
+func run(ctx context.Context, name string, args ...string) error {
+	out, err := exec.CommandContext(ctx, name, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %s: %v: %s", name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// UnitOptions describe the boot unit.
+type UnitOptions struct {
+	Dir    string // where unit files go; default /etc/systemd/system
+	Velo   string // the velo binary
+	Home   string // VELO_HOME
+	User   string // the user velo runs as
+	Enable bool   // run systemctl enable when systemd runs
+}
+
+// Unit writes velo.service, which runs `velo branch start --all` at boot,
+// and enables it when systemd is the init system.
+func Unit(ctx context.Context, o UnitOptions, args []string) ([]string, error) {
+	if o.Dir == "" {
+		o.Dir = "/etc/systemd/system"
+	}
+	text := fmt.Sprintf(`# Written by velo setup --systemd: brings back, at boot, every Velo
+# branch that was running, with its port and password unchanged.
+[Unit]
+Description=Velo: start the Postgres branches that were running
+After=local-fs.target network.target remote-fs.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+User=%s
+Environment=VELO_HOME=%s
+ExecStart=%s branch start --all
+
+[Install]
+WantedBy=multi-user.target
+`, o.User, o.Home, o.Velo)
+	path := filepath.Join(o.Dir, "velo.service")
+	if old, err := os.ReadFile(path); err == nil && string(old) == text {
+		return []string{path + " is already in place"}, maybeEnable(ctx, o)
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil || unix.Access(o.Dir, unix.W_OK) != nil {
+		return nil, fmt.Errorf("%w: writing %s needs root; run: sudo velo %s", ErrNeedsRoot, path, strings.Join(args, " "))
+	}
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return nil, err
+	}
+	did := []string{"wrote " + path}
+	if err := maybeEnable(ctx, o); err != nil {
+		return did, err
+	}
+	if o.Enable && systemdRuns() {
+		did = append(did, "enabled velo.service")
+	} else {
+		did = append(did, "systemd is not running here; once it is: systemctl enable velo.service")
+	}
+	return did, nil
+}
+
+func systemdRuns() bool {
+	_, err := os.Stat("/run/systemd/system")
+	return err == nil
+}
+
+func maybeEnable(ctx context.Context, o UnitOptions) error {
+	if !o.Enable || !systemdRuns() {
+		return nil
+	}
+	if err := run(ctx, "systemctl", "daemon-reload"); err != nil {
+		return err
+	}
+	return run(ctx, "systemctl", "enable", "velo.service")
+}

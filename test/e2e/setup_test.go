@@ -1,0 +1,63 @@
+package e2e
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/velohq/velo/internal/storage/storagetest"
+	"github.com/velohq/velo/internal/testenv"
+)
+
+// TestSetupPoolFile makes a loop-backed btrfs pool with velo setup, runs
+// it again (nothing to do), uses the pool, and installs the boot unit.
+func TestSetupPoolFile(t *testing.T) {
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, "mkfs.btrfs")
+	dir := tmpDir(t, "velo-setup-")
+	img := filepath.Join(dir, "pool.img")
+	mnt := filepath.Join(dir, "pool")
+	e := &env{t: t, home: tmpDir(t, "velo-home-"), pool: mnt, storage: "btrfs"}
+	t.Cleanup(func() {
+		e.teardown()
+		storagetest.Unmount(t, mnt)
+	})
+	r := e.ok("setup", "--pool-file", img, "--size", "2G", "--fs", "btrfs")
+	for _, want := range []string{"made a btrfs image", "mounted it at " + mnt, "/etc/fstab", "velo project create NAME --pool " + mnt} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("setup output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(mnt, &st); err != nil || uint32(st.Type) != uint32(unix.BTRFS_SUPER_MAGIC) {
+		t.Fatalf("%s is not a mounted btrfs: %v", mnt, err)
+	}
+	if r := e.ok("setup", "--pool-file", img, "--size", "2G"); !strings.Contains(r.stdout, "already mounted") {
+		t.Errorf("second setup is not idempotent:\n%s", r.stdout)
+	}
+	e.create("onloop")
+	e.psql("onloop/main", "SELECT 1")
+	e.refused([]string{"--size"}, "setup", "--pool-file", filepath.Join(dir, "other.img"), "--size", "lots")
+	e.refused([]string{"btrfs or xfs"}, "setup", "--pool-file", filepath.Join(dir, "other.img"), "--fs", "ext4")
+	if _, err := os.Stat(filepath.Join(dir, "other.img")); err == nil {
+		t.Error("a refused setup made an image")
+	}
+
+	units := filepath.Join(dir, "units")
+	r = e.ok("setup", "--systemd", "--unit-dir", units)
+	unit, err := os.ReadFile(filepath.Join(units, "velo.service"))
+	if err != nil {
+		t.Fatalf("no unit written: %v\n%s", err, r)
+	}
+	for _, want := range []string{"ExecStart=", "branch start --all", "VELO_HOME=" + e.home, "WantedBy=multi-user.target"} {
+		if !strings.Contains(string(unit), want) {
+			t.Errorf("unit lacks %q:\n%s", want, unit)
+		}
+	}
+	if r := e.ok("setup", "--systemd", "--unit-dir", units); !strings.Contains(r.stdout, "already in place") {
+		t.Errorf("second --systemd:\n%s", r.stdout)
+	}
+}
