@@ -22,6 +22,7 @@ import (
 	"github.com/velohq/velo/internal/storage"
 	"github.com/velohq/velo/internal/storage/dirtree"
 	"github.com/velohq/velo/internal/storage/drivers"
+	"github.com/velohq/velo/internal/ui"
 )
 
 // Level says how bad a finding is: ok, a warning (doctor still exits 0),
@@ -643,7 +644,7 @@ func (s *survey) poolFindings() []Finding {
 			if p.stats.Size > 0 {
 				pct = 100 * float64(p.stats.Free) / float64(p.stats.Size)
 			}
-			f.Message = fmt.Sprintf("%s; %s free of %s (%.0f%%); projects %s", p.stats.Health, bytesText(p.stats.Free), bytesText(p.stats.Size), pct, strings.Join(p.projects, ", "))
+			f.Message = fmt.Sprintf("%s; %s free of %s (%.0f%%); projects %s", p.stats.Health, ui.Bytes(p.stats.Free), ui.Bytes(p.stats.Size), pct, strings.Join(p.projects, ", "))
 			if p.stats.Health != "ONLINE" {
 				f.Status = LevelFailed
 				f.Fix = "see zpool status " + p.name
@@ -655,21 +656,6 @@ func (s *survey) poolFindings() []Finding {
 		out = append(out, f)
 	}
 	return out
-}
-
-func bytesText(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	units := []string{"KB", "MB", "GB", "TB", "PB"}
-	v := float64(n) / unit
-	i := 0
-	for v >= unit && i < len(units)-1 {
-		v /= unit
-		i++
-	}
-	return fmt.Sprintf("%.1f %s", v, units[i])
 }
 
 func (s *survey) stateFinding() Finding {
