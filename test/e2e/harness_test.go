@@ -86,9 +86,9 @@ func newEnv(t testing.TB, driver string) *env {
 	case "copy":
 		e.pool = tmpDir(t, "velo-pool-")
 	case "reflink":
-		e.pool = storagetest.LoopFS(t, "xfs", 4<<30, []string{"-q", "-f", "-m", "reflink=1"}, "")
+		e.pool = storagetest.LoopFS(t, "xfs", 10<<30, []string{"-q", "-f", "-m", "reflink=1"}, "")
 	case "btrfs":
-		e.pool = storagetest.LoopFS(t, "btrfs", 4<<30, []string{"-q", "-f"}, "user_subvol_rm_allowed")
+		e.pool = storagetest.LoopFS(t, "btrfs", 10<<30, []string{"-q", "-f"}, "user_subvol_rm_allowed")
 	case "zfs":
 		e.pool = zfstest.Pool(t)
 	default:
