@@ -300,6 +300,13 @@ func tree(p state.Project, all []state.Branch, id string, indent string) string 
 	return sb.String()
 }
 
+// refuseDescendants is the refusal of a command that would affect b's
+// descendants: it names them, says the fix, and shows them as a tree.
+func refuseDescendants(p state.Project, all []state.Branch, b state.Branch, desc []state.Branch, fix string) error {
+	return fmt.Errorf("%w: branch %s/%s has %s (%s)%s:\n%s/%s%s", ErrRefused, p.Name, b.Name,
+		plural(len(desc), "descendant", "descendants"), names(p, desc), fix, p.Name, b.Name, tree(p, all, b.ID, ""))
+}
+
 func names(p state.Project, bs []state.Branch) string {
 	var n []string
 	for _, b := range bs {
@@ -327,8 +334,7 @@ func (e *Engine) DeleteBranch(ctx context.Context, ref string, force bool) error
 		}
 		desc := descendants(all, b.ID)
 		if len(desc) > 0 && !force {
-			return fmt.Errorf("%w: branch %s/%s has %s (%s); add --force to delete them too:\n%s/%s%s", ErrRefused, p.Name, b.Name,
-				plural(len(desc), "descendant", "descendants"), names(p, desc), p.Name, b.Name, tree(p, all, b.ID, ""))
+			return refuseDescendants(p, all, b, desc, "; add --force to delete them too")
 		}
 		d, err := e.driver(ctx, p)
 		if err != nil {
@@ -456,10 +462,8 @@ func (e *Engine) ResetBranch(ctx context.Context, ref string, force bool) error 
 		if err != nil {
 			return err
 		}
-		desc := descendants(all, b.ID)
-		if len(desc) > 0 && !force {
-			return fmt.Errorf("%w: branch %s/%s has %s (%s), made from its current data; they keep their data, but add --force to reset anyway:\n%s/%s%s", ErrRefused, p.Name, b.Name,
-				plural(len(desc), "descendant", "descendants"), names(p, desc), p.Name, b.Name, tree(p, all, b.ID, ""))
+		if desc := descendants(all, b.ID); len(desc) > 0 && !force {
+			return refuseDescendants(p, all, b, desc, ", made from its current data; they keep their data, but add --force to reset anyway")
 		}
 		parent, err := e.Store.Q().BranchByID(ctx, b.ParentID)
 		if err != nil {

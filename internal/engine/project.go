@@ -254,7 +254,7 @@ func (e *Engine) Projects(ctx context.Context) ([]ProjectInfo, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, ProjectInfo{Name: p.Name, Storage: p.Driver, Pool: p.Pool, PGMajor: p.PGMajor, Branches: len(bs), CreatedAt: p.CreatedAt})
+		out = append(out, projectInfo(p, len(bs)))
 	}
 	return out, nil
 }
@@ -272,7 +272,11 @@ func (e *Engine) Project(ctx context.Context, name string) (ProjectInfo, error) 
 	if err != nil {
 		return ProjectInfo{}, err
 	}
-	return ProjectInfo{Name: p.Name, Storage: p.Driver, Pool: p.Pool, PGMajor: p.PGMajor, Branches: len(bs), CreatedAt: p.CreatedAt}, nil
+	return projectInfo(p, len(bs)), nil
+}
+
+func projectInfo(p state.Project, branches int) ProjectInfo {
+	return ProjectInfo{Name: p.Name, Storage: p.Driver, Pool: p.Pool, PGMajor: p.PGMajor, Branches: branches, CreatedAt: p.CreatedAt}
 }
 
 func removeBranchFiles(e *Engine, b state.Branch) {

@@ -73,6 +73,11 @@ func (e *Engine) Branches(ctx context.Context, project string) ([]BranchInfo, er
 		}
 		ps = all
 	}
+	return e.branchesOf(ctx, ps)
+}
+
+// branchesOf describes the branches of projects ps, in tree order.
+func (e *Engine) branchesOf(ctx context.Context, ps []state.Project) ([]BranchInfo, error) {
 	var pbs []projectBranch
 	for _, p := range ps {
 		bs, err := e.Store.Q().Branches(ctx, p.ID)
@@ -164,15 +169,11 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch) []BranchInfo
 // Status reports every pool in use and every project with its branches.
 func (e *Engine) Status(ctx context.Context) (StatusReport, error) {
 	rep := StatusReport{Pools: []PoolInfo{}, Projects: []ProjectStatus{}}
-	projects, err := e.Projects(ctx)
-	if err != nil {
-		return rep, err
-	}
-	branches, err := e.Branches(ctx, "")
-	if err != nil {
-		return rep, err
-	}
 	ps, err := e.Store.Q().Projects(ctx)
+	if err != nil {
+		return rep, err
+	}
+	branches, err := e.branchesOf(ctx, ps)
 	if err != nil {
 		return rep, err
 	}
@@ -199,13 +200,14 @@ func (e *Engine) Status(ctx context.Context) (StatusReport, error) {
 		}
 		rep.Pools = append(rep.Pools, pi)
 	}
-	for _, p := range projects {
-		s := ProjectStatus{ProjectInfo: p, BranchList: []BranchInfo{}}
+	for _, p := range ps {
+		s := ProjectStatus{BranchList: []BranchInfo{}}
 		for _, b := range branches {
 			if b.Project == p.Name {
 				s.BranchList = append(s.BranchList, b)
 			}
 		}
+		s.ProjectInfo = projectInfo(p, len(s.BranchList))
 		rep.Projects = append(rep.Projects, s)
 	}
 	return rep, nil

@@ -16,6 +16,33 @@ func notFound(err error, what string) error {
 	return err
 }
 
+// scanner is a row or rows being read.
+type scanner interface{ Scan(...any) error }
+
+// queryAll runs query and reads every row with scan.
+func queryAll[T any](ctx context.Context, t *Tx, scan func(scanner) (T, error), query string, args ...any) ([]T, error) {
+	rows, err := t.q.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
+func scanString(row scanner) (string, error) {
+	var v string
+	err := row.Scan(&v)
+	return v, err
+}
+
 // InsertProject records a new project.
 func (t *Tx) InsertProject(ctx context.Context, p Project) error {
 	if p.ArchiveTimeout == 0 {
@@ -28,7 +55,7 @@ func (t *Tx) InsertProject(ctx context.Context, p Project) error {
 
 const projectCols = `id, name, driver, pool, pg_major, archive_timeout, created_at`
 
-func scanProject(row interface{ Scan(...any) error }) (Project, error) {
+func scanProject(row scanner) (Project, error) {
 	var p Project
 	var created string
 	err := row.Scan(&p.ID, &p.Name, &p.Driver, &p.Pool, &p.PGMajor, &p.ArchiveTimeout, &created)
@@ -50,20 +77,7 @@ func (t *Tx) ProjectByID(ctx context.Context, id string) (Project, error) {
 
 // Projects lists all projects by name.
 func (t *Tx) Projects(ctx context.Context) ([]Project, error) {
-	rows, err := t.q.QueryContext(ctx, `SELECT `+projectCols+` FROM projects ORDER BY name`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Project
-	for rows.Next() {
-		p, err := scanProject(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t, scanProject, `SELECT `+projectCols+` FROM projects ORDER BY name`)
 }
 
 // DeleteProject removes a project record and every record under it.
@@ -103,7 +117,7 @@ func (t *Tx) SwapVolume(ctx context.Context, branchID, volumeID, originSnapshotI
 
 const branchCols = `id, project_id, name, COALESCE(parent_id, ''), volume_id, COALESCE(origin_snapshot_id, ''), port, password, want_running, created_at`
 
-func scanBranch(row interface{ Scan(...any) error }) (Branch, error) {
+func scanBranch(row scanner) (Branch, error) {
 	var b Branch
 	var created string
 	err := row.Scan(&b.ID, &b.ProjectID, &b.Name, &b.ParentID, &b.VolumeID, &b.OriginSnapshotID, &b.Port, &b.Password, &b.WantRunning, &created)
@@ -132,20 +146,7 @@ func (t *Tx) Branches(ctx context.Context, projectID string) ([]Branch, error) {
 		q += ` WHERE project_id = ?`
 		args = append(args, projectID)
 	}
-	rows, err := t.q.QueryContext(ctx, q+` ORDER BY created_at, name`, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Branch
-	for rows.Next() {
-		b, err := scanBranch(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, b)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t, scanBranch, q+` ORDER BY created_at, name`, args...)
 }
 
 // DeleteBranch removes a branch record; its snapshots stay, unowned.
@@ -184,7 +185,7 @@ func (t *Tx) InsertSnapshot(ctx context.Context, projectID string, s Snapshot) e
 
 const snapshotCols = `id, COALESCE(branch_id, ''), volume_id, label, user, backup_label, wal_start, created_at`
 
-func scanSnapshot(row interface{ Scan(...any) error }) (Snapshot, error) {
+func scanSnapshot(row scanner) (Snapshot, error) {
 	var s Snapshot
 	var created string
 	err := row.Scan(&s.ID, &s.BranchID, &s.VolumeID, &s.Label, &s.User, &s.BackupLabel, &s.WALStart, &created)
@@ -200,38 +201,12 @@ func (t *Tx) Snapshot(ctx context.Context, id string) (Snapshot, error) {
 
 // Snapshots lists a project's snapshots, newest first.
 func (t *Tx) Snapshots(ctx context.Context, projectID string) ([]Snapshot, error) {
-	rows, err := t.q.QueryContext(ctx, `SELECT `+snapshotCols+` FROM snapshots WHERE project_id = ? ORDER BY created_at DESC`, projectID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Snapshot
-	for rows.Next() {
-		s, err := scanSnapshot(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t, scanSnapshot, `SELECT `+snapshotCols+` FROM snapshots WHERE project_id = ? ORDER BY created_at DESC`, projectID)
 }
 
 // AllSnapshots lists every project's snapshots, newest first.
 func (t *Tx) AllSnapshots(ctx context.Context) ([]Snapshot, error) {
-	rows, err := t.q.QueryContext(ctx, `SELECT `+snapshotCols+` FROM snapshots ORDER BY created_at DESC`)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []Snapshot
-	for rows.Next() {
-		s, err := scanSnapshot(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t, scanSnapshot, `SELECT `+snapshotCols+` FROM snapshots ORDER BY created_at DESC`)
 }
 
 // SnapshotProject returns the ID of the project a snapshot belongs to.
@@ -255,20 +230,7 @@ func (t *Tx) RetireVolume(ctx context.Context, projectID, volumeID string) error
 
 // RetiredVolumes lists a project's retired volumes.
 func (t *Tx) RetiredVolumes(ctx context.Context, projectID string) ([]string, error) {
-	rows, err := t.q.QueryContext(ctx, `SELECT id FROM retired_volumes WHERE project_id = ?`, projectID)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		out = append(out, id)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, t, scanString, `SELECT id FROM retired_volumes WHERE project_id = ?`, projectID)
 }
 
 // DeleteRetiredVolume forgets a retired volume once it is destroyed.
