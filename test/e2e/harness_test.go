@@ -103,6 +103,16 @@ func newEnv(t testing.TB, driver string) *env {
 
 func (e *env) run(args ...string) result {
 	e.t.Helper()
+	r, err := e.runErr(args...)
+	if err != nil {
+		e.t.Fatalf("velo %s: %v", strings.Join(args, " "), err)
+	}
+	return r
+}
+
+// runErr runs velo; unlike run it never calls the test, so it is safe from
+// other goroutines. The error is set only when velo could not be run.
+func (e *env) runErr(args ...string) (result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, veloBin, args...)
@@ -119,11 +129,11 @@ func (e *env) run(args ...string) result {
 	if err != nil {
 		ee, ok := err.(*exec.ExitError)
 		if !ok {
-			e.t.Fatalf("velo %s: %v", strings.Join(args, " "), err)
+			return result{}, err
 		}
 		code = ee.ExitCode()
 	}
-	return result{code, out.String(), errb.String()}
+	return result{code, out.String(), errb.String()}, nil
 }
 
 // ok runs velo and fails the test unless it succeeds.
