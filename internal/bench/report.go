@@ -50,14 +50,22 @@ func Summarize(ds []time.Duration) Summary {
 	if len(ds) == 0 {
 		return Summary{}
 	}
-	s := slices.Clone(ds)
+	return Summary{Runs: len(ds), Median: Median(ds), Min: slices.Min(ds), Max: slices.Max(ds)}
+}
+
+// Median returns the middle of xs (the mean of the middle two for an even
+// count), or zero for none.
+func Median[T ~int64 | ~float64](xs []T) T {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
 	slices.Sort(s)
 	n := len(s)
-	med := s[n/2]
 	if n%2 == 0 {
-		med = (s[n/2-1] + s[n/2]) / 2
+		return (s[n/2-1] + s[n/2]) / 2
 	}
-	return Summary{Runs: n, Median: med, Min: s[0], Max: s[n-1]}
+	return s[n/2]
 }
 
 // Result is one method measured on one driver at one database size.

@@ -1,0 +1,171 @@
+// Command velo-bench measures Velo against what a user does without it, on
+// this machine, in one run: for each storage driver present and each
+// database size, `velo branch create` (until the branch answers a query),
+// reset, delete and status; the alternatives (CREATE DATABASE TEMPLATE,
+// pg_dump | pg_restore, pg_basebackup and a start); the floor (CHECKPOINT,
+// snapshot, clone and a bare postgres start, without Velo); and the cost of
+// a running branch (TPS, disk after changed rows, memory of an idle server).
+// It prints the tables and writes results.csv, results.json, results.md and
+// chart.png. It needs root: it makes loop-mounted pools and a zfs-fuse pool.
+//
+//	scripts/bench.sh --sizes 100MB,1GB,3GB --reps 5
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/velohq/velo/internal/bench"
+	"github.com/velohq/velo/internal/hostsetup"
+)
+
+type config struct {
+	velo     string
+	pgBin    string
+	pgMajor  int
+	work     string
+	out      string
+	sizes    []int // MB
+	drivers  []string
+	reps     int
+	branches int
+	tpsTime  time.Duration
+	keep     bool
+}
+
+func main() {
+	var c config
+	var sizes, drivers string
+	flag.StringVar(&c.velo, "velo", "velo", "the velo binary to measure")
+	flag.StringVar(&c.pgBin, "pg-bin", "/usr/lib/postgresql/15/bin", "directory of pgbench, pg_dump, pg_restore, pg_basebackup and postgres of the major measured")
+	flag.StringVar(&sizes, "sizes", "100MB,1GB,3GB", "pgbench database sizes, comma-separated")
+	flag.StringVar(&drivers, "drivers", "btrfs,zfs,reflink,copy", "storage drivers to measure, comma-separated; those whose tools are missing are left out with a note")
+	flag.IntVar(&c.reps, "reps", 5, "measured repetitions of each figure, after one warm-up run")
+	flag.IntVar(&c.branches, "branches", 50, "branches that exist while `velo status --json` is timed (at the smallest size)")
+	flag.DurationVar(&c.tpsTime, "tps-time", 15*time.Second, "length of each pgbench run comparing a branch's TPS with main's (at the largest size)")
+	flag.StringVar(&c.work, "work", "/var/tmp/velo-bench", "directory for pool images, homes and copies (emptied first)")
+	flag.StringVar(&c.out, "out", "bench-results", "directory for results.csv, results.json, results.md and chart.png")
+	flag.BoolVar(&c.keep, "keep", false, "leave the pools and homes in place at the end")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		usage("unexpected argument %q", flag.Arg(0))
+	}
+	for _, s := range strings.Split(sizes, ",") {
+		b, err := hostsetup.ParseSize(strings.TrimSpace(s))
+		if err != nil || b < 10<<20 {
+			usage("--sizes: %q is not a size of at least 10MB (say 100MB, 1GB)", s)
+		}
+		c.sizes = append(c.sizes, int(b>>20))
+	}
+	slices.Sort(c.sizes)
+	c.sizes = slices.Compact(c.sizes)
+	for _, d := range strings.Split(drivers, ",") {
+		d = strings.TrimSpace(d)
+		if !slices.Contains([]string{"btrfs", "zfs", "reflink", "copy"}, d) {
+			usage("--drivers: %q is not one of btrfs, zfs, reflink, copy", d)
+		}
+		if !slices.Contains(c.drivers, d) {
+			c.drivers = append(c.drivers, d)
+		}
+	}
+	if c.reps < 1 || c.reps > 1000 {
+		usage("--reps must be between 1 and 1000")
+	}
+	if c.branches < 1 || c.branches > 500 {
+		usage("--branches must be between 1 and 500")
+	}
+	if c.tpsTime < time.Second {
+		usage("--tps-time must be at least 1s")
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "velo-bench: needs root, to make loop-mounted pools and a zfs-fuse pool; run it with sudo")
+		os.Exit(2)
+	}
+	var err error
+	if c.velo, err = exec.LookPath(c.velo); err != nil {
+		usage("--velo: %v (build it: go build -o /usr/local/bin/velo ./cmd/velo)", err)
+	}
+	for _, tool := range []string{"pgbench", "pg_dump", "pg_restore", "pg_basebackup", "postgres"} {
+		if _, err := os.Stat(filepath.Join(c.pgBin, tool)); err != nil {
+			usage("--pg-bin: %s has no %s (apt-get install postgresql)", c.pgBin, tool)
+		}
+	}
+	if c.pgMajor, err = pgMajor(c.pgBin); err != nil {
+		fmt.Fprintln(os.Stderr, "velo-bench:", err)
+		os.Exit(1)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	rep, err := run(ctx, c)
+	if rep != nil && len(rep.Results) > 0 {
+		if werr := write(c.out, rep); werr != nil && err == nil {
+			err = werr
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "velo-bench:", err)
+		os.Exit(1)
+	}
+}
+
+func usage(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "velo-bench: "+format+"\n", a...)
+	flag.Usage()
+	os.Exit(2)
+}
+
+func pgMajor(bin string) (int, error) {
+	out, err := exec.Command(filepath.Join(bin, "postgres"), "--version").Output()
+	if err != nil {
+		return 0, fmt.Errorf("%s/postgres --version: %w", bin, err)
+	}
+	var major int
+	f := strings.Fields(string(out))
+	if len(f) == 0 {
+		return 0, fmt.Errorf("postgres --version printed nothing")
+	}
+	if _, err := fmt.Sscanf(f[len(f)-1], "%d", &major); err != nil {
+		return 0, fmt.Errorf("postgres --version: unexpected %q", out)
+	}
+	return major, nil
+}
+
+// write saves the report in every form and prints its tables.
+func write(dir string, rep *bench.Report) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var errs []error
+	save := func(name string, fn func(f *os.File) error) {
+		f, err := os.Create(filepath.Join(dir, name))
+		if err != nil {
+			errs = append(errs, err)
+			return
+		}
+		errs = append(errs, fn(f), f.Close())
+	}
+	save("results.csv", func(f *os.File) error { return rep.WriteCSV(f) })
+	save("results.json", func(f *os.File) error { return rep.WriteJSON(f) })
+	save("results.md", func(f *os.File) error { rep.Markdown(f); return nil })
+	save("chart.png", func(f *os.File) error { return rep.Chart(f) })
+	fmt.Println()
+	errs = append(errs, rep.Text(os.Stdout))
+	fmt.Printf("\nwrote %s/results.csv, results.json, results.md and chart.png\n", dir)
+	return errors.Join(errs...)
+}
+
+// logf prints a progress line on stderr.
+func logf(format string, a ...any) {
+	fmt.Fprintf(os.Stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
+}
