@@ -137,6 +137,9 @@ func runBranchGet(ctx context.Context, g *Globals, ref string, asJSON bool) erro
 	}
 	fmt.Fprintf(g.Stdout, "Branch:   %s\nParent:   %s\nState:    %s\nPort:     %d\nURL:      %s\nSize:     %s exclusive, %s referenced\nCreated:  %s\n",
 		b.Name, dash(b.Parent), stateText(b), b.Port, b.URL, ui.Bytes(b.Exclusive), ui.Bytes(b.Reference), b.CreatedAt.Local().Format(time.DateTime))
+	if b.CACert != "" {
+		fmt.Fprintf(g.Stdout, "TLS CA:   %s\n", b.CACert)
+	}
 	if b.Problem != "" {
 		fmt.Fprintf(g.Stdout, "Problem:  %s\n", b.Problem)
 	}

@@ -34,6 +34,7 @@ func newProjectCreateCommand(g *Globals) *cobra.Command {
 	c.Flags().IntVar(&o.PGVersion, "pg-version", 0, "PostgreSQL major version (default: the highest installed)")
 	c.Flags().StringVar(&o.Image, "image", "", "Docker image (not available yet)")
 	c.Flags().DurationVar(&o.ArchiveTimeout, "archive-timeout", time.Minute, "longest time a commit waits before its WAL is archived (so reachable by --pitr)")
+	c.Flags().StringVar(&o.Listen, "listen", "", "addresses the servers listen on besides 127.0.0.1: IP addresses, localhost, or * (comma-separated); other addresses than loopback must use TLS")
 	return c
 }
 
@@ -53,6 +54,9 @@ func runProjectCreate(ctx context.Context, g *Globals, o engine.CreateProjectOpt
 
 func printConn(w io.Writer, c engine.Conn) {
 	fmt.Fprintf(w, "\nConnection ready:\n  %s\n", c.URL)
+	if c.CACert != "" {
+		fmt.Fprintf(w, "TLS certificate authority (for sslmode=verify-full sslrootcert=...):\n  %s\n", c.CACert)
+	}
 }
 
 func newProjectListCommand(g *Globals) *cobra.Command {
@@ -122,7 +126,11 @@ func runProjectGet(ctx context.Context, g *Globals, name string, asJSON bool) er
 	if asJSON {
 		return ui.JSON(g.Stdout, engine.ProjectStatus{ProjectInfo: p, BranchList: bs})
 	}
-	fmt.Fprintf(g.Stdout, "Project:    %s\nStorage:    %s on %s\nPostgreSQL: %d\nCreated:    %s\n\n", p.Name, p.Storage, p.Pool, p.PGMajor, p.CreatedAt.Local().Format(time.DateTime))
+	fmt.Fprintf(g.Stdout, "Project:    %s\nStorage:    %s on %s\nPostgreSQL: %d\nListen:     %s\n", p.Name, p.Storage, p.Pool, p.PGMajor, p.Listen)
+	if p.CACert != "" {
+		fmt.Fprintf(g.Stdout, "TLS CA:     %s\n", p.CACert)
+	}
+	fmt.Fprintf(g.Stdout, "Created:    %s\n\n", p.CreatedAt.Local().Format(time.DateTime))
 	branchTable(bs).Render(g.Stdout)
 	return nil
 }

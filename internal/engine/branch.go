@@ -75,7 +75,7 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 				return err
 			}
 			op.commit()
-			result = conn(p, b, false)
+			result = e.conn(p, b, false)
 			return nil
 		}
 		e.Progress.Title("Creating %s/%s from %s/%s...", pn, bn, pn, parent.Name)
@@ -96,7 +96,7 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 			return err
 		}
 		op.commit()
-		result = conn(p, b, false)
+		result = e.conn(p, b, false)
 		return nil
 	})
 	return result, err

@@ -312,7 +312,16 @@ func (e *Engine) configure(p state.Project, b state.Branch, spec runtime.Spec, e
 	for k, v := range extra {
 		settings[k] = v
 	}
-	return pg.WriteConfig(spec.DataDir, pg.Config{Port: spec.Port, ListenAddresses: "127.0.0.1", SocketDir: spec.SocketDir, Extra: settings}, spec.RunAs)
+	// TLS and pg_hba.conf are rewritten too, so that a project from an
+	// older velo, or an edited pg_hba.conf, is brought back to the rules:
+	// scram-sha-256 everywhere, TLS from other addresses than loopback.
+	if err := e.ensureTLS(p, spec); err != nil {
+		return err
+	}
+	if err := pg.WriteHBA(spec.DataDir, spec.RunAs); err != nil {
+		return err
+	}
+	return pg.WriteConfig(spec.DataDir, pg.Config{Port: spec.Port, ListenAddresses: pg.ListenAddresses(listenOf(p)), SocketDir: spec.SocketDir, TLS: true, Extra: settings}, spec.RunAs)
 }
 
 // freePort picks a port no branch holds and nothing listens on.

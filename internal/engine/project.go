@@ -27,6 +27,8 @@ type CreateProjectOptions struct {
 	Image     string
 	// ArchiveTimeout bounds how old the newest archived WAL may be; 0 means 60 s.
 	ArchiveTimeout time.Duration
+	// Listen is what the servers listen on besides 127.0.0.1 (pg.ParseListen).
+	Listen string
 }
 
 // Conn is how to reach a branch's server.
@@ -38,6 +40,16 @@ type Conn struct {
 	Password string `json:"password,omitempty"`
 	Database string `json:"database"`
 	URL      string `json:"url"`
+	// CACert is the project's CA certificate, for sslmode=verify-full
+	// sslrootcert=CACert.
+	CACert string `json:"ca_cert,omitempty"`
+}
+
+// conn is how to reach b, with the project's CA certificate.
+func (e *Engine) conn(p state.Project, b state.Branch, withPassword bool) Conn {
+	c := conn(p, b, withPassword)
+	c.CACert = e.caCert(p)
+	return c
 }
 
 func conn(p state.Project, b state.Branch, withPassword bool) Conn {
@@ -68,8 +80,12 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 	if o.PGVersion < 0 {
 		return Conn{}, fmt.Errorf("%w: --pg-version %d is not a Postgres major version", ErrInvalid, o.PGVersion)
 	}
+	listen, err := parseListen(o.Listen)
+	if err != nil {
+		return Conn{}, err
+	}
 	var result Conn
-	err := e.mutate(ctx, func(op *op) error {
+	err = e.mutate(ctx, func(op *op) error {
 		if _, err := e.Store.Q().Project(ctx, o.Name); err == nil {
 			return fmt.Errorf("%w: project %s already exists; see velo project get %s", ErrExists, o.Name, o.Name)
 		} else if !errors.Is(err, state.ErrNotFound) {
@@ -85,7 +101,7 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 		}
 		e.Progress.Title("Creating project %s...", o.Name)
 		var driverName, pool string
-		p := state.Project{ID: newID("p"), Name: o.Name, PGMajor: in.Major, ArchiveTimeout: int(o.ArchiveTimeout / time.Second), CreatedAt: time.Now()}
+		p := state.Project{ID: newID("p"), Name: o.Name, PGMajor: in.Major, ArchiveTimeout: int(o.ArchiveTimeout / time.Second), Listen: strings.Join(listen, ","), CreatedAt: time.Now()}
 		err = e.Progress.Step("Select storage", func() error {
 			driverName, pool, err = drivers.Resolve(ctx, o.Pool, o.Storage, e.defaultPool())
 			if err != nil {
@@ -132,9 +148,12 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 			if err := pg.InitDB(ctx, pg.InitOptions{Install: in, DataDir: spec.DataDir, Password: password, RunAs: u}); err != nil {
 				return err
 			}
-			if err := pg.WriteHBA(spec.DataDir, u); err != nil {
+			// A new CA, whatever a project of this name left behind; the
+			// server's certificate comes from it in configure.
+			if err := e.newCA(p.Name); err != nil {
 				return err
 			}
+			op.onFail(func(context.Context) error { return os.RemoveAll(e.caDir(p.Name)) })
 			return e.configure(p, b, spec, nil)
 		})
 		if err != nil {
@@ -152,7 +171,7 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 			return err
 		}
 		op.commit()
-		result = conn(p, b, false)
+		result = e.conn(p, b, false)
 		return nil
 	})
 	return result, err
@@ -221,7 +240,11 @@ func (e *Engine) DeleteProject(ctx context.Context, name string, force bool) err
 		if err := e.gc(ctx, op, p, d); err != nil {
 			return err
 		}
-		return e.Store.Tx(ctx, func(tx *state.Tx) error { return tx.DeleteProject(ctx, p.ID) })
+		if err := e.Store.Tx(ctx, func(tx *state.Tx) error { return tx.DeleteProject(ctx, p.ID) }); err != nil {
+			return err
+		}
+		// The CA goes with the project: no server it signed for is left.
+		return os.RemoveAll(e.caDir(p.Name))
 	})
 }
 
@@ -240,6 +263,10 @@ type ProjectInfo struct {
 	PGMajor   int       `json:"pg_version"`
 	Branches  int       `json:"branches"`
 	CreatedAt time.Time `json:"created_at"`
+	// Listen is listen_addresses of the project's servers.
+	Listen string `json:"listen_addresses"`
+	// CACert verifies the servers' certificates (sslrootcert).
+	CACert string `json:"ca_cert,omitempty"`
 }
 
 // Projects lists the projects.
@@ -254,7 +281,7 @@ func (e *Engine) Projects(ctx context.Context) ([]ProjectInfo, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, projectInfo(p, len(bs)))
+		out = append(out, e.projectInfo(p, len(bs)))
 	}
 	return out, nil
 }
@@ -272,11 +299,12 @@ func (e *Engine) Project(ctx context.Context, name string) (ProjectInfo, error) 
 	if err != nil {
 		return ProjectInfo{}, err
 	}
-	return projectInfo(p, len(bs)), nil
+	return e.projectInfo(p, len(bs)), nil
 }
 
-func projectInfo(p state.Project, branches int) ProjectInfo {
-	return ProjectInfo{Name: p.Name, Storage: p.Driver, Pool: p.Pool, PGMajor: p.PGMajor, Branches: branches, CreatedAt: p.CreatedAt}
+func (e *Engine) projectInfo(p state.Project, branches int) ProjectInfo {
+	return ProjectInfo{Name: p.Name, Storage: p.Driver, Pool: p.Pool, PGMajor: p.PGMajor, Branches: branches, CreatedAt: p.CreatedAt,
+		Listen: pg.ListenAddresses(listenOf(p)), CACert: e.caCert(p)}
 }
 
 func removeBranchFiles(e *Engine, b state.Branch) {

@@ -13,13 +13,19 @@ import (
 )
 
 // setPassword gives the superuser of the server on port a new password.
+// The server gets its SCRAM verifier, never the password itself, so that
+// no server log can hold it.
 func setPassword(ctx context.Context, port int, current, password string) error {
+	verifier, err := pg.ScramVerifier(password)
+	if err != nil {
+		return err
+	}
 	c, err := pg.Connect(ctx, port, current)
 	if err != nil {
 		return err
 	}
 	defer c.Close(context.WithoutCancel(ctx))
-	_, err = c.Exec(ctx, "ALTER ROLE postgres PASSWORD "+quoteLiteral(password))
+	_, err = c.Exec(ctx, "ALTER ROLE postgres PASSWORD "+quoteLiteral(verifier))
 	return err
 }
 
@@ -41,7 +47,7 @@ func (e *Engine) StartBranch(ctx context.Context, ref string) (Conn, bool, error
 	err := e.lockedBranch(ctx, ref, func(p projectBranch) error {
 		var err error
 		already, err = e.startServer(ctx, p.p, p.b)
-		c = conn(p.p, p.b, false)
+		c = e.conn(p.p, p.b, false)
 		return err
 	})
 	return c, already, err
@@ -185,7 +191,7 @@ func (e *Engine) RestartBranch(ctx context.Context, ref string) (Conn, error) {
 		}); err != nil {
 			return err
 		}
-		c = conn(p.p, p.b, false)
+		c = e.conn(p.p, p.b, false)
 		return e.Store.Q().SetWantRunning(ctx, p.b.ID, true)
 	})
 	return c, err
@@ -197,7 +203,7 @@ func (e *Engine) Password(ctx context.Context, ref string) (Conn, error) {
 	if err != nil {
 		return Conn{}, err
 	}
-	return conn(p, b, true), nil
+	return e.conn(p, b, true), nil
 }
 
 func (e *Engine) lockedBranch(ctx context.Context, ref string, fn func(projectBranch) error) error {

@@ -32,6 +32,8 @@ type BranchInfo struct {
 	Reference int64     `json:"referenced_bytes"`
 	CreatedAt time.Time `json:"created_at"`
 	Problem   string    `json:"problem,omitempty"`
+	// CACert verifies the server's certificate (sslrootcert).
+	CACert string `json:"ca_cert,omitempty"`
 }
 
 // PoolInfo is one pool's figures.
@@ -135,7 +137,8 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch) []BranchInfo
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			info := BranchInfo{Name: x.p.Name + "/" + x.b.Name, Project: x.p.Name, Branch: x.b.Name, Port: x.b.Port,
-				Volume: x.b.VolumeID, CreatedAt: x.b.CreatedAt, State: "stopped", URL: conn(x.p, x.b, false).URL}
+				Volume: x.b.VolumeID, CreatedAt: x.b.CreatedAt, State: "stopped", URL: conn(x.p, x.b, false).URL,
+				CACert: e.caCert(x.p)}
 			if x.b.ParentID != "" {
 				info.Parent = names[x.b.ParentID]
 				if info.Parent == "" {
@@ -207,7 +210,7 @@ func (e *Engine) Status(ctx context.Context) (StatusReport, error) {
 				s.BranchList = append(s.BranchList, b)
 			}
 		}
-		s.ProjectInfo = projectInfo(p, len(s.BranchList))
+		s.ProjectInfo = e.projectInfo(p, len(s.BranchList))
 		rep.Projects = append(rep.Projects, s)
 	}
 	return rep, nil

@@ -28,6 +28,9 @@ type Config struct {
 	Port            int
 	ListenAddresses string // default "127.0.0.1"
 	SocketDir       string // unix_socket_directories; "" leaves Postgres's default
+	// TLS turns ssl on with the data directory's server.crt and server.key
+	// (see EnsureServerCert).
+	TLS bool
 	// Extra holds further settings, written sorted by name. Names velo
 	// controls (port, wal_level, fsync...) are refused.
 	Extra map[string]string
@@ -46,6 +49,7 @@ var fixedSettings = [][2]string{
 var controlled = map[string]bool{
 	"port": true, "listen_addresses": true, "unix_socket_directories": true,
 	"wal_level": true, "wal_keep_size": true, "max_wal_senders": true, "fsync": true,
+	"ssl": true, "ssl_cert_file": true, "ssl_key_file": true,
 }
 
 var settingName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$`)
@@ -72,6 +76,13 @@ func RenderConfig(c Config) (string, error) {
 			return "", fmt.Errorf("config: socket path %s is %d bytes, more than the %d Linux allows; use a shorter socket directory", p, len(p), maxSocketPath)
 		}
 		fmt.Fprintf(&b, "unix_socket_directories = %s\n", QuoteValue(QuoteListElement(c.SocketDir)))
+	}
+	if c.TLS {
+		// Relative paths are read from the data directory, so a clone
+		// uses the files it inherited.
+		b.WriteString("ssl = on\n")
+		fmt.Fprintf(&b, "ssl_cert_file = %s\n", QuoteValue(ServerCertFile))
+		fmt.Fprintf(&b, "ssl_key_file = %s\n", QuoteValue(ServerKeyFile))
 	}
 	for _, kv := range fixedSettings {
 		fmt.Fprintf(&b, "%s = %s\n", kv[0], QuoteValue(kv[1]))
@@ -202,11 +213,15 @@ func lastSetting(text string) string {
 	return ""
 }
 
-// hbaConf admits password (SCRAM) logins only, over the local socket and
-// loopback, for ordinary and replication connections. No trust lines: every
-// server velo runs has a password, and a clone must not be more open than its
-// parent.
-const hbaConf = `# Written by velo: scram-sha-256 over the local socket and loopback only.
+// hbaConf admits password (SCRAM) logins only: over the local socket and
+// loopback with or without TLS, for ordinary and replication connections,
+// and from any other address over TLS only (hostssl), for ordinary
+// connections. No trust lines: every server velo runs has a password, and a
+// clone must not be more open than its parent. A server listens beyond
+// 127.0.0.1 only when its project was created with --listen; a connection
+// without TLS from another address matches no line and is refused.
+const hbaConf = `# Written by velo, which rewrites it at each start: scram-sha-256 only;
+# other addresses than loopback over TLS only.
 # TYPE  DATABASE        USER            ADDRESS                 METHOD
 local   all             all                                     scram-sha-256
 host    all             all             127.0.0.1/32            scram-sha-256
@@ -214,10 +229,13 @@ host    all             all             ::1/128                 scram-sha-256
 local   replication     all                                     scram-sha-256
 host    replication     all             127.0.0.1/32            scram-sha-256
 host    replication     all             ::1/128                 scram-sha-256
+hostssl all             all             0.0.0.0/0               scram-sha-256
+hostssl all             all             ::/0                    scram-sha-256
 `
 
 // WriteHBA replaces dataDir/pg_hba.conf with velo's: scram-sha-256 over the
-// local socket, 127.0.0.1 and ::1, replication included, nothing else.
+// local socket, 127.0.0.1 and ::1, replication included, and over TLS only
+// from any other address (replication excluded), nothing else.
 func WriteHBA(dataDir string, owner *OSUser) error {
 	if err := writeFileAtomic(filepath.Join(dataDir, "pg_hba.conf"), []byte(hbaConf), 0o600, owner); err != nil {
 		return fmt.Errorf("write pg_hba.conf: %w", err)

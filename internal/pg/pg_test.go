@@ -231,6 +231,8 @@ func TestWriteHBA(t *testing.T) {
 		"local replication all scram-sha-256",
 		"host replication all 127.0.0.1/32 scram-sha-256",
 		"host replication all ::1/128 scram-sha-256",
+		"hostssl all all 0.0.0.0/0 scram-sha-256",
+		"hostssl all all ::/0 scram-sha-256",
 	}
 	if strings.Join(rules, "\n") != strings.Join(want, "\n") {
 		t.Errorf("pg_hba.conf rules:\n%s", strings.Join(rules, "\n"))

@@ -48,17 +48,17 @@ func (t *Tx) InsertProject(ctx context.Context, p Project) error {
 	if p.ArchiveTimeout == 0 {
 		p.ArchiveTimeout = 60
 	}
-	_, err := t.q.ExecContext(ctx, `INSERT INTO projects (id, name, driver, pool, pg_major, archive_timeout, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)`,
-		p.ID, p.Name, p.Driver, p.Pool, p.PGMajor, p.ArchiveTimeout, fmtTime(p.CreatedAt))
+	_, err := t.q.ExecContext(ctx, `INSERT INTO projects (id, name, driver, pool, pg_major, archive_timeout, listen, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ID, p.Name, p.Driver, p.Pool, p.PGMajor, p.ArchiveTimeout, p.Listen, fmtTime(p.CreatedAt))
 	return err
 }
 
-const projectCols = `id, name, driver, pool, pg_major, archive_timeout, created_at`
+const projectCols = `id, name, driver, pool, pg_major, archive_timeout, listen, created_at`
 
 func scanProject(row scanner) (Project, error) {
 	var p Project
 	var created string
-	err := row.Scan(&p.ID, &p.Name, &p.Driver, &p.Pool, &p.PGMajor, &p.ArchiveTimeout, &created)
+	err := row.Scan(&p.ID, &p.Name, &p.Driver, &p.Pool, &p.PGMajor, &p.ArchiveTimeout, &p.Listen, &created)
 	p.CreatedAt = parseTime(created)
 	return p, err
 }

@@ -39,7 +39,11 @@ type Project struct {
 	// ArchiveTimeout is archive_timeout in seconds: how stale the WAL
 	// archive may be, so how recent a point-in-time branch can reach.
 	ArchiveTimeout int
-	CreatedAt      time.Time
+	// Listen is what --listen asked the servers to listen on besides
+	// 127.0.0.1 (comma-separated, as pg.ParseListen returns it); "" is
+	// 127.0.0.1 only.
+	Listen    string
+	CreatedAt time.Time
 }
 
 // Branch is one running copy of a project's data.
@@ -177,6 +181,8 @@ var migrations = []string{
 	// 3: whether the user wants a branch's server running, so that
 	// `velo branch start --all` brings back what ran before a reboot.
 	`ALTER TABLE branches ADD COLUMN want_running INTEGER NOT NULL DEFAULT 1;`,
+	// 4: the addresses a project's servers listen on besides 127.0.0.1.
+	`ALTER TABLE projects ADD COLUMN listen TEXT NOT NULL DEFAULT '';`,
 }
 
 // migrate brings the schema up to date. Velo processes may open a new
