@@ -8,6 +8,7 @@ package reflink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io/fs"
 	"os"
@@ -32,10 +33,20 @@ func New(root string) (*dirtree.Tree, error) {
 	if err := os.MkdirAll(root, 0o711); err != nil {
 		return nil, dirtree.WithKind(fmt.Errorf("prepare storage root: %w", err))
 	}
-	if err := probe(root); err != nil {
+	if err := probe(root); err != nil && !(errors.Is(err, syscall.ENOSPC) && holdsTree(root)) {
+		// A full filesystem has no room for the probe's one block. A root
+		// that already holds Velo's tree passed the probe when first used
+		// (a filesystem does not lose reflink), and its volumes must stay
+		// reachable on a full pool: deleting one is how space comes back.
 		return nil, err
 	}
 	return dirtree.New(root, "reflink", storage.Capabilities{SpaceEfficient: true}, ops{})
+}
+
+// holdsTree reports whether root holds the bookkeeping of an earlier use.
+func holdsTree(root string) bool {
+	info, err := os.Stat(filepath.Join(root, "meta"))
+	return err == nil && info.IsDir()
 }
 
 // probe clones a small file under root into another and removes both.

@@ -110,3 +110,54 @@ func BenchmarkSnapshotClone(b *testing.B) {
 	}
 	storagetest.Bench(b, d)
 }
+
+// On a full filesystem New still opens a root it used before (deleting a
+// volume there is how space comes back); a new root, which it cannot probe,
+// is refused with the reason.
+func TestNewOnFullFilesystem(t *testing.T) {
+	mnt := storagetest.LoopFS(t, "xfs", 512<<20, []string{"-q", "-f", "-m", "reflink=1"}, "")
+	root := filepath.Join(mnt, "velo")
+	d, err := reflink.New(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.CreateVolume(context.Background(), "v1"); err != nil {
+		t.Fatal(err)
+	}
+	filler, err := os.Create(filepath.Join(mnt, "filler"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer filler.Close()
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(mnt, &st); err != nil {
+		t.Fatal(err)
+	}
+	// Take the free blocks in shrinking steps until not one is left.
+	for _, n := range []int64{int64(st.Bavail) * st.Bsize / 2, 16 << 20, 1 << 20, 64 << 10, 4 << 10} {
+		for n > 0 && syscall.Fallocate(int(filler.Fd()), 0, mustSize(t, filler), n) == nil {
+		}
+	}
+	if err := os.WriteFile(filepath.Join(mnt, "one-more"), make([]byte, 64<<10), 0o600); !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("filesystem not full: writing 64 KiB gave %v", err)
+	}
+	d, err = reflink.New(root)
+	if err != nil {
+		t.Fatalf("New on a full filesystem, root used before: %v", err)
+	}
+	if _, err := d.Path(context.Background(), "v1"); err != nil {
+		t.Errorf("volume v1 on the full filesystem: %v", err)
+	}
+	if _, err := reflink.New(filepath.Join(mnt, "fresh")); err == nil || !strings.Contains(err.Error(), "no space left on device") {
+		t.Errorf("New of a fresh root on a full filesystem: %v; want an error saying there is no space", err)
+	}
+}
+
+func mustSize(t *testing.T, f *os.File) int64 {
+	t.Helper()
+	info, err := f.Stat()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.Size()
+}
