@@ -56,7 +56,11 @@ func listenOf(p state.Project) []string {
 // newCA gives project a new certificate authority, replacing whatever a
 // project of that name left behind.
 func (e *Engine) newCA(project string) error {
-	if err := os.MkdirAll(filepath.Join(e.Home, "projects"), 0o700); err != nil {
+	projects := filepath.Join(e.Home, "projects")
+	if err := os.MkdirAll(projects, 0o700); err != nil {
+		return err
+	}
+	if err := os.Chmod(projects, 0o700); err != nil {
 		return err
 	}
 	ca, err := pg.NewCA(project)
