@@ -56,9 +56,9 @@ func newBranchListCommand(g *Globals) *cobra.Command {
 		Short:   "List branches",
 		Args:    maxArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			project := ""
-			if len(args) == 1 {
-				project = args[0]
+			project, err := optionalArg(args, validateProject)
+			if err != nil {
+				return err
 			}
 			return runBranchList(c.Context(), g, project, asJSON)
 		},

@@ -26,12 +26,18 @@ func newProjectCreateCommand(g *Globals) *cobra.Command {
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			o.Name = args[0]
+			// Given, 0 is refused: the engine reads an unset 0 as the default.
+			if c.Flags().Changed("archive-timeout") {
+				if err := engine.ValidateArchiveTimeout(o.ArchiveTimeout); err != nil {
+					return err
+				}
+			}
 			return runProjectCreate(c.Context(), g, o)
 		},
 	}
 	c.Flags().StringVar(&o.Pool, "pool", "", "ZFS pool name or absolute path to keep the data in")
 	c.Flags().StringVar(&o.Storage, "storage", "", "force a storage driver: zfs, btrfs, reflink or copy")
-	c.Flags().IntVar(&o.PGVersion, "pg-version", 0, "PostgreSQL major version (default: the highest installed)")
+	intVar(c.Flags(), &o.PGVersion, "pg-version", 0, "PostgreSQL major version (default: the highest installed)")
 	c.Flags().StringVar(&o.Image, "image", "", "Docker image (not available yet)")
 	c.Flags().DurationVar(&o.ArchiveTimeout, "archive-timeout", time.Minute, "longest time a commit waits before its WAL is archived (so reachable by --pitr)")
 	c.Flags().StringVar(&o.Listen, "listen", "", "addresses the servers listen on besides 127.0.0.1: IP addresses, localhost, or * (comma-separated); other addresses than loopback must use TLS")

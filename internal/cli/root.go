@@ -70,13 +70,18 @@ as its own Postgres server.`,
 		Version:       Version,
 		SilenceUsage:  true,
 		SilenceErrors: true,
+		// Unknown commands, flags and help topics, and empty flag values,
+		// are refused with exit code 2 and the input quoted (input.go).
+		Args:              unknownSubcommand,
+		RunE:              showHelp,
+		PersistentPreRunE: requireValues,
 	}
 	root.SetOut(g.Stdout)
 	root.SetErr(g.Stderr)
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
-		return usageError{fmt.Errorf("%v; see %s --help", err, c.CommandPath())}
-	})
+	root.SetFlagErrorFunc(flagError)
 	root.AddCommand(newProjectCommand(g), newBranchCommand(g), newSnapshotCommand(g), newWALCommand(g), newStatusCommand(g), newDoctorCommand(g), newSetupCommand(g))
+	root.SetHelpCommand(newHelpCommand(root))
+	strictCompletion(root)
 	return root
 }
 
@@ -121,12 +126,7 @@ func groupCommand(use string, aliases []string, short string) *cobra.Command {
 		Use:     use,
 		Aliases: aliases,
 		Short:   short,
-		Args: func(c *cobra.Command, args []string) error {
-			if len(args) > 0 {
-				return usageError{fmt.Errorf("unknown command %q for %s; see %s --help", args[0], c.CommandPath(), c.CommandPath())}
-			}
-			return nil
-		},
-		RunE: func(c *cobra.Command, args []string) error { return c.Help() },
+		Args:    unknownSubcommand,
+		RunE:    showHelp,
 	}
 }

@@ -26,7 +26,19 @@ func newSetupCommand(g *Globals) *cobra.Command {
 		Use:   "setup [--pool-file PATH --size 20G [--fs btrfs|xfs]] [--systemd]",
 		Short: "Prepare this host: a loop-backed pool, a boot unit; says what it did",
 		Args:  exactArgs(0),
-		RunE:  func(c *cobra.Command, args []string) error { return runSetup(c.Context(), g, o) },
+		RunE: func(c *cobra.Command, args []string) error {
+			if o.poolFile == "" {
+				for _, f := range []string{"size", "fs", "mount"} {
+					if c.Flags().Changed(f) {
+						return usageError{fmt.Errorf("--%s goes with --pool-file: velo setup --pool-file /var/lib/velo/pool.img --size 20G", f)}
+					}
+				}
+			}
+			if c.Flags().Changed("unit-dir") && !o.systemd {
+				return usageError{fmt.Errorf("--unit-dir goes with --systemd")}
+			}
+			return runSetup(c.Context(), g, o)
+		},
 	}
 	c.Flags().StringVar(&o.poolFile, "pool-file", "", "make a loop-backed pool in this image file (when the host has no ZFS pool)")
 	c.Flags().StringVar(&o.size, "size", "20G", "size of the pool image (sparse)")
@@ -49,6 +61,23 @@ func setupUser() string {
 }
 
 func runSetup(ctx context.Context, g *Globals, o setupOptions) error {
+	// Every option is checked before anything is done or said.
+	var pool hostsetup.PoolFileOptions
+	if o.poolFile != "" {
+		size, err := hostsetup.ParseSize(o.size)
+		if err != nil {
+			return usageError{fmt.Errorf("--size: %w", err)}
+		}
+		pool = hostsetup.PoolFileOptions{File: o.poolFile, Size: size, FS: o.fs, Mount: o.mount}
+		if err := pool.Validate(); err != nil {
+			return usageError{err}
+		}
+	}
+	if o.systemd {
+		if err := (hostsetup.UnitOptions{Dir: o.unitDir}).Validate(); err != nil {
+			return usageError{err}
+		}
+	}
 	w := g.Stdout
 	fmt.Fprintln(w, "Velo setup")
 	// What the host has, so the user knows what Velo will use.
@@ -68,18 +97,10 @@ func runSetup(ctx context.Context, g *Globals, o setupOptions) error {
 	}
 	args := append([]string{"setup"}, g.Args[1:]...)
 	if o.poolFile != "" {
-		size, err := hostsetup.ParseSize(o.size)
-		if err != nil {
-			return usageError{fmt.Errorf("--size: %v", err)}
-		}
-		if o.fs != "btrfs" && o.fs != "xfs" {
-			return usageError{fmt.Errorf("--fs %q: choose btrfs or xfs", o.fs)}
-		}
-		owner := ""
 		if u := setupUser(); u != "root" {
-			owner = u
+			pool.Owner = u
 		}
-		_, did, err := hostsetup.PoolFile(ctx, hostsetup.PoolFileOptions{File: o.poolFile, Size: size, FS: o.fs, Mount: o.mount, Owner: owner}, args)
+		_, did, err := hostsetup.PoolFile(ctx, pool, args)
 		for _, d := range did {
 			fmt.Fprintf(w, "  ▸ %s\n", d)
 		}

@@ -8,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/velohq/velo/internal/engine"
 	"github.com/velohq/velo/internal/ui"
 )
 
@@ -50,9 +49,9 @@ func newSnapshotListCommand(g *Globals) *cobra.Command {
 		Short:   "List snapshots, newest first",
 		Args:    maxArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			ref := ""
-			if len(args) == 1 {
-				ref = args[0]
+			ref, err := optionalArg(args, validateRef)
+			if err != nil {
+				return err
 			}
 			return runSnapshotList(c.Context(), g, ref, asJSON)
 		},
@@ -67,11 +66,6 @@ func runSnapshotList(ctx context.Context, g *Globals, ref string, asJSON bool) e
 		return err
 	}
 	defer e.Close()
-	if ref != "" {
-		if _, _, err := engine.ParseRef(ref); err != nil {
-			return err
-		}
-	}
 	ss, err := e.Snapshots(ctx, ref)
 	if err != nil {
 		return err
@@ -128,9 +122,9 @@ func newSnapshotCleanupCommand(g *Globals) *cobra.Command {
 			if !c.Flags().Changed("days") {
 				return usageError{fmt.Errorf("--days N is required; see velo snapshot cleanup --help")}
 			}
-			ref := ""
-			if len(args) == 1 {
-				ref = args[0]
+			ref, err := optionalArg(args, validateRef)
+			if err != nil {
+				return err
 			}
 			e, err := g.engine(c.Context(), asJSON)
 			if err != nil {
@@ -159,7 +153,7 @@ func newSnapshotCleanupCommand(g *Globals) *cobra.Command {
 		},
 	}
 	c.Flags().BoolVar(&all, "all", false, "every branch's snapshots")
-	c.Flags().IntVar(&days, "days", 0, "delete snapshots older than this many days")
+	intVar(c.Flags(), &days, "days", 0, "delete snapshots older than this many days")
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be deleted, delete nothing")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c

@@ -22,9 +22,9 @@ func newWALInfoCommand(g *Globals) *cobra.Command {
 		Short: "Show WAL archives: size, segments, continuity, and the moments --pitr can reach",
 		Args:  maxArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			ref := ""
-			if len(args) == 1 {
-				ref = args[0]
+			ref, err := optionalArg(args, validateProjectOrRef)
+			if err != nil {
+				return err
 			}
 			e, err := g.engine(c.Context(), true)
 			if err != nil {
@@ -110,7 +110,7 @@ func newWALCleanupCommand(g *Globals) *cobra.Command {
 			return nil
 		},
 	}
-	c.Flags().IntVar(&days, "days", 0, "remove segments older than this many days")
+	intVar(c.Flags(), &days, "days", 0, "remove segments older than this many days")
 	c.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be removed, remove nothing")
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
 	return c

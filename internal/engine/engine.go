@@ -91,12 +91,7 @@ func ParseRef(ref string) (project, branch string, err error) {
 }
 
 // quote shows user input safely: control characters escaped, long input cut.
-func quote(s string) string {
-	if len(s) > 80 {
-		s = s[:80] + "..."
-	}
-	return fmt.Sprintf("%q", s)
-}
+func quote(s string) string { return ui.Quote(s) }
 
 func newID(prefix string) string {
 	b := make([]byte, 6)

@@ -63,9 +63,22 @@ func conn(p state.Project, b state.Branch, withPassword bool) Conn {
 	return c
 }
 
+// ValidateArchiveTimeout checks --archive-timeout: whole seconds from 1s
+// to 24h (Postgres's archive_timeout counts seconds; 0 would turn it off).
+func ValidateArchiveTimeout(d time.Duration) error {
+	if d < time.Second || d > 24*time.Hour || d%time.Second != 0 {
+		return fmt.Errorf("%w: --archive-timeout %s must be whole seconds between 1s and 24h", ErrInvalid, d)
+	}
+	return nil
+}
+
 // CreateProject makes a project and its main branch, running.
 func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Conn, error) {
 	if err := ValidateName("project", o.Name); err != nil {
+		return Conn{}, err
+	}
+	// The pool's and driver's names, before the lock; the host is asked later.
+	if err := drivers.Check(o.Pool, o.Storage); err != nil {
 		return Conn{}, err
 	}
 	if o.Image != "" {
@@ -74,8 +87,8 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 	if o.ArchiveTimeout == 0 {
 		o.ArchiveTimeout = time.Minute
 	}
-	if o.ArchiveTimeout < time.Second || o.ArchiveTimeout > 24*time.Hour {
-		return Conn{}, fmt.Errorf("%w: --archive-timeout %s must be between 1s and 24h", ErrInvalid, o.ArchiveTimeout)
+	if err := ValidateArchiveTimeout(o.ArchiveTimeout); err != nil {
+		return Conn{}, err
 	}
 	if o.PGVersion < 0 {
 		return Conn{}, fmt.Errorf("%w: --pg-version %d is not a Postgres major version", ErrInvalid, o.PGVersion)

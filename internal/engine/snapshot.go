@@ -140,14 +140,31 @@ func (e *Engine) projectSnapshots(ctx context.Context, p state.Project) ([]Snaps
 	return out, nil
 }
 
+// ValidateSnapshotPrefix checks what names a snapshot: its ID or a prefix
+// of it, 4 to 64 characters of a-z and 0-9.
+func ValidateSnapshotPrefix(prefix string) error {
+	if len(prefix) < 4 || len(prefix) > 64 || strings.IndexFunc(prefix, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9') }) >= 0 {
+		return fmt.Errorf("%w: snapshot ID %s: give the ID or a unique prefix of at least 4 characters (a-z, 0-9), as velo snapshot list shows", ErrInvalid, quote(prefix))
+	}
+	return nil
+}
+
 // resolveSnapshot finds a snapshot by its ID or a unique prefix of at
 // least 4 characters, as git does with commits.
 func (e *Engine) resolveSnapshot(ctx context.Context, prefix string) (state.Snapshot, error) {
-	if len(prefix) < 4 || len(prefix) > 64 || strings.IndexFunc(prefix, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9') }) >= 0 {
-		return state.Snapshot{}, fmt.Errorf("%w: snapshot ID %s: give the ID or a unique prefix of at least 4 characters (a-z, 0-9), as velo snapshot list shows", ErrInvalid, quote(prefix))
+	if err := ValidateSnapshotPrefix(prefix); err != nil {
+		return state.Snapshot{}, err
 	}
 	all, err := e.Store.Q().AllSnapshots(ctx)
 	if err != nil {
+		return state.Snapshot{}, err
+	}
+	return pickSnapshot(all, prefix)
+}
+
+// pickSnapshot is the one snapshot of all whose ID starts with prefix.
+func pickSnapshot(all []state.Snapshot, prefix string) (state.Snapshot, error) {
+	if err := ValidateSnapshotPrefix(prefix); err != nil {
 		return state.Snapshot{}, err
 	}
 	var found []state.Snapshot
@@ -171,6 +188,9 @@ func (e *Engine) resolveSnapshot(ctx context.Context, prefix string) (state.Snap
 
 // DeleteSnapshot destroys a snapshot no branch was cloned from.
 func (e *Engine) DeleteSnapshot(ctx context.Context, prefix string) (string, error) {
+	if err := ValidateSnapshotPrefix(prefix); err != nil {
+		return "", err
+	}
 	var id string
 	err := e.mutate(ctx, func(op *op) error {
 		s, err := e.resolveSnapshot(ctx, prefix)

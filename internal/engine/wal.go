@@ -150,6 +150,9 @@ func switchAndArchive(ctx context.Context, port int, password string, timeout ti
 	}
 }
 
+// maxBack is how far back a relative --pitr time may reach.
+const maxBack = 36500 * 24 * time.Hour
+
 var relativeTime = regexp.MustCompile(`^(\d+)\s*(s|sec|secs|second|seconds|m|min|mins|minute|minutes|h|hr|hrs|hour|hours|d|day|days|w|week|weeks)(\s+ago)?$`)
 
 // ParseTime reads a --pitr TIME: RFC 3339 (offsets honoured), a date and
@@ -158,11 +161,12 @@ var relativeTime = regexp.MustCompile(`^(\d+)\s*(s|sec|secs|second|seconds|m|min
 func ParseTime(s string, now time.Time) (t time.Time, zoned bool, err error) {
 	in := strings.TrimSpace(strings.ToLower(s))
 	if m := relativeTime.FindStringSubmatch(in); m != nil {
-		n, err := strconv.ParseInt(m[1], 10, 64)
-		if err != nil || n > 100*365*24*3600 {
-			return time.Time{}, true, fmt.Errorf("%w: time %s is too far back", ErrInvalid, quote(s))
-		}
 		unit := map[byte]time.Duration{'s': time.Second, 'm': time.Minute, 'h': time.Hour, 'd': 24 * time.Hour, 'w': 7 * 24 * time.Hour}[m[2][0]]
+		// Bounded per unit: n weeks must not overflow into the future.
+		n, err := strconv.ParseInt(m[1], 10, 64)
+		if err != nil || n > int64(maxBack/unit) {
+			return time.Time{}, true, fmt.Errorf("%w: time %s is too far back: relative times reach back at most 100 years (36500 days)", ErrInvalid, quote(s))
+		}
 		return now.Add(-time.Duration(n) * unit), true, nil
 	}
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999Z07", "2006-01-02T15:04:05.999999999Z07"} {

@@ -13,8 +13,12 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/velohq/velo/internal/ui"
 )
 
 // ErrNeedsRoot is returned when a step needs root; its message holds the
@@ -32,6 +36,7 @@ type PoolFileOptions struct {
 
 // ParseSize reads sizes like 20G, 512M, 1T or plain bytes.
 func ParseSize(s string) (int64, error) {
+	orig := s
 	s = strings.TrimSpace(strings.ToUpper(s))
 	mult := int64(1)
 	for suffix, m := range map[string]int64{"K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40} {
@@ -43,26 +48,94 @@ func ParseSize(s string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n <= 0 || n > (1<<62)/mult {
-		return 0, fmt.Errorf("size %q: give a positive size such as 20G, 512M or 1T", s)
+		return 0, fmt.Errorf("%w: size %s: give a positive size such as 20G, 512M or 1T (at most 4096P)", ErrInvalid, ui.Quote(orig))
 	}
 	return n * mult, nil
+}
+
+// ErrInvalid marks options that can never work: nothing was done.
+var ErrInvalid = errors.New("invalid setup option")
+
+// checkPath checks a path given on the command line: absolute, and
+// printable, since it goes into /etc/fstab lines and messages.
+func checkPath(flag, p string) error {
+	if !filepath.IsAbs(p) {
+		return fmt.Errorf("%w: --%s %s must be an absolute path", ErrInvalid, flag, ui.Quote(p))
+	}
+	for _, r := range p {
+		if !unicode.IsPrint(r) || r == utf8.RuneError {
+			return fmt.Errorf("%w: --%s %s holds a character that is not printable: paths must be printable text", ErrInvalid, flag, ui.Quote(p))
+		}
+	}
+	if len(p) > 4095 {
+		return fmt.Errorf("%w: --%s %s is longer than a path can be (4095 bytes)", ErrInvalid, flag, ui.Quote(p))
+	}
+	return nil
+}
+
+// mountPoint is o.Mount, or by default the image's path without its extension.
+func (o PoolFileOptions) mountPoint() string {
+	if o.Mount != "" {
+		return o.Mount
+	}
+	if m := strings.TrimSuffix(o.File, filepath.Ext(o.File)); m != o.File {
+		return m
+	}
+	return o.File + ".mnt"
+}
+
+// Validate refuses, before anything is done, options PoolFile cannot
+// carry out: a relative or unprintable path, an image path that is a
+// directory, a mount point holding files (mounting would hide them), an
+// unknown filesystem or a size that is not positive.
+func (o PoolFileOptions) Validate() error {
+	if o.FS != "btrfs" && o.FS != "xfs" {
+		return fmt.Errorf("%w: --fs %s: choose btrfs or xfs", ErrInvalid, ui.Quote(o.FS))
+	}
+	if o.Size <= 0 {
+		return fmt.Errorf("%w: --size must be positive, such as 20G", ErrInvalid)
+	}
+	if err := checkPath("pool-file", o.File); err != nil {
+		return err
+	}
+	if o.Mount != "" {
+		if err := checkPath("mount", o.Mount); err != nil {
+			return err
+		}
+	}
+	if st, err := os.Stat(o.File); err == nil && !st.Mode().IsRegular() {
+		return fmt.Errorf("%w: --pool-file %s is not a regular file; give the path of an image file (made if missing)", ErrInvalid, ui.Quote(o.File))
+	}
+	m := o.mountPoint()
+	if mounted(m) {
+		return nil // set up already; PoolFile says so
+	}
+	if st, err := os.Stat(m); err == nil {
+		if !st.IsDir() {
+			return fmt.Errorf("%w: mount point %s is not a directory; name a new or empty one with --mount", ErrInvalid, ui.Quote(m))
+		}
+		if entries, err := os.ReadDir(m); err != nil || len(entries) > 0 {
+			return fmt.Errorf("%w: mount point %s is not empty, and mounting the pool there would hide what it holds; name a new or empty directory with --mount", ErrInvalid, ui.Quote(m))
+		}
+	}
+	return nil
+}
+
+// Validate refuses a unit directory that is relative or unprintable.
+func (o UnitOptions) Validate() error {
+	if o.Dir == "" {
+		return nil
+	}
+	return checkPath("unit-dir", o.Dir)
 }
 
 // PoolFile makes, formats and mounts a loop-backed pool; each part is
 // skipped when already done. It returns the mount point and what it did.
 func PoolFile(ctx context.Context, o PoolFileOptions, args []string) (string, []string, error) {
-	if o.FS != "btrfs" && o.FS != "xfs" {
-		return "", nil, fmt.Errorf("--fs %q: choose btrfs or xfs", o.FS)
+	if err := o.Validate(); err != nil {
+		return "", nil, err
 	}
-	if !filepath.IsAbs(o.File) {
-		return "", nil, fmt.Errorf("--pool-file %q must be an absolute path", o.File)
-	}
-	if o.Mount == "" {
-		o.Mount = strings.TrimSuffix(o.File, filepath.Ext(o.File))
-		if o.Mount == o.File {
-			o.Mount = o.File + ".mnt"
-		}
-	}
+	o.Mount = o.mountPoint()
 	if os.Geteuid() != 0 {
 		return "", nil, fmt.Errorf("%w: making a loop-mounted pool needs root; run: sudo velo %s", ErrNeedsRoot, strings.Join(args, " "))
 	}
@@ -163,6 +236,9 @@ type UnitOptions struct {
 // Unit writes velo.service, which runs `velo branch start --all` at boot,
 // and enables it when systemd is the init system.
 func Unit(ctx context.Context, o UnitOptions, args []string) ([]string, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
 	if o.Dir == "" {
 		o.Dir = "/etc/systemd/system"
 	}

@@ -19,6 +19,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/velohq/velo/internal/ui"
 )
 
 // Files of a project's certificate authority, in a directory of velo's own
@@ -305,13 +307,13 @@ func ParseListen(s string) ([]string, error) {
 		var v string
 		switch {
 		case item == "":
-			return nil, fmt.Errorf("%q has an empty item; it must be %s", s, ListenRule)
+			return nil, fmt.Errorf("%s has an empty item; it must be %s", ui.Quote(s), ListenRule)
 		case item == "*" || item == "localhost":
 			v = item
 		default:
 			ip, err := netip.ParseAddr(item)
 			if err != nil || ip.Zone() != "" {
-				return nil, fmt.Errorf("%q is not an IP address; --listen must be %s", item, ListenRule)
+				return nil, fmt.Errorf("%s is not an IP address; --listen must be %s", ui.Quote(item), ListenRule)
 			}
 			v = ip.Unmap().String()
 		}
@@ -320,7 +322,7 @@ func ParseListen(s string) ([]string, error) {
 		}
 	}
 	if slices.Contains(out, "*") && len(out) > 1 {
-		return nil, fmt.Errorf("%q: * already means every address and must stand alone; --listen must be %s", s, ListenRule)
+		return nil, fmt.Errorf("%s: * already means every address and must stand alone; --listen must be %s", ui.Quote(s), ListenRule)
 	}
 	return out, nil
 }

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/sys/unix"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/velohq/velo/internal/storage/copy"
 	"github.com/velohq/velo/internal/storage/reflink"
 	"github.com/velohq/velo/internal/storage/zfs"
+	"github.com/velohq/velo/internal/ui"
 )
 
 var zfsPoolName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.:-]{0,200}$`)
@@ -34,8 +37,8 @@ func Root(pool string) string { return filepath.Join(pool, "velo") }
 // pool name, an absolute path, or "" for the default (the host's only ZFS
 // pool, else defaultPath); force names a driver to use regardless.
 func Resolve(ctx context.Context, pool, force, defaultPath string) (driver, resolvedPool string, err error) {
-	if force != "" && !valid(force) {
-		return "", "", fmt.Errorf("%w: --storage %q: choose one of %s", storage.ErrInvalidArgument, force, strings.Join(Names, ", "))
+	if err := Check(pool, force); err != nil {
+		return "", "", err
 	}
 	if pool == "" {
 		if force == "" || force == "zfs" {
@@ -50,12 +53,6 @@ func Resolve(ctx context.Context, pool, force, defaultPath string) (driver, reso
 		pool = defaultPath
 	}
 	if !filepath.IsAbs(pool) {
-		if !zfsPoolName.MatchString(pool) {
-			return "", "", fmt.Errorf("%w: --pool %q is neither a ZFS pool name (a letter, then letters, digits, '_', '-', '.', ':') nor an absolute path", storage.ErrInvalidArgument, pool)
-		}
-		if force != "" && force != "zfs" {
-			return "", "", fmt.Errorf("%w: --storage %s needs --pool to be an absolute path, not %q", storage.ErrInvalidArgument, force, pool)
-		}
 		return "zfs", pool, nil
 	}
 	pool = filepath.Clean(pool)
@@ -66,7 +63,11 @@ func Resolve(ctx context.Context, pool, force, defaultPath string) (driver, reso
 		return force, pool, nil
 	}
 	if err := os.MkdirAll(pool, 0o711); err != nil {
-		return "", "", fmt.Errorf("%w: pool directory %s: %v", storage.ErrInvalidArgument, pool, err)
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err // the path is shown quoted, once
+		}
+		return "", "", fmt.Errorf("%w: pool directory %s: %v", storage.ErrInvalidArgument, ui.Quote(pool), err)
 	}
 	if onBtrfs(pool) {
 		if _, err := exec.LookPath("btrfs"); err == nil {
@@ -77,6 +78,38 @@ func Resolve(ctx context.Context, pool, force, defaultPath string) (driver, reso
 		return "reflink", pool, nil
 	}
 	return "copy", pool, nil
+}
+
+// Check refuses, without looking at the host, a --pool that is neither a
+// ZFS pool name nor a printable absolute path, and a --storage that names
+// no driver or does not go with the pool ("" for either is the default).
+func Check(pool, force string) error {
+	if force != "" && !valid(force) {
+		return fmt.Errorf("%w: --storage %s: choose one of %s", storage.ErrInvalidArgument, ui.Quote(force), strings.Join(Names, ", "))
+	}
+	if pool == "" {
+		return nil
+	}
+	if !filepath.IsAbs(pool) {
+		if !zfsPoolName.MatchString(pool) {
+			return fmt.Errorf("%w: --pool %s is neither a ZFS pool name (a letter, then letters, digits, '_', '-', '.', ':') nor an absolute path", storage.ErrInvalidArgument, ui.Quote(pool))
+		}
+		if force != "" && force != "zfs" {
+			return fmt.Errorf("%w: --storage %s needs --pool to be an absolute path, not %s", storage.ErrInvalidArgument, force, ui.Quote(pool))
+		}
+		return nil
+	}
+	// A pool path is shown by velo status and written in messages: no
+	// control characters, nothing a terminal would act on.
+	for _, r := range pool {
+		if !unicode.IsPrint(r) || r == utf8.RuneError {
+			return fmt.Errorf("%w: --pool %s holds a character that is not printable: pool paths must be printable text", storage.ErrInvalidArgument, ui.Quote(pool))
+		}
+	}
+	if len(pool) > 4000 {
+		return fmt.Errorf("%w: --pool %s is longer than a pool path can be (4000 bytes)", storage.ErrInvalidArgument, ui.Quote(pool))
+	}
+	return nil
 }
 
 // Open builds the driver of a project.
