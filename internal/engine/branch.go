@@ -133,6 +133,9 @@ type liveCopy struct {
 // when a non-atomic copy of a running server needs its WAL copied in.
 func (e *Engine) takeSnapshot(ctx context.Context, op *op, p state.Project, d storage.Driver, src state.Branch, label string, user bool) (snap state.Snapshot, live *liveCopy, err error) {
 	snap = state.Snapshot{ID: newID("s"), BranchID: src.ID, VolumeID: src.VolumeID, Label: label, User: user, CreatedAt: time.Now()}
+	if err := e.requireSpace(ctx, p, d, "a checkpoint of "+p.Name+"/"+src.Name); err != nil {
+		return snap, nil, err
+	}
 	srcSpec, err := e.spec(ctx, p, src)
 	if err != nil {
 		return snap, nil, err

@@ -42,6 +42,9 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 		oldest := snaps[len(snaps)-1].CreatedAt
 		return fmt.Errorf("%w: --pitr %s is before the oldest snapshot of %s/%s; the earliest reachable moment is %s", ErrRefused, utc(target), p.Name, parent.Name, utc(oldest))
 	}
+	if err := e.requireSpace(ctx, p, d, "a WAL switch of "+p.Name+"/"+parent.Name+" and a new server"); err != nil {
+		return err
+	}
 	e.Progress.Title("Recovering %s/%s as %s/%s was at %s, from snapshot %s...", p.Name, b.Name, p.Name, parent.Name, utc(target), base.ID)
 	parentSpec, err := e.spec(ctx, p, parent)
 	if err != nil {

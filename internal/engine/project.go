@@ -131,6 +131,11 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 			return err
 		}
 		e.Progress.Note("storage: %s on %s", driverName, pool)
+		if d, err := e.driver(ctx, p); err != nil {
+			return err
+		} else if err := e.requireSpace(ctx, p, d, "a new server"); err != nil {
+			return err
+		}
 		password, err := pg.GeneratePassword()
 		if err != nil {
 			return err

@@ -79,6 +79,12 @@ func tmpDir(t testing.TB, prefix string) string {
 
 // newEnv prepares a Velo home on the named driver's real filesystem.
 func newEnv(t testing.TB, driver string) *env {
+	return newEnvSized(t, driver, 10<<30)
+}
+
+// newEnvSized is newEnv with a loop-mounted pool of size bytes (btrfs and
+// reflink; the copy and zfs pools keep their own size).
+func newEnvSized(t testing.TB, driver string, size int64) *env {
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "psql")
 	e := &env{t: t, storage: driver}
@@ -86,9 +92,9 @@ func newEnv(t testing.TB, driver string) *env {
 	case "copy":
 		e.pool = tmpDir(t, "velo-pool-")
 	case "reflink":
-		e.pool = storagetest.LoopFS(t, "xfs", 10<<30, []string{"-q", "-f", "-m", "reflink=1"}, "")
+		e.pool = storagetest.LoopFS(t, "xfs", size, []string{"-q", "-f", "-m", "reflink=1"}, "")
 	case "btrfs":
-		e.pool = storagetest.LoopFS(t, "btrfs", 10<<30, []string{"-q", "-f"}, "user_subvol_rm_allowed")
+		e.pool = storagetest.LoopFS(t, "btrfs", size, []string{"-q", "-f"}, "user_subvol_rm_allowed")
 	case "zfs":
 		e.pool = zfstest.Pool(t)
 	default:
