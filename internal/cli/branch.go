@@ -49,7 +49,7 @@ func runBranchCreate(ctx context.Context, g *Globals, o engine.CreateBranchOptio
 }
 
 func newBranchListCommand(g *Globals) *cobra.Command {
-	var asJSON bool
+	var asJSON, sizes bool
 	c := &cobra.Command{
 		Use:     "list [PROJECT]",
 		Aliases: []string{"ls"},
@@ -60,20 +60,21 @@ func newBranchListCommand(g *Globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runBranchList(c.Context(), g, project, asJSON)
+			return runBranchList(c.Context(), g, project, asJSON, sizes)
 		},
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().BoolVarP(&sizes, "size", "s", false, sizeFlagHelp)
 	return c
 }
 
-func runBranchList(ctx context.Context, g *Globals, project string, asJSON bool) error {
+func runBranchList(ctx context.Context, g *Globals, project string, asJSON, sizes bool) error {
 	e, err := g.engine(ctx, true)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	bs, err := e.Branches(ctx, project)
+	bs, err := e.Branches(ctx, project, sizes)
 	if err != nil {
 		return err
 	}
@@ -91,7 +92,7 @@ func runBranchList(ctx context.Context, g *Globals, project string, asJSON bool)
 func branchTable(bs []engine.BranchInfo) ui.Table {
 	t := ui.Table{Header: []string{"Branch", "Parent", "State", "Port", "Size", "Created"}}
 	for _, b := range bs {
-		t.Rows = append(t.Rows, []string{b.Name, dash(b.Parent), stateText(b), fmt.Sprint(b.Port), ui.Bytes(b.Exclusive), b.CreatedAt.Local().Format(time.DateTime)})
+		t.Rows = append(t.Rows, []string{b.Name, dash(b.Parent), stateText(b), fmt.Sprint(b.Port), sizeText(b.Exclusive), b.CreatedAt.Local().Format(time.DateTime)})
 	}
 	return t
 }
@@ -136,7 +137,7 @@ func runBranchGet(ctx context.Context, g *Globals, ref string, asJSON bool) erro
 		return ui.JSON(g.Stdout, b)
 	}
 	fmt.Fprintf(g.Stdout, "Branch:   %s\nParent:   %s\nState:    %s\nPort:     %d\nURL:      %s\nSize:     %s exclusive, %s referenced\nCreated:  %s\n",
-		b.Name, dash(b.Parent), stateText(b), b.Port, b.URL, ui.Bytes(b.Exclusive), ui.Bytes(b.Reference), b.CreatedAt.Local().Format(time.DateTime))
+		b.Name, dash(b.Parent), stateText(b), b.Port, b.URL, sizeText(b.Exclusive), sizeText(b.Reference), b.CreatedAt.Local().Format(time.DateTime))
 	if b.CACert != "" {
 		fmt.Fprintf(g.Stdout, "TLS CA:   %s\n", b.CACert)
 	}

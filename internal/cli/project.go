@@ -125,7 +125,7 @@ func runProjectGet(ctx context.Context, g *Globals, name string, asJSON bool) er
 	if err != nil {
 		return err
 	}
-	bs, err := e.Branches(ctx, name)
+	bs, err := e.Branches(ctx, name, true)
 	if err != nil {
 		return err
 	}

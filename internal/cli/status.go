@@ -11,25 +11,29 @@ import (
 )
 
 func newStatusCommand(g *Globals) *cobra.Command {
-	var asJSON bool
+	var asJSON, sizes bool
 	c := &cobra.Command{
 		Use:     "status",
 		Aliases: []string{"ls"},
 		Short:   "Show pools, projects and branches with their live state",
 		Args:    exactArgs(0),
-		RunE:    func(c *cobra.Command, args []string) error { return runStatus(c.Context(), g, asJSON) },
+		RunE:    func(c *cobra.Command, args []string) error { return runStatus(c.Context(), g, asJSON, sizes) },
 	}
 	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().BoolVarP(&sizes, "size", "s", false, sizeFlagHelp)
 	return c
 }
 
-func runStatus(ctx context.Context, g *Globals, asJSON bool) error {
+// sizeFlagHelp explains --size, which status and branch list share.
+const sizeFlagHelp = "show each branch's space on btrfs, XFS and copy too, where it takes time in proportion to the data (ZFS always shows it)"
+
+func runStatus(ctx context.Context, g *Globals, asJSON, sizes bool) error {
 	e, err := g.engine(ctx, true)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	rep, err := e.Status(ctx)
+	rep, err := e.Status(ctx, sizes)
 	if err != nil {
 		return err
 	}
@@ -87,9 +91,17 @@ func runStatus(ctx context.Context, g *Globals, asJSON bool) error {
 			for i := 1; i < d; i++ {
 				indent += "  "
 			}
-			t.Rows = append(t.Rows, []string{dot, "  " + indent + "↳ " + b.Name, stateText(b), fmt.Sprintf("Port %d", b.Port), ui.Bytes(b.Exclusive), b.CreatedAt.Local().Format(time.DateTime)})
+			t.Rows = append(t.Rows, []string{dot, "  " + indent + "↳ " + b.Name, stateText(b), fmt.Sprintf("Port %d", b.Port), sizeText(b.Exclusive), b.CreatedAt.Local().Format(time.DateTime)})
 		}
 	}
 	t.Render(w)
 	return nil
+}
+
+// sizeText shows a branch's space, or "-" when it was not computed.
+func sizeText(n *int64) string {
+	if n == nil {
+		return "-"
+	}
+	return ui.Bytes(*n)
 }

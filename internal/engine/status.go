@@ -28,8 +28,10 @@ type BranchInfo struct {
 	Port      int       `json:"port"`
 	URL       string    `json:"url"`
 	Volume    string    `json:"volume"`
-	Exclusive int64     `json:"exclusive_bytes"`
-	Reference int64     `json:"referenced_bytes"`
+	// Exclusive and Reference are the branch's space; absent when not
+	// computed (see Sizes).
+	Exclusive *int64 `json:"exclusive_bytes,omitempty"`
+	Reference *int64 `json:"referenced_bytes,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	Problem   string    `json:"problem,omitempty"`
 	// CACert verifies the server's certificate (sslrootcert).
@@ -57,7 +59,12 @@ type ProjectStatus struct {
 
 // Branches describes the branches of one project ("" for all), checking
 // each against its process and storage, in parallel.
-func (e *Engine) Branches(ctx context.Context, project string) ([]BranchInfo, error) {
+//
+// Sizes says whether to report each branch's space where the driver can
+// only compute it by walking the branch's files (btrfs, reflink, copy): that
+// takes time in proportion to the data, as `docker ps --size` does. ZFS
+// keeps its own accounting and always reports it.
+func (e *Engine) Branches(ctx context.Context, project string, sizes bool) ([]BranchInfo, error) {
 	var ps []state.Project
 	if project != "" {
 		if err := ValidateName("project", project); err != nil {
@@ -75,11 +82,11 @@ func (e *Engine) Branches(ctx context.Context, project string) ([]BranchInfo, er
 		}
 		ps = all
 	}
-	return e.branchesOf(ctx, ps)
+	return e.branchesOf(ctx, ps, sizes)
 }
 
 // branchesOf describes the branches of projects ps, in tree order.
-func (e *Engine) branchesOf(ctx context.Context, ps []state.Project) ([]BranchInfo, error) {
+func (e *Engine) branchesOf(ctx context.Context, ps []state.Project, sizes bool) ([]BranchInfo, error) {
 	var pbs []projectBranch
 	for _, p := range ps {
 		bs, err := e.Store.Q().Branches(ctx, p.ID)
@@ -90,7 +97,7 @@ func (e *Engine) branchesOf(ctx context.Context, ps []state.Project) ([]BranchIn
 			pbs = append(pbs, projectBranch{p, b})
 		}
 	}
-	return e.describe(ctx, pbs), nil
+	return e.describe(ctx, pbs, sizes), nil
 }
 
 // Branch describes one branch.
@@ -99,7 +106,7 @@ func (e *Engine) Branch(ctx context.Context, ref string) (BranchInfo, error) {
 	if err != nil {
 		return BranchInfo{}, err
 	}
-	return e.describe(ctx, []projectBranch{{p, b}})[0], nil
+	return e.describe(ctx, []projectBranch{{p, b}}, true)[0], nil
 }
 
 // treeOrder lists branches parent before children, siblings by age.
@@ -118,15 +125,25 @@ func treeOrder(bs []state.Branch) []state.Branch {
 	return out
 }
 
-func (e *Engine) describe(ctx context.Context, pbs []projectBranch) []BranchInfo {
+func (e *Engine) describe(ctx context.Context, pbs []projectBranch, sizes bool) []BranchInfo {
 	names := map[string]string{}
 	for _, x := range pbs {
 		names[x.b.ID] = x.p.Name + "/" + x.b.Name
 	}
 	out := make([]BranchInfo, len(pbs))
-	// Drivers are built once, before the fan-out.
+	// Drivers are built once, before the fan-out; those that keep their
+	// own accounting report every volume in one call.
+	bulk := map[storage.Driver]map[string]storage.Usage{}
 	for _, x := range pbs {
-		_, _ = e.driver(ctx, x.p)
+		d, err := e.driver(ctx, x.p)
+		if err != nil {
+			continue
+		}
+		if bu, ok := d.(storage.BulkUsage); ok && bulk[d] == nil {
+			if us, err := bu.VolumesUsage(ctx); err == nil {
+				bulk[d] = us
+			}
+		}
 	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
@@ -159,8 +176,12 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch) []BranchInfo
 				info.State, info.PID, info.StartedAt = "running", st.PID, st.StartedAt
 			}
 			d, _ := e.driver(ctx, x.p)
-			if u, err := d.Usage(ctx, x.b.VolumeID); err == nil {
-				info.Exclusive, info.Reference = u.Exclusive, u.Referenced
+			if u, ok := bulk[d][x.b.VolumeID]; ok {
+				info.Exclusive, info.Reference = &u.Exclusive, &u.Referenced
+			} else if _, isBulk := bulk[d]; !isBulk && sizes {
+				if u, err := d.Usage(ctx, x.b.VolumeID); err == nil {
+					info.Exclusive, info.Reference = &u.Exclusive, &u.Referenced
+				}
 			}
 			out[i] = info
 		}()
@@ -169,14 +190,15 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch) []BranchInfo
 	return out
 }
 
-// Status reports every pool in use and every project with its branches.
-func (e *Engine) Status(ctx context.Context) (StatusReport, error) {
+// Status reports every pool in use and every project with its branches;
+// sizes as for Branches.
+func (e *Engine) Status(ctx context.Context, sizes bool) (StatusReport, error) {
 	rep := StatusReport{Pools: []PoolInfo{}, Projects: []ProjectStatus{}}
 	ps, err := e.Store.Q().Projects(ctx)
 	if err != nil {
 		return rep, err
 	}
-	branches, err := e.branchesOf(ctx, ps)
+	branches, err := e.branchesOf(ctx, ps, sizes)
 	if err != nil {
 		return rep, err
 	}

@@ -212,7 +212,7 @@ func (e *Engine) WAL(ctx context.Context, ref string) ([]WALInfo, error) {
 		}
 		pbs = append(pbs, projectBranch{p, b})
 	default:
-		bs, err := e.Branches(ctx, ref)
+		bs, err := e.Branches(ctx, ref, false)
 		if err != nil {
 			return nil, err
 		}

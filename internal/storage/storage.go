@@ -150,6 +150,17 @@ type Driver interface {
 	Pool(ctx context.Context) (PoolStats, error)
 }
 
+// BulkUsage is implemented by drivers whose pool keeps its own accounting
+// of every volume (ZFS): one call reports them all, in time that does not
+// grow with the data. Drivers without it compute Usage by walking a
+// volume's files (btrfs's shared-extent walk, FIEMAP, du), which takes time
+// in proportion to the data, so listings leave it out unless asked.
+type BulkUsage interface {
+	// VolumesUsage returns the usage of every volume the driver holds,
+	// keyed by ID, reflecting everything written and synced before the call.
+	VolumesUsage(ctx context.Context) (map[string]Usage, error)
+}
+
 var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)
 
 // ValidateID refuses IDs that could escape a directory, collide after

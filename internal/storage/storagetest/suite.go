@@ -552,6 +552,25 @@ func testCloneSharesBlocks(t *testing.T, d storage.Driver, p string) {
 	} else if u.Exclusive < 100*mb {
 		t.Errorf("driver shares nothing, yet clone exclusive is %d bytes", u.Exclusive)
 	}
+	// A driver that reports all volumes at once agrees with Usage.
+	if bu, ok := d.(storage.BulkUsage); ok {
+		all, err := bu.VolumesUsage(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range []string{p + "v", p + "c"} {
+			one, err := d.Usage(c, id)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got, ok := all[id]; !ok || got != one {
+				t.Errorf("VolumesUsage[%s] = %+v (present %v), Usage = %+v", id, got, ok, one)
+			}
+		}
+		if _, ok := all[p+"s"]; ok {
+			t.Errorf("VolumesUsage lists snapshot %s", p+"s")
+		}
+	}
 }
 
 var badIDs = []string{"", ".", "..", "a/b", "/abs", "../up", "has space", "Upper", "-lead", "a\x00b", "x@y", strings.Repeat("a", 300)}
