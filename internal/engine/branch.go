@@ -87,6 +87,9 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 			return err
 		}
 		b.OriginSnapshotID = snap.ID
+		if err := op.record(ctx, "write-state", "branch "+pn+"/"+bn); err != nil {
+			return err
+		}
 		if err := e.Store.Tx(ctx, func(tx *state.Tx) error {
 			if err := tx.InsertSnapshot(ctx, p.ID, snap); err != nil {
 				return err
@@ -225,6 +228,9 @@ func (e *Engine) cloneSnapshot(ctx context.Context, op *op, p state.Project, d s
 	}
 	op.onFail(func(ctx context.Context) error { return ignoreNotFound(d.DestroyVolume(ctx, b.VolumeID)) })
 	spec := e.specAt(in, u, b, vol)
+	if err := op.record(ctx, "configure", spec.DataDir); err != nil {
+		return spec, err
+	}
 	err = e.Progress.Step("Configure", func() error {
 		if err := pg.PrepareClone(spec.DataDir); err != nil {
 			return err
@@ -526,6 +532,9 @@ func (e *Engine) ResetBranch(ctx context.Context, ref string, force bool) error 
 		op.commit()
 		if !wasRunning {
 			// Reset keeps a stopped branch stopped.
+			if err := op.record(ctx, "stop-server", spec.DataDir); err != nil {
+				return err
+			}
 			if err := e.Runtime.Stop(ctx, spec, 10*time.Second); err != nil {
 				return err
 			}

@@ -281,6 +281,9 @@ type pool struct {
 	// filesystem it was (unmounted), and nothing in it is touched.
 	recorded, present int
 	volPaths          map[string]string // canonical volume path → ID, filled when needed
+	// journalOnly: no project lives here; an interrupted command's journal
+	// names it, so its orphans are looked for.
+	journalOnly bool
 }
 
 func (p *pool) label() string { return fmt.Sprintf("%s (%s)", p.name, p.driver) }
@@ -432,7 +435,41 @@ func (e *Engine) survey(ctx context.Context, locked bool, ownOp int64) (*survey,
 			s.inProgress[o.ID] = true
 		}
 	}
+	// A command killed before any record placed a project in a pool (the
+	// first project create there) leaves its storage where no project
+	// points: the pools its journal names are searched too.
+	for _, o := range s.ops {
+		for _, st := range o.Steps {
+			driver, name, ok := journalPool(st)
+			if !ok || pools[driver+":"+name] != nil {
+				continue
+			}
+			pl := e.openPool(ctx, state.Project{Name: "(interrupted command)", Driver: driver, Pool: name})
+			pools[driver+":"+name] = pl
+			if pl.err != nil {
+				continue // nothing of Velo's is there, or it cannot be looked at
+			}
+			pl.journalOnly = true
+			s.pools = append(s.pools, pl)
+		}
+	}
 	return s, nil
+}
+
+// journalPool reads the pool a journalled step made storage in: the
+// subject of create-volume, snapshot and clone is DRIVER:POOL:ID.
+func journalPool(st state.Step) (driver, pool string, ok bool) {
+	switch st.Action {
+	case "create-volume", "snapshot", "clone":
+	default:
+		return "", "", false
+	}
+	driver, rest, ok1 := strings.Cut(st.Subject, ":")
+	i := strings.LastIndexByte(rest, ':')
+	if !ok1 || i <= 0 || driver == "" {
+		return "", "", false
+	}
+	return driver, rest[:i], true
 }
 
 // openPool opens a project's pool and reads what it holds, without
@@ -623,6 +660,9 @@ func listOr(items []string, none string) string {
 func (s *survey) poolFindings() []Finding {
 	var out []Finding
 	for _, p := range s.pools {
+		if p.journalOnly {
+			continue // its orphans are reported; the pool itself is no project's
+		}
 		f := Finding{Section: SectionPools, Subject: p.label(), Status: LevelOK}
 		switch {
 		case p.err != nil:
@@ -672,9 +712,15 @@ func (e *Engine) projectFindings(s *survey) []Finding {
 	for _, p := range s.projects {
 		f := Finding{Section: SectionProjects, Subject: p.Name, Status: LevelOK,
 			Message: fmt.Sprintf("PostgreSQL %d on %s (%s)", p.PGMajor, p.Pool, p.Driver)}
-		hasMain := false
+		hasMain, branches := false, 0
 		for _, b := range s.branches {
-			hasMain = hasMain || (b.p.ID == p.ID && b.b.Name == MainBranch)
+			if b.p.ID == p.ID {
+				branches++
+				hasMain = hasMain || b.b.Name == MainBranch
+			}
+		}
+		if branches == 0 && s.poolOf[p.ID].usable() {
+			continue // reported with the orphans: repair finishes the delete
 		}
 		if !hasMain {
 			// Only a project delete killed half way leaves this.
@@ -937,6 +983,24 @@ func (e *Engine) plan(ctx context.Context, s *survey) (actions []action, left []
 			}
 			left = append(left, fd)
 		}
+	}
+
+	// A project with no branch left is what a project delete killed after
+	// it deleted main leaves: its storage goes above, then its records.
+	for _, p := range s.projects {
+		left := false
+		for _, b := range s.branches {
+			left = left || (b.p.ID == p.ID && !dropped[b.b.ID])
+		}
+		if left || !s.poolOf[p.ID].usable() {
+			continue
+		}
+		id := p.ID
+		add(LevelFailed, "drop-record", "project "+p.Name, "drop the record of project "+p.Name,
+			fmt.Sprintf("project %s has no branch left: a project delete did not finish", p.Name), "finishes the delete",
+			func(ctx context.Context) error {
+				return e.Store.Tx(ctx, func(tx *state.Tx) error { return tx.DeleteProject(ctx, id) })
+			})
 	}
 
 	// WAL archives of volumes that are gone or going.

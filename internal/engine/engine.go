@@ -118,6 +118,9 @@ func (e *Engine) mutate(ctx context.Context, fn func(op *op) error) error {
 	err = fn(o)
 	if err != nil {
 		o.rollback()
+	} else {
+		// Every step is taken, the journal entry still open.
+		fault("finish")
 	}
 	// A finished operation, successful or undone, needs no repair. If the
 	// undo itself failed, the journal stays open for velo doctor.
@@ -134,6 +137,7 @@ func (e *Engine) mutate(ctx context.Context, fn func(op *op) error) error {
 type op struct {
 	e        *Engine
 	id       int64
+	steps    int // steps journalled so far
 	undo     []func(context.Context) error
 	undoneOK bool
 }
@@ -143,13 +147,28 @@ func (o *op) record(ctx context.Context, action, subject string) error {
 	if err := o.e.Store.RecordStep(ctx, o.id, action, subject); err != nil {
 		return err
 	}
-	// VELO_FAULT=after:ACTION kills velo right after journalling ACTION,
-	// before taking it: the tests of velo doctor make the state a crash at
-	// that point leaves. Unset, it does nothing.
-	if f := os.Getenv("VELO_FAULT"); f != "" && f == "after:"+action {
-		_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-	}
+	o.steps++
+	fault("after:"+action, fmt.Sprintf("step:%d", o.steps))
 	return nil
+}
+
+// fault kills velo with SIGKILL when VELO_FAULT names one of points, so
+// that tests can make the state a crash there leaves; unset, it does
+// nothing. The points: after:ACTION, right after journalling ACTION and
+// before taking it; step:N, right after journalling the operation's N-th
+// step (so N = 1, 2, ... reaches every step without knowing its name, and
+// step N+1 is "step N done, the next not begun"); finish, once every step
+// is done and before the journal entry is closed.
+func fault(points ...string) {
+	f := os.Getenv("VELO_FAULT")
+	if f == "" {
+		return
+	}
+	for _, p := range points {
+		if f == p {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		}
+	}
 }
 
 // onFail registers an undo for what was just done.

@@ -109,6 +109,9 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 		return fmt.Errorf("recovery of %s/%s failed: %w", p.Name, b.Name, err)
 	}
 	op.onFail(func(ctx context.Context) error { return e.Runtime.Stop(ctx, spec, 5*time.Second) })
+	if err := op.record(ctx, "write-state", "branch "+p.Name+"/"+b.Name); err != nil {
+		return err
+	}
 	// The recovery settings were for this start only.
 	if err := e.configure(p, *b, spec, nil); err != nil {
 		return err

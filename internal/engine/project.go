@@ -162,6 +162,9 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 		}
 		op.onFail(func(ctx context.Context) error { return d.DestroyVolume(ctx, b.VolumeID) })
 		spec := e.specAt(in, u, b, vol)
+		if err := op.record(ctx, "initdb", spec.DataDir); err != nil {
+			return err
+		}
 		err = e.Progress.Step(fmt.Sprintf("Initialize PostgreSQL %s", in.Version), func() error {
 			if err := pg.InitDB(ctx, pg.InitOptions{Install: in, DataDir: spec.DataDir, Password: password, RunAs: u}); err != nil {
 				return err
@@ -178,6 +181,9 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 			return err
 		}
 		if err := e.startNew(ctx, op, spec); err != nil {
+			return err
+		}
+		if err := op.record(ctx, "write-state", "project "+p.Name); err != nil {
 			return err
 		}
 		if err := e.Store.Tx(ctx, func(tx *state.Tx) error {
@@ -256,6 +262,9 @@ func (e *Engine) DeleteProject(ctx context.Context, name string, force bool) err
 			}
 		}
 		if err := e.gc(ctx, op, p, d); err != nil {
+			return err
+		}
+		if err := op.record(ctx, "delete-project", p.Name); err != nil {
 			return err
 		}
 		if err := e.Store.Tx(ctx, func(tx *state.Tx) error { return tx.DeleteProject(ctx, p.ID) }); err != nil {

@@ -63,6 +63,9 @@ func (e *Engine) CreateSnapshot(ctx context.Context, ref, label string) (Snapsho
 			return err
 		}
 		op.onFail(func(ctx context.Context) error { return ignoreNotFound(d.DestroySnapshot(ctx, snap.ID)) })
+		if err := op.record(ctx, "write-state", "snapshot "+snap.ID); err != nil {
+			return err
+		}
 		if err := e.Store.Q().InsertSnapshot(ctx, p.ID, snap); err != nil {
 			return err
 		}

@@ -201,7 +201,7 @@ func testDoctorInterruptedCreate(e *env) {
 		actions = append(actions, s.Action)
 	}
 	if op.Command != "velo branch create doc/int" || op.PID == 0 || op.StartedAt.IsZero() || op.InProgress ||
-		strings.Join(actions, ",") != "snapshot,clone,start-server" {
+		strings.Join(actions, ",") != "snapshot,clone,configure,start-server" {
 		e.t.Errorf("unfinished operation = %+v", op)
 	}
 	e.repairCycle(`close operation #`)

@@ -1,0 +1,550 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// crashDrivers are the storages the crash test runs on: every command on
+// btrfs, and all but project delete on zfs (the atomic drivers); on copy,
+// the slowest, the commands that snapshot a running server through the
+// backup protocol, as the non-atomic drivers do.
+var crashDrivers = []string{"btrfs", "zfs", "copy"}
+
+// TestCrashAtEveryStep kills every multi-step command with SIGKILL at each
+// of its journalled steps in turn (VELO_FAULT=step:N for N = 1, 2, ...
+// until the command completes, then VELO_FAULT=finish: every step done, the
+// journal still open). After each kill: velo doctor reports the
+// interrupted command, velo doctor --repair mends it, velo doctor then
+// finds nothing, the pool holds exactly what the records name, main's rows
+// are intact, and the command works (it is run again when the repair undid
+// it). Each kill is logged as a table line: driver, command, step, outcome.
+func TestCrashAtEveryStep(t *testing.T) {
+	type cell struct{ outcome, repair string }
+	rank := map[string]int{} // "command\tstep" → its place in the table
+	var mu sync.Mutex
+	table := map[string]map[string]cell{} // "command\tstep" → driver → cell
+	var order []string
+	// The drivers run side by side, each with its own home and pool: much
+	// of a run is waiting for servers and filesystems.
+	t.Run("drivers", func(t *testing.T) {
+		for _, d := range crashDrivers {
+			t.Run(d, func(t *testing.T) {
+				t.Parallel()
+				e := newEnv(t, d)
+				c := &crashRun{e: e}
+				c.outcome = func(command, step, outcome, repair string) {
+					mu.Lock()
+					defer mu.Unlock()
+					key := command + "\t" + step
+					if table[key] == nil {
+						table[key] = map[string]cell{}
+						order = append(order, key)
+						// Commands in the order they run, steps in theirs.
+						n, _ := strconv.Atoi(strings.Fields(step + " 999")[0])
+						if step == "finish" {
+							n = 999
+						}
+						rank[key] = c.index*1000 + n
+					}
+					table[key][d] = cell{outcome, repair}
+				}
+				for i, cc := range c.cases() {
+					c.index = i
+					if cc.drivers != nil && !slices.Contains(cc.drivers, d) {
+						if cc.keep {
+							c.plain(cc)
+						}
+						continue
+					}
+					ok := t.Run(strings.ReplaceAll(cc.name, " ", "_"), func(t *testing.T) {
+						e.t = t
+						c.every(cc)
+					})
+					e.t = t
+					if !ok {
+						t.Fatalf("%s failed: the commands after it need what it leaves", cc.name)
+					}
+				}
+			})
+		}
+	})
+	sort.SliceStable(order, func(i, j int) bool { return rank[order[i]] < rank[order[j]] })
+	// The whole table, as docs/reliability.md shows it: the repair as the
+	// first driver saw it, with any other driver's where it differs.
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n| command | killed after | velo doctor --repair did | %s |\n|---|---|---|%s\n",
+		strings.Join(crashDrivers, " | "), strings.Repeat("---|", len(crashDrivers)))
+	for _, key := range order {
+		command, step, _ := strings.Cut(key, "\t")
+		var outs, repairs []string
+		for _, d := range crashDrivers {
+			cl, ok := table[key][d]
+			if !ok {
+				outs = append(outs, "–")
+				continue
+			}
+			outs = append(outs, cl.outcome)
+			if len(repairs) == 0 {
+				repairs = append(repairs, cl.repair)
+			} else if cl.repair != repairs[0] {
+				repairs = append(repairs, d+": "+cl.repair)
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", command, step, strings.Join(repairs, "; "), strings.Join(outs, " | "))
+	}
+	t.Log(b.String())
+}
+
+// crashCase is one command to kill at every step.
+type crashCase struct {
+	name  string // as the table shows it
+	args  func() []string
+	setup func() // makes what the command needs, once
+	// done tells whether the command's change is there; check asserts it
+	// in full (the rows a new branch holds...); undo takes it back, so that
+	// the command can run again.
+	done  func() bool
+	check func()
+	undo  func()
+	// keep leaves the change of the last run in place for the cases after.
+	keep bool
+	// drivers it is killed on; nil means all. Elsewhere a case that keeps
+	// its change is run once, plainly, for the cases after it.
+	drivers []string
+}
+
+type crashRun struct {
+	e *env
+	// witness is the branch whose rows must never move, and its rows.
+	witness, rows string
+	outcome       func(command, step, outcome, repair string)
+	index         int // of the case being run, in cases()
+}
+
+// plain runs a case's command once, without a fault.
+func (c *crashRun) plain(cc crashCase) {
+	if cc.setup != nil {
+		cc.setup()
+	}
+	c.e.ok(cc.args()...)
+	cc.check()
+}
+
+// every runs the command with VELO_FAULT=step:1, step:2, ... until a run
+// is not killed (that run must succeed), then with VELO_FAULT=finish.
+func (c *crashRun) every(cc crashCase) {
+	e := c.e
+	if cc.setup != nil {
+		cc.setup()
+	}
+	steps := 0
+	for n := 1; ; n++ {
+		if n > 40 {
+			e.t.Fatalf("%s: still killed at step %d", cc.name, n)
+		}
+		if !c.crashAt(cc, fmt.Sprintf("step:%d", n), n) {
+			steps = n - 1
+			break
+		}
+	}
+	if steps == 0 {
+		e.t.Fatalf("%s journals no step", cc.name)
+	}
+	if !c.crashAt(cc, "finish", steps) {
+		e.t.Fatalf("%s with VELO_FAULT=finish was not killed", cc.name)
+	}
+}
+
+// crashAt runs the command with the fault armed. If it was not killed, it
+// must have succeeded: false. Otherwise it checks the repair (see
+// TestCrashAtEveryStep), reports the outcome and returns true, with things
+// as they were before the run unless this is the last run of a case that
+// keeps its change.
+func (c *crashRun) crashAt(cc crashCase, fault string, n int) bool {
+	e := c.e
+	e.t.Helper()
+	args := cc.args()
+	before := c.view()
+	r, sig := c.runFault(fault, args...)
+	if sig == 0 {
+		if r.code != 0 {
+			e.t.Fatalf("velo %s with VELO_FAULT=%s: not killed, and failed: %s", strings.Join(args, " "), fault, r)
+		}
+		if !cc.done() {
+			e.t.Fatalf("velo %s succeeded, but its change is not there", strings.Join(args, " "))
+		}
+		cc.check()
+		cc.undo()
+		return false
+	}
+	if sig != syscall.SIGKILL {
+		e.t.Fatalf("velo %s with VELO_FAULT=%s: died by %v, want SIGKILL: %s", strings.Join(args, " "), fault, sig, r)
+	}
+
+	// Doctor sees the interrupted command and the steps it journalled.
+	var rep doctorJSON
+	d := e.run("doctor", "--json")
+	if err := json.Unmarshal([]byte(d.stdout), &rep); err != nil || d.code != 1 {
+		e.t.Fatalf("doctor after a kill at %s: want exit 1 and JSON, got %v: %s", fault, err, d)
+	}
+	command := "velo " + strings.Join(args, " ")
+	if len(rep.Operations) != 1 || rep.Operations[0].Command != command || len(rep.Operations[0].Steps) != n {
+		e.t.Fatalf("after a kill at %s, doctor should show %q interrupted after %d steps: %+v", fault, command, n, rep.Operations)
+	}
+	step := "finish"
+	if fault != "finish" {
+		step = fmt.Sprintf("%d %s", n, rep.Operations[0].Steps[n-1].Action)
+	}
+
+	// Repair; then doctor finds nothing, the pool holds what the records
+	// name, only the branches' servers run, and main's rows are there.
+	var rr struct {
+		Actions []struct {
+			Action, Text string
+			Done         bool
+		}
+	}
+	rp := e.run("doctor", "--repair", "--json")
+	if err := json.Unmarshal([]byte(rp.stdout), &rr); err != nil || rp.code != 0 {
+		e.t.Fatalf("doctor --repair after a kill at %s: %v: %s", step, err, rp)
+	}
+	var did, kinds []string
+	for _, a := range rr.Actions {
+		if !a.Done {
+			e.t.Fatalf("doctor --repair after a kill at %s did not %s: %s", step, a.Text, rp)
+		}
+		if a.Action != "finish-operation" {
+			did = append(did, a.Text)
+			kinds = append(kinds, a.Action)
+		}
+	}
+	e.assertDoctorHealthy()
+	e.assertNoLeaks()
+	c.assertNoStrayServers()
+	if c.witness != "" {
+		if got := e.rows(c.witness, "SELECT v FROM t ORDER BY v"); got != c.rows {
+			e.t.Fatalf("after a kill at %s and the repair, %s has rows %s, want %s", step, c.witness, got, c.rows)
+		}
+	}
+
+	// The outcome: the change made (finished), things as they were
+	// (undone, or no change when the repair had nothing to do but close
+	// the journal), or in between (partly done).
+	var outcome string
+	after := c.view()
+	switch {
+	case cc.done():
+		outcome = "finished"
+		cc.check()
+	case after == before && len(did) == 0:
+		outcome = "no change"
+	case after == before:
+		outcome = "undone"
+	default:
+		outcome = "partly done"
+		e.t.Logf("after a kill at %s and the repair:\nbefore %s\nafter  %s", step, before, after)
+		// The command finishes what it began.
+		e.ok(args...)
+		if !cc.done() {
+			e.t.Fatalf("velo %s succeeded after the repair, but its change is not there", strings.Join(args, " "))
+		}
+		cc.check()
+	}
+	// Back to where the command started, so that the next run takes the
+	// same steps, one further; the command itself runs again there.
+	if outcome == "finished" || outcome == "partly done" {
+		if fault != "finish" || !cc.keep {
+			cc.undo()
+		}
+	}
+	e.t.Logf("crash | %s | %s | %s | %s | repair: %s", e.storage, cc.name, step, outcome, strings.Join(did, "; "))
+	c.outcome(cc.name, step, outcome, repairSummary(kinds))
+	return true
+}
+
+// repairSummary says in a few words what a repair did, from its actions.
+func repairSummary(kinds []string) string {
+	words := map[string]string{
+		"stop-server":      "stop orphan server",
+		"drop-record":      "drop record",
+		"destroy-volume":   "destroy volume",
+		"destroy-snapshot": "destroy snapshot",
+		"remove-archive":   "remove WAL archive",
+		"remove-leftover":  "remove leftover",
+		"remove-file":      "remove socket dir and log",
+		"start-server":     "start branch again",
+	}
+	count := map[string]int{}
+	var order []string
+	for _, k := range kinds {
+		if count[k] == 0 {
+			order = append(order, k)
+		}
+		count[k]++
+	}
+	var out []string
+	for _, k := range order {
+		w := words[k]
+		if w == "" {
+			w = k
+		}
+		if count[k] > 1 {
+			w = fmt.Sprintf("%s ×%d", w, count[k])
+		}
+		out = append(out, w)
+	}
+	if len(out) == 0 {
+		return "close the journal entry"
+	}
+	return strings.Join(out, ", ")
+}
+
+// view is what a user sees of the home: every branch and its state, and
+// every snapshot.
+func (c *crashRun) view() string {
+	e := c.e
+	e.t.Helper()
+	var bs []struct{ Name, State string }
+	if err := json.Unmarshal([]byte(e.ok("branch", "list", "--json").stdout), &bs); err != nil {
+		e.t.Fatal(err)
+	}
+	var snaps []struct{ ID string }
+	if err := json.Unmarshal([]byte(e.ok("snapshot", "list", "--json").stdout), &snaps); err != nil {
+		e.t.Fatal(err)
+	}
+	var out []string
+	for _, b := range bs {
+		out = append(out, b.Name+":"+b.State)
+	}
+	for _, s := range snaps {
+		out = append(out, s.ID)
+	}
+	sort.Strings(out)
+	return strings.Join(out, " ")
+}
+
+// runFault runs velo with VELO_FAULT set and reports the signal that
+// killed it (0 when it exited).
+func (c *crashRun) runFault(fault string, args ...string) (result, syscall.Signal) {
+	e := c.e
+	e.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, veloBin, args...)
+	cmd.Env = append(os.Environ(), "VELO_HOME="+e.home, "VELO_FAULT="+fault)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if err != nil {
+		if _, ok := err.(*exec.ExitError); !ok {
+			e.t.Fatalf("velo %s: %v", strings.Join(args, " "), err)
+		}
+	}
+	ws := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	if ws.Signaled() {
+		return result{-1, out.String(), errb.String()}, ws.Signal()
+	}
+	return result{ws.ExitStatus(), out.String(), errb.String()}, 0
+}
+
+// assertNoStrayServers checks that the servers running on this home's
+// data are exactly the branches' that run.
+func (c *crashRun) assertNoStrayServers() {
+	e := c.e
+	e.t.Helper()
+	var bs []struct{ Name, State string }
+	if err := json.Unmarshal([]byte(e.ok("branch", "list", "--json").stdout), &bs); err != nil {
+		e.t.Fatal(err)
+	}
+	running := 0
+	for _, b := range bs {
+		if b.State == "running" {
+			running++
+		}
+	}
+	dir := e.pool
+	if e.storage == "zfs" {
+		out, err := exec.Command("zfs", "get", "-H", "-o", "value", "mountpoint", e.pool).Output()
+		if err != nil {
+			e.t.Fatalf("zfs get mountpoint %s: %v", e.pool, err)
+		}
+		dir = strings.TrimSpace(string(out))
+	}
+	if n := len(serversUnder(dir)); n != running {
+		e.t.Fatalf("%d servers run on %s, but %d branches are running: %+v", n, dir, running, bs)
+	}
+}
+
+// serversUnder lists the postmasters whose data directory names dir.
+func serversUnder(dir string) []string {
+	procs, _ := os.ReadDir("/proc")
+	var out []string
+	for _, p := range procs {
+		b, err := os.ReadFile("/proc/" + p.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) < 3 || !strings.HasSuffix(args[0], "postgres") {
+			continue
+		}
+		for i := 1; i+1 < len(args); i++ {
+			if args[i] == "-D" && strings.Contains(args[i+1], dir) {
+				out = append(out, p.Name())
+			}
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// cases are the commands, in an order where each leaves what the next needs.
+func (c *crashRun) cases() []crashCase {
+	e := c.e
+	exists := func(args ...string) func() bool {
+		return func() bool {
+			r := e.run(args...)
+			if r.code != 0 && r.code != 2 {
+				e.t.Fatalf("velo %s: %s", strings.Join(args, " "), r)
+			}
+			return r.code == 0
+		}
+	}
+	create := func(name string) []string {
+		args := []string{"project", "create", name, "--pool", e.pool}
+		if e.storage == "copy" || e.storage == "reflink" {
+			args = append(args, "--storage", e.storage)
+		}
+		return args
+	}
+	rowsOf := func(ref string) string { return e.rows(ref, "SELECT v FROM t ORDER BY v") }
+	wantRows := func(ref, want string) {
+		e.t.Helper()
+		if got := rowsOf(ref); got != want {
+			e.t.Fatalf("%s has rows %s, want %s", ref, got, want)
+		}
+	}
+	const label = "crash-test"
+	snapshotID := func() string {
+		var snaps []struct{ ID, Label string }
+		if err := json.Unmarshal([]byte(e.ok("snapshot", "list", "cr/main", "--json").stdout), &snaps); err != nil {
+			e.t.Fatal(err)
+		}
+		for _, s := range snaps {
+			if s.Label == label {
+				return s.ID
+			}
+		}
+		return ""
+	}
+	makeGone := func() {
+		e.ok(create("gone")...)
+		e.psql("gone/main", "CREATE TABLE t (v int); INSERT INTO t VALUES (7)")
+		e.ok("branch", "create", "gone/b")
+		e.ok("snapshot", "create", "gone/main")
+	}
+	var pitr string // the moment the PITR branch recovers to
+	pitrRows := ""
+	return []crashCase{
+		{
+			name:    "project create",
+			drivers: []string{"btrfs", "zfs"},
+			args:    func() []string { return create("cr") },
+			done:    exists("project", "get", "cr"),
+			check:   func() { e.psql("cr/main", "SELECT 1") },
+			undo:    func() { e.ok("project", "delete", "cr") },
+			keep:    true,
+		},
+		{
+			name: "snapshot create",
+			setup: func() {
+				e.psql("cr/main", "CREATE TABLE t (v int); INSERT INTO t VALUES (1), (2), (3)")
+				c.witness, c.rows = "cr/main", "1,2,3"
+			},
+			args:  func() []string { return []string{"snapshot", "create", "cr/main", "--label", label} },
+			done:  func() bool { return snapshotID() != "" },
+			check: func() {},
+			undo:  func() { e.ok("snapshot", "delete", snapshotID()) },
+			keep:  true, // the point-in-time branch starts from it
+		},
+		{
+			name: "branch create",
+			setup: func() {
+				// A moment after the snapshot, for the point-in-time branch.
+				e.psql("cr/main", "INSERT INTO t VALUES (4)")
+				at, err := time.Parse("2006-01-02 15:04:05.999999-07", e.psql("cr/main", "SELECT clock_timestamp()"))
+				if err != nil {
+					e.t.Fatal(err)
+				}
+				pitr, pitrRows = at.Add(100*time.Millisecond).UTC().Format(time.RFC3339Nano), "1,2,3,4"
+				c.rows = "1,2,3,4"
+				time.Sleep(200 * time.Millisecond)
+			},
+			args:  func() []string { return []string{"branch", "create", "cr/dev"} },
+			done:  exists("branch", "get", "cr/dev"),
+			check: func() { wantRows("cr/dev", c.rows) },
+			undo:  func() { e.ok("branch", "delete", "cr/dev") },
+			keep:  true,
+		},
+		{
+			name:  "branch reset",
+			setup: func() { e.psql("cr/dev", "INSERT INTO t VALUES (100)") },
+			args:  func() []string { return []string{"branch", "reset", "cr/dev"} },
+			done: func() bool {
+				switch got := rowsOf("cr/dev"); got {
+				case c.rows:
+					return true
+				case c.rows + ",100":
+					return false // its own data, untouched
+				default:
+					e.t.Fatalf("cr/dev has rows %s: neither its own nor main's", got)
+					return false
+				}
+			},
+			check: func() { wantRows("cr/dev", c.rows) },
+			undo:  func() { e.psql("cr/dev", "INSERT INTO t VALUES (100)") },
+		},
+		{
+			name:    "branch create --pitr",
+			drivers: []string{"btrfs", "zfs"},
+			args:    func() []string { return []string{"branch", "create", "cr/pit", "--pitr", pitr} },
+			done:    exists("branch", "get", "cr/pit"),
+			check:   func() { wantRows("cr/pit", pitrRows) },
+			undo:    func() { e.ok("branch", "delete", "cr/pit") },
+		},
+		{
+			name:    "branch delete",
+			drivers: []string{"btrfs", "zfs"},
+			args:    func() []string { return []string{"branch", "delete", "cr/dev"} },
+			done:    func() bool { return !exists("branch", "get", "cr/dev")() },
+			check:   func() {},
+			undo:    func() { e.ok("branch", "create", "cr/dev") },
+			keep:    true,
+		},
+		{
+			// A project of its own with a branch and a user snapshot, so
+			// that every kind of step is taken; cr/main is the witness.
+			name:    "project delete",
+			drivers: []string{"btrfs"}, // its steps are branch delete's, then the project's
+			setup:   makeGone,
+			args:    func() []string { return []string{"project", "delete", "gone", "--force"} },
+			done:    func() bool { return !exists("project", "get", "gone")() },
+			check:   func() {},
+			undo:    makeGone,
+			keep:    true,
+		},
+	}
+}
