@@ -170,7 +170,7 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch, sizes bool) 
 				out[i] = info
 				return
 			}
-			if st, err := e.Runtime.Status(ctx, spec); err != nil {
+			if st, err := e.Runtime.Peek(ctx, spec); err != nil {
 				info.Problem = err.Error()
 			} else if st.State == runtime.Running {
 				info.State, info.PID, info.StartedAt = "running", st.PID, st.StartedAt

@@ -126,6 +126,12 @@ type Runtime interface {
 	// zombie, a postgres working on s.DataDir), and whether a connection
 	// answers. It never trusts anything stored elsewhere.
 	Status(ctx context.Context, s Spec) (Status, error)
+
+	// Peek is Status without the connection: whether the server runs, from
+	// postmaster.pid and the process alone, with Ready always false. A
+	// listing of many servers uses it, since a connection costs a backend
+	// and a SCRAM exchange each.
+	Peek(ctx context.Context, s Spec) (Status, error)
 }
 
 var (

@@ -196,25 +196,38 @@ func (r *Runtime) Stop(ctx context.Context, s runtime.Spec, timeout time.Duratio
 
 // Status implements runtime.Runtime.
 func (r *Runtime) Status(ctx context.Context, s runtime.Spec) (runtime.Status, error) {
+	st, p, dataDir, err := r.peek(s)
+	if err != nil || st.State != runtime.Running {
+		return st, err
+	}
+	st.Ready = probe(ctx, s, dataDir, p, st.Port)
+	return st, nil
+}
+
+// Peek implements runtime.Runtime.
+func (r *Runtime) Peek(ctx context.Context, s runtime.Spec) (runtime.Status, error) {
+	st, _, _, err := r.peek(s)
+	return st, err
+}
+
+func (r *Runtime) peek(s runtime.Spec) (runtime.Status, process, string, error) {
 	dataDir, err := canonicalDir(s.DataDir)
 	if err != nil {
-		return runtime.Status{}, fmt.Errorf("status: data directory: %w", err)
+		return runtime.Status{}, process{}, "", fmt.Errorf("status: data directory: %w", err)
 	}
 	p, pf, ok := findPostmaster(dataDir)
 	if !ok {
-		return runtime.Status{State: runtime.Stopped}, nil
+		return runtime.Status{State: runtime.Stopped}, p, dataDir, nil
 	}
 	at, err := startedAt(p.stat.StartTime)
 	if err != nil {
-		return runtime.Status{}, fmt.Errorf("status: %w", err)
+		return runtime.Status{}, p, dataDir, fmt.Errorf("status: %w", err)
 	}
 	port := pf.Port
 	if port == 0 {
 		port = s.Port
 	}
-	st := runtime.Status{State: runtime.Running, PID: p.PID, Port: port, StartedAt: at}
-	st.Ready = probe(ctx, s, dataDir, p, port)
-	return st, nil
+	return runtime.Status{State: runtime.Running, PID: p.PID, Port: port, StartedAt: at}, p, dataDir, nil
 }
 
 // validate checks a Spec before anything is done with it.

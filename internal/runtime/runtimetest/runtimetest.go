@@ -305,6 +305,15 @@ func (f *fixture) status(t *testing.T) runtime.Status {
 	if err != nil {
 		t.Fatalf("Status: %v", err)
 	}
+	// Peek agrees with Status on everything but the connection, for a
+	// server that answered (one being killed may be gone between the two).
+	pk, err := f.rt.Peek(ctx, f.spec)
+	if err != nil {
+		t.Fatalf("Peek: %v", err)
+	}
+	if want := (runtime.Status{State: st.State, PID: st.PID, Port: st.Port, StartedAt: st.StartedAt}); st.Ready && pk != want {
+		t.Fatalf("Peek = %+v, Status = %+v", pk, st)
+	}
 	return st
 }
 
