@@ -46,6 +46,8 @@ type Engine struct {
 	// LockWait is how long a changing command waits for another to finish.
 	LockWait time.Duration
 
+	// mu guards installs and runAs, which status fills from many goroutines.
+	mu       sync.Mutex
 	installs []pg.Install
 	runAs    *pg.OSUser
 	runAsSet bool
@@ -191,6 +193,8 @@ func (o *op) rollback() {
 }
 
 func (e *Engine) install(ctx context.Context, major int) (pg.Install, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if e.installs == nil {
 		in, err := pg.FindInstalls(ctx)
 		if err != nil {
@@ -202,6 +206,8 @@ func (e *Engine) install(ctx context.Context, major int) (pg.Install, error) {
 }
 
 func (e *Engine) osUser() (*pg.OSUser, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
 	if !e.runAsSet {
 		u, err := pg.LookupRunAs()
 		if err != nil {
