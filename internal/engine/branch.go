@@ -367,7 +367,10 @@ func (e *Engine) deleteBranch(ctx context.Context, op *op, p state.Project, d st
 		if err := op.record(ctx, "stop-server", spec.DataDir); err != nil {
 			return err
 		}
-		if err := e.Progress.Step("Stop "+p.Name+"/"+b.Name, func() error { return e.Runtime.Stop(ctx, spec, 10*time.Second) }); err != nil {
+		if err := e.Progress.Step("Stop "+p.Name+"/"+b.Name, func() error {
+			// Its data is about to go: no shutdown checkpoint to wait for.
+			return e.Runtime.Stop(ctx, spec, 0)
+		}); err != nil {
 			return err
 		}
 	} else if !errors.Is(err, storage.ErrNotFound) {
@@ -501,7 +504,11 @@ func (e *Engine) ResetBranch(ctx context.Context, ref string, force bool) error 
 		if err := op.record(ctx, "stop-server", oldSpec.DataDir); err != nil {
 			return err
 		}
-		if err := e.Progress.Step("Stop old server", func() error { return e.Runtime.Stop(ctx, oldSpec, 10*time.Second) }); err != nil {
+		if err := e.Progress.Step("Stop old server", func() error {
+			// Its data is being replaced: no shutdown checkpoint to wait for
+			// (if the reset fails, the restart replays the WAL).
+			return e.Runtime.Stop(ctx, oldSpec, 0)
+		}); err != nil {
 			return err
 		}
 		if wasRunning {

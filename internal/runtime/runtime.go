@@ -119,6 +119,9 @@ type Runtime interface {
 	// checkpoint written), then immediate shutdown after timeout, then
 	// SIGKILL as the last resort. It returns once the server is gone and its
 	// postmaster.pid removed or unused. Stopping a stopped server succeeds.
+	// A timeout of 0 skips the fast shutdown and its checkpoint: immediate
+	// shutdown, for a server whose data is about to be thrown away (nothing
+	// committed is lost either way: a later start replays the WAL).
 	Stop(ctx context.Context, s Spec, timeout time.Duration) error
 
 	// Status tells whether the server of s.DataDir runs, from the data

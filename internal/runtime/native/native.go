@@ -42,6 +42,9 @@ const (
 	orphanWait = 5 * time.Second
 	// killWait is how long a SIGKILLed process gets to disappear.
 	killWait = 10 * time.Second
+	// immediateWait is how long an immediate shutdown asked for directly
+	// (Stop with no timeout) gets before SIGKILL.
+	immediateWait = 10 * time.Second
 	// logTailLines is how much of the server log a start error quotes.
 	logTailLines = 20
 )
@@ -171,7 +174,7 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (runtime.Handle, er
 
 // Stop implements runtime.Runtime.
 func (r *Runtime) Stop(ctx context.Context, s runtime.Spec, timeout time.Duration) error {
-	if timeout <= 0 {
+	if timeout < 0 {
 		timeout = defaultStopTimeout
 	}
 	dataDir, err := canonicalDir(s.DataDir)
@@ -365,6 +368,10 @@ func stopProcess(ctx context.Context, p process, timeout time.Duration) error {
 		{syscall.SIGINT, timeout},
 		{syscall.SIGQUIT, timeout},
 		{syscall.SIGKILL, killWait},
+	}
+	if timeout <= 0 {
+		steps = steps[1:]
+		steps[0].wait = immediateWait
 	}
 	for _, step := range steps {
 		if err := p.signal(step.sig); err != nil {

@@ -63,6 +63,7 @@ var checks = []check{
 	{"RestartKeepsDataAndPort", testRestartKeepsDataAndPort},
 	{"StartRunningChangesNothing", testStartRunningChangesNothing},
 	{"StopStoppedSucceeds", testStopStoppedSucceeds},
+	{"ImmediateStopKeepsCommits", testImmediateStopKeepsCommits},
 	{"KilledIsNoticedAndRestarts", testKilledIsNoticedAndRestarts},
 	{"FoundAfterStarterExits", testFoundAfterStarterExits},
 	{"StartFailsPortTaken", testStartFailsPortTaken},
@@ -476,6 +477,24 @@ func testStopStoppedSucceeds(t *testing.T, f *fixture) {
 	f.stop(t)
 	f.stop(t)
 	assertStopped(t, f)
+}
+
+// testImmediateStopKeepsCommits: Stop with no timeout skips the shutdown
+// checkpoint, yet the server is gone and a start finds every commit.
+func testImmediateStopKeepsCommits(t *testing.T, f *fixture) {
+	f.start(t)
+	f.exec(t, "CREATE TABLE quick (id int); INSERT INTO quick SELECT generate_series(1, 700)")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := f.rt.Stop(ctx, f.spec, 0); err != nil {
+		t.Fatalf("Stop(0): %v", err)
+	}
+	assertStopped(t, f)
+	h := f.start(t)
+	if got := f.query(t, "SELECT count(*)::text FROM quick"); got != "700" {
+		t.Errorf("rows after an immediate stop: %s, want 700", got)
+	}
+	assertRunning(t, f.status(t), h)
 }
 
 func testKilledIsNoticedAndRestarts(t *testing.T, f *fixture) {
