@@ -265,14 +265,6 @@ func (e *Engine) logFile(b state.Branch) string { return filepath.Join(e.Home, "
 
 // spec is how a branch's server runs.
 func (e *Engine) spec(ctx context.Context, p state.Project, b state.Branch) (runtime.Spec, error) {
-	in, err := e.install(ctx, p.PGMajor)
-	if err != nil {
-		return runtime.Spec{}, err
-	}
-	u, err := e.osUser()
-	if err != nil {
-		return runtime.Spec{}, err
-	}
 	d, err := e.driver(ctx, p)
 	if err != nil {
 		return runtime.Spec{}, err
@@ -281,7 +273,20 @@ func (e *Engine) spec(ctx context.Context, p state.Project, b state.Branch) (run
 	if err != nil {
 		return runtime.Spec{}, fmt.Errorf("branch %s/%s: its volume %s: %w", p.Name, b.Name, b.VolumeID, err)
 	}
-	return e.specAt(in, u, b, vol), nil
+	return e.specPath(ctx, p, b, vol)
+}
+
+// specPath is spec for a branch whose volume path is already known.
+func (e *Engine) specPath(ctx context.Context, p state.Project, b state.Branch, volumePath string) (runtime.Spec, error) {
+	in, err := e.install(ctx, p.PGMajor)
+	if err != nil {
+		return runtime.Spec{}, err
+	}
+	u, err := e.osUser()
+	if err != nil {
+		return runtime.Spec{}, err
+	}
+	return e.specAt(in, u, b, volumePath), nil
 }
 
 func (e *Engine) specAt(in pg.Install, u *pg.OSUser, b state.Branch, volumePath string) runtime.Spec {

@@ -131,17 +131,24 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch, sizes bool) 
 		names[x.b.ID] = x.p.Name + "/" + x.b.Name
 	}
 	out := make([]BranchInfo, len(pbs))
-	// Drivers are built once, before the fan-out; those that keep their
-	// own accounting report every volume in one call.
-	bulk := map[storage.Driver]map[string]storage.Usage{}
+	// The Postgres installs are found meanwhile (each is a few programs
+	// run); install caches what it finds for the fan-out.
+	if len(pbs) > 0 {
+		go func() { _, _ = e.install(ctx, pbs[0].p.PGMajor) }()
+	}
+	// Drivers are built once, before the fan-out; those that can describe
+	// every volume in one call (ZFS) do, with usage, which their pool keeps.
+	bulk := map[storage.Driver]map[string]storage.VolumeInfo{}
 	for _, x := range pbs {
 		d, err := e.driver(ctx, x.p)
 		if err != nil {
 			continue
 		}
-		if bu, ok := d.(storage.BulkUsage); ok && bulk[d] == nil {
-			if us, err := bu.VolumesUsage(ctx); err == nil {
-				bulk[d] = us
+		if bd, ok := d.(storage.Bulk); ok {
+			if _, done := bulk[d]; !done {
+				if vs, err := bd.Volumes(ctx, true); err == nil {
+					bulk[d] = vs
+				}
 			}
 		}
 	}
@@ -164,7 +171,15 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch, sizes bool) 
 					}
 				}
 			}
-			spec, err := e.spec(ctx, x.p, x.b)
+			d, _ := e.driver(ctx, x.p)
+			vi, inBulk := bulk[d][x.b.VolumeID]
+			var spec runtime.Spec
+			var err error
+			if inBulk && vi.Path != "" {
+				spec, err = e.specPath(ctx, x.p, x.b, vi.Path)
+			} else {
+				spec, err = e.spec(ctx, x.p, x.b)
+			}
 			if err != nil {
 				info.State, info.Problem = "missing", err.Error()
 				out[i] = info
@@ -175,9 +190,8 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch, sizes bool) 
 			} else if st.State == runtime.Running {
 				info.State, info.PID, info.StartedAt = "running", st.PID, st.StartedAt
 			}
-			d, _ := e.driver(ctx, x.p)
-			if u, ok := bulk[d][x.b.VolumeID]; ok {
-				info.Exclusive, info.Reference = &u.Exclusive, &u.Referenced
+			if inBulk && vi.Usage != nil {
+				info.Exclusive, info.Reference = &vi.Usage.Exclusive, &vi.Usage.Referenced
 			} else if _, isBulk := bulk[d]; !isBulk && sizes {
 				if u, err := d.Usage(ctx, x.b.VolumeID); err == nil {
 					info.Exclusive, info.Reference = &u.Exclusive, &u.Referenced

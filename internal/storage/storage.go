@@ -150,15 +150,25 @@ type Driver interface {
 	Pool(ctx context.Context) (PoolStats, error)
 }
 
-// BulkUsage is implemented by drivers whose pool keeps its own accounting
-// of every volume (ZFS): one call reports them all, in time that does not
-// grow with the data. Drivers without it compute Usage by walking a
+// Bulk is implemented by drivers that can describe every volume in one
+// call, in time that grows with neither the data nor the count of volumes
+// (ZFS, where each Path or Usage is a round trip to the daemon, and whose
+// pool keeps its own accounting). Drivers without it answer Path from
+// their own directory tree at no cost, and compute Usage by walking a
 // volume's files (btrfs's shared-extent walk, FIEMAP, du), which takes time
 // in proportion to the data, so listings leave it out unless asked.
-type BulkUsage interface {
-	// VolumesUsage returns the usage of every volume the driver holds,
-	// keyed by ID, reflecting everything written and synced before the call.
-	VolumesUsage(ctx context.Context) (map[string]Usage, error)
+type Bulk interface {
+	// Volumes returns every volume the driver holds, keyed by ID, with the
+	// path Path would return ("" where Path would fail: the caller asks
+	// Path for the reason) and, when usage is set, what Usage would return,
+	// reflecting everything written and synced before the call.
+	Volumes(ctx context.Context, usage bool) (map[string]VolumeInfo, error)
+}
+
+// VolumeInfo is one volume as Bulk reports it.
+type VolumeInfo struct {
+	Path  string
+	Usage *Usage // nil unless asked for
 }
 
 var idPattern = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,63}$`)

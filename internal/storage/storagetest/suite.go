@@ -552,23 +552,43 @@ func testCloneSharesBlocks(t *testing.T, d storage.Driver, p string) {
 	} else if u.Exclusive < 100*mb {
 		t.Errorf("driver shares nothing, yet clone exclusive is %d bytes", u.Exclusive)
 	}
-	// A driver that reports all volumes at once agrees with Usage.
-	if bu, ok := d.(storage.BulkUsage); ok {
-		all, err := bu.VolumesUsage(c)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, id := range []string{p + "v", p + "c"} {
-			one, err := d.Usage(c, id)
+	// A driver that reports all volumes at once agrees with Path and Usage.
+	if bd, ok := d.(storage.Bulk); ok {
+		for _, usage := range []bool{false, true} {
+			all, err := bd.Volumes(c, usage)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if got, ok := all[id]; !ok || got != one {
-				t.Errorf("VolumesUsage[%s] = %+v (present %v), Usage = %+v", id, got, ok, one)
+			for _, id := range []string{p + "v", p + "c"} {
+				got, ok := all[id]
+				if !ok {
+					t.Errorf("Volumes(usage %v) lacks %s", usage, id)
+					continue
+				}
+				path, err := d.Path(c, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.Path != path {
+					t.Errorf("Volumes(usage %v)[%s].Path = %q, Path = %q", usage, id, got.Path, path)
+				}
+				if !usage {
+					if got.Usage != nil {
+						t.Errorf("Volumes(usage false)[%s] reports usage %+v", id, *got.Usage)
+					}
+					continue
+				}
+				one, err := d.Usage(c, id)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if got.Usage == nil || *got.Usage != one {
+					t.Errorf("Volumes(usage true)[%s].Usage = %v, Usage = %+v", id, got.Usage, one)
+				}
 			}
-		}
-		if _, ok := all[p+"s"]; ok {
-			t.Errorf("VolumesUsage lists snapshot %s", p+"s")
+			if _, ok := all[p+"s"]; ok {
+				t.Errorf("Volumes lists snapshot %s", p+"s")
+			}
 		}
 	}
 }

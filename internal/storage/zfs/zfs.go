@@ -204,16 +204,30 @@ func (d *Driver) DestroyVolume(ctx context.Context, id string) error {
 	if err := storage.ValidateID(id); err != nil {
 		return err
 	}
-	inv, err := d.inventory(ctx)
+	// The volume and its own snapshots only, rather than the inventory
+	// of the pool: a listing whose time grows with every branch.
+	out, err := run(ctx, "zfs", "list", "-H", "-o", "name", "-t", "filesystem,snapshot", "-r", d.dataset(id))
+	if errors.Is(err, storage.ErrNotFound) {
+		return storage.NotFound(storage.KindVolume, id)
+	}
 	if err != nil {
 		return err
 	}
-	if _, ok := inv.volumes[id]; !ok {
-		return storage.NotFound(storage.KindVolume, id)
+	var snaps []string
+	for _, name := range strings.Fields(out) {
+		if _, snap, ok := strings.Cut(name, "@"); ok {
+			snaps = append(snaps, snap)
+		}
 	}
-	if snaps := keysWith(inv.snapshots, id); len(snaps) > 0 {
+	if len(snaps) > 0 {
+		sort.Strings(snaps)
 		return storage.InUse(storage.KindVolume, id, "snapshots", snaps)
 	}
+	// Unmounted first: zfs-fuse's destroy, which unmounts by itself,
+	// then finds the dataset busy for a while (about 150 ms spent in
+	// retries); after zfs unmount it succeeds at once. A failed unmount is
+	// left to destroy to report.
+	_, _ = run(ctx, "zfs", "unmount", d.dataset(id))
 	if err := destroy(ctx, d.dataset(id)); err != nil {
 		return fmt.Errorf("destroy volume %s: %w", id, err)
 	}
@@ -335,27 +349,27 @@ func (d *Driver) Pool(ctx context.Context) (storage.PoolStats, error) {
 	}, nil
 }
 
-// syncTxg makes the space figures current. ZFS updates used and its kin
-// only when a transaction group syncs, which happens every few seconds
-// (seen: 20 s on zfs-fuse) unless something forces it; until then a clone
-// just given 50 MB can report 1 MB. zpool sync forces it on OpenZFS;
-// zfs-fuse lacks it, but any property change is a sync task that waits for
-// its transaction group, so clearing an unset user property on the parent
-// does it (at the price of a line in zpool history). Data still in the page
-// cache is the caller's to flush (fsync or sync) before asking.
-// VolumesUsage reads every volume's usage in one zfs get, after one txg
-// sync: what status needs for many branches at once. (zfs-fuse's zfs list
-// has no -p and its zfs get no -t: snapshots, named VOLUME@SNAPSHOT, are
-// not IDs and are skipped.)
-func (d *Driver) VolumesUsage(ctx context.Context) (map[string]storage.Usage, error) {
-	if err := d.syncTxg(ctx); err != nil {
-		return nil, err
+// Volumes reads every volume's mountpoint (and, when asked, usage) in one
+// zfs get, after one txg sync when usage is asked: what status needs for
+// many branches at once. (zfs-fuse's zfs list has no -p and its zfs get
+// no -t: snapshots, named VOLUME@SNAPSHOT, are not IDs and are skipped.)
+func (d *Driver) Volumes(ctx context.Context, usage bool) (map[string]storage.VolumeInfo, error) {
+	props := "mountpoint,mounted"
+	if usage {
+		if err := d.syncTxg(ctx); err != nil {
+			return nil, err
+		}
+		props += ",usedbydataset,usedbyrefreservation,referenced"
 	}
-	out, err := run(ctx, "zfs", "get", "-Hp", "-r", "-o", "name,property,value", "usedbydataset,usedbyrefreservation,referenced", d.parent)
+	out, err := run(ctx, "zfs", "get", "-Hp", "-r", "-o", "name,property,value", props, d.parent)
 	if err != nil {
 		return nil, err
 	}
-	us := map[string]storage.Usage{}
+	type row struct {
+		mountpoint, mounted string
+		u                   storage.Usage
+	}
+	rows := map[string]*row{}
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		f := strings.Split(line, "\t")
 		if len(f) != 3 {
@@ -365,23 +379,54 @@ func (d *Driver) VolumesUsage(ctx context.Context) (map[string]storage.Usage, er
 		if !ok || storage.ValidateID(id) != nil {
 			continue
 		}
-		var n int64
-		if f[2] != "-" {
-			if n, err = strconv.ParseInt(f[2], 10, 64); err != nil {
-				return nil, fmt.Errorf("zfs get %s: unexpected %q", d.parent, line)
+		r := rows[id]
+		if r == nil {
+			r = &row{}
+			rows[id] = r
+		}
+		switch f[1] {
+		case "mountpoint":
+			r.mountpoint = f[2]
+		case "mounted":
+			r.mounted = f[2]
+		default:
+			var n int64
+			if f[2] != "-" {
+				if n, err = strconv.ParseInt(f[2], 10, 64); err != nil {
+					return nil, fmt.Errorf("zfs get %s: unexpected %q", d.parent, line)
+				}
+			}
+			if f[1] == "referenced" {
+				r.u.Referenced = n
+			} else {
+				r.u.Exclusive += n
 			}
 		}
-		u := us[id]
-		if f[1] == "referenced" {
-			u.Referenced = n
-		} else {
-			u.Exclusive += n
-		}
-		us[id] = u
 	}
-	return us, nil
+	vs := make(map[string]storage.VolumeInfo, len(rows))
+	for id, r := range rows {
+		var v storage.VolumeInfo
+		// As Path: a volume that is not mounted has no path.
+		if strings.HasPrefix(r.mountpoint, "/") && r.mounted == "yes" {
+			v.Path = r.mountpoint
+		}
+		if usage {
+			u := r.u
+			v.Usage = &u
+		}
+		vs[id] = v
+	}
+	return vs, nil
 }
 
+// syncTxg makes the space figures current. ZFS updates used and its kin
+// only when a transaction group syncs, which happens every few seconds
+// (seen: 20 s on zfs-fuse) unless something forces it; until then a clone
+// just given 50 MB can report 1 MB. zpool sync forces it on OpenZFS;
+// zfs-fuse lacks it, but any property change is a sync task that waits for
+// its transaction group, so clearing an unset user property on the parent
+// does it (at the price of a line in zpool history). Data still in the page
+// cache is the caller's to flush (fsync or sync) before asking.
 func (d *Driver) syncTxg(ctx context.Context) error {
 	if !d.noZpoolSync.Load() {
 		_, err := run(ctx, "zpool", "sync", d.pool)
