@@ -30,17 +30,18 @@ import (
 )
 
 type config struct {
-	velo     string
-	pgBin    string
-	pgMajor  int
-	work     string
-	out      string
-	sizes    []int // MB
-	drivers  []string
-	reps     int
-	branches int
-	tpsTime  time.Duration
-	keep     bool
+	velo         string
+	pgBin        string
+	pgMajor      int
+	work         string
+	out          string
+	sizes        []int // MB
+	drivers      []string
+	reps         int
+	branches     int
+	tpsTime      time.Duration
+	keep         bool
+	alternatives bool
 }
 
 func main() {
@@ -56,6 +57,7 @@ func main() {
 	flag.StringVar(&c.work, "work", "/var/tmp/velo-bench", "directory for pool images, homes and copies (emptied first)")
 	flag.StringVar(&c.out, "out", "bench-results", "directory for results.csv, results.json, results.md and chart.png")
 	flag.BoolVar(&c.keep, "keep", false, "leave the pools and homes in place at the end")
+	flag.BoolVar(&c.alternatives, "alternatives", true, "measure TEMPLATE, pg_dump | pg_restore and pg_basebackup too (on the first driver's databases); false measures Velo alone, as after a change to it")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		usage("unexpected argument %q", flag.Arg(0))
@@ -86,6 +88,9 @@ func main() {
 	}
 	if c.tpsTime < time.Second {
 		usage("--tps-time must be at least 1s")
+	}
+	if err := reachable(c.work); err != nil {
+		usage("--work: %v", err)
 	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "velo-bench: needs root, to make loop-mounted pools and a zfs-fuse pool; run it with sudo")
@@ -168,4 +173,22 @@ func write(dir string, rep *bench.Report) error {
 // logf prints a progress line on stderr.
 func logf(format string, a ...any) {
 	fmt.Fprintf(os.Stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
+}
+
+// reachable checks that the Postgres servers, which run as the postgres
+// user, can pass through every directory above work (it is made if
+// missing).
+func reachable(work string) error {
+	abs, err := filepath.Abs(work)
+	if err != nil {
+		return err
+	}
+	for dir := filepath.Dir(abs); ; dir = filepath.Dir(dir) {
+		if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o001 == 0 {
+			return fmt.Errorf("%s is under %s (mode %04o), which the postgres user cannot pass through; choose a directory such as /var/tmp/velo-bench", work, dir, fi.Mode().Perm())
+		}
+		if dir == "/" {
+			return nil
+		}
+	}
 }

@@ -30,7 +30,7 @@ func run(ctx context.Context, c config) (*bench.Report, error) {
 	if err := mkdir(c.work); err != nil {
 		return nil, err
 	}
-	alternativesDone := false
+	alternativesDone := !c.alternatives
 	for _, d := range c.drivers {
 		p, err := makePool(ctx, c, d)
 		if errors.Is(err, errMissing) {

@@ -205,35 +205,8 @@ func (r *Report) Markdown(w io.Writer) {
 			}
 		}
 	}
-	fmt.Fprintf(w, "\n### Against the alternatives: each one's median, and its ratio to `%s`\n\n", VeloCreate)
-	head := []string{"size", "database"}
-	for _, a := range Alternatives {
-		head = append(head, a)
-	}
-	for _, d := range r.Drivers() {
-		head = append(head, "velo ("+d+")")
-		for _, a := range Alternatives {
-			head = append(head, shortName(a)+" / velo ("+d+")")
-		}
-	}
-	for i := range head {
-		head[i] = strings.ReplaceAll(head[i], "|", `\|`)
-	}
-	fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)))
-	for _, s := range r.Sizes() {
-		cells := []string{fmt.Sprintf("%d MB", s), r.sizeLabel(s)}
-		for _, a := range Alternatives {
-			cells = append(cells, r.cell("", s, a))
-		}
-		for _, d := range r.Drivers() {
-			v, _ := r.Find(d, s, VeloCreate)
-			cells = append(cells, Dur(v.Median))
-			for _, a := range Alternatives {
-				x, _ := r.Find("", s, a)
-				cells = append(cells, Ratio(x.Median, v.Median))
-			}
-		}
-		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+	if r.hasAlternatives() {
+		r.alternativesTable(w)
 	}
 	if len(r.Costs) > 0 {
 		fmt.Fprintf(w, "\n### The cost of a running branch\n\n| driver | size | main TPS | branch TPS | branch / main | idle server PSS | idle server RSS | branch's own disk after changed rows |\n|---|---|---|---|---|---|---|---|\n")
@@ -309,4 +282,50 @@ func (r *Report) Text(w io.Writer) error {
 		fmt.Fprintln(tw, line)
 	}
 	return tw.Flush()
+}
+
+// hasAlternatives tells whether any alternative was measured.
+func (r *Report) hasAlternatives() bool {
+	for _, x := range r.Results {
+		if x.Driver == "" {
+			return true
+		}
+	}
+	return false
+}
+
+// alternativesTable writes each alternative's median per size and its
+// ratio to Velo's branch create on each driver.
+func (r *Report) alternativesTable(w io.Writer) {
+	fmt.Fprintf(w, "\n### Against the alternatives: each one's median, and its ratio to `%s`\n\n", VeloCreate)
+	head := []string{"size", "database"}
+
+	for _, a := range Alternatives {
+		head = append(head, a)
+	}
+	for _, d := range r.Drivers() {
+		head = append(head, "velo ("+d+")")
+		for _, a := range Alternatives {
+			head = append(head, shortName(a)+" / velo ("+d+")")
+		}
+	}
+	for i := range head {
+		head[i] = strings.ReplaceAll(head[i], "|", `\|`)
+	}
+	fmt.Fprintf(w, "| %s |\n|%s\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)))
+	for _, s := range r.Sizes() {
+		cells := []string{fmt.Sprintf("%d MB", s), r.sizeLabel(s)}
+		for _, a := range Alternatives {
+			cells = append(cells, r.cell("", s, a))
+		}
+		for _, d := range r.Drivers() {
+			v, _ := r.Find(d, s, VeloCreate)
+			cells = append(cells, Dur(v.Median))
+			for _, a := range Alternatives {
+				x, _ := r.Find("", s, a)
+				cells = append(cells, Ratio(x.Median, v.Median))
+			}
+		}
+		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
+	}
 }

@@ -98,3 +98,20 @@ func TestOutputs(t *testing.T) {
 		t.Fatalf("chart is not a PNG of a sensible size: %+v %v", cfg, err)
 	}
 }
+
+func TestMarkdownWithoutAlternatives(t *testing.T) {
+	r := &Report{Reps: 1, Branches: 2, Results: []Result{
+		{Driver: "zfs", SizeMB: 100, Method: VeloCreate, Summary: Summarize([]time.Duration{time.Second})},
+	}}
+	var b strings.Builder
+	r.Markdown(&b)
+	if strings.Contains(b.String(), "Against the alternatives") {
+		t.Errorf("a run without alternatives shows their table:\n%s", b.String())
+	}
+	r.Results = append(r.Results, Result{SizeMB: 100, Method: Template, Summary: Summarize([]time.Duration{10 * time.Second})})
+	b.Reset()
+	r.Markdown(&b)
+	if !strings.Contains(b.String(), "| 10.0x |") {
+		t.Errorf("want the ratio of TEMPLATE to velo, 10.0x:\n%s", b.String())
+	}
+}
