@@ -30,8 +30,8 @@ type BranchInfo struct {
 	Volume    string    `json:"volume"`
 	// Exclusive and Reference are the branch's space; absent when not
 	// computed (see Sizes).
-	Exclusive *int64 `json:"exclusive_bytes,omitempty"`
-	Reference *int64 `json:"referenced_bytes,omitempty"`
+	Exclusive *int64    `json:"exclusive_bytes,omitempty"`
+	Reference *int64    `json:"referenced_bytes,omitempty"`
 	CreatedAt time.Time `json:"created_at"`
 	Problem   string    `json:"problem,omitempty"`
 	// CACert verifies the server's certificate (sslrootcert).
