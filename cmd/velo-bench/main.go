@@ -42,6 +42,7 @@ type config struct {
 	tpsTime      time.Duration
 	keep         bool
 	alternatives bool
+	tpsRounds    int
 }
 
 func main() {
@@ -53,6 +54,7 @@ func main() {
 	flag.StringVar(&drivers, "drivers", "btrfs,zfs,reflink,copy", "storage drivers to measure, comma-separated; those whose tools are missing are left out with a note")
 	flag.IntVar(&c.reps, "reps", 5, "measured repetitions of each figure, after one warm-up run")
 	flag.IntVar(&c.branches, "branches", 50, "branches that exist while `velo status --json` is timed (at the smallest size)")
+	flag.IntVar(&c.tpsRounds, "tps-rounds", 2, "pgbench runs on main and on the branch, each, alternating which goes first")
 	flag.DurationVar(&c.tpsTime, "tps-time", 15*time.Second, "length of each pgbench run comparing a branch's TPS with main's (at the largest size)")
 	flag.StringVar(&c.work, "work", "/var/tmp/velo-bench", "directory for pool images, homes and copies (emptied first)")
 	flag.StringVar(&c.out, "out", "bench-results", "directory for results.csv, results.json, results.md and chart.png")
@@ -85,6 +87,9 @@ func main() {
 	}
 	if c.branches < 1 || c.branches > 500 {
 		usage("--branches must be between 1 and 500")
+	}
+	if c.tpsRounds < 1 || c.tpsRounds > 100 {
+		usage("--tps-rounds must be between 1 and 100")
 	}
 	if c.tpsTime < time.Second {
 		usage("--tps-time must be at least 1s")

@@ -137,6 +137,7 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--reps", "0"}, "--reps"},
 		{[]string{"--branches", "-1"}, "--branches"},
 		{[]string{"--tps-time", "10ms"}, "--tps-time"},
+		{[]string{"--tps-rounds", "0"}, "--tps-rounds"},
 		{[]string{"--work", private}, "cannot pass through"},
 		{[]string{"extra"}, "unexpected argument"},
 	} {

@@ -403,8 +403,8 @@ func (m *measure) setCost(fn func(*bench.Cost)) {
 }
 
 // cost measures what a running branch costs: pgbench TPS on a fresh branch
-// against main's, alternating, and the disk the branch holds alone after
-// changing rows.
+// against main's (the median of --tps-rounds runs of each), and the disk
+// the branch holds alone after changing rows.
 func (m *measure) cost(ctx context.Context) error {
 	ref := m.project + "/tps"
 	if _, err := m.v.run(ctx, "branch", "create", ref); err != nil {
@@ -416,8 +416,19 @@ func (m *measure) cost(ctx context.Context) error {
 	}
 	secs := strconv.Itoa(int(m.c.tpsTime.Seconds()))
 	var mainTPS, branchTPS []float64
-	for round := range 2 {
-		for _, port := range []int{m.main.Port, b.Port} {
+	// Each run starts just after a CHECKPOINT of the server it measures,
+	// so that both pay the same full-page writes, and the order alternates
+	// (main first, then the branch first), so that neither always runs on
+	// the other's leftovers.
+	for round := range m.c.tpsRounds {
+		order := []int{m.main.Port, b.Port}
+		if round%2 == 1 {
+			order = []int{b.Port, m.main.Port}
+		}
+		for _, port := range order {
+			if err := exec1(ctx, port, m.password, "postgres", "CHECKPOINT"); err != nil {
+				return err
+			}
 			out, err := m.pgbenchOut(ctx, port, "-n", "-c", "4", "-j", "2", "-T", secs)
 			if err != nil {
 				return err
