@@ -181,11 +181,22 @@ func Ratio(other, velo time.Duration) string {
 	return fmt.Sprintf("%.1fx", float64(other)/float64(velo))
 }
 
+// count says "1 run", "5 runs", "2 branches".
+func count(n int, noun string) string {
+	switch {
+	case n == 1:
+		return "1 " + noun
+	case strings.HasSuffix(noun, "ch"):
+		return fmt.Sprintf("%d %ses", n, noun)
+	}
+	return fmt.Sprintf("%d %ss", n, noun)
+}
+
 // Markdown writes the report's tables in Markdown: Velo's commands and the
 // floor per driver and size, then the alternatives with the ratio of each
 // to Velo's branch create, then the running cost.
 func (r *Report) Markdown(w io.Writer) {
-	fmt.Fprintf(w, "### Velo's commands and the floor (median, min–max of %d runs)\n\n", r.Reps)
+	fmt.Fprintf(w, "### Velo's commands and the floor (median, min–max of %s)\n\n", count(r.Reps, "run"))
 	methods := []string{VeloCreate, VeloReset, VeloDelete, FloorTotal, FloorCkpt, FloorSnap, FloorClone, FloorStart}
 	fmt.Fprintf(w, "| driver | size | %s |\n|---|---|%s\n", strings.Join(methods, " | "), strings.Repeat("---|", len(methods)))
 	for _, d := range r.Drivers() {
@@ -197,7 +208,7 @@ func (r *Report) Markdown(w io.Writer) {
 			fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 		}
 	}
-	fmt.Fprintf(w, "\n### `%s` with %d branches\n\n| driver | median | min | max |\n|---|---|---|---|\n", VeloStatus, r.Branches)
+	fmt.Fprintf(w, "\n### `%s` with %s\n\n| driver | median | min | max |\n|---|---|---|---|\n", VeloStatus, count(r.Branches, "branch"))
 	for _, d := range r.Drivers() {
 		for _, s := range r.Sizes() {
 			if x, ok := r.Find(d, s, VeloStatus); ok {

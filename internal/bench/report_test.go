@@ -108,6 +108,11 @@ func TestMarkdownWithoutAlternatives(t *testing.T) {
 	if strings.Contains(b.String(), "Against the alternatives") {
 		t.Errorf("a run without alternatives shows their table:\n%s", b.String())
 	}
+	for _, want := range []string{"min–max of 1 run)", "with 2 branches"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("want %q in the headings:\n%s", want, b.String())
+		}
+	}
 	r.Results = append(r.Results, Result{SizeMB: 100, Method: Template, Summary: Summarize([]time.Duration{10 * time.Second})})
 	b.Reset()
 	r.Markdown(&b)
