@@ -80,6 +80,10 @@ type Capabilities struct {
 	AtomicSnapshot bool
 	// SpaceEfficient: a clone shares unchanged blocks with its snapshot.
 	SpaceEfficient bool
+	// OwnFilesystem: every volume is a filesystem of its own (a ZFS
+	// dataset), so syncfs(2) on a volume flushes that volume alone, not
+	// the whole pool as on btrfs subvolumes or directories of one XFS.
+	OwnFilesystem bool
 }
 
 // Kind tells volumes from snapshots in a listing.

@@ -210,6 +210,20 @@ func testLifecycle(e *env) {
 	e.create("life")
 	e.psql("life/main", `CREATE TABLE t (v int); INSERT INTO t VALUES (1), (2);`)
 	e.ok("branch", "create", "life/dev")
+	// On zfs a fresh clone's first start syncs its volume with syncfs
+	// rather than every file; any later start goes back to Postgres's
+	// default, fsync of every file (see withFreshCloneSync).
+	syncMethod := func(want string) {
+		t.Helper()
+		if got := e.rows("life/dev", "SHOW recovery_init_sync_method"); got != want {
+			t.Errorf("recovery_init_sync_method = %s, want %s", got, want)
+		}
+	}
+	if e.storage == "zfs" {
+		syncMethod("syncfs")
+	} else {
+		syncMethod("fsync")
+	}
 	e.psql("life/dev", `INSERT INTO t VALUES (3)`)
 	port := e.conn("life/dev").Port
 	e.ok("branch", "stop", "life/dev")
@@ -233,6 +247,7 @@ func testLifecycle(e *env) {
 	if got := e.rows("life/dev", "SELECT v FROM t ORDER BY v"); got != "1,2,3" {
 		t.Errorf("after start = %s", got)
 	}
+	syncMethod("fsync")
 	if p := e.conn("life/dev").Port; p != port {
 		t.Errorf("port changed across stop/start: %d -> %d", port, p)
 	}

@@ -120,7 +120,7 @@ func (d *Driver) parentCompression(ctx context.Context) (string, error) {
 func (d *Driver) Name() string { return "zfs" }
 
 func (d *Driver) Capabilities() storage.Capabilities {
-	return storage.Capabilities{AtomicSnapshot: true, SpaceEfficient: true}
+	return storage.Capabilities{AtomicSnapshot: true, SpaceEfficient: true, OwnFilesystem: true}
 }
 
 func (d *Driver) dataset(id string) string { return d.parent + "/" + id }
