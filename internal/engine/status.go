@@ -212,32 +212,40 @@ func (e *Engine) Status(ctx context.Context, sizes bool) (StatusReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	branches, err := e.branchesOf(ctx, ps, sizes)
-	if err != nil {
-		return rep, err
-	}
+	// Each pool's figures are read while the branches are described: on
+	// ZFS both wait for a transaction group to sync, and they share one.
+	// The drivers are built first, here, so that the two only read the
+	// engine's cache of them.
 	seen := map[string]bool{}
+	var wg sync.WaitGroup
 	for _, p := range ps {
 		key := p.Driver + ":" + p.Pool
 		if seen[key] {
 			continue
 		}
 		seen[key] = true
-		pi := PoolInfo{Storage: p.Driver}
-		pi.Name = p.Pool
+		i := len(rep.Pools)
+		rep.Pools = append(rep.Pools, PoolInfo{Storage: p.Driver, PoolStats: storage.PoolStats{Name: p.Pool}})
 		d, err := e.driver(ctx, p)
-		if err == nil {
-			var st storage.PoolStats
-			st, err = d.Pool(ctx)
-			if err == nil {
-				pi.PoolStats = st
-				pi.Name = p.Pool
-			}
-		}
 		if err != nil {
-			pi.Error = err.Error()
+			rep.Pools[i].Error = err.Error()
+			continue
 		}
-		rep.Pools = append(rep.Pools, pi)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if st, err := d.Pool(ctx); err != nil {
+				rep.Pools[i].Error = err.Error()
+			} else {
+				st.Name = p.Pool
+				rep.Pools[i].PoolStats = st
+			}
+		}()
+	}
+	branches, err := e.branchesOf(ctx, ps, sizes)
+	wg.Wait()
+	if err != nil {
+		return rep, err
 	}
 	for _, p := range ps {
 		s := ProjectStatus{BranchList: []BranchInfo{}}
