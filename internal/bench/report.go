@@ -181,22 +181,19 @@ func Ratio(other, velo time.Duration) string {
 	return fmt.Sprintf("%.1fx", float64(other)/float64(velo))
 }
 
-// count says "1 run", "5 runs", "2 branches".
-func count(n int, noun string) string {
-	switch {
-	case n == 1:
-		return "1 " + noun
-	case strings.HasSuffix(noun, "ch"):
-		return fmt.Sprintf("%d %ses", n, noun)
+// count says "1 run", "5 runs": n with the noun's singular or plural.
+func count(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
 	}
-	return fmt.Sprintf("%d %ss", n, noun)
+	return fmt.Sprintf("%d %s", n, many)
 }
 
 // Markdown writes the report's tables in Markdown: Velo's commands and the
 // floor per driver and size, then the alternatives with the ratio of each
 // to Velo's branch create, then the running cost.
 func (r *Report) Markdown(w io.Writer) {
-	fmt.Fprintf(w, "### Velo's commands and the floor (median, min–max of %s)\n\n", count(r.Reps, "run"))
+	fmt.Fprintf(w, "### Velo's commands and the floor (median, min–max of %s)\n\n", count(r.Reps, "run", "runs"))
 	methods := []string{VeloCreate, VeloReset, VeloDelete, FloorTotal, FloorCkpt, FloorSnap, FloorClone, FloorStart}
 	fmt.Fprintf(w, "| driver | size | %s |\n|---|---|%s\n", strings.Join(methods, " | "), strings.Repeat("---|", len(methods)))
 	for _, d := range r.Drivers() {
@@ -208,7 +205,7 @@ func (r *Report) Markdown(w io.Writer) {
 			fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 		}
 	}
-	fmt.Fprintf(w, "\n### `%s` with %s\n\n| driver | median | min | max |\n|---|---|---|---|\n", VeloStatus, count(r.Branches, "branch"))
+	fmt.Fprintf(w, "\n### `%s` with %s\n\n| driver | median | min | max |\n|---|---|---|---|\n", VeloStatus, count(r.Branches, "branch", "branches"))
 	for _, d := range r.Drivers() {
 		for _, s := range r.Sizes() {
 			if x, ok := r.Find(d, s, VeloStatus); ok {

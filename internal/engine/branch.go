@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"sort"
 	"strings"
@@ -202,22 +203,21 @@ func (e *Engine) takeSnapshot(ctx context.Context, op *op, p state.Project, d st
 	return snap, live, nil
 }
 
-// withFreshCloneSync adds to a fresh clone's first-start settings
-// recovery_init_sync_method = syncfs. A clone starts in crash recovery,
-// which first fsyncs every file of the data directory, one by one, so that
-// what a crashed server left unwritten is on disk before the replay: on
-// zfs-fuse that is a round trip to its daemon for each of a thousand files,
-// 0.3-0.5 s of every branch create and reset. A fresh clone holds nothing a
-// crash left unwritten: storage wrote it whole when it made the clone, and
-// velo fsyncs the files it adds. syncfs(2) of the volume says the same in
-// one call, and with a volume that is a filesystem of its own (a ZFS
-// dataset) it flushes that volume alone. The setting is for the first start
-// only: the next velo branch start writes the configuration without it.
+// withFreshCloneSync adds recovery_init_sync_method = syncfs to a fresh
+// clone's first-start settings. A clone starts in crash recovery, which
+// first fsyncs every file of the data directory, one by one, so that what
+// a crashed server left unwritten is on disk before the replay: on
+// zfs-fuse a round trip to its daemon per file, measured at 0.3-0.6 s of
+// every branch create and reset. A fresh clone holds nothing a crash left
+// unwritten (the storage wrote it whole when it made the clone); syncfs(2)
+// of the volume, which Postgres still does, flushes what Velo added to it
+// since, and where a volume is a filesystem of its own (a ZFS dataset) it
+// flushes that volume alone. The setting lasts until the next velo branch
+// start writes the configuration without it; a restart the postmaster
+// makes by itself after a backend crash keeps it.
 func withFreshCloneSync(extra map[string]string) map[string]string {
 	out := map[string]string{"recovery_init_sync_method": "syncfs"}
-	for k, v := range extra {
-		out[k] = v
-	}
+	maps.Copy(out, extra)
 	return out
 }
 

@@ -213,9 +213,9 @@ func (e *Engine) Status(ctx context.Context, sizes bool) (StatusReport, error) {
 		return rep, err
 	}
 	// Each pool's figures are read while the branches are described: on
-	// ZFS both wait for a transaction group to sync, and they share one.
-	// The drivers are built first, here, so that the two only read the
-	// engine's cache of them.
+	// ZFS each waits for a forced transaction-group sync, and the two now
+	// overlap. The drivers are built here, before either starts, so that
+	// the pool goroutines never touch the engine's cache of them.
 	seen := map[string]bool{}
 	var wg sync.WaitGroup
 	for _, p := range ps {
