@@ -14,6 +14,7 @@ import (
 	"github.com/velohq/velo/internal/engine"
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/storage"
+	"github.com/velohq/velo/internal/ui"
 )
 
 func main() {
@@ -22,15 +23,22 @@ func main() {
 	if os.Getenv("VELO_DEBUG") != "" {
 		level = slog.LevelDebug
 	}
-	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
+	stdout, stderr := ui.ClosedOK(os.Stdout), ui.ClosedOK(os.Stderr)
+	slog.SetDefault(slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level})))
+	// A reader that goes away (velo ... | head -1) must not abort a command
+	// half-way: SIGPIPE is caught, not left to kill velo, so a write to the
+	// closed pipe fails with EPIPE, which ClosedOK turns into "stop
+	// printing". Caught rather than ignored: an ignored signal would stay
+	// ignored in the programs velo runs (Postgres, zfs), a handler does not.
+	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	g := &cli.Globals{Stdout: os.Stdout, Stderr: os.Stderr, Args: os.Args[1:]}
+	g := &cli.Globals{Stdout: stdout, Stderr: stderr, Args: os.Args[1:]}
 	root := cli.NewRoot(g)
 	root.SetArgs(os.Args[1:])
 	err := root.ExecuteContext(ctx)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "velo: %v\n", err)
+		fmt.Fprintf(stderr, "velo: %v\n", err)
 	}
 	os.Exit(exitCode(err))
 }
