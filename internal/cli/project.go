@@ -40,6 +40,11 @@ func newProjectCreateCommand(g *Globals) *cobra.Command {
 	intVar(c.Flags(), &o.PGVersion, "pg-version", 0, "PostgreSQL major version (default: the highest installed)")
 	c.Flags().StringVar(&o.Image, "image", "", "Docker image (not available yet)")
 	c.Flags().DurationVar(&o.ArchiveTimeout, "archive-timeout", time.Minute, "longest time a commit waits before its WAL is archived (so reachable by --pitr)")
+	c.Flags().StringVar(&o.From, "from", "", "import an existing server: a libpq URL (postgresql://USER@HOST:PORT/DB) or service=NAME; the password comes from PGPASSWORD, ~/.pgpass or the service file (a URL's shows in ps)")
+	c.Flags().BoolVar(&o.Logical, "logical", false, "with --from: dump and restore instead of a base backup (any source major up to --pg-version)")
+	c.Flags().BoolVar(&o.NoFollow, "no-follow", false, "with --from: take one copy and promote it, instead of main following the source")
+	c.Flags().BoolVar(&o.Slot, "slot", false, "with --from: stream through a replication slot on the source, which keeps WAL there while Velo is away (and fills its disk if Velo never comes back); velo project delete drops it")
+	c.Flags().StringArrayVar(&o.Databases, "database", nil, "with --from --logical: a database to import (repeatable; default all)")
 	c.Flags().StringVar(&o.Listen, "listen", "", "addresses the servers listen on besides 127.0.0.1: IP addresses, localhost, or * (comma-separated); other addresses than loopback must use TLS")
 	return c
 }

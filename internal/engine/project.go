@@ -29,6 +29,17 @@ type CreateProjectOptions struct {
 	ArchiveTimeout time.Duration
 	// Listen is what the servers listen on besides 127.0.0.1 (pg.ParseListen).
 	Listen string
+	// From is the SOURCE to import (a libpq URL or service=NAME); "" makes
+	// an empty project. See import.go.
+	From string
+	// Logical imports with a dump and restore instead of a base backup.
+	Logical bool
+	// NoFollow takes one copy and promotes it instead of following.
+	NoFollow bool
+	// Slot makes a replication slot on the source for main to stream from.
+	Slot bool
+	// Databases are the databases a logical import takes (all when empty).
+	Databases []string
 }
 
 // Conn is how to reach a branch's server.
@@ -96,6 +107,9 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 	listen, err := parseListen(o.Listen)
 	if err != nil {
 		return Conn{}, err
+	}
+	if o.From != "" || o.Logical || o.NoFollow || o.Slot || len(o.Databases) > 0 {
+		return e.importProject(ctx, o, listen)
 	}
 	var result Conn
 	err = e.mutate(ctx, func(op *op) error {

@@ -3,6 +3,7 @@ package state
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -48,18 +49,47 @@ func (t *Tx) InsertProject(ctx context.Context, p Project) error {
 	if p.ArchiveTimeout == 0 {
 		p.ArchiveTimeout = 60
 	}
-	_, err := t.q.ExecContext(ctx, `INSERT INTO projects (id, name, driver, pool, pg_major, archive_timeout, listen, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.ID, p.Name, p.Driver, p.Pool, p.PGMajor, p.ArchiveTimeout, p.Listen, fmtTime(p.CreatedAt))
+	src, err := encodeSource(p.Source)
+	if err != nil {
+		return err
+	}
+	_, err = t.q.ExecContext(ctx, `INSERT INTO projects (id, name, driver, pool, pg_major, archive_timeout, listen, created_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ID, p.Name, p.Driver, p.Pool, p.PGMajor, p.ArchiveTimeout, p.Listen, fmtTime(p.CreatedAt), src)
 	return err
 }
 
-const projectCols = `id, name, driver, pool, pg_major, archive_timeout, listen, created_at`
+// SetSource records where a project's data now comes from (a refresh, or
+// main no longer following).
+func (t *Tx) SetSource(ctx context.Context, projectID string, s *Source) error {
+	src, err := encodeSource(s)
+	if err != nil {
+		return err
+	}
+	_, err = t.q.ExecContext(ctx, `UPDATE projects SET source = ? WHERE id = ?`, src, projectID)
+	return err
+}
+
+func encodeSource(s *Source) (string, error) {
+	if s == nil {
+		return "", nil
+	}
+	b, err := json.Marshal(s)
+	return string(b), err
+}
+
+const projectCols = `id, name, driver, pool, pg_major, archive_timeout, listen, created_at, source`
 
 func scanProject(row scanner) (Project, error) {
 	var p Project
-	var created string
-	err := row.Scan(&p.ID, &p.Name, &p.Driver, &p.Pool, &p.PGMajor, &p.ArchiveTimeout, &p.Listen, &created)
+	var created, src string
+	err := row.Scan(&p.ID, &p.Name, &p.Driver, &p.Pool, &p.PGMajor, &p.ArchiveTimeout, &p.Listen, &created, &src)
 	p.CreatedAt = parseTime(created)
+	if err == nil && src != "" {
+		p.Source = &Source{}
+		if jerr := json.Unmarshal([]byte(src), p.Source); jerr != nil {
+			return p, fmt.Errorf("project %s: its source record: %w", p.Name, jerr)
+		}
+	}
 	return p, err
 }
 

@@ -44,6 +44,34 @@ type Project struct {
 	// 127.0.0.1 only.
 	Listen    string
 	CreatedAt time.Time
+	// Source is where the project was imported from; nil for one made
+	// empty.
+	Source *Source
+}
+
+// Source is where an imported project's data came from. It holds no
+// secret: the password, when kept, is in a 0600 file of the project.
+type Source struct {
+	// Mode is "physical" (a base backup; main a standby while Following)
+	// or "logical" (a dump restored).
+	Mode     string `json:"mode"`
+	Host     string `json:"host"`
+	Port     int    `json:"port"`
+	User     string `json:"user"`
+	Database string `json:"database"`
+	// Databases are the databases a logical import took ("" all).
+	Databases []string `json:"databases,omitempty"`
+	// SSL holds the TLS settings SOURCE gave (sslmode, sslrootcert...).
+	SSL map[string]string `json:"ssl,omitempty"`
+	// Service is the pg_service.conf section SOURCE named, if any.
+	Service string `json:"service,omitempty"`
+	// Following: main is a hot standby streaming from the source.
+	Following bool `json:"following"`
+	// Slot is the replication slot made on the source ("" none).
+	Slot string `json:"slot,omitempty"`
+	// Version is the source's server_version when imported.
+	Version    string    `json:"version"`
+	ImportedAt time.Time `json:"imported_at"`
 }
 
 // Branch is one running copy of a project's data.
@@ -183,6 +211,8 @@ var migrations = []string{
 	`ALTER TABLE branches ADD COLUMN want_running INTEGER NOT NULL DEFAULT 1;`,
 	// 4: the addresses a project's servers listen on besides 127.0.0.1.
 	`ALTER TABLE projects ADD COLUMN listen TEXT NOT NULL DEFAULT '';`,
+	// 5: where an imported project came from (JSON of Source; '' for none).
+	`ALTER TABLE projects ADD COLUMN source TEXT NOT NULL DEFAULT '';`,
 }
 
 // migrate brings the schema up to date. Velo processes may open a new

@@ -1,0 +1,59 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/velohq/velo/internal/pg"
+)
+
+// importProject makes a project from an existing server (--from): a base
+// backup followed by streaming (physical), or a dump restored (logical).
+func (e *Engine) importProject(ctx context.Context, o CreateProjectOptions, listen []string) (Conn, error) {
+	src, err := checkImportFlags(o)
+	if err != nil {
+		return Conn{}, err
+	}
+	if o.Logical {
+		return Conn{}, fmt.Errorf("%w: --logical is not built yet; import physically (without --logical) from a source whose major is installed here", ErrInvalid)
+	}
+	_ = src
+	_ = listen
+	return Conn{}, fmt.Errorf("%w: physical import is not built yet", ErrInvalid)
+}
+
+// checkImportFlags checks the flags of an import and parses SOURCE.
+func checkImportFlags(o CreateProjectOptions) (pg.Source, error) {
+	if o.From == "" {
+		return pg.Source{}, fmt.Errorf("%w: --logical, --no-follow, --slot and --database go with --from SOURCE", ErrInvalid)
+	}
+	if o.Logical && (o.Slot || o.NoFollow) {
+		return pg.Source{}, fmt.Errorf("%w: --slot and --no-follow are for a physical import; a logical one (--logical) takes one copy, refreshed with velo project refresh", ErrInvalid)
+	}
+	if o.Slot && o.NoFollow {
+		return pg.Source{}, fmt.Errorf("%w: --slot keeps WAL on the source for main to stream, but --no-follow does not stream; drop one of them", ErrInvalid)
+	}
+	if len(o.Databases) > 0 && !o.Logical {
+		return pg.Source{}, fmt.Errorf("%w: --database picks databases of a logical import; add --logical, or drop --database (a physical import takes the whole server)", ErrInvalid)
+	}
+	for _, d := range o.Databases {
+		if d == "" {
+			return pg.Source{}, fmt.Errorf("%w: --database needs a database name", ErrInvalid)
+		}
+	}
+	src, err := pg.ParseSource(o.From)
+	if err != nil {
+		return src, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	return src, nil
+}
+
+// sourceError gives a source's errors their exit code: a refusal is bad
+// input (2), no answer a failure (1).
+func sourceError(err error) error {
+	if errors.Is(err, pg.ErrSourceRefused) {
+		return fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	return err
+}
