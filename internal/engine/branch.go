@@ -144,6 +144,9 @@ func (e *Engine) takeSnapshot(ctx context.Context, op *op, p state.Project, d st
 	if err != nil {
 		return snap, nil, err
 	}
+	if dataGone(srcSpec.DataDir) {
+		return snap, nil, e.errDataGone(ctx, p, src, srcSpec.DataDir)
+	}
 	st, err := e.Runtime.Status(ctx, srcSpec)
 	if err != nil {
 		return snap, nil, err
@@ -518,11 +521,16 @@ func (e *Engine) ResetBranch(ctx context.Context, ref string, force bool) error 
 		if err != nil {
 			return err
 		}
-		st, err := e.Runtime.Status(ctx, oldSpec)
-		if err != nil {
-			return err
+		// A branch whose data directory is gone has no server to stop: the
+		// reset rebuilds it, stopped as it was.
+		wasRunning := false
+		if !dataGone(oldSpec.DataDir) {
+			st, err := e.Runtime.Status(ctx, oldSpec)
+			if err != nil {
+				return err
+			}
+			wasRunning = st.State == runtime.Running
 		}
-		wasRunning := st.State == runtime.Running
 		if err := op.record(ctx, "stop-server", oldSpec.DataDir); err != nil {
 			return err
 		}

@@ -300,6 +300,7 @@ type branchState struct {
 	canonical string // with symlinks resolved
 	status    runtime.Status
 	statusErr error
+	dataGone  bool  // the volume is there, its pgdata is not
 	archive   error // the archive directory's stat
 	portTaken bool  // stopped, and something else listens on its port
 	installed error // the project's Postgres major is missing
@@ -535,6 +536,10 @@ func (e *Engine) checkBranches(ctx context.Context, s *survey) {
 			}
 			spec := e.specAt(in, s.runAs, b.b, path)
 			b.dataDir, b.canonical = spec.DataDir, canonical(spec.DataDir)
+			if b.dataGone = dataGone(spec.DataDir); b.dataGone {
+				b.status = runtime.Status{State: runtime.Stopped}
+				return
+			}
 			b.status, b.statusErr = e.Runtime.Status(ctx, spec)
 			if b.statusErr == nil && b.status.State != runtime.Running {
 				b.portTaken = s.listening[b.b.Port]
@@ -757,6 +762,9 @@ func (e *Engine) branchFindings(s *survey) []Finding {
 		case b.volErr != nil:
 			f.Status, f.Message = LevelFailed, fmt.Sprintf("volume %s: %v", b.b.VolumeID, b.volErr)
 			f.Fix = "make the volume available (mount it)"
+		case b.dataGone:
+			f.Status, f.Message = LevelFailed, "its data directory "+b.dataDir+" is gone"
+			f.Fix = rebuildFix(b.p, b.b, s.branchesOf(b.p.ID))
 		case b.statusErr != nil:
 			f.Status, f.Message, f.Fix = LevelFailed, "server state: "+b.statusErr.Error(), "velo branch restart "+ref
 		case b.status.State == runtime.Running:
@@ -1068,7 +1076,7 @@ func (e *Engine) plan(ctx context.Context, s *survey) (actions []action, left []
 		var restarts []string
 		for _, st := range o.Steps {
 			b := s.stoppedBy(st)
-			if b == nil || dropped[b.b.ID] || started[b.b.ID] || b.statusErr != nil || b.status.State == runtime.Running || !b.b.WantRunning {
+			if b == nil || dropped[b.b.ID] || started[b.b.ID] || b.statusErr != nil || b.dataGone || b.status.State == runtime.Running || !b.b.WantRunning {
 				continue
 			}
 			started[b.b.ID] = true

@@ -60,6 +60,9 @@ func (e *Engine) startServer(ctx context.Context, p state.Project, b state.Branc
 	if err != nil {
 		return false, err
 	}
+	if dataGone(spec.DataDir) {
+		return false, e.errDataGone(ctx, p, b, spec.DataDir)
+	}
 	st, err := e.Runtime.Status(ctx, spec)
 	if err != nil {
 		return false, err
@@ -143,9 +146,12 @@ func (e *Engine) StopBranch(ctx context.Context, ref string) (bool, error) {
 		if err != nil {
 			return err
 		}
-		st, err := e.Runtime.Status(ctx, spec)
-		if err != nil {
-			return err
+		// Nothing runs on a data directory that is gone.
+		st := runtime.Status{State: runtime.Stopped}
+		if !dataGone(spec.DataDir) {
+			if st, err = e.Runtime.Status(ctx, spec); err != nil {
+				return err
+			}
 		}
 		if err := e.Store.Q().SetWantRunning(ctx, p.b.ID, false); err != nil {
 			return err
@@ -174,6 +180,9 @@ func (e *Engine) RestartBranch(ctx context.Context, ref string) (Conn, error) {
 		spec, err := e.spec(ctx, p.p, p.b)
 		if err != nil {
 			return err
+		}
+		if dataGone(spec.DataDir) {
+			return e.errDataGone(ctx, p.p, p.b, spec.DataDir)
 		}
 		if err := e.ensureDirs(); err != nil {
 			return err

@@ -185,7 +185,9 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch, sizes bool) 
 				out[i] = info
 				return
 			}
-			if st, err := e.Runtime.Peek(ctx, spec); err != nil {
+			if dataGone(spec.DataDir) {
+				info.State, info.Problem = "missing", e.errDataGone(ctx, x.p, x.b, spec.DataDir).Error()
+			} else if st, err := e.Runtime.Peek(ctx, spec); err != nil {
 				info.Problem = err.Error()
 			} else if st.State == runtime.Running {
 				info.State, info.PID, info.StartedAt = "running", st.PID, st.StartedAt
