@@ -14,7 +14,7 @@ import (
 
 func newProjectCommand(g *Globals) *cobra.Command {
 	c := groupCommand("project", []string{"proj"}, "Create, list, inspect and delete projects")
-	c.AddCommand(newProjectCreateCommand(g), newProjectListCommand(g), newProjectGetCommand(g), newProjectDeleteCommand(g))
+	c.AddCommand(newProjectCreateCommand(g), newProjectListCommand(g), newProjectGetCommand(g), newProjectDeleteCommand(g), newProjectRefreshCommand(g))
 	return c
 }
 
@@ -141,6 +141,9 @@ func runProjectGet(ctx context.Context, g *Globals, name string, asJSON bool) er
 	if p.CACert != "" {
 		fmt.Fprintf(g.Stdout, "TLS CA:     %s\n", p.CACert)
 	}
+	if p.Source != nil {
+		fmt.Fprintf(g.Stdout, "Source:     %s\n", p.Source.Summary())
+	}
 	fmt.Fprintf(g.Stdout, "Created:    %s\n\n", p.CreatedAt.Local().Format(time.DateTime))
 	branchTable(bs).Render(g.Stdout)
 	return nil
@@ -169,5 +172,30 @@ func runProjectDelete(ctx context.Context, g *Globals, name string, force bool) 
 		return err
 	}
 	fmt.Fprintf(g.Stdout, "Deleted project %s\n", name)
+	return nil
+}
+
+func newProjectRefreshCommand(g *Globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "refresh NAME",
+		Short: "Import a logically imported project's source again into main (branches keep their data)",
+		Long: `Dump the source's databases again and restore them into a new volume for main,
+then swap it in: main keeps its port and password, and answers with its old data
+until the new one is ready. Branches keep their own data.`,
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error { return runProjectRefresh(c.Context(), g, args[0]) },
+	}
+}
+
+func runProjectRefresh(ctx context.Context, g *Globals, name string) error {
+	e, err := g.engine(ctx, false)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	if err := e.RefreshProject(ctx, name); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.Stdout, "Refreshed project %s\n", name)
 	return nil
 }

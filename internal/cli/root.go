@@ -7,8 +7,10 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -56,7 +58,7 @@ func (g *Globals) engine(ctx context.Context, quiet bool) (*engine.Engine, error
 	if quiet {
 		p = ui.Quiet()
 	}
-	return engine.New(ctx, home, native.New(), p, "velo "+strings.Join(g.Args, " "))
+	return engine.New(ctx, home, native.New(), p, "velo "+strings.Join(redactArgs(g.Args), " "))
 }
 
 // NewRoot builds the velo command tree.
@@ -129,4 +131,26 @@ func groupCommand(use string, aliases []string, short string) *cobra.Command {
 		Args:    unknownSubcommand,
 		RunE:    showHelp,
 	}
+}
+
+var passwordSetting = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)
+
+// redactArgs masks the passwords a SOURCE argument may hold (a URL's, or a
+// password= setting) in the command line that the journal and the lock
+// record and that doctor shows.
+func redactArgs(args []string) []string {
+	out := make([]string, len(args))
+	for i, a := range args {
+		if j := strings.Index(a, "://"); j >= 0 {
+			if u, err := url.Parse(a[strings.LastIndexAny(a[:j], "= ")+1:]); err == nil && u.User != nil {
+				if _, has := u.User.Password(); has {
+					prefix := a[:strings.LastIndexAny(a[:j], "= ")+1]
+					u.User = url.UserPassword(u.User.Username(), "xxx")
+					a = prefix + strings.Replace(u.String(), ":xxx@", ":***@", 1)
+				}
+			}
+		}
+		out[i] = passwordSetting.ReplaceAllString(a, "${1}***")
+	}
+	return out
 }

@@ -73,7 +73,11 @@ func runStatus(ctx context.Context, g *Globals, asJSON, sizes bool) error {
 				dot = "○"
 			}
 		}
-		t.Rows = append(t.Rows, []string{dot, p.Name, "project", fmt.Sprintf("PostgreSQL %d", p.PGMajor), fmt.Sprint(p.Branches), p.CreatedAt.Local().Format(time.DateTime)})
+		kind := "project"
+		if p.Source != nil {
+			kind = fmt.Sprintf("%s import of %s:%d", p.Source.Mode, p.Source.Host, p.Source.Port)
+		}
+		t.Rows = append(t.Rows, []string{dot, p.Name, kind, fmt.Sprintf("PostgreSQL %d", p.PGMajor), fmt.Sprint(p.Branches), p.CreatedAt.Local().Format(time.DateTime)})
 		depth := map[string]int{}
 		for _, b := range p.BranchList {
 			d := 0

@@ -315,6 +315,12 @@ func (e *Engine) ensureDirs() error {
 // a directory of its own (a clone never archives into its parent's); extra
 // adds settings for the next start only (recovery).
 func (e *Engine) configure(p state.Project, b state.Branch, spec runtime.Spec, extra map[string]string) error {
+	return e.configureLoad(p, b, spec, extra, false)
+}
+
+// configureLoad is configure, with bulkLoad for a server being loaded by
+// an import (pg.Config.BulkLoad).
+func (e *Engine) configureLoad(p state.Project, b state.Branch, spec runtime.Spec, extra map[string]string, bulkLoad bool) error {
 	dir := e.archiveDir(b.VolumeID)
 	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
 		return err
@@ -347,7 +353,7 @@ func (e *Engine) configure(p state.Project, b state.Branch, spec runtime.Spec, e
 	if err := pg.WriteHBA(spec.DataDir, spec.RunAs); err != nil {
 		return err
 	}
-	return pg.WriteConfig(spec.DataDir, pg.Config{Port: spec.Port, ListenAddresses: pg.ListenAddresses(listenOf(p)), SocketDir: spec.SocketDir, TLS: true, Extra: settings}, spec.RunAs)
+	return pg.WriteConfig(spec.DataDir, pg.Config{Port: spec.Port, ListenAddresses: pg.ListenAddresses(listenOf(p)), SocketDir: spec.SocketDir, TLS: true, Extra: settings, BulkLoad: bulkLoad}, spec.RunAs)
 }
 
 // freePort picks a port no branch holds and nothing listens on.

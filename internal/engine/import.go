@@ -16,7 +16,7 @@ func (e *Engine) importProject(ctx context.Context, o CreateProjectOptions, list
 		return Conn{}, err
 	}
 	if o.Logical {
-		return Conn{}, fmt.Errorf("%w: --logical is not built yet; import physically (without --logical) from a source whose major is installed here", ErrInvalid)
+		return e.createLogical(ctx, o, src, listen)
 	}
 	_ = src
 	_ = listen

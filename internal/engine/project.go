@@ -118,6 +118,7 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 		} else if !errors.Is(err, state.ErrNotFound) {
 			return err
 		}
+		e.Progress.Title("Creating project %s...", o.Name)
 		in, err := e.install(ctx, o.PGVersion)
 		if err != nil {
 			return fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -126,28 +127,15 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 		if err != nil {
 			return err
 		}
-		e.Progress.Title("Creating project %s...", o.Name)
-		var driverName, pool string
 		p := state.Project{ID: newID("p"), Name: o.Name, PGMajor: in.Major, ArchiveTimeout: int(o.ArchiveTimeout / time.Second), Listen: strings.Join(listen, ","), CreatedAt: time.Now()}
-		err = e.Progress.Step("Select storage", func() error {
-			driverName, pool, err = drivers.Resolve(ctx, o.Pool, o.Storage, e.defaultPool())
-			if err != nil {
-				return err
-			}
-			p.Driver, p.Pool = driverName, pool
-			if _, err = e.driver(ctx, p); errors.Is(err, storage.ErrUnsupported) || errors.Is(err, storage.ErrNotFound) {
-				// The pool the user named cannot hold this driver's volumes.
-				return fmt.Errorf("%w: %v", ErrInvalid, err)
-			}
+		if err := e.selectStorage(ctx, o, &p); err != nil {
 			return err
-		})
+		}
+		d, err := e.driver(ctx, p)
 		if err != nil {
 			return err
 		}
-		e.Progress.Note("storage: %s on %s", driverName, pool)
-		if d, err := e.driver(ctx, p); err != nil {
-			return err
-		} else if err := e.requireSpace(ctx, p, d, "a new server"); err != nil {
+		if err := e.requireSpace(ctx, p, d, "a new server"); err != nil {
 			return err
 		}
 		password, err := pg.GeneratePassword()
@@ -159,42 +147,12 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 			return err
 		}
 		b := state.Branch{ID: newID("b"), ProjectID: p.ID, Name: MainBranch, VolumeID: newID("v"), Port: port, Password: password, WantRunning: true, CreatedAt: time.Now()}
-		d, _ := e.driver(ctx, p)
 		if err := e.ensureDirs(); err != nil {
 			return err
 		}
-		var vol string
-		if err := op.record(ctx, "create-volume", d.Name()+":"+p.Pool+":"+b.VolumeID); err != nil {
+		if spec, err := e.initVolume(ctx, op, p, d, in, u, b, true, false); err != nil {
 			return err
-		}
-		err = e.Progress.Step("Create volume", func() error {
-			vol, err = d.CreateVolume(ctx, b.VolumeID)
-			return err
-		})
-		if err != nil {
-			return err
-		}
-		op.onFail(func(ctx context.Context) error { return d.DestroyVolume(ctx, b.VolumeID) })
-		spec := e.specAt(in, u, b, vol)
-		if err := op.record(ctx, "initdb", spec.DataDir); err != nil {
-			return err
-		}
-		err = e.Progress.Step(fmt.Sprintf("Initialize PostgreSQL %s", in.Version), func() error {
-			if err := pg.InitDB(ctx, pg.InitOptions{Install: in, DataDir: spec.DataDir, Password: password, RunAs: u}); err != nil {
-				return err
-			}
-			// A new CA, whatever a project of this name left behind; the
-			// server's certificate comes from it in configure.
-			if err := e.newCA(p.Name); err != nil {
-				return err
-			}
-			op.onFail(func(context.Context) error { return os.RemoveAll(e.caDir(p.Name)) })
-			return e.configure(p, b, spec, nil)
-		})
-		if err != nil {
-			return err
-		}
-		if err := e.startNew(ctx, op, spec); err != nil {
+		} else if err := e.startNew(ctx, op, spec); err != nil {
 			return err
 		}
 		if err := op.record(ctx, "write-state", "project "+p.Name); err != nil {
@@ -213,6 +171,72 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 		return nil
 	})
 	return result, err
+}
+
+// selectStorage picks p's driver and pool from --pool and --storage.
+func (e *Engine) selectStorage(ctx context.Context, o CreateProjectOptions, p *state.Project) error {
+	err := e.Progress.Step("Select storage", func() error {
+		driverName, pool, err := drivers.Resolve(ctx, o.Pool, o.Storage, e.defaultPool())
+		if err != nil {
+			return err
+		}
+		p.Driver, p.Pool = driverName, pool
+		if _, err = e.driver(ctx, *p); errors.Is(err, storage.ErrUnsupported) || errors.Is(err, storage.ErrNotFound) {
+			// The pool the user named cannot hold this driver's volumes.
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		return err
+	})
+	if err == nil {
+		e.Progress.Note("storage: %s on %s", p.Driver, p.Pool)
+	}
+	return err
+}
+
+// initVolume creates b's volume and a new cluster in it, its superuser's
+// password b's, configured to run as b (bulkLoad: to be loaded by an
+// import, see importSettings); freshCA makes the project a new certificate
+// authority first. The server is not started.
+func (e *Engine) initVolume(ctx context.Context, op *op, p state.Project, d storage.Driver, in pg.Install, u *pg.OSUser, b state.Branch, freshCA, bulkLoad bool) (runtime.Spec, error) {
+	if err := op.record(ctx, "create-volume", d.Name()+":"+p.Pool+":"+b.VolumeID); err != nil {
+		return runtime.Spec{}, err
+	}
+	var vol string
+	err := e.Progress.Step("Create volume", func() error {
+		var err error
+		vol, err = d.CreateVolume(ctx, b.VolumeID)
+		return err
+	})
+	if err != nil {
+		return runtime.Spec{}, err
+	}
+	op.onFail(func(ctx context.Context) error { return d.DestroyVolume(ctx, b.VolumeID) })
+	spec := e.specAt(in, u, b, vol)
+	if err := op.record(ctx, "initdb", spec.DataDir); err != nil {
+		return spec, err
+	}
+	err = e.Progress.Step(fmt.Sprintf("Initialize PostgreSQL %s", in.Version), func() error {
+		if err := pg.InitDB(ctx, pg.InitOptions{Install: in, DataDir: spec.DataDir, Password: b.Password, RunAs: u}); err != nil {
+			return err
+		}
+		if freshCA {
+			// A new CA, whatever a project of this name left behind; the
+			// server's certificate comes from it in configure.
+			if err := e.newCA(p.Name); err != nil {
+				return err
+			}
+			op.onFail(func(context.Context) error { return os.RemoveAll(e.caDir(p.Name)) })
+		}
+		if bulkLoad {
+			return e.configureLoad(p, b, spec, importSettings, true)
+		}
+		return e.configure(p, b, spec, nil)
+	})
+	if err != nil {
+		return spec, err
+	}
+	op.onFail(func(ctx context.Context) error { return os.RemoveAll(e.archiveDir(b.VolumeID)) })
+	return spec, nil
 }
 
 // startNew starts a server made by this operation, undone on failure.
@@ -308,6 +332,9 @@ type ProjectInfo struct {
 	Listen string `json:"listen_addresses"`
 	// CACert verifies the servers' certificates (sslrootcert).
 	CACert string `json:"ca_cert,omitempty"`
+	// Source is where an imported project's data came from; nil for one
+	// made empty.
+	Source *SourceInfo `json:"source,omitempty"`
 }
 
 // Projects lists the projects.
@@ -345,7 +372,7 @@ func (e *Engine) Project(ctx context.Context, name string) (ProjectInfo, error) 
 
 func (e *Engine) projectInfo(p state.Project, branches int) ProjectInfo {
 	return ProjectInfo{Name: p.Name, Storage: p.Driver, Pool: p.Pool, PGMajor: p.PGMajor, Branches: branches, CreatedAt: p.CreatedAt,
-		Listen: pg.ListenAddresses(listenOf(p)), CACert: e.caCert(p)}
+		Listen: pg.ListenAddresses(listenOf(p)), CACert: e.caCert(p), Source: sourceInfo(p.Source)}
 }
 
 func removeBranchFiles(e *Engine, b state.Branch) {

@@ -34,6 +34,11 @@ type Config struct {
 	// Extra holds further settings, written sorted by name. Names velo
 	// controls (port, wal_level, fsync...) are refused.
 	Extra map[string]string
+	// BulkLoad is for a server being loaded that nothing copies yet (a
+	// logical import): wal_level minimal and no WAL senders, with which
+	// rows loaded into a table made in the same transaction are not
+	// written to the WAL. No snapshot may be taken of it.
+	BulkLoad bool
 }
 
 // fixedSettings are always written, after the per-server ones. fsync is
@@ -85,6 +90,14 @@ func RenderConfig(c Config) (string, error) {
 		fmt.Fprintf(&b, "ssl_key_file = %s\n", QuoteValue(ServerKeyFile))
 	}
 	for _, kv := range fixedSettings {
+		if c.BulkLoad {
+			switch kv[0] {
+			case "wal_level":
+				kv[1] = "minimal"
+			case "max_wal_senders":
+				kv[1] = "0"
+			}
+		}
 		fmt.Fprintf(&b, "%s = %s\n", kv[0], QuoteValue(kv[1]))
 	}
 	keys := make([]string, 0, len(c.Extra))

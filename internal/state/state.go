@@ -72,6 +72,9 @@ type Source struct {
 	// Version is the source's server_version when imported.
 	Version    string    `json:"version"`
 	ImportedAt time.Time `json:"imported_at"`
+	// RefreshedAt is when velo project refresh last took the data again;
+	// zero when never.
+	RefreshedAt time.Time `json:"refreshed_at,omitzero"`
 }
 
 // Branch is one running copy of a project's data.

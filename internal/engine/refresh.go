@@ -1,0 +1,171 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgpassfile"
+
+	"github.com/velohq/velo/internal/pg"
+	"github.com/velohq/velo/internal/runtime"
+	"github.com/velohq/velo/internal/state"
+)
+
+// RefreshProject imports a logically imported project's source again into
+// a new volume for main. Clone-then-swap, as branch reset does: main keeps
+// serving its old data while the import runs, and the old data goes only
+// after the new server answers on main's port, with main's password; the
+// branches keep their data (their volumes were cloned from snapshots of
+// main's old volume, which is retired and destroyed once none is left).
+func (e *Engine) RefreshProject(ctx context.Context, name string) error {
+	if err := ValidateName("project", name); err != nil {
+		return err
+	}
+	return e.mutate(ctx, func(op *op) error {
+		p, err := e.project(ctx, name)
+		if err != nil {
+			return err
+		}
+		switch {
+		case p.Source == nil:
+			return fmt.Errorf("%w: project %s was made empty, not imported: there is no source to refresh from; make an imported project with velo project create NAME --from SOURCE --logical", ErrRefused, p.Name)
+		case p.Source.Mode != ModeLogical:
+			return fmt.Errorf("%w: project %s is a physical import; velo project refresh takes a new copy of logical imports (--logical) only; a following main stays current by itself, and a --no-follow one is taken again with velo project delete %s then velo project create %s --from SOURCE --no-follow",
+				ErrRefused, p.Name, p.Name, p.Name)
+		}
+		b, err := e.branch(ctx, p, MainBranch)
+		if err != nil {
+			return err
+		}
+		src, err := e.recordedSource(p)
+		if err != nil {
+			return err
+		}
+		ls, err := openLogicalSource(src)
+		if err != nil {
+			return err
+		}
+		defer ls.close()
+		e.Progress.Title("Refreshing project %s from %s...", p.Name, ls.name())
+		f, err := e.inspectSource(ctx, ls, p.Source.Databases)
+		if err != nil {
+			return err
+		}
+		if f.major > p.PGMajor {
+			return fmt.Errorf("%w: the source now runs PostgreSQL %s, newer than project %s's %d; a dump loads only into the same major or a newer one: import it into a new project with velo project create NAME --from SOURCE --logical",
+				ErrRefused, f.version, p.Name, p.PGMajor)
+		}
+		in, err := e.install(ctx, p.PGMajor)
+		if err != nil {
+			return err
+		}
+		u, err := e.osUser()
+		if err != nil {
+			return err
+		}
+		d, err := e.driver(ctx, p)
+		if err != nil {
+			return err
+		}
+		if err := e.requireSpace(ctx, p, d, "a new server"); err != nil {
+			return err
+		}
+		if err := e.checkImportSpace(ctx, p, d, f); err != nil {
+			return err
+		}
+		oldSpec, err := e.spec(ctx, p, b)
+		if err != nil {
+			return err
+		}
+		if err := e.ensureDirs(); err != nil {
+			return err
+		}
+		// The new cluster is loaded on a port and socket of its own, main
+		// answering meanwhile; its superuser has main's password from
+		// initdb on, and the source's roles leave postgres alone.
+		fresh := b
+		fresh.VolumeID = newID("v")
+		loading := fresh
+		loading.ID = newID("b")
+		if loading.Port, err = e.freePort(ctx); err != nil {
+			return err
+		}
+		spec, err := e.importInto(ctx, op, p, d, in, ls, f, loading, false)
+		if err != nil {
+			return err
+		}
+		removeBranchFiles(e, loading)
+		spec = e.specAt(in, u, fresh, filepath.Dir(spec.DataDir))
+		if err := e.configure(p, fresh, spec, nil); err != nil {
+			return err
+		}
+		st, err := e.Runtime.Status(ctx, oldSpec)
+		if err != nil {
+			return err
+		}
+		wasRunning := st.State == runtime.Running
+		if err := op.record(ctx, "stop-server", oldSpec.DataDir); err != nil {
+			return err
+		}
+		if err := e.Progress.Step("Stop old main", func() error {
+			// Its data is being replaced: no shutdown checkpoint to wait
+			// for (if the refresh fails, the restart replays the WAL).
+			return e.Runtime.Stop(ctx, oldSpec, 0)
+		}); err != nil {
+			return err
+		}
+		if wasRunning {
+			op.onFail(func(ctx context.Context) error { _, err := e.Runtime.Start(ctx, oldSpec); return err })
+		}
+		if err := e.startNew(ctx, op, spec); err != nil {
+			return err
+		}
+		if err := op.record(ctx, "swap-volume", b.VolumeID+">"+fresh.VolumeID); err != nil {
+			return err
+		}
+		source := *p.Source
+		source.Databases, source.Version, source.RefreshedAt = f.databases, f.version, time.Now()
+		if err := e.Store.Tx(ctx, func(tx *state.Tx) error {
+			if err := tx.SwapVolume(ctx, b.ID, fresh.VolumeID, b.OriginSnapshotID); err != nil {
+				return err
+			}
+			if err := tx.RetireVolume(ctx, p.ID, b.VolumeID); err != nil {
+				return err
+			}
+			return tx.SetSource(ctx, p.ID, &source)
+		}); err != nil {
+			return err
+		}
+		op.commit()
+		if !wasRunning {
+			// Refresh keeps a stopped main stopped.
+			if err := op.record(ctx, "stop-server", spec.DataDir); err != nil {
+				return err
+			}
+			if err := e.Runtime.Stop(ctx, spec, 10*time.Second); err != nil {
+				return err
+			}
+		}
+		return e.gc(ctx, op, p, d)
+	})
+}
+
+// recordedSource is p's source as its record says, with the password kept
+// in the project's passfile when there was one.
+func (e *Engine) recordedSource(p state.Project) (pg.Source, error) {
+	s := p.Source
+	src := pg.Source{Host: s.Host, Port: s.Port, User: s.User, Database: s.Database, SSL: s.SSL, Service: s.Service}
+	pf, err := pgpassfile.ReadPassfile(e.sourcePassfile(p.Name))
+	if errors.Is(err, os.ErrNotExist) {
+		return src, nil
+	}
+	if err != nil {
+		return src, fmt.Errorf("project %s's source password file: %w", p.Name, err)
+	}
+	src.Password = pf.FindPassword(s.Host, fmt.Sprint(s.Port), s.Database, s.User)
+	return src, nil
+}
