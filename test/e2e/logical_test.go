@@ -1,0 +1,213 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/velohq/velo/internal/testenv"
+)
+
+// pg15 is Debian's PostgreSQL 15, the "production" server a logical import
+// reads; the projects are made with the PostgreSQL 17 of VELO_PG_BIN.
+const pg15 = "/usr/lib/postgresql/15/bin"
+
+// source is a "production" PostgreSQL 15 on loopback, with a password.
+type source struct {
+	t        testing.TB
+	dir      string
+	port     int
+	password string
+}
+
+// startSource initdbs and starts a PostgreSQL 15 on 127.0.0.1 with
+// scram-sha-256 authentication, stopped when the test ends.
+func startSource(t testing.TB) *source {
+	t.Helper()
+	testenv.RequireRoot(t)
+	testenv.RequireCommand(t, pg15+"/pg_dump")
+	s := &source{t: t, dir: tmpDir(t, "velo-source-"), port: freeTCPPort(t), password: "Pr0d-s3cret-pw"}
+	pw := filepath.Join(s.dir, "pw")
+	if err := os.WriteFile(pw, []byte(s.password+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	data := filepath.Join(s.dir, "data")
+	if err := os.Mkdir(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	asPostgres(t, "chown", "-R", "postgres:postgres", s.dir)
+	asPostgres(t, "runuser", "-u", "postgres", "--", pg15+"/initdb", "-D", data, "-U", "postgres", "--auth=scram-sha-256",
+		"--pwfile="+pw, "--locale=C.UTF-8", "-E", "UTF8")
+	asPostgres(t, "runuser", "-u", "postgres", "--", pg15+"/pg_ctl", "-D", data, "-w", "-l", filepath.Join(s.dir, "log"),
+		"-o", fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1", s.port, s.dir), "start")
+	t.Cleanup(func() {
+		_ = exec.Command("runuser", "-u", "postgres", "--", pg15+"/pg_ctl", "-D", data, "-m", "immediate", "stop").Run()
+	})
+	return s
+}
+
+func asPostgres(t testing.TB, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+}
+
+func freeTCPPort(t testing.TB) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// url is SOURCE for velo, without the password (given by PGPASSWORD).
+func (s *source) url() string { return fmt.Sprintf("postgresql://postgres@127.0.0.1:%d/postgres", s.port) }
+
+// psql runs SQL on database db of the source as postgres.
+func (s *source) psql(db, sql string) string {
+	s.t.Helper()
+	return psqlAt(s.t, s.port, s.password, db, sql)
+}
+
+// psqlAt runs SQL with psql on 127.0.0.1:port as postgres.
+func psqlAt(t testing.TB, port int, password, db, sql string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, pg15+"/psql", "-X", "-v", "ON_ERROR_STOP=1", "-At", "-h", "127.0.0.1", "-p", fmt.Sprint(port), "-U", "postgres", "-d", db, "-c", sql)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+password, "PGCONNECT_TIMEOUT=5")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("psql on port %d, database %s: %v\n%s", port, db, err, out.String())
+	}
+	return strings.TrimSpace(out.String())
+}
+
+// loadProduction gives the source a pgbench database and a database shop
+// whose objects the role shopper owns.
+func (s *source) loadProduction() {
+	s.t.Helper()
+	s.psql("postgres", "CREATE DATABASE bench")
+	cmd := exec.Command(pg15+"/pgbench", "-i", "-q", "-s", "1", "-h", "127.0.0.1", "-p", fmt.Sprint(s.port), "-U", "postgres", "bench")
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+s.password)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		s.t.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	s.psql("postgres", "CREATE ROLE shopper LOGIN PASSWORD 'shopper-pw'")
+	s.psql("postgres", "CREATE DATABASE shop OWNER shopper")
+	s.psql("shop", `SET ROLE shopper; CREATE SCHEMA store; CREATE TABLE store.items (id int PRIMARY KEY, name text);
+		INSERT INTO store.items SELECT g, 'item ' || g FROM generate_series(1, 50) g`)
+}
+
+// writes sums what the statistics say was written to the source's tables,
+// which a logical import must leave as it was.
+func (s *source) writes() string {
+	s.t.Helper()
+	var out []string
+	for _, db := range []string{"bench", "shop"} {
+		out = append(out, s.psql(db, "SELECT pg_stat_force_next_flush(); SELECT COALESCE(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_all_tables"))
+	}
+	return strings.Join(out, " ")
+}
+
+// psqlDB runs SQL on database db of a branch.
+func (e *env) psqlDB(ref, db, sql string) string {
+	e.t.Helper()
+	c := e.conn(ref)
+	return psqlAt(e.t, c.Port, c.Password, db, sql)
+}
+
+// TestLogicalImport imports a PostgreSQL 15 "production" server into a
+// PostgreSQL 17 project on btrfs, then refreshes it after the source has
+// changed, with a branch that keeps its own data.
+func TestLogicalImport(t *testing.T) {
+	t.Parallel()
+	src := startSource(t)
+	src.loadProduction()
+	e := newEnv(t, "btrfs")
+	e.extra = append(e.extra, "PGPASSWORD="+src.password)
+	written := src.writes()
+
+	e.ok("project", "create", "prod", "--pool", e.pool, "--from", src.url(), "--logical", "--pg-version", "17")
+	if got := e.psql("prod/main", "SHOW server_version_num"); !strings.HasPrefix(got, "17") {
+		t.Fatalf("prod/main runs %s, want PostgreSQL 17", got)
+	}
+	if got := e.psqlDB("prod/main", "bench", "SELECT count(*) FROM pgbench_accounts"); got != "100000" {
+		t.Fatalf("prod/main's bench has %s accounts, want 100000", got)
+	}
+	if got := e.psqlDB("prod/main", "shop", "SELECT count(*), (SELECT tableowner FROM pg_tables WHERE tablename = 'items'), (SELECT datdba::regrole FROM pg_database WHERE datname = 'shop') FROM store.items"); got != "50|shopper|shopper" {
+		t.Fatalf("prod/main's shop: %s, want 50 items owned by shopper in a database owned by shopper", got)
+	}
+	if got := e.psql("prod/main", "SELECT rolcanlogin, rolpassword IS NOT NULL FROM pg_authid WHERE rolname = 'shopper'"); got != "t|t" {
+		t.Fatalf("role shopper on prod/main: %q, want it with its login and password", got)
+	}
+	// The source's password is nowhere in the pool, and the journal
+	// recorded no secret.
+	if out, _ := exec.Command("grep", "-rlF", src.password, e.pool, filepath.Join(e.home, "state.db")).Output(); len(out) > 0 {
+		t.Fatalf("the source's password is in %s", out)
+	}
+	var info struct {
+		Source struct {
+			Mode      string
+			Host      string
+			Port      int
+			Databases []string
+		}
+	}
+	if err := json.Unmarshal([]byte(e.ok("project", "get", "prod", "--json").stdout), &info); err != nil {
+		t.Fatal(err)
+	}
+	if s := info.Source; s.Mode != "logical" || s.Port != src.port || strings.Join(s.Databases, ",") != "bench,postgres,shop" {
+		t.Fatalf("project get shows source %+v", s)
+	}
+
+	if w := src.writes(); w != written {
+		t.Errorf("the import wrote to the source's tables: statistics %s, then %s", written, w)
+	}
+
+	// The source changes; a branch writes its own data; refresh.
+	src.psql("shop", "INSERT INTO store.items VALUES (51, 'new on the source')")
+	written = src.writes()
+	e.ok("branch", "create", "prod/dev")
+	e.psqlDB("prod/dev", "shop", "INSERT INTO store.items VALUES (1000, 'only on dev')")
+	before := e.conn("prod/main")
+	r := e.ok("project", "refresh", "prod")
+	if !strings.Contains(r.stderr, "Restore shop") {
+		t.Errorf("refresh shows no step per database:\n%s", r.stderr)
+	}
+	after := e.conn("prod/main")
+	if after.Port != before.Port || after.Password != before.Password {
+		t.Fatalf("refresh moved main from port %d to %d or changed its password", before.Port, after.Port)
+	}
+	if got := e.psqlDB("prod/main", "shop", "SELECT string_agg(id::text, ',' ORDER BY id) FROM store.items WHERE id > 49"); got != "50,51" {
+		t.Fatalf("prod/main after refresh has items %s, want 50,51 (the source's new row)", got)
+	}
+	if got := e.psqlDB("prod/dev", "shop", "SELECT string_agg(id::text, ',' ORDER BY id) FROM store.items WHERE id > 49"); got != "50,1000" {
+		t.Fatalf("prod/dev after refresh has items %s, want its own 50,1000", got)
+	}
+	if err := json.Unmarshal([]byte(e.ok("project", "get", "prod", "--json").stdout), &info); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(e.ok("project", "get", "prod").stdout, "refreshed") {
+		t.Errorf("project get does not say when prod was refreshed")
+	}
+	if w := src.writes(); w != written {
+		t.Errorf("the refresh wrote to the source's tables: statistics %s, then %s", written, w)
+	}
+	e.assertDoctorHealthy()
+	// main's old volume stays while prod/dev, cloned from a snapshot of
+	// it, lives, and goes with it.
+	e.ok("branch", "delete", "prod/dev")
+	e.assertNoLeaks()
+}
