@@ -71,7 +71,9 @@ func freeTCPPort(t testing.TB) int {
 }
 
 // url is SOURCE for velo, without the password (given by PGPASSWORD).
-func (s *source) url() string { return fmt.Sprintf("postgresql://postgres@127.0.0.1:%d/postgres", s.port) }
+func (s *source) url() string {
+	return fmt.Sprintf("postgresql://postgres@127.0.0.1:%d/postgres", s.port)
+}
 
 // psql runs SQL on database db of the source as postgres.
 func (s *source) psql(db, sql string) string {
