@@ -226,6 +226,41 @@ func lastSetting(text string) string {
 	return ""
 }
 
+// ConfigValue reads one setting from a postgresql.conf-style text; the
+// last one wins, as in Postgres.
+func ConfigValue(text, name string) string {
+	v := ""
+	for _, line := range strings.Split(text, "\n") {
+		k, val, ok := strings.Cut(line, "=")
+		if !ok || strings.TrimSpace(k) != name {
+			continue
+		}
+		val = strings.TrimSpace(val)
+		if len(val) >= 2 && val[0] == '\'' && val[len(val)-1] == '\'' {
+			val = strings.ReplaceAll(val[1:len(val)-1], "''", "'")
+		}
+		v = val
+	}
+	return v
+}
+
+// ForeignDataDir tells a data directory that another Velo home made: its
+// velo.conf archives outside archiveBase, the directory this home's WAL
+// archives are in, and archive says where. A directory without velo.conf
+// or an archive setting is not told foreign. Homes that share one archive
+// base (/var/lib/velo/wal) cannot be told apart this way.
+func ForeignDataDir(dataDir, archiveBase string) (archive string, foreign bool) {
+	b, err := os.ReadFile(filepath.Join(dataDir, ConfigFile))
+	if err != nil {
+		return "", false
+	}
+	archive = ConfigValue(string(b), "basic_archive.archive_directory")
+	if archive == "" || filepath.Clean(filepath.Dir(archive)) == filepath.Clean(archiveBase) {
+		return "", false
+	}
+	return archive, true
+}
+
 // hbaConf admits password (SCRAM) logins only: over the local socket and
 // loopback with or without TLS, for ordinary and replication connections,
 // and from any other address over TLS only (hostssl), for ordinary

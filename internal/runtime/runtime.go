@@ -12,10 +12,14 @@
 // server outlives the process that started it.
 //
 // A Handle identifies a running server: its postmaster's PID, its port and
-// the start time of that process. The host stores the handle it got from
-// Start, but never trusts it: Status finds the truth from the data directory
-// and the process table, and a handle whose PID now belongs to another
-// process (PIDs are reused) is told apart by its start time.
+// the start time of that process. Velo keeps no handle between commands:
+// every call finds the truth again from the data directory and the process
+// table, and a handle whose PID now belongs to another process (PIDs are
+// reused) is told apart by its start time.
+//
+// A runtime that can also find the servers nobody asked about (those a
+// killed command started and never recorded) implements Lister; doctor
+// uses it to find orphan servers.
 //
 // # Invariants
 //
@@ -67,8 +71,9 @@ type Spec struct {
 	Password string
 }
 
-// Handle identifies a running server; the host stores it and the runtime
-// recovers the server from the data directory after velo restarts.
+// Handle identifies a running server, as Start and Status found it. It is
+// what the runtime knows at that moment, not a record: the server is found
+// again from its data directory on every call.
 type Handle struct {
 	PID  int // the postmaster's process ID
 	Port int
@@ -144,3 +149,23 @@ var (
 	// ready; the error's text carries Postgres's reason from the log.
 	ErrStartFailed = errors.New("server start failed")
 )
+
+// Server is a running server a Lister found, whoever started it.
+type Server struct {
+	// DataDir is the server's data directory as the runtime sees it (for
+	// the native runtime, as on the postmaster's command line): the
+	// server's identity, what Stop is given to stop it.
+	DataDir   string
+	PID       int // the postmaster's process ID on this host
+	StartedAt time.Time
+}
+
+// Lister is implemented by a runtime that can list every server it runs on
+// this host, including those no record names: the native runtime reads the
+// process table; a container runtime lists its containers.
+type Lister interface {
+	// List returns the running servers, in no particular order. Several
+	// may share a data directory (a second postmaster refused by the
+	// first's lock, still exiting).
+	List(ctx context.Context) ([]Server, error)
+}

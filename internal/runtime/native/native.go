@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/velohq/velo/internal/pg"
+	"github.com/velohq/velo/internal/procfs"
 	"github.com/velohq/velo/internal/runtime"
 )
 
@@ -52,7 +53,10 @@ const (
 // Runtime is the native runtime. The zero value is not used; call New.
 type Runtime struct{}
 
-var _ runtime.Runtime = (*Runtime)(nil)
+var (
+	_ runtime.Runtime = (*Runtime)(nil)
+	_ runtime.Lister  = (*Runtime)(nil)
+)
 
 // New returns the native runtime.
 func New() *Runtime { return &Runtime{} }
@@ -145,10 +149,10 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (runtime.Handle, er
 		close(exited)
 	}()
 
-	st, err := readProcStat(cmd.Process.Pid)
+	st, err := procfs.ReadStat(cmd.Process.Pid)
 	if err != nil {
 		// Gone already: the exit is reported by waitReady through exited.
-		st = procStat{}
+		st = procfs.Stat{}
 	}
 	p := process{PID: cmd.Process.Pid, stat: st}
 	h, err := waitReady(ctx, s, dataDir, p, s.Port, exited)
@@ -222,7 +226,7 @@ func (r *Runtime) peek(s runtime.Spec) (runtime.Status, process, string, error) 
 	if !ok {
 		return runtime.Status{State: runtime.Stopped}, p, dataDir, nil
 	}
-	at, err := startedAt(p.stat.StartTime)
+	at, err := procfs.StartTime(p.stat.StartTicks)
 	if err != nil {
 		return runtime.Status{}, p, dataDir, fmt.Errorf("status: %w", err)
 	}
@@ -455,7 +459,7 @@ func waitReady(ctx context.Context, s runtime.Spec, dataDir string, p process, p
 	began := time.Now()
 	for {
 		if probe(ctx, s, dataDir, p, port) {
-			at, err := startedAt(p.stat.StartTime)
+			at, err := procfs.StartTime(p.stat.StartTicks)
 			if err != nil {
 				return runtime.Handle{}, err
 			}

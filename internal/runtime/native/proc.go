@@ -1,16 +1,15 @@
 package native
 
 import (
-	"bufio"
-	"bytes"
-	"errors"
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"time"
+
+	"github.com/velohq/velo/internal/procfs"
+	"github.com/velohq/velo/internal/runtime"
 )
 
 // pidFile is what a postmaster writes to DataDir/postmaster.pid: its PID,
@@ -57,99 +56,17 @@ func parsePIDFile(data []byte) (pidFile, error) {
 	return pf, nil
 }
 
-// procStat is the part of /proc/PID/stat the runtime needs.
-type procStat struct {
-	State     byte   // 'R', 'S', 'Z'...
-	StartTime uint64 // clock ticks after boot
-}
-
-// readProcStat reads /proc/PID/stat; a process that does not exist gives an
-// os.ErrNotExist error.
-func readProcStat(pid int) (procStat, error) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return procStat{}, err
-	}
-	return parseProcStat(data)
-}
-
-func parseProcStat(data []byte) (procStat, error) {
-	// The command name (field 2) is in parentheses and may hold spaces and
-	// parentheses itself: the fields that follow start after the last ')'.
-	i := bytes.LastIndexByte(data, ')')
-	if i < 0 {
-		return procStat{}, errors.New("/proc stat: no command name")
-	}
-	f := strings.Fields(string(data[i+1:]))
-	// f[0] is field 3 (state); starttime is field 22.
-	if len(f) < 20 || len(f[0]) != 1 {
-		return procStat{}, errors.New("/proc stat: too few fields")
-	}
-	start, err := strconv.ParseUint(f[19], 10, 64)
-	if err != nil {
-		return procStat{}, fmt.Errorf("/proc stat: starttime %q", f[19])
-	}
-	return procStat{State: f[0][0], StartTime: start}, nil
-}
-
-// clockTicks is USER_HZ, the unit of /proc/PID/stat times. The kernel fixes
-// it at 100 for user space on every Linux architecture Velo runs on.
-const clockTicks = 100
-
-var (
-	bootOnce sync.Once
-	bootTime time.Time
-	bootErr  error
-)
-
-// readBootTime returns the boot time from /proc/stat (btime). It moves only
-// when the wall clock is stepped, so two processes computing a start time
-// from it agree.
-func readBootTime() (time.Time, error) {
-	bootOnce.Do(func() {
-		f, err := os.Open("/proc/stat")
-		if err != nil {
-			bootErr = err
-			return
-		}
-		defer f.Close()
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if v, ok := strings.CutPrefix(sc.Text(), "btime "); ok {
-				sec, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
-				if err != nil {
-					bootErr = fmt.Errorf("/proc/stat btime %q", v)
-					return
-				}
-				bootTime = time.Unix(sec, 0).UTC()
-				return
-			}
-		}
-		bootErr = errors.New("/proc/stat has no btime line")
-	})
-	return bootTime, bootErr
-}
-
-// startedAt converts a process start time in ticks after boot to a time.
-func startedAt(ticks uint64) (time.Time, error) {
-	boot, err := readBootTime()
-	if err != nil {
-		return time.Time{}, err
-	}
-	return boot.Add(time.Duration(ticks) * (time.Second / clockTicks)), nil
-}
-
 // process is a live process as found in /proc.
 type process struct {
 	PID  int
-	stat procStat
+	stat procfs.Stat
 }
 
 // alive reports whether the process still exists, is the same process
 // (same start time: the PID was not reused) and is not a zombie.
 func (p process) alive() bool {
-	st, err := readProcStat(p.PID)
-	return err == nil && st.State != 'Z' && st.StartTime == p.stat.StartTime
+	st, err := procfs.ReadStat(p.PID)
+	return err == nil && !st.Zombie() && st.StartTicks == p.stat.StartTicks
 }
 
 // postgresOn returns the process pid when it is alive, not a zombie, and a
@@ -157,8 +74,8 @@ func (p process) alive() bool {
 // changes into its data directory). dataDir must be canonical (symlinks
 // resolved), as the kernel reports the current directory.
 func postgresOn(pid int, dataDir string) (process, bool) {
-	st, err := readProcStat(pid)
-	if err != nil || st.State == 'Z' {
+	st, err := procfs.ReadStat(pid)
+	if err != nil || st.Zombie() {
 		return process{}, false
 	}
 	if !isPostgres(pid) {
@@ -187,16 +104,12 @@ func isPostgres(pid int) bool {
 // the postmaster and its children, or children left behind by a postmaster
 // that was killed.
 func postgresProcessesOn(dataDir string) ([]process, error) {
-	entries, err := os.ReadDir("/proc")
+	pids, err := procfs.PIDs()
 	if err != nil {
 		return nil, err
 	}
 	var out []process
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
+	for _, pid := range pids {
 		if p, ok := postgresOn(pid, dataDir); ok {
 			out = append(out, p)
 		}
@@ -210,4 +123,52 @@ func postgresProcessesOn(dataDir string) ([]process, error) {
 func pidExists(pid int) bool {
 	_, err := os.Stat("/proc/" + strconv.Itoa(pid))
 	return err == nil
+}
+
+// List implements runtime.Lister: every postmaster in the process table,
+// found by its command line (postgres -D DIR). Postgres's children rewrite
+// their command line, so only postmasters match.
+func (r *Runtime) List(ctx context.Context) ([]runtime.Server, error) {
+	pids, err := procfs.PIDs()
+	if err != nil {
+		return nil, err
+	}
+	var out []runtime.Server
+	for _, pid := range pids {
+		args, err := procfs.Cmdline(pid)
+		if err != nil {
+			continue // gone meanwhile
+		}
+		dir, ok := postmasterDataDir(args)
+		if !ok {
+			continue
+		}
+		run := runtime.Server{DataDir: dir, PID: pid}
+		if st, err := procfs.ReadStat(pid); err == nil {
+			run.StartedAt, _ = procfs.StartTime(st.StartTicks)
+		}
+		out = append(out, run)
+	}
+	return out, nil
+}
+
+// postmasterDataDir reads a postmaster's arguments: the data directory of a
+// postgres started as `postgres -D DIR` (an absolute DIR).
+func postmasterDataDir(args []string) (string, bool) {
+	if len(args) < 2 || filepath.Base(args[0]) != "postgres" {
+		return "", false
+	}
+	for i := 1; i < len(args); i++ {
+		dir := ""
+		switch {
+		case args[i] == "-D" && i+1 < len(args):
+			dir = args[i+1]
+		case strings.HasPrefix(args[i], "-D") && len(args[i]) > 2:
+			dir = args[i][2:]
+		}
+		if dir != "" {
+			return dir, filepath.IsAbs(dir)
+		}
+	}
+	return "", false
 }

@@ -69,6 +69,7 @@ var checks = []check{
 	{"StartFailsPortTaken", testStartFailsPortTaken},
 	{"StartFailsBadConfig", testStartFailsBadConfig},
 	{"StartTimeoutLeavesNothing", testStartTimeoutLeavesNothing},
+	{"ListFindsItsServers", testListFindsItsServers},
 }
 
 // Suite runs the conformance checks against runtimes made by newRuntime.
@@ -444,6 +445,39 @@ func testStopThenStopped(t *testing.T, f *fixture) {
 	}
 	if _, err := os.Stat(filepath.Join(f.spec.DataDir, "postmaster.pid")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("postmaster.pid after a clean stop: %v", err)
+	}
+}
+
+// testListFindsItsServers: a runtime that lists its servers (doctor's
+// search for orphans) lists a running one by its data directory, with the
+// postmaster's PID, and no longer once it is stopped.
+func testListFindsItsServers(t *testing.T, f *fixture) {
+	l, ok := f.rt.(runtime.Lister)
+	if !ok {
+		t.Skipf("%s does not implement runtime.Lister", f.rt.Name())
+	}
+	listed := func() []runtime.Server {
+		t.Helper()
+		all, err := l.List(context.Background())
+		if err != nil {
+			t.Fatalf("List: %v", err)
+		}
+		var out []runtime.Server
+		for _, s := range all {
+			if filepath.Clean(s.DataDir) == filepath.Clean(f.spec.DataDir) {
+				out = append(out, s)
+			}
+		}
+		return out
+	}
+	h := f.start(t)
+	got := listed()
+	if len(got) != 1 || got[0].PID != h.PID || !got[0].StartedAt.Equal(h.StartedAt) {
+		t.Errorf("List after Start = %+v, want one server with PID %d started at %v", got, h.PID, h.StartedAt)
+	}
+	f.stop(t)
+	if got := listed(); len(got) != 0 {
+		t.Errorf("List after Stop = %+v, want none on %s", got, f.spec.DataDir)
 	}
 }
 
