@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"reflect"
 	"testing"
 
 	"github.com/velohq/velo/internal/state"
@@ -120,69 +119,6 @@ func TestPlanDestroy(t *testing.T) {
 	}
 }
 
-func TestPostmasterDataDir(t *testing.T) {
-	cases := []struct {
-		cmdline string
-		dir     string
-		ok      bool
-	}{
-		{"/usr/lib/postgresql/15/bin/postgres\x00-D\x00/pool/velo/vol/v1/pgdata\x00-p\x0020001\x00-k\x00/h/run/b1\x00", "/pool/velo/vol/v1/pgdata", true},
-		{"postgres\x00-D/data\x00", "/data", true},
-		{"postgres: checkpointer \x00", "", false},            // a child: its title replaced
-		{"postgres: 15/main: checkpointer   ", "", false},     // idem, without NULs
-		{"/usr/bin/psql\x00-D\x00/x\x00", "", false},          // not postgres
-		{"postgres\x00-D\x00relative\x00", "relative", false}, // relative: cannot be placed
-		{"/usr/lib/postgresql/15/bin/postgres\x00--single\x00", "", false},
-		{"", "", false},
-	}
-	for _, c := range cases {
-		dir, ok := postmasterDataDir([]byte(c.cmdline))
-		if dir != c.dir || ok != c.ok {
-			t.Errorf("postmasterDataDir(%q) = %q, %v; want %q, %v", c.cmdline, dir, ok, c.dir, c.ok)
-		}
-	}
-}
-
-func TestParseListening(t *testing.T) {
-	table := `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode
-   0: 0100007F:4E21 00000000:0000 0A 00000000:00000000 00:00000000 00000000   101        0 1 1 0000000000000000 100 0 0 10 0
-   1: 0100007F:4E22 0100007F:9C40 01 00000000:00000000 00:00000000 00000000   101        0 2 1 0000000000000000 20 4 30 10 -1
-   2: 00000000:0016 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 3 1 0000000000000000 100 0 0 10 0
-`
-	got := parseListening(table)
-	want := map[int]bool{20001: true, 22: true}
-	if !reflect.DeepEqual(got, want) {
-		t.Errorf("parseListening = %v, want %v", got, want)
-	}
-	v6 := "  sl  local_address                         remote_address                        st\n" +
-		"   0: 00000000000000000000000001000000:7531 00000000000000000000000000000000:0000 0A 0\n"
-	if got := parseListening(v6); !got[30001] || len(got) != 1 {
-		t.Errorf("parseListening(tcp6) = %v, want port 30001", got)
-	}
-}
-
-func TestHostParsers(t *testing.T) {
-	rel := "NAME=\"Debian GNU/Linux\"\nPRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"\nID=debian\n"
-	if got := osRelease(rel); got != "Debian GNU/Linux 12 (bookworm)" {
-		t.Errorf("osRelease = %q", got)
-	}
-	if got := osRelease("PRETTY_NAME=Plain\n"); got != "Plain" {
-		t.Errorf("osRelease unquoted = %q", got)
-	}
-	if got := osRelease("ID=x\n"); got != "" {
-		t.Errorf("osRelease without PRETTY_NAME = %q", got)
-	}
-	fsys := kernelFilesystems("nodev\tsysfs\n\text4\n\tbtrfs\nnodev\tfuse\n\tfuseblk\n")
-	for _, name := range []string{"btrfs", "fuse", "ext4"} {
-		if !fsys[name] {
-			t.Errorf("kernelFilesystems lacks %s: %v", name, fsys)
-		}
-	}
-	if fsys["xfs"] || fsys["nodev"] {
-		t.Errorf("kernelFilesystems has too much: %v", fsys)
-	}
-}
-
 func TestIsUnder(t *testing.T) {
 	cases := []struct {
 		path, root string
@@ -240,19 +176,5 @@ func TestForeignEntriesAreNeverTouched(t *testing.T) {
 	}
 	if len(kept) != 5 {
 		t.Errorf("kept = %v, want the 5 foreign entries", kept)
-	}
-}
-
-func TestConfValue(t *testing.T) {
-	conf := "port = 20001\nbasic_archive.archive_directory = '/h/wal/v1'\nlisten_addresses = '127.0.0.1'\n" +
-		"basic_archive.archive_directory = '/it''s/wal/v2'\n"
-	if got := confValue(conf, "basic_archive.archive_directory"); got != "/it's/wal/v2" {
-		t.Errorf("confValue = %q", got)
-	}
-	if got := confValue(conf, "port"); got != "20001" {
-		t.Errorf("confValue(port) = %q", got)
-	}
-	if got := confValue(conf, "archive_mode"); got != "" {
-		t.Errorf("confValue(missing) = %q", got)
 	}
 }
