@@ -3,7 +3,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -11,9 +10,7 @@ import (
 	"syscall"
 
 	"github.com/velohq/velo/internal/cli"
-	"github.com/velohq/velo/internal/engine"
-	"github.com/velohq/velo/internal/pg"
-	"github.com/velohq/velo/internal/storage"
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/ui"
 )
 
@@ -43,19 +40,18 @@ func main() {
 	os.Exit(exitCode(err))
 }
 
-// exitCode maps errors to exit codes in one place: 0 success, 2 bad usage
-// or bad input (nothing was changed), 1 any other failure.
+// exitCode maps errors to exit codes in one place, by their kind alone
+// (internal/errdefs): 0 success; 2 bad usage or bad input, refused before
+// anything changed (a malformed argument, a name that does not exist or
+// already does, a state that forbids the request); 1 any other failure,
+// among them a full disk and an environment problem (a Postgres major no
+// longer installed), which no change to the command line would fix.
 func exitCode(err error) int {
-	switch {
-	case err == nil:
+	if err == nil {
 		return 0
-	case cli.IsUsage(err),
-		errors.Is(err, engine.ErrInvalid),
-		errors.Is(err, engine.ErrNotFound),
-		errors.Is(err, engine.ErrExists),
-		errors.Is(err, engine.ErrRefused),
-		errors.Is(err, storage.ErrInvalidArgument),
-		errors.Is(err, pg.ErrNotInstalled):
+	}
+	switch errdefs.Of(err) {
+	case errdefs.ErrUsage, errdefs.ErrInvalid, errdefs.ErrNotFound, errdefs.ErrAlreadyExists, errdefs.ErrFailedPrecondition:
 		return 2
 	}
 	return 1

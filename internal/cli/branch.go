@@ -235,7 +235,10 @@ func newBranchStartCommand(g *Globals) *cobra.Command {
 		Short: "Start a branch's server; --all starts every branch left running (after a reboot)",
 		Args:  maxArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if all == (len(args) == 1) {
+			switch {
+			case !all && len(args) == 0:
+				return usageError{fmt.Errorf("name the branch to start (velo branch start P/B), or give --all to start every branch left running")}
+			case all && len(args) == 1:
 				return usageError{fmt.Errorf("name a branch (velo branch start P/B) or give --all, not both")}
 			}
 			e, err := g.engine(c.Context(), asJSON)

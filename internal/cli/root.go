@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/velohq/velo/internal/engine"
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/runtime/native"
 	"github.com/velohq/velo/internal/ui"
 )
@@ -48,7 +49,8 @@ func Home() (string, error) {
 	return filepath.Join(home, ".velo"), nil
 }
 
-// engineFor opens the engine; progress goes to stderr unless quiet.
+// engine opens the engine for a command; progress goes to stderr unless
+// quiet.
 func (g *Globals) engine(ctx context.Context, quiet bool) (*engine.Engine, error) {
 	home, err := Home()
 	if err != nil {
@@ -87,20 +89,13 @@ as its own Postgres server.`,
 	return root
 }
 
-// usageError marks bad usage: exit code 2.
+// usageError is bad usage, of kind errdefs.ErrUsage (exit code 2). Every
+// refusal of the command line is made one where cobra makes it: the flag
+// error func (flagError), the Args validators (exactArgs, maxArgs,
+// unknownSubcommand) and the help topic; never told by cobra's text.
 type usageError struct{ error }
 
-func (u usageError) Unwrap() error { return u.error }
-
-// IsUsage reports whether err is bad usage.
-func IsUsage(err error) bool {
-	if _, ok := err.(usageError); ok {
-		return true
-	}
-	// cobra's own refusals of unknown commands and flags.
-	msg := err.Error()
-	return strings.HasPrefix(msg, "unknown command") || strings.HasPrefix(msg, "unknown flag") || strings.HasPrefix(msg, "unknown shorthand flag")
-}
+func (u usageError) Unwrap() []error { return []error{errdefs.ErrUsage, u.error} }
 
 // exactArgs is cobra.ExactArgs with a message that shows the usage.
 func exactArgs(n int) cobra.PositionalArgs {

@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/velohq/velo/internal/engine"
 	"github.com/velohq/velo/internal/ui"
 )
 
@@ -124,6 +125,9 @@ func newSnapshotCleanupCommand(g *Globals) *cobra.Command {
 			}
 			ref, err := optionalArg(args, validateRef)
 			if err != nil {
+				return err
+			}
+			if err := engine.CheckCleanupScope(ref, all); err != nil {
 				return err
 			}
 			e, err := g.engine(c.Context(), asJSON)

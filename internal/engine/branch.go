@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
 	"github.com/velohq/velo/internal/state"
@@ -36,7 +37,7 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 			return Conn{}, fmt.Errorf("--parent: %w", err)
 		}
 		if ppn != pn {
-			return Conn{}, fmt.Errorf("%w: --parent %s is in project %s, but a branch of %s must come from %s itself", ErrInvalid, o.Parent, ppn, pn, pn)
+			return Conn{}, errdefs.Invalid("--parent %s is in project %s, but a branch of %s must come from %s itself", o.Parent, ppn, pn, pn)
 		}
 		parentRef = o.Parent
 	}
@@ -58,8 +59,8 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 			return err
 		}
 		if _, err := e.Store.Q().Branch(ctx, p.ID, bn); err == nil {
-			return fmt.Errorf("%w: branch %s/%s already exists; reset it with velo branch reset %s/%s, or pick another name", ErrExists, pn, bn, pn, bn)
-		} else if !errors.Is(err, state.ErrNotFound) {
+			return errdefs.AlreadyExists("branch %s/%s already exists; reset it with velo branch reset %s/%s, or pick another name", pn, bn, pn, bn)
+		} else if !errors.Is(err, errdefs.ErrNotFound) {
 			return err
 		}
 		d, err := e.driver(ctx, p)
@@ -280,7 +281,7 @@ func (e *Engine) cloneSnapshot(ctx context.Context, op *op, p state.Project, d s
 }
 
 func ignoreNotFound(err error) error {
-	if errors.Is(err, storage.ErrNotFound) {
+	if errors.Is(err, errdefs.ErrNotFound) {
 		return nil
 	}
 	return err
@@ -337,7 +338,7 @@ func tree(p state.Project, all []state.Branch, id string, indent string) string 
 // refuseDescendants is the refusal of a command that would affect b's
 // descendants: it names them, says the fix, and shows them as a tree.
 func refuseDescendants(p state.Project, all []state.Branch, b state.Branch, desc []state.Branch, fix string) error {
-	return fmt.Errorf("%w: branch %s/%s has %s (%s)%s:\n%s/%s%s", ErrRefused, p.Name, b.Name,
+	return errdefs.FailedPrecondition("branch %s/%s has %s (%s)%s:\n%s/%s%s", p.Name, b.Name,
 		plural(len(desc), "descendant", "descendants"), names(p, desc), fix, p.Name, b.Name, tree(p, all, b.ID, ""))
 }
 
@@ -360,7 +361,7 @@ func (e *Engine) DeleteBranch(ctx context.Context, ref string, force bool) error
 			return err
 		}
 		if b.Name == MainBranch {
-			return fmt.Errorf("%w: %s/main is the project's main branch and goes only with the project; delete the project with velo project delete %s", ErrRefused, p.Name, p.Name)
+			return errdefs.FailedPrecondition("%s/main is the project's main branch and goes only with the project; delete the project with velo project delete %s", p.Name, p.Name)
 		}
 		all, err := e.Store.Q().Branches(ctx, p.ID)
 		if err != nil {
@@ -398,7 +399,7 @@ func (e *Engine) deleteBranch(ctx context.Context, op *op, p state.Project, d st
 		}); err != nil {
 			return err
 		}
-	} else if !errors.Is(err, storage.ErrNotFound) {
+	} else if !errors.Is(err, errdefs.ErrNotFound) {
 		return err
 	}
 	if err := op.record(ctx, "delete-branch", b.ID); err != nil {
@@ -493,7 +494,7 @@ func (e *Engine) ResetBranch(ctx context.Context, ref string, force bool) error 
 			return err
 		}
 		if b.ParentID == "" {
-			return fmt.Errorf("%w: %s/%s has no parent to reset to; reset a branch made with velo branch create", ErrRefused, p.Name, b.Name)
+			return errdefs.FailedPrecondition("%s/%s has no parent to reset to; reset a branch made with velo branch create", p.Name, b.Name)
 		}
 		all, err := e.Store.Q().Branches(ctx, p.ID)
 		if err != nil {

@@ -17,11 +17,11 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/procfs"
 	"github.com/velohq/velo/internal/runtime"
 	"github.com/velohq/velo/internal/state"
-	"github.com/velohq/velo/internal/storage"
 )
 
 type branchState struct {
@@ -43,7 +43,7 @@ func (b *branchState) ref() string { return b.p.Name + "/" + b.b.Name }
 
 // volumeGone: the pool answers and does not hold the branch's volume.
 func (b *branchState) volumeGone() bool {
-	return b.pool.err == nil && errors.Is(b.volErr, storage.ErrNotFound)
+	return b.pool.err == nil && errors.Is(b.volErr, errdefs.ErrNotFound)
 }
 
 // server is a data directory the runtime found servers running on.

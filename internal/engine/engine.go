@@ -18,21 +18,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
 	"github.com/velohq/velo/internal/state"
 	"github.com/velohq/velo/internal/storage"
 	"github.com/velohq/velo/internal/storage/drivers"
 	"github.com/velohq/velo/internal/ui"
-)
-
-// Error kinds the CLI maps to exit code 2: the input was wrong, or the
-// state forbids it; nothing was changed.
-var (
-	ErrInvalid  = errors.New("invalid input")
-	ErrNotFound = errors.New("not found")
-	ErrExists   = errors.New("already exists")
-	ErrRefused  = errors.New("refused")
 )
 
 // Engine runs Velo's use cases against one VELO_HOME.
@@ -51,7 +43,11 @@ type Engine struct {
 	installs []pg.Install
 	runAs    *pg.OSUser
 	runAsSet bool
-	drivers  map[string]storage.Driver
+
+	// driversMu guards drivers, which status's goroutines read; it is not
+	// mu, which install holds while it runs programs.
+	driversMu sync.Mutex
+	drivers   map[string]storage.Driver
 }
 
 // New opens the state under home.
@@ -73,7 +69,7 @@ const nameRule = "names are 1 to 63 characters of a-z, 0-9, '_' and '-', startin
 // ValidateName checks a project or branch name.
 func ValidateName(kind, name string) error {
 	if !namePattern.MatchString(name) {
-		return fmt.Errorf("%w: %s name %s is not allowed: %s", ErrInvalid, kind, quote(name), nameRule)
+		return errdefs.Invalid("%s name %s is not allowed: %s", kind, quote(name), nameRule)
 	}
 	return nil
 }
@@ -82,7 +78,7 @@ func ValidateName(kind, name string) error {
 func ParseRef(ref string) (project, branch string, err error) {
 	p, b, ok := strings.Cut(ref, "/")
 	if !ok {
-		return "", "", fmt.Errorf("%w: branch %s must be written PROJECT/BRANCH, e.g. demo/dev", ErrInvalid, quote(ref))
+		return "", "", errdefs.Invalid("branch %s must be written PROJECT/BRANCH, e.g. demo/dev", quote(ref))
 	}
 	if err := ValidateName("project", p); err != nil {
 		return "", "", err
@@ -218,14 +214,26 @@ func (e *Engine) osUser() (*pg.OSUser, error) {
 	return e.runAs, nil
 }
 
+// driver opens p's storage once per engine. The driver's own message names
+// the pool and the fix; the project is added for those that exist.
 func (e *Engine) driver(ctx context.Context, p state.Project) (storage.Driver, error) {
-	key := p.Driver + ":" + p.Pool
+	d, err := e.openDriver(ctx, p.Driver, p.Pool)
+	if err != nil {
+		return nil, fmt.Errorf("project %s: %w", p.Name, err)
+	}
+	return d, nil
+}
+
+func (e *Engine) openDriver(ctx context.Context, driver, pool string) (storage.Driver, error) {
+	e.driversMu.Lock()
+	defer e.driversMu.Unlock()
+	key := driver + ":" + pool
 	if d, ok := e.drivers[key]; ok {
 		return d, nil
 	}
-	d, err := drivers.Open(ctx, p.Driver, p.Pool)
+	d, err := drivers.Open(ctx, driver, pool)
 	if err != nil {
-		return nil, fmt.Errorf("project %s's storage (%s on %s): %w", p.Name, p.Driver, p.Pool, err)
+		return nil, err
 	}
 	e.drivers[key] = d
 	return d, nil
@@ -367,16 +375,16 @@ func (e *Engine) freePort(ctx context.Context) (int, error) {
 
 func (e *Engine) project(ctx context.Context, name string) (state.Project, error) {
 	p, err := e.Store.Q().Project(ctx, name)
-	if errors.Is(err, state.ErrNotFound) {
-		return p, fmt.Errorf("%w: project %s does not exist; see velo project list", ErrNotFound, name)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return p, errdefs.NotFound("project %s does not exist; see velo project list", name)
 	}
 	return p, err
 }
 
 func (e *Engine) branch(ctx context.Context, p state.Project, name string) (state.Branch, error) {
 	b, err := e.Store.Q().Branch(ctx, p.ID, name)
-	if errors.Is(err, state.ErrNotFound) {
-		return b, fmt.Errorf("%w: branch %s/%s does not exist; see velo branch list %s", ErrNotFound, p.Name, name, p.Name)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return b, errdefs.NotFound("branch %s/%s does not exist; see velo branch list %s", p.Name, name, p.Name)
 	}
 	return b, err
 }

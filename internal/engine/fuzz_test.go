@@ -6,7 +6,7 @@ package engine
 // `go test -run '^$' -fuzz FuzzParseRef ./internal/engine` explores.
 //
 // The properties: nothing panics; what is accepted obeys the documented
-// rule (DESIGN §1) and round-trips; what is refused is ErrInvalid with a
+// rule (DESIGN §1) and round-trips; what is refused is errdefs.ErrInvalid with a
 // message that states the rule, shows the input quoted (no raw control
 // character reaches the terminal) and stays short whatever the input.
 
@@ -19,6 +19,7 @@ import (
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/state"
 )
 
@@ -45,12 +46,12 @@ func seed(f *testing.F) {
 	}
 }
 
-// checkRefusal asserts what every refusal must be: ErrInvalid, the rule
+// checkRefusal asserts what every refusal must be: errdefs.ErrInvalid, the rule
 // stated, the input never echoed raw or at length.
 func checkRefusal(t *testing.T, in string, err error, rules ...string) {
 	t.Helper()
-	if !errors.Is(err, ErrInvalid) {
-		t.Fatalf("%q refused with %v; want ErrInvalid", in, err)
+	if !errors.Is(err, errdefs.ErrInvalid) {
+		t.Fatalf("%q refused with %v; want errdefs.ErrInvalid", in, err)
 	}
 	msg := err.Error()
 	found := false
@@ -178,8 +179,8 @@ func FuzzSnapshotPrefix(f *testing.F) {
 		case !wellFormed:
 			checkRefusal(t, prefix, err, "unique prefix of at least 4 characters (a-z, 0-9)")
 		case len(matches) == 0:
-			if !errors.Is(err, ErrNotFound) {
-				t.Fatalf("pickSnapshot(%q) = %v, %v; want ErrNotFound", prefix, s.ID, err)
+			if !errors.Is(err, errdefs.ErrNotFound) {
+				t.Fatalf("pickSnapshot(%q) = %v, %v; want errdefs.ErrNotFound", prefix, s.ID, err)
 			}
 		case len(matches) == 1:
 			if err != nil || s.ID != matches[0] {

@@ -3,8 +3,8 @@ package engine
 import (
 	"context"
 	"errors"
-	"fmt"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/pg"
 )
 
@@ -20,31 +20,31 @@ func (e *Engine) importProject(ctx context.Context, o CreateProjectOptions, list
 	}
 	_ = src
 	_ = listen
-	return Conn{}, fmt.Errorf("%w: physical import is not built yet", ErrInvalid)
+	return Conn{}, errdefs.Invalid("physical import is not built yet")
 }
 
 // checkImportFlags checks the flags of an import and parses SOURCE.
 func checkImportFlags(o CreateProjectOptions) (pg.Source, error) {
 	if o.From == "" {
-		return pg.Source{}, fmt.Errorf("%w: --logical, --no-follow, --slot and --database go with --from SOURCE", ErrInvalid)
+		return pg.Source{}, errdefs.Invalid("--logical, --no-follow, --slot and --database go with --from SOURCE")
 	}
 	if o.Logical && (o.Slot || o.NoFollow) {
-		return pg.Source{}, fmt.Errorf("%w: --slot and --no-follow are for a physical import; a logical one (--logical) takes one copy, refreshed with velo project refresh", ErrInvalid)
+		return pg.Source{}, errdefs.Invalid("--slot and --no-follow are for a physical import; a logical one (--logical) takes one copy, refreshed with velo project refresh")
 	}
 	if o.Slot && o.NoFollow {
-		return pg.Source{}, fmt.Errorf("%w: --slot keeps WAL on the source for main to stream, but --no-follow does not stream; drop one of them", ErrInvalid)
+		return pg.Source{}, errdefs.Invalid("--slot keeps WAL on the source for main to stream, but --no-follow does not stream; drop one of them")
 	}
 	if len(o.Databases) > 0 && !o.Logical {
-		return pg.Source{}, fmt.Errorf("%w: --database picks databases of a logical import; add --logical, or drop --database (a physical import takes the whole server)", ErrInvalid)
+		return pg.Source{}, errdefs.Invalid("--database picks databases of a logical import; add --logical, or drop --database (a physical import takes the whole server)")
 	}
 	for _, d := range o.Databases {
 		if d == "" {
-			return pg.Source{}, fmt.Errorf("%w: --database needs a database name", ErrInvalid)
+			return pg.Source{}, errdefs.Invalid("--database needs a database name")
 		}
 	}
 	src, err := pg.ParseSource(o.From)
 	if err != nil {
-		return src, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return src, errdefs.Invalid("%v", err)
 	}
 	return src, nil
 }
@@ -53,7 +53,7 @@ func checkImportFlags(o CreateProjectOptions) (pg.Source, error) {
 // input (2), no answer a failure (1).
 func sourceError(err error) error {
 	if errors.Is(err, pg.ErrSourceRefused) {
-		return fmt.Errorf("%w: %w", ErrInvalid, err)
+		return errdefs.Invalid("%w", err)
 	}
 	return err
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
 	"github.com/velohq/velo/internal/state"
@@ -122,7 +123,7 @@ func (e *Engine) inspectSource(ctx context.Context, src *logicalSource, want []s
 		for _, d := range want {
 			if _, ok := sizes[d]; !ok {
 				return f, fmt.Errorf("%w: --database %s: the source %s has no such database (or it is a template or refuses connections); it has %s",
-					ErrInvalid, ui.Quote(d), src.name(), strings.Join(all, ", "))
+					errdefs.ErrInvalid, ui.Quote(d), src.name(), strings.Join(all, ", "))
 			}
 			if !slices.Contains(f.databases, d) {
 				f.databases = append(f.databases, d)
@@ -138,14 +139,14 @@ func (e *Engine) inspectSource(ctx context.Context, src *logicalSource, want []s
 	}
 	f.tools, err = pg.DumpTools(in, f.major)
 	if err != nil {
-		return f, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return f, errdefs.Invalid("%v", err)
 	}
 	return f, nil
 }
 
 // installs0 is every install found, newest first.
 func (e *Engine) installs0(ctx context.Context) ([]pg.Install, error) {
-	if _, err := e.install(ctx, 0); err != nil && !errors.Is(err, pg.ErrNotInstalled) {
+	if _, err := e.install(ctx, 0); err != nil && !errors.Is(err, errdefs.ErrEnvironment) {
 		return nil, err
 	}
 	e.mu.Lock()
@@ -159,19 +160,19 @@ func (e *Engine) installs0(ctx context.Context) ([]pg.Install, error) {
 func (e *Engine) targetInstall(ctx context.Context, want int, f sourceFacts) (pg.Install, error) {
 	if want != 0 && want < f.major {
 		return pg.Install{}, fmt.Errorf("%w: --pg-version %d is older than the source's PostgreSQL %s; a dump loads only into the same major or a newer one: use --pg-version %d or later",
-			ErrInvalid, want, f.version, f.major)
+			errdefs.ErrInvalid, want, f.version, f.major)
 	}
 	in, err := e.install(ctx, want)
 	if err != nil {
-		return in, fmt.Errorf("%w: %v", ErrInvalid, err)
+		return in, errdefs.Invalid("%v", err)
 	}
 	if in.Major < f.major {
 		if want == 0 {
 			return in, fmt.Errorf("%w: the source runs PostgreSQL %s, newer than any installed here (newest %d); install PostgreSQL %d or later, or set %s",
-				ErrInvalid, f.version, in.Major, f.major, pg.BinEnv)
+				errdefs.ErrInvalid, f.version, in.Major, f.major, pg.BinEnv)
 		}
 		return in, fmt.Errorf("%w: --pg-version %d is older than the source's PostgreSQL %s; a dump loads only into the same major or a newer one: use --pg-version %d or later",
-			ErrInvalid, want, f.version, f.major)
+			errdefs.ErrInvalid, want, f.version, f.major)
 	}
 	return in, nil
 }
@@ -345,7 +346,7 @@ func (e *Engine) checkImportSpace(ctx context.Context, p state.Project, d storag
 		return nil
 	}
 	return fmt.Errorf("%w on pool %s for project %s: the source's %s take %s, and the pool has %s free of %s (Velo keeps %s free besides); free space (velo status shows what uses it) or pick a roomier --pool",
-		ErrNoSpace, st.Name, p.Name, plural(len(f.databases), "database", "databases"), ui.Bytes(f.size), ui.Bytes(st.Free), ui.Bytes(st.Size), ui.Bytes(minPoolFree))
+		errdefs.ErrNoSpace, st.Name, p.Name, plural(len(f.databases), "database", "databases"), ui.Bytes(f.size), ui.Bytes(st.Free), ui.Bytes(st.Size), ui.Bytes(minPoolFree))
 }
 
 // sourcePassfile is where a project keeps its source's password, 0600 in
@@ -367,8 +368,8 @@ func (e *Engine) createLogical(ctx context.Context, o CreateProjectOptions, src 
 	var result Conn
 	err = e.mutate(ctx, func(op *op) error {
 		if _, err := e.Store.Q().Project(ctx, o.Name); err == nil {
-			return fmt.Errorf("%w: project %s already exists; see velo project get %s", ErrExists, o.Name, o.Name)
-		} else if !errors.Is(err, state.ErrNotFound) {
+			return errdefs.AlreadyExists("project %s already exists; see velo project get %s", o.Name, o.Name)
+		} else if !errors.Is(err, errdefs.ErrNotFound) {
 			return err
 		}
 		e.Progress.Title("Importing %s into project %s...", ls.name(), o.Name)

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/state"
 )
 
@@ -19,8 +20,8 @@ func TestParseRef(t *testing.T) {
 	bad := []string{"", "demo", "demo/", "/dev", "demo/dev/x", "Demo/dev", "demo/Dev", "../etc/passwd", "demo/a b", "demo/-x", "demo/$(id)",
 		"demo/a;b", "demo/\x00", "demo/dév", "demo/" + strings.Repeat("a", 64), "demo/ａ"}
 	for _, in := range bad {
-		if _, _, err := ParseRef(in); !errors.Is(err, ErrInvalid) {
-			t.Errorf("ParseRef(%q) = %v; want ErrInvalid", in, err)
+		if _, _, err := ParseRef(in); !errors.Is(err, errdefs.ErrInvalid) {
+			t.Errorf("ParseRef(%q) = %v; want errdefs.ErrInvalid", in, err)
 		}
 	}
 	if _, _, err := ParseRef("demo/" + strings.Repeat("a", 63)); err != nil {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
 	"github.com/velohq/velo/internal/state"
@@ -22,14 +23,14 @@ func utc(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000 UT
 func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d storage.Driver, parent state.Branch, b *state.Branch, target time.Time) error {
 	now := time.Now()
 	if target.After(now) {
-		return fmt.Errorf("%w: --pitr %s is in the future (now is %s)", ErrInvalid, utc(target), utc(now))
+		return errdefs.Invalid("--pitr %s is in the future (now is %s)", utc(target), utc(now))
 	}
 	snaps, err := e.volumeSnapshots(ctx, p, parent.VolumeID)
 	if err != nil {
 		return err
 	}
 	if len(snaps) == 0 {
-		return fmt.Errorf("%w: %s/%s has no snapshot to recover from; make one with velo snapshot create %s/%s (recovery reaches moments after it)", ErrRefused, p.Name, parent.Name, p.Name, parent.Name)
+		return errdefs.FailedPrecondition("%s/%s has no snapshot to recover from; make one with velo snapshot create %s/%s (recovery reaches moments after it)", p.Name, parent.Name, p.Name, parent.Name)
 	}
 	var base *state.Snapshot
 	for i := range snaps { // newest first
@@ -40,7 +41,7 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 	}
 	if base == nil {
 		oldest := snaps[len(snaps)-1].CreatedAt
-		return fmt.Errorf("%w: --pitr %s is before the oldest snapshot of %s/%s; the earliest reachable moment is %s", ErrRefused, utc(target), p.Name, parent.Name, utc(oldest))
+		return errdefs.FailedPrecondition("--pitr %s is before the oldest snapshot of %s/%s; the earliest reachable moment is %s", utc(target), p.Name, parent.Name, utc(oldest))
 	}
 	if err := e.requireSpace(ctx, p, d, "a WAL switch of "+p.Name+"/"+parent.Name+" and a new server"); err != nil {
 		return err
@@ -65,12 +66,12 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 	} else {
 		newest := newestSegment(archive)
 		if newest == "" {
-			return fmt.Errorf("%w: %s/%s's WAL archive %s is empty: no moment after its snapshot is reachable", ErrRefused, p.Name, parent.Name, archive)
+			return errdefs.FailedPrecondition("%s/%s's WAL archive %s is empty: no moment after its snapshot is reachable", p.Name, parent.Name, archive)
 		}
 		segs, _ := segments(archive)
 		latest := segs[len(segs)-1].Time
 		if target.After(latest) {
-			return fmt.Errorf("%w: --pitr %s is after the newest archived WAL of %s/%s (it is stopped); the latest reachable moment is %s", ErrRefused, utc(target), p.Name, parent.Name, utc(latest))
+			return errdefs.FailedPrecondition("--pitr %s is after the newest archived WAL of %s/%s (it is stopped); the latest reachable moment is %s", utc(target), p.Name, parent.Name, utc(latest))
 		}
 	}
 	recovery := map[string]string{

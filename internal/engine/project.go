@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
 	"github.com/velohq/velo/internal/state"
@@ -78,7 +79,7 @@ func conn(p state.Project, b state.Branch, withPassword bool) Conn {
 // to 24h (Postgres's archive_timeout counts seconds; 0 would turn it off).
 func ValidateArchiveTimeout(d time.Duration) error {
 	if d < time.Second || d > 24*time.Hour || d%time.Second != 0 {
-		return fmt.Errorf("%w: --archive-timeout %s must be whole seconds between 1s and 24h", ErrInvalid, d)
+		return errdefs.Invalid("--archive-timeout %s must be whole seconds between 1s and 24h", d)
 	}
 	return nil
 }
@@ -93,7 +94,7 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 		return Conn{}, err
 	}
 	if o.Image != "" {
-		return Conn{}, fmt.Errorf("%w: --image needs the Docker runtime, which Velo does not have yet; use --pg-version N to pick a host Postgres", ErrInvalid)
+		return Conn{}, errdefs.Invalid("--image needs the Docker runtime, which Velo does not have yet; use --pg-version N to pick a host Postgres")
 	}
 	if o.ArchiveTimeout == 0 {
 		o.ArchiveTimeout = time.Minute
@@ -102,7 +103,7 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 		return Conn{}, err
 	}
 	if o.PGVersion < 0 {
-		return Conn{}, fmt.Errorf("%w: --pg-version %d is not a Postgres major version", ErrInvalid, o.PGVersion)
+		return Conn{}, errdefs.Invalid("--pg-version %d is not a Postgres major version", o.PGVersion)
 	}
 	listen, err := parseListen(o.Listen)
 	if err != nil {
@@ -114,14 +115,17 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 	var result Conn
 	err = e.mutate(ctx, func(op *op) error {
 		if _, err := e.Store.Q().Project(ctx, o.Name); err == nil {
-			return fmt.Errorf("%w: project %s already exists; see velo project get %s", ErrExists, o.Name, o.Name)
-		} else if !errors.Is(err, state.ErrNotFound) {
+			return errdefs.AlreadyExists("project %s already exists; see velo project get %s", o.Name, o.Name)
+		} else if !errors.Is(err, errdefs.ErrNotFound) {
 			return err
 		}
 		e.Progress.Title("Creating project %s...", o.Name)
 		in, err := e.install(ctx, o.PGVersion)
-		if err != nil {
-			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		if errors.Is(err, errdefs.ErrEnvironment) {
+			// A major that is not there is, at create, a wrong --pg-version.
+			return errdefs.Mark(errdefs.ErrInvalid, err)
+		} else if err != nil {
+			return err
 		}
 		u, err := e.osUser()
 		if err != nil {
@@ -181,9 +185,9 @@ func (e *Engine) selectStorage(ctx context.Context, o CreateProjectOptions, p *s
 			return err
 		}
 		p.Driver, p.Pool = driverName, pool
-		if _, err = e.driver(ctx, *p); errors.Is(err, storage.ErrUnsupported) || errors.Is(err, storage.ErrNotFound) {
+		if _, err = e.openDriver(ctx, p.Driver, p.Pool); errors.Is(err, errdefs.ErrUnsupported) || errors.Is(err, errdefs.ErrNotFound) {
 			// The pool the user named cannot hold this driver's volumes.
-			return fmt.Errorf("%w: %v", ErrInvalid, err)
+			return errdefs.Mark(errdefs.ErrInvalid, err)
 		}
 		return err
 	})
@@ -277,7 +281,7 @@ func (e *Engine) DeleteProject(ctx context.Context, name string, force bool) err
 			}
 		}
 		if len(others) > 0 && !force {
-			return fmt.Errorf("%w: project %s has %s besides main (%s); add --force to delete them too", ErrRefused, p.Name, plural(len(others), "branch", "branches"), strings.Join(others, ", "))
+			return errdefs.FailedPrecondition("project %s has %s besides main (%s); add --force to delete them too", p.Name, plural(len(others), "branch", "branches"), strings.Join(others, ", "))
 		}
 		e.Progress.Title("Deleting project %s...", p.Name)
 		d, err := e.driver(ctx, p)
@@ -313,11 +317,18 @@ func (e *Engine) DeleteProject(ctx context.Context, name string, force bool) err
 	})
 }
 
+// plural is n and its noun: "1 branch", "2 branches".
 func plural(n int, one, many string) string {
+	return fmt.Sprintf("%d %s", n, form(n, one, many))
+}
+
+// form is the words for one or for many, without the count: "that branch
+// was", "those branches were".
+func form(n int, one, many string) string {
 	if n == 1 {
-		return "1 " + one
+		return one
 	}
-	return fmt.Sprintf("%d %s", n, many)
+	return many
 }
 
 // ProjectInfo is what `project list` and `project get` show.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jackc/pgpassfile"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
 	"github.com/velohq/velo/internal/state"
@@ -32,10 +33,10 @@ func (e *Engine) RefreshProject(ctx context.Context, name string) error {
 		}
 		switch {
 		case p.Source == nil:
-			return fmt.Errorf("%w: project %s was made empty, not imported: there is no source to refresh from; make an imported project with velo project create NAME --from SOURCE --logical", ErrRefused, p.Name)
+			return errdefs.FailedPrecondition("project %s was made empty, not imported: there is no source to refresh from; make an imported project with velo project create NAME --from SOURCE --logical", p.Name)
 		case p.Source.Mode != ModeLogical:
 			return fmt.Errorf("%w: project %s is a physical import; velo project refresh takes a new copy of logical imports (--logical) only; a following main stays current by itself, and a --no-follow one is taken again with velo project delete %s then velo project create %s --from SOURCE --no-follow",
-				ErrRefused, p.Name, p.Name, p.Name)
+				errdefs.ErrFailedPrecondition, p.Name, p.Name, p.Name)
 		}
 		b, err := e.branch(ctx, p, MainBranch)
 		if err != nil {
@@ -57,7 +58,7 @@ func (e *Engine) RefreshProject(ctx context.Context, name string) error {
 		}
 		if f.major > p.PGMajor {
 			return fmt.Errorf("%w: the source now runs PostgreSQL %s, newer than project %s's %d; a dump loads only into the same major or a newer one: import it into a new project with velo project create NAME --from SOURCE --logical",
-				ErrRefused, f.version, p.Name, p.PGMajor)
+				errdefs.ErrFailedPrecondition, f.version, p.Name, p.PGMajor)
 		}
 		in, err := e.install(ctx, p.PGMajor)
 		if err != nil {

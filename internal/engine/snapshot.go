@@ -2,13 +2,14 @@ package engine
 
 import (
 	"context"
-	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"time"
 	"unicode"
 	"unicode/utf8"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/state"
 	"github.com/velohq/velo/internal/storage"
 )
@@ -29,11 +30,11 @@ type SnapshotInfo struct {
 // ValidateLabel checks a snapshot label: printable text up to 100 characters.
 func ValidateLabel(l string) error {
 	if !utf8.ValidString(l) || utf8.RuneCountInString(l) > 100 {
-		return fmt.Errorf("%w: label %s: labels are printable text of at most 100 characters", ErrInvalid, quote(l))
+		return errdefs.Invalid("label %s: labels are printable text of at most 100 characters", quote(l))
 	}
 	for _, r := range l {
 		if !unicode.IsPrint(r) {
-			return fmt.Errorf("%w: label %s holds a control character: labels are printable text of at most 100 characters", ErrInvalid, quote(l))
+			return errdefs.Invalid("label %s holds a control character: labels are printable text of at most 100 characters", quote(l))
 		}
 	}
 	return nil
@@ -143,11 +144,47 @@ func (e *Engine) projectSnapshots(ctx context.Context, p state.Project) ([]Snaps
 	return out, nil
 }
 
+// clonesOf names what was made from snapshot id: the branches whose record
+// says so, and the volumes the storage lists as its clones (by their
+// branch's name, or as a volume when no branch has it). One listing, where
+// projectSnapshots reads the usage of every snapshot.
+func (e *Engine) clonesOf(ctx context.Context, p state.Project, d storage.Driver, id string) ([]string, error) {
+	branches, err := e.Store.Q().Branches(ctx, p.ID)
+	if err != nil {
+		return nil, err
+	}
+	entries, err := d.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	byVolume := map[string]string{}
+	var out []string
+	for _, b := range branches {
+		byVolume[b.VolumeID] = p.Name + "/" + b.Name
+		if b.OriginSnapshotID == id {
+			out = append(out, p.Name+"/"+b.Name)
+		}
+	}
+	for _, en := range entries {
+		if en.Kind != storage.KindVolume || en.Origin != id {
+			continue
+		}
+		name, ok := byVolume[en.ID]
+		if !ok {
+			name = "volume " + en.ID + " (no branch has it; see velo doctor)"
+		}
+		if !slices.Contains(out, name) {
+			out = append(out, name)
+		}
+	}
+	return out, nil
+}
+
 // ValidateSnapshotPrefix checks what names a snapshot: its ID or a prefix
 // of it, 4 to 64 characters of a-z and 0-9.
 func ValidateSnapshotPrefix(prefix string) error {
 	if len(prefix) < 4 || len(prefix) > 64 || strings.IndexFunc(prefix, func(r rune) bool { return !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9') }) >= 0 {
-		return fmt.Errorf("%w: snapshot ID %s: give the ID or a unique prefix of at least 4 characters (a-z, 0-9), as velo snapshot list shows", ErrInvalid, quote(prefix))
+		return errdefs.Invalid("snapshot ID %s: give the ID or a unique prefix of at least 4 characters (a-z, 0-9), as velo snapshot list shows", quote(prefix))
 	}
 	return nil
 }
@@ -178,7 +215,7 @@ func pickSnapshot(all []state.Snapshot, prefix string) (state.Snapshot, error) {
 	}
 	switch len(found) {
 	case 0:
-		return state.Snapshot{}, fmt.Errorf("%w: no snapshot has an ID starting with %s; see velo snapshot list", ErrNotFound, prefix)
+		return state.Snapshot{}, errdefs.NotFound("no snapshot has an ID starting with %s; see velo snapshot list", prefix)
 	case 1:
 		return found[0], nil
 	}
@@ -186,7 +223,7 @@ func pickSnapshot(all []state.Snapshot, prefix string) (state.Snapshot, error) {
 	for _, s := range found {
 		ids = append(ids, s.ID)
 	}
-	return state.Snapshot{}, fmt.Errorf("%w: %s is the start of %d snapshot IDs (%s); give more characters", ErrInvalid, prefix, len(found), strings.Join(ids, ", "))
+	return state.Snapshot{}, errdefs.Invalid("%s is the start of %d snapshot IDs (%s); give more characters", prefix, len(found), strings.Join(ids, ", "))
 }
 
 // DeleteSnapshot destroys a snapshot no branch was cloned from.
@@ -209,18 +246,17 @@ func (e *Engine) DeleteSnapshot(ctx context.Context, prefix string) (string, err
 		if err != nil {
 			return err
 		}
-		infos, err := e.projectSnapshots(ctx, p)
-		if err != nil {
-			return err
-		}
-		for _, in := range infos {
-			if in.ID == s.ID && len(in.Clones) > 0 {
-				return fmt.Errorf("%w: snapshot %s is where %s came from; delete %s first", ErrRefused, s.ID, strings.Join(in.Clones, ", "), plural(len(in.Clones), "that branch", "those branches"))
-			}
-		}
 		d, err := e.driver(ctx, p)
 		if err != nil {
 			return err
+		}
+		clones, err := e.clonesOf(ctx, p, d, s.ID)
+		if err != nil {
+			return err
+		}
+		if len(clones) > 0 {
+			return errdefs.FailedPrecondition("snapshot %s is where %s %s made from; delete %s first",
+				s.ID, strings.Join(clones, ", "), form(len(clones), "was", "were"), form(len(clones), "that branch", "those branches"))
 		}
 		return e.destroySnapshot(ctx, op, p, d, s)
 	})
@@ -256,15 +292,27 @@ type KeptSnapshot struct {
 	Reason string `json:"reason"`
 }
 
+// CheckCleanupScope refuses a snapshot cleanup that names neither a branch
+// nor --all, or both.
+func CheckCleanupScope(ref string, all bool) error {
+	switch {
+	case ref == "" && !all:
+		return errdefs.Invalid("name the branch whose snapshots to clean up (velo snapshot cleanup P/B --days N), or give --all for every branch")
+	case ref != "" && all:
+		return errdefs.Invalid("name a branch (velo snapshot cleanup P/B --days N) or give --all, not both")
+	}
+	return nil
+}
+
 // CleanupSnapshots destroys the snapshots older than days that nothing
 // depends on, of one branch or of all (ref ""); dryRun only lists them.
 func (e *Engine) CleanupSnapshots(ctx context.Context, ref string, all bool, days int, dryRun bool) (CleanupResult, error) {
 	res := CleanupResult{Removed: []SnapshotInfo{}, Kept: []KeptSnapshot{}, DryRun: dryRun}
-	if (ref == "") == !all {
-		return res, fmt.Errorf("%w: name a branch (velo snapshot cleanup P/B --days N) or --all, not both", ErrInvalid)
+	if err := CheckCleanupScope(ref, all); err != nil {
+		return res, err
 	}
 	if days < 0 || days > 36500 {
-		return res, fmt.Errorf("%w: --days %d must be between 0 and 36500", ErrInvalid, days)
+		return res, errdefs.Invalid("--days %d must be between 0 and 36500", days)
 	}
 	if ref != "" {
 		if _, _, err := ParseRef(ref); err != nil {
@@ -282,7 +330,7 @@ func (e *Engine) CleanupSnapshots(ctx context.Context, ref string, all bool, day
 				continue
 			}
 			if len(in.Clones) > 0 {
-				res.Kept = append(res.Kept, KeptSnapshot{in, "branch " + strings.Join(in.Clones, ", ") + " was made from it"})
+				res.Kept = append(res.Kept, KeptSnapshot{in, form(len(in.Clones), "branch ", "branches ") + strings.Join(in.Clones, ", ") + form(len(in.Clones), " was", " were") + " made from it"})
 				continue
 			}
 			res.Removed = append(res.Removed, in)

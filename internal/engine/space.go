@@ -2,17 +2,12 @@ package engine
 
 import (
 	"context"
-	"errors"
-	"fmt"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/state"
 	"github.com/velohq/velo/internal/storage"
 	"github.com/velohq/velo/internal/ui"
 )
-
-// ErrNoSpace is a pool too full for the work asked (exit code 1: nothing
-// is wrong with the input, and freeing space makes the same command work).
-var ErrNoSpace = errors.New("no space left")
 
 // minPoolFree is the free space below which Velo starts no work that makes
 // the Postgres servers of a pool write (a CHECKPOINT, the backup protocol,
@@ -31,6 +26,8 @@ func (e *Engine) requireSpace(ctx context.Context, p state.Project, d storage.Dr
 	if err != nil || st.Free >= minPoolFree {
 		return nil
 	}
-	return fmt.Errorf("%w on pool %s (project %s): %s free of %s, under the %s Velo keeps free so that the Postgres servers there can write their WAL; %s now could stop them; free space first with velo branch delete or velo snapshot delete (velo status shows what uses it), then retry",
-		ErrNoSpace, st.Name, p.Name, ui.Bytes(st.Free), ui.Bytes(st.Size), ui.Bytes(minPoolFree), what)
+	// errdefs.ErrNoSpace, exit code 1: nothing is wrong with the input, and
+	// freeing space makes the same command work.
+	return errdefs.NoSpace("no space left on pool %s (project %s): %s free of %s, under the %s Velo keeps free so that the Postgres servers there can write their WAL; %s now could stop them; free space first with velo branch delete or velo snapshot delete (velo status shows what uses it), then retry",
+		st.Name, p.Name, ui.Bytes(st.Free), ui.Bytes(st.Size), ui.Bytes(minPoolFree), what)
 }

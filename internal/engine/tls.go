@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
 	"github.com/velohq/velo/internal/state"
@@ -35,11 +36,11 @@ func (e *Engine) caCert(p state.Project) string {
 func parseListen(s string) ([]string, error) {
 	addrs, err := pg.ParseListen(s)
 	if err != nil {
-		return nil, fmt.Errorf("%w: --listen %v", ErrInvalid, err)
+		return nil, errdefs.Invalid("--listen %v", err)
 	}
 	for _, a := range addrs {
 		if ip, err := netip.ParseAddr(a); err == nil && !pg.HostHasAddress(ip) {
-			return nil, fmt.Errorf("%w: --listen %s: no network interface of this host has that address (ip -brief address lists them); --listen must be %s", ErrInvalid, a, pg.ListenRule)
+			return nil, errdefs.Invalid("--listen %s: no network interface of this host has that address (ip -brief address lists them); --listen must be %s", a, pg.ListenRule)
 		}
 	}
 	return addrs, nil

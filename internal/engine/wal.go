@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
 	"github.com/velohq/velo/internal/state"
@@ -165,7 +166,7 @@ func ParseTime(s string, now time.Time) (t time.Time, zoned bool, err error) {
 		// Bounded per unit: n weeks must not overflow into the future.
 		n, err := strconv.ParseInt(m[1], 10, 64)
 		if err != nil || n > int64(maxBack/unit) {
-			return time.Time{}, true, fmt.Errorf("%w: time %s is too far back: relative times reach back at most 100 years (36500 days)", ErrInvalid, quote(s))
+			return time.Time{}, true, errdefs.Invalid("time %s is too far back: relative times reach back at most 100 years (36500 days)", quote(s))
 		}
 		return now.Add(-time.Duration(n) * unit), true, nil
 	}
@@ -179,7 +180,7 @@ func ParseTime(s string, now time.Time) (t time.Time, zoned bool, err error) {
 			return t, false, nil
 		}
 	}
-	return time.Time{}, false, fmt.Errorf("%w: time %s: use RFC 3339 (2025-10-07T14:30:00Z, offsets honoured; no zone means UTC) or a relative time (2 hours ago, 30m ago, 1d)", ErrInvalid, quote(s))
+	return time.Time{}, false, errdefs.Invalid("time %s: use RFC 3339 (2025-10-07T14:30:00Z, offsets honoured; no zone means UTC) or a relative time (2 hours ago, 30m ago, 1d)", quote(s))
 }
 
 // WALInfo describes one branch's archive.
@@ -303,7 +304,7 @@ func (e *Engine) CleanupWAL(ctx context.Context, ref string, days int, dryRun bo
 		return res, err
 	}
 	if days < 0 || days > 36500 {
-		return res, fmt.Errorf("%w: --days %d must be between 0 and 36500", ErrInvalid, days)
+		return res, errdefs.Invalid("--days %d must be between 0 and 36500", days)
 	}
 	cutoff := time.Now().Add(-time.Duration(days) * 24 * time.Hour)
 	err := e.mutate(ctx, func(op *op) error {

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/velohq/velo/internal/errdefs"
 )
 
 // FuzzParseSize: velo setup --size never panics or overflows; what it
@@ -17,7 +19,7 @@ func FuzzParseSize(f *testing.F) {
 	f.Fuzz(func(t *testing.T, s string) {
 		n, err := ParseSize(s)
 		if err != nil {
-			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "give a positive size such as 20G, 512M or 1T") || len(err.Error()) > 300 {
+			if !errors.Is(err, errdefs.ErrInvalid) || !strings.Contains(err.Error(), "give a positive size such as 20G, 512M or 1T") || len(err.Error()) > 300 {
 				t.Fatalf("ParseSize(%q): %v", s, err)
 			}
 			return

@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/ui"
 )
 
@@ -48,27 +49,24 @@ func ParseSize(s string) (int64, error) {
 	}
 	n, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || n <= 0 || n > (1<<62)/mult {
-		return 0, fmt.Errorf("%w: size %s: give a positive size such as 20G, 512M or 1T (at most 4096P)", ErrInvalid, ui.Quote(orig))
+		return 0, errdefs.Invalid("size %s: give a positive size such as 20G, 512M or 1T (at most 4096P)", ui.Quote(orig))
 	}
 	return n * mult, nil
 }
-
-// ErrInvalid marks options that can never work: nothing was done.
-var ErrInvalid = errors.New("invalid setup option")
 
 // checkPath checks a path given on the command line: absolute, and
 // printable, since it goes into /etc/fstab lines and messages.
 func checkPath(flag, p string) error {
 	if !filepath.IsAbs(p) {
-		return fmt.Errorf("%w: --%s %s must be an absolute path", ErrInvalid, flag, ui.Quote(p))
+		return errdefs.Invalid("--%s %s must be an absolute path", flag, ui.Quote(p))
 	}
 	for _, r := range p {
 		if !unicode.IsPrint(r) || r == utf8.RuneError {
-			return fmt.Errorf("%w: --%s %s holds a character that is not printable: paths must be printable text", ErrInvalid, flag, ui.Quote(p))
+			return errdefs.Invalid("--%s %s holds a character that is not printable: paths must be printable text", flag, ui.Quote(p))
 		}
 	}
 	if len(p) > 4095 {
-		return fmt.Errorf("%w: --%s %s is longer than a path can be (4095 bytes)", ErrInvalid, flag, ui.Quote(p))
+		return errdefs.Invalid("--%s %s is longer than a path can be (4095 bytes)", flag, ui.Quote(p))
 	}
 	return nil
 }
@@ -90,10 +88,10 @@ func (o PoolFileOptions) mountPoint() string {
 // unknown filesystem or a size that is not positive.
 func (o PoolFileOptions) Validate() error {
 	if o.FS != "btrfs" && o.FS != "xfs" {
-		return fmt.Errorf("%w: --fs %s: choose btrfs or xfs", ErrInvalid, ui.Quote(o.FS))
+		return errdefs.Invalid("--fs %s: choose btrfs or xfs", ui.Quote(o.FS))
 	}
 	if o.Size <= 0 {
-		return fmt.Errorf("%w: --size must be positive, such as 20G", ErrInvalid)
+		return errdefs.Invalid("--size must be positive, such as 20G")
 	}
 	if err := checkPath("pool-file", o.File); err != nil {
 		return err
@@ -104,7 +102,7 @@ func (o PoolFileOptions) Validate() error {
 		}
 	}
 	if st, err := os.Stat(o.File); err == nil && !st.Mode().IsRegular() {
-		return fmt.Errorf("%w: --pool-file %s is not a regular file; give the path of an image file (made if missing)", ErrInvalid, ui.Quote(o.File))
+		return errdefs.Invalid("--pool-file %s is not a regular file; give the path of an image file (made if missing)", ui.Quote(o.File))
 	}
 	m := o.mountPoint()
 	if mounted(m) {
@@ -112,10 +110,10 @@ func (o PoolFileOptions) Validate() error {
 	}
 	if st, err := os.Stat(m); err == nil {
 		if !st.IsDir() {
-			return fmt.Errorf("%w: mount point %s is not a directory; name a new or empty one with --mount", ErrInvalid, ui.Quote(m))
+			return errdefs.Invalid("mount point %s is not a directory; name a new or empty one with --mount", ui.Quote(m))
 		}
 		if entries, err := os.ReadDir(m); err != nil || len(entries) > 0 {
-			return fmt.Errorf("%w: mount point %s is not empty, and mounting the pool there would hide what it holds; name a new or empty directory with --mount", ErrInvalid, ui.Quote(m))
+			return errdefs.Invalid("mount point %s is not empty, and mounting the pool there would hide what it holds; name a new or empty directory with --mount", ui.Quote(m))
 		}
 	}
 	return nil
@@ -137,7 +135,7 @@ func PoolFile(ctx context.Context, o PoolFileOptions, args []string) (string, []
 	}
 	o.Mount = o.mountPoint()
 	if os.Geteuid() != 0 {
-		return "", nil, fmt.Errorf("%w: making a loop-mounted pool needs root; run: sudo velo %s", ErrNeedsRoot, strings.Join(args, " "))
+		return "", nil, errdefs.Mark(ErrNeedsRoot, fmt.Errorf("making a loop-mounted pool needs root; run: sudo velo %s", strings.Join(args, " ")))
 	}
 	var did []string
 	if mounted(o.Mount) {
@@ -263,7 +261,7 @@ WantedBy=multi-user.target
 		return []string{path + " is already in place"}, maybeEnable(ctx, o)
 	}
 	if err := os.MkdirAll(o.Dir, 0o755); err != nil || unix.Access(o.Dir, unix.W_OK) != nil {
-		return nil, fmt.Errorf("%w: writing %s needs root; run: sudo velo %s", ErrNeedsRoot, path, strings.Join(args, " "))
+		return nil, errdefs.Mark(ErrNeedsRoot, fmt.Errorf("writing %s needs root; run: sudo velo %s", path, strings.Join(args, " ")))
 	}
 	tmp := path + ".tmp"
 	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {

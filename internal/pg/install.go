@@ -18,15 +18,13 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/velohq/velo/internal/errdefs"
 )
 
 // BinEnv names the environment variable holding a colon-separated list of
 // Postgres bin directories, searched before the usual places.
 const BinEnv = "VELO_PG_BIN"
-
-// ErrNotInstalled is the kind of error Pick returns when the wanted major
-// version (or any version) is not installed.
-var ErrNotInstalled = errors.New("postgresql not installed")
 
 // Install is one Postgres installation: a bin directory holding initdb and
 // postgres of one major version.
@@ -225,8 +223,9 @@ func ParseVersion(out string) (major int, version string, err error) {
 }
 
 // Pick returns the install of the given major version, or of the highest
-// major found when major is 0. A missing version is an ErrNotInstalled error
-// that lists what is installed.
+// major found when major is 0. A missing version is an errdefs.ErrEnvironment
+// error that lists what is installed: for a project made with it, the host
+// has changed (VELO_PG_BIN unset in a new shell, a package removed).
 func Pick(installs []Install, major int) (Install, error) {
 	if len(installs) == 0 {
 		if major == 0 {
@@ -259,12 +258,7 @@ func Pick(installs []Install, major int) (Install, error) {
 		major, strings.Join(list, ", "), BinEnv))
 }
 
-type notInstalledError string
-
-func (e notInstalledError) Error() string        { return string(e) }
-func (e notInstalledError) Is(target error) bool { return target == ErrNotInstalled }
-
-func notInstalled(msg string) error { return notInstalledError(msg) }
+func notInstalled(msg string) error { return errdefs.Environment("%s", msg) }
 
 // runQuick runs a program that answers at once (--version, --bindir) and
 // returns its standard output.

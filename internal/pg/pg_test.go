@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/velohq/velo/internal/errdefs"
 )
 
 func TestParseVersion(t *testing.T) {
@@ -50,13 +52,13 @@ func TestPick(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Errorf("Pick(16) error = %v; want %q", err, want)
 	}
-	if !errors.Is(err, ErrNotInstalled) {
-		t.Errorf("Pick(16) error is not ErrNotInstalled")
+	if !errors.Is(err, errdefs.ErrEnvironment) {
+		t.Errorf("Pick(16) error is not errdefs.ErrEnvironment")
 	}
-	if _, err := Pick(nil, 0); !errors.Is(err, ErrNotInstalled) || !strings.Contains(err.Error(), "VELO_PG_BIN") {
+	if _, err := Pick(nil, 0); !errors.Is(err, errdefs.ErrEnvironment) || !strings.Contains(err.Error(), "VELO_PG_BIN") {
 		t.Errorf("Pick(nil, 0) = %v", err)
 	}
-	if _, err := Pick(nil, 15); !errors.Is(err, ErrNotInstalled) || !strings.Contains(err.Error(), "PostgreSQL 15 is not installed") {
+	if _, err := Pick(nil, 15); !errors.Is(err, errdefs.ErrEnvironment) || !strings.Contains(err.Error(), "PostgreSQL 15 is not installed") {
 		t.Errorf("Pick(nil, 15) = %v", err)
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gofrs/flock"
+	"github.com/velohq/velo/internal/errdefs"
 )
 
 // ErrLocked is returned when another velo holds the lock past the wait.
@@ -51,8 +52,8 @@ func Acquire(ctx context.Context, home, command string, wait time.Duration, onWa
 			waited = true
 		}
 		if time.Now().After(deadline) {
-			return nil, fmt.Errorf("%w: another velo (pid %d, %q) has held %s since %s; wait for it to finish (a lock is released when its process exits, so a stale one cannot stay)",
-				ErrLocked, h.PID, h.Command, path, h.Since.Local().Format(time.DateTime))
+			return nil, errdefs.Mark(ErrLocked, fmt.Errorf("another velo (pid %d, %q) has held %s since %s; wait for it to finish (a lock is released when its process exits, so a stale one cannot stay)",
+				h.PID, h.Command, path, h.Since.Local().Format(time.DateTime)))
 		}
 		select {
 		case <-ctx.Done():

@@ -8,11 +8,13 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/velohq/velo/internal/errdefs"
 )
 
 func notFound(err error, what string) error {
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("%s: %w", what, ErrNotFound)
+		return errdefs.NotFound("%s does not exist", what)
 	}
 	return err
 }

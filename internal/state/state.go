@@ -20,9 +20,6 @@ import (
 	_ "modernc.org/sqlite"
 )
 
-// ErrNotFound is returned when a record does not exist.
-var ErrNotFound = errors.New("not found")
-
 // Store is the state database.
 type Store struct {
 	db   *sql.DB

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/velohq/velo/internal/errdefs"
 )
 
 func TestRecordsRoundTrip(t *testing.T) {
@@ -50,7 +52,7 @@ func TestRecordsRoundTrip(t *testing.T) {
 	if err != nil || got != dev {
 		t.Errorf("Branch = %+v, %v; want %+v", got, err, dev)
 	}
-	if _, err := s.Q().Branch(ctx, "p1", "nope"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Q().Branch(ctx, "p1", "nope"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("missing branch: %v", err)
 	}
 	// A duplicate port is refused by the schema, and the transaction changes nothing.
@@ -63,7 +65,7 @@ func TestRecordsRoundTrip(t *testing.T) {
 	if err == nil {
 		t.Fatal("duplicate port accepted")
 	}
-	if _, err := s.Q().Project(ctx, "other"); !errors.Is(err, ErrNotFound) {
+	if _, err := s.Q().Project(ctx, "other"); !errors.Is(err, errdefs.ErrNotFound) {
 		t.Errorf("failed transaction left a project: %v", err)
 	}
 	ports, _ := s.Q().Ports(ctx)

@@ -29,7 +29,7 @@
 //   - a snapshot that a live clone was made from cannot be destroyed;
 //   - a volume that has snapshots cannot be destroyed.
 //
-// Both refusals wrap ErrFailedPrecondition and name the dependents. So
+// Both refusals wrap errdefs.ErrFailedPrecondition and name the dependents. So
 // removal goes leaves first: clones, then their snapshots, then the volume.
 //
 // # Consistency
@@ -51,7 +51,7 @@
 //	p, _ := d.CreateVolume(ctx, "v1")      // write files under p
 //	_ = d.Snapshot(ctx, "v1", "s1")
 //	q, _ := d.Clone(ctx, "s1", "v2")       // q holds v1's files as of s1
-//	_ = d.DestroySnapshot(ctx, "s1")       // ErrFailedPrecondition: clone v2
+//	_ = d.DestroySnapshot(ctx, "s1")       // errdefs.ErrFailedPrecondition: clone v2
 //	_ = d.DestroyVolume(ctx, "v2")
 //	_ = d.DestroySnapshot(ctx, "s1")
 //	_ = d.DestroyVolume(ctx, "v1")
@@ -59,18 +59,9 @@ package storage
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"regexp"
-)
 
-// Error kinds. Drivers wrap them with %w.
-var (
-	ErrNotFound           = errors.New("not found")
-	ErrAlreadyExists      = errors.New("already exists")
-	ErrFailedPrecondition = errors.New("failed precondition")
-	ErrInvalidArgument    = errors.New("invalid argument")
-	ErrUnsupported        = errors.New("unsupported")
+	"github.com/velohq/velo/internal/errdefs"
 )
 
 // Capabilities are what a driver declares about itself; callers and tests
@@ -130,16 +121,16 @@ type Driver interface {
 	Capabilities() Capabilities
 
 	// CreateVolume makes an empty writable volume and returns its path.
-	// ErrAlreadyExists if id names a volume or snapshot.
+	// errdefs.ErrAlreadyExists if id names a volume or snapshot.
 	CreateVolume(ctx context.Context, id string) (string, error)
 	// Snapshot takes a read-only point-in-time image of volume volumeID.
-	// ErrNotFound if the volume is missing; ErrAlreadyExists if snapshotID is taken.
+	// errdefs.ErrNotFound if the volume is missing; errdefs.ErrAlreadyExists if snapshotID is taken.
 	Snapshot(ctx context.Context, volumeID, snapshotID string) error
 	// Clone makes a new writable volume from a snapshot and returns its path.
 	Clone(ctx context.Context, snapshotID, volumeID string) (string, error)
-	// DestroyVolume removes a volume; ErrFailedPrecondition while it has snapshots.
+	// DestroyVolume removes a volume; errdefs.ErrFailedPrecondition while it has snapshots.
 	DestroyVolume(ctx context.Context, id string) error
-	// DestroySnapshot removes a snapshot; ErrFailedPrecondition while clones of it live.
+	// DestroySnapshot removes a snapshot; errdefs.ErrFailedPrecondition while clones of it live.
 	DestroySnapshot(ctx context.Context, id string) error
 
 	// Path returns where volume id is mounted.
@@ -185,17 +176,17 @@ func ValidateID(id string) error {
 		if len(id) > 40 {
 			id = id[:40] + "..."
 		}
-		return fmt.Errorf("%w: storage ID %q: IDs are 1 to 64 characters of a-z, 0-9, '_' and '-', starting with a letter or digit", ErrInvalidArgument, id)
+		return errdefs.Invalid("storage ID %q: IDs are 1 to 64 characters of a-z, 0-9, '_' and '-', starting with a letter or digit", id)
 	}
 	return nil
 }
 
 // NotFound builds the error for a missing volume or snapshot.
 func NotFound(kind Kind, id string) error {
-	return fmt.Errorf("%w: %s %s", ErrNotFound, kind, id)
+	return errdefs.NotFound("%s %s does not exist", kind, id)
 }
 
 // InUse builds the error for an entry with dependents.
 func InUse(kind Kind, id string, what string, dependents []string) error {
-	return fmt.Errorf("%w: %s %s has %s %v; destroy them first", ErrFailedPrecondition, kind, id, what, dependents)
+	return errdefs.FailedPrecondition("%s %s has %s %v; destroy them first", kind, id, what, dependents)
 }

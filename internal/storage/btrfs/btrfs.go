@@ -37,6 +37,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/storage"
 	"github.com/velohq/velo/internal/storage/dirtree"
 )
@@ -45,17 +46,17 @@ import (
 const roName = "ro"
 
 // New returns a btrfs driver keeping its subvolumes under root. It refuses,
-// wrapping storage.ErrUnsupported, when root (or its nearest existing
+// wrapping errdefs.ErrUnsupported, when root (or its nearest existing
 // parent) is not on btrfs or the btrfs command is missing.
 func New(root string) (*dirtree.Tree, error) {
 	if !filepath.IsAbs(root) {
-		return nil, fmt.Errorf("%w: storage root %q is not an absolute path", storage.ErrInvalidArgument, root)
+		return nil, errdefs.Invalid("storage root %q is not an absolute path", root)
 	}
 	if err := onBtrfs(root); err != nil {
 		return nil, err
 	}
 	if _, err := exec.LookPath("btrfs"); err != nil {
-		return nil, fmt.Errorf("%w: btrfs storage needs the btrfs command (package btrfs-progs): %v", storage.ErrUnsupported, err)
+		return nil, errdefs.Unsupported("btrfs storage needs the btrfs command (package btrfs-progs): %v", err)
 	}
 	return dirtree.New(root, "btrfs", storage.Capabilities{AtomicSnapshot: true, SpaceEfficient: true}, ops{})
 }
@@ -71,14 +72,14 @@ func onBtrfs(path string) error {
 			break
 		}
 		if !errors.Is(err, unix.ENOENT) || p == filepath.Dir(p) {
-			return fmt.Errorf("%w: statfs %s: %w", storage.ErrUnsupported, p, err)
+			return errdefs.Unsupported("statfs %s: %w", p, err)
 		}
 		p = filepath.Dir(p)
 	}
 	// Through uint32: Statfs_t.Type is int32 on some platforms, and the
 	// magic numbers are 32-bit.
 	if magic := uint32(st.Type); magic != unix.BTRFS_SUPER_MAGIC {
-		return fmt.Errorf("%w: %s is on %s, not btrfs; choose a path on a btrfs filesystem, or the reflink or copy driver", storage.ErrUnsupported, path, fsName(magic))
+		return errdefs.Unsupported("%s is on %s, not btrfs; choose a path on a btrfs filesystem, or the reflink or copy driver", path, fsName(magic))
 	}
 	return nil
 }
@@ -204,7 +205,7 @@ func parseDu(out []byte) (storage.Usage, error) {
 			return storage.Usage{Exclusive: excl, Referenced: total}, nil
 		}
 	}
-	return storage.Usage{}, fmt.Errorf("%w: unexpected output of btrfs filesystem du: %q", storage.ErrFailedPrecondition, out)
+	return storage.Usage{}, errdefs.FailedPrecondition("unexpected output of btrfs filesystem du: %q", out)
 }
 
 // run runs the btrfs command; its error carries btrfs's own words and the
@@ -221,16 +222,19 @@ func run(ctx context.Context, args ...string) ([]byte, error) {
 		err = ctx.Err()
 	}
 	msg := strings.TrimSpace(stderr.String())
-	kind := storage.ErrFailedPrecondition
+	// Any other failure (permission, I/O) is the tool's own words, no kind.
+	var kind error
 	switch {
+	case strings.Contains(msg, "No space left"):
+		kind = errdefs.ErrNoSpace
 	case errors.Is(err, exec.ErrNotFound):
-		kind = storage.ErrUnsupported
+		kind = errdefs.ErrUnsupported
 	case strings.Contains(msg, "No such file or directory"):
-		kind = storage.ErrNotFound
+		kind = errdefs.ErrNotFound
 	case strings.Contains(msg, "File exists"):
-		kind = storage.ErrAlreadyExists
+		kind = errdefs.ErrAlreadyExists
 	case strings.Contains(msg, "not a btrfs filesystem"), strings.Contains(msg, "Operation not supported"), strings.Contains(msg, "Inappropriate ioctl"):
-		kind = storage.ErrUnsupported
+		kind = errdefs.ErrUnsupported
 	}
-	return nil, fmt.Errorf("%w: btrfs %s: %w: %s", kind, strings.Join(args, " "), err, msg)
+	return nil, errdefs.New(kind, "btrfs %s: %w: %s", strings.Join(args, " "), err, msg)
 }

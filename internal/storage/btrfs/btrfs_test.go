@@ -10,6 +10,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/storage"
 	"github.com/velohq/velo/internal/storage/btrfs"
 	"github.com/velohq/velo/internal/storage/storagetest"
@@ -37,7 +38,7 @@ func TestNewRefusesOtherFilesystems(t *testing.T) {
 		t.Skipf("the temporary directory %s is on btrfs (or statfs failed: %v)", dir, err)
 	}
 	_, err := btrfs.New(filepath.Join(dir, "not", "yet", "made"))
-	if !errors.Is(err, storage.ErrUnsupported) || !strings.Contains(err.Error(), "not btrfs") {
+	if !errors.Is(err, errdefs.ErrUnsupported) || !strings.Contains(err.Error(), "not btrfs") {
 		t.Errorf("New on a non-btrfs directory: %v; want ErrUnsupported saying why", err)
 	}
 }
@@ -101,7 +102,7 @@ func TestNewNeedsTheBtrfsCommand(t *testing.T) {
 	root := loopBtrfs(t)
 	t.Setenv("PATH", t.TempDir())
 	_, err := btrfs.New(root)
-	if !errors.Is(err, storage.ErrUnsupported) || !strings.Contains(err.Error(), "btrfs-progs") {
+	if !errors.Is(err, errdefs.ErrUnsupported) || !strings.Contains(err.Error(), "btrfs-progs") {
 		t.Errorf("New without the btrfs command: %v; want ErrUnsupported naming btrfs-progs", err)
 	}
 }

@@ -26,6 +26,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/storage"
 )
 
@@ -60,7 +61,7 @@ type meta struct {
 // New prepares root (creating its subdirectories) and returns the Tree.
 func New(root, name string, caps storage.Capabilities, ops Ops) (*Tree, error) {
 	if !filepath.IsAbs(root) {
-		return nil, fmt.Errorf("%w: storage root %q is not an absolute path", storage.ErrInvalidArgument, root)
+		return nil, errdefs.Invalid("storage root %q is not an absolute path", root)
 	}
 	for _, d := range []string{"", "vol", "snap", "meta", "tmp", "trash"} {
 		if err := os.MkdirAll(filepath.Join(root, d), 0o711); err != nil {
@@ -125,7 +126,7 @@ func (t *Tree) free(id string) error {
 		return err
 	}
 	if ok {
-		return fmt.Errorf("%w: %s %s", storage.ErrAlreadyExists, m.Kind, id)
+		return errdefs.AlreadyExists("%s %s already exists", m.Kind, id)
 	}
 	return nil
 }

@@ -2,45 +2,33 @@ package dirtree
 
 import (
 	"errors"
-	"fmt"
 	"io/fs"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"golang.org/x/sys/unix"
-
-	"github.com/velohq/velo/internal/storage"
 )
 
-var kinds = []error{
-	storage.ErrNotFound,
-	storage.ErrAlreadyExists,
-	storage.ErrFailedPrecondition,
-	storage.ErrInvalidArgument,
-	storage.ErrUnsupported,
-}
-
-// WithKind makes err wrap one of the storage error kinds, as the contract
-// requires of every driver error, choosing by what it wraps already (an
-// errno from a system call, say): a missing file is ErrNotFound, an existing
-// one ErrAlreadyExists, an operation the filesystem lacks ErrUnsupported,
-// and anything else (no space, permission, I/O) ErrFailedPrecondition. An
-// error that already wraps a kind is returned as it is; so is nil.
+// WithKind gives err an error kind where one fits (storage.go, Errors),
+// choosing by what it wraps already (an errno from a system call, say): a
+// missing file is ErrNotFound, an existing one ErrAlreadyExists, an
+// operation the filesystem lacks ErrUnsupported, a full filesystem
+// ErrNoSpace. Anything else (permission, I/O) is a failure, not a
+// refusal, and keeps no kind. An error that already wraps a kind is
+// returned as it is; so is nil.
 func WithKind(err error) error {
-	if err == nil {
-		return nil
+	if err == nil || errdefs.Of(err) != nil {
+		return err
 	}
-	for _, k := range kinds {
-		if errors.Is(err, k) {
-			return err
-		}
-	}
-	kind := storage.ErrFailedPrecondition
+	var kind error
 	switch {
+	case errors.Is(err, unix.ENOSPC), errors.Is(err, unix.EDQUOT):
+		kind = errdefs.ErrNoSpace
 	case errors.Is(err, fs.ErrNotExist):
-		kind = storage.ErrNotFound
+		kind = errdefs.ErrNotFound
 	case errors.Is(err, fs.ErrExist):
-		kind = storage.ErrAlreadyExists
+		kind = errdefs.ErrAlreadyExists
 	case errors.Is(err, unix.EOPNOTSUPP), errors.Is(err, unix.ENOTTY), errors.Is(err, unix.EXDEV), errors.Is(err, errors.ErrUnsupported):
-		kind = storage.ErrUnsupported
+		kind = errdefs.ErrUnsupported
 	}
-	return fmt.Errorf("%w: %w", kind, err)
+	return errdefs.Mark(kind, err)
 }

@@ -6,9 +6,8 @@ import (
 	"os"
 	"testing"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"golang.org/x/sys/unix"
-
-	"github.com/velohq/velo/internal/storage"
 )
 
 func TestWithKind(t *testing.T) {
@@ -17,12 +16,12 @@ func TestWithKind(t *testing.T) {
 		err  error
 		want error
 	}{
-		{notExist, storage.ErrNotFound},
-		{&os.PathError{Op: "mkdir", Path: "x", Err: unix.EEXIST}, storage.ErrAlreadyExists},
-		{fmt.Errorf("FICLONE: %w", unix.EOPNOTSUPP), storage.ErrUnsupported},
-		{fmt.Errorf("FICLONE: %w", unix.EXDEV), storage.ErrUnsupported},
-		{unix.ENOSPC, storage.ErrFailedPrecondition},
-		{fmt.Errorf("%w: kept", storage.ErrInvalidArgument), storage.ErrInvalidArgument},
+		{notExist, errdefs.ErrNotFound},
+		{&os.PathError{Op: "mkdir", Path: "x", Err: unix.EEXIST}, errdefs.ErrAlreadyExists},
+		{fmt.Errorf("FICLONE: %w", unix.EOPNOTSUPP), errdefs.ErrUnsupported},
+		{fmt.Errorf("FICLONE: %w", unix.EXDEV), errdefs.ErrUnsupported},
+		{unix.ENOSPC, errdefs.ErrNoSpace},
+		{errdefs.Invalid("kept"), errdefs.ErrInvalid},
 	}
 	for _, c := range cases {
 		got := WithKind(c.err)
@@ -30,10 +29,13 @@ func TestWithKind(t *testing.T) {
 			t.Errorf("WithKind(%v) = %v; want it to wrap %v and the error", c.err, got, c.want)
 		}
 	}
+	if perm := fmt.Errorf("remove: %w", unix.EPERM); WithKind(perm) != perm {
+		t.Error("a permission error was given a kind: it is a failure, not a refusal")
+	}
 	if WithKind(nil) != nil {
 		t.Error("WithKind(nil) != nil")
 	}
-	kept := fmt.Errorf("%w: kept", storage.ErrNotFound)
+	kept := errdefs.NotFound("kept")
 	if WithKind(kept) != kept {
 		t.Error("an error with a kind was wrapped again")
 	}

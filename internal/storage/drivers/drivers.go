@@ -6,7 +6,6 @@ package drivers
 import (
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/storage"
 	"github.com/velohq/velo/internal/storage/btrfs"
 	"github.com/velohq/velo/internal/storage/copy"
@@ -47,7 +47,7 @@ func Resolve(ctx context.Context, pool, force, defaultPath string) (driver, reso
 				return "zfs", pools[0], nil
 			}
 			if force == "zfs" {
-				return "", "", fmt.Errorf("%w: --storage zfs needs a pool and the host has %d ZFS pools (%s); name one with --pool", storage.ErrInvalidArgument, len(pools), strings.Join(pools, ", "))
+				return "", "", errdefs.Invalid("--storage zfs needs a pool and the host has %d ZFS pools (%s); name one with --pool", len(pools), strings.Join(pools, ", "))
 			}
 		}
 		pool = defaultPath
@@ -57,7 +57,7 @@ func Resolve(ctx context.Context, pool, force, defaultPath string) (driver, reso
 	}
 	pool = filepath.Clean(pool)
 	if force == "zfs" {
-		return "", "", fmt.Errorf("%w: --storage zfs needs --pool to name a ZFS pool, not the path %s", storage.ErrInvalidArgument, pool)
+		return "", "", errdefs.Invalid("--storage zfs needs --pool to name a ZFS pool, not the path %s", pool)
 	}
 	if force != "" {
 		return force, pool, nil
@@ -67,7 +67,7 @@ func Resolve(ctx context.Context, pool, force, defaultPath string) (driver, reso
 		if errors.As(err, &pe) {
 			err = pe.Err // the path is shown quoted, once
 		}
-		return "", "", fmt.Errorf("%w: pool directory %s: %v", storage.ErrInvalidArgument, ui.Quote(pool), err)
+		return "", "", errdefs.Invalid("pool directory %s: %v", ui.Quote(pool), err)
 	}
 	if onBtrfs(pool) {
 		if _, err := exec.LookPath("btrfs"); err == nil {
@@ -85,17 +85,17 @@ func Resolve(ctx context.Context, pool, force, defaultPath string) (driver, reso
 // no driver or does not go with the pool ("" for either is the default).
 func Check(pool, force string) error {
 	if force != "" && !valid(force) {
-		return fmt.Errorf("%w: --storage %s: choose one of %s", storage.ErrInvalidArgument, ui.Quote(force), strings.Join(Names, ", "))
+		return errdefs.Invalid("--storage %s: choose one of %s", ui.Quote(force), strings.Join(Names, ", "))
 	}
 	if pool == "" {
 		return nil
 	}
 	if !filepath.IsAbs(pool) {
 		if !zfsPoolName.MatchString(pool) {
-			return fmt.Errorf("%w: --pool %s is neither a ZFS pool name (a letter, then letters, digits, '_', '-', '.', ':') nor an absolute path", storage.ErrInvalidArgument, ui.Quote(pool))
+			return errdefs.Invalid("--pool %s is neither a ZFS pool name (a letter, then letters, digits, '_', '-', '.', ':') nor an absolute path", ui.Quote(pool))
 		}
 		if force != "" && force != "zfs" {
-			return fmt.Errorf("%w: --storage %s needs --pool to be an absolute path, not %s", storage.ErrInvalidArgument, force, ui.Quote(pool))
+			return errdefs.Invalid("--storage %s needs --pool to be an absolute path, not %s", force, ui.Quote(pool))
 		}
 		return nil
 	}
@@ -103,11 +103,11 @@ func Check(pool, force string) error {
 	// control characters, nothing a terminal would act on.
 	for _, r := range pool {
 		if !unicode.IsPrint(r) || r == utf8.RuneError {
-			return fmt.Errorf("%w: --pool %s holds a character that is not printable: pool paths must be printable text", storage.ErrInvalidArgument, ui.Quote(pool))
+			return errdefs.Invalid("--pool %s holds a character that is not printable: pool paths must be printable text", ui.Quote(pool))
 		}
 	}
 	if len(pool) > 4000 {
-		return fmt.Errorf("%w: --pool %s is longer than a pool path can be (4000 bytes)", storage.ErrInvalidArgument, ui.Quote(pool))
+		return errdefs.Invalid("--pool %s is longer than a pool path can be (4000 bytes)", ui.Quote(pool))
 	}
 	return nil
 }
@@ -124,7 +124,7 @@ func Open(ctx context.Context, driver, pool string) (storage.Driver, error) {
 	case "copy":
 		return copy.New(Root(pool))
 	}
-	return nil, fmt.Errorf("%w: unknown storage driver %q", storage.ErrUnsupported, driver)
+	return nil, errdefs.Unsupported("unknown storage driver %q", driver)
 }
 
 func valid(name string) bool {

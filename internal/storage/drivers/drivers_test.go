@@ -6,7 +6,7 @@ import (
 	"os"
 	"testing"
 
-	"github.com/velohq/velo/internal/storage"
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/storage/drivers"
 	"github.com/velohq/velo/internal/storage/storagetest"
 )
@@ -36,7 +36,7 @@ func TestResolveByFilesystem(t *testing.T) {
 			t.Errorf("Open(%s, %s) = %v", name, pool, err)
 		}
 	}
-	if _, err := drivers.Open(ctx, "reflink", plainXFS); !errors.Is(err, storage.ErrUnsupported) {
+	if _, err := drivers.Open(ctx, "reflink", plainXFS); !errors.Is(err, errdefs.ErrUnsupported) {
 		t.Errorf("reflink forced onto XFS without reflink: %v", err)
 	}
 }
@@ -51,7 +51,7 @@ func TestResolveRefusals(t *testing.T) {
 		{"../relative", ""},
 		{"has space", ""},
 	} {
-		if _, _, err := drivers.Resolve(ctx, c.pool, c.force, dir); !errors.Is(err, storage.ErrInvalidArgument) {
+		if _, _, err := drivers.Resolve(ctx, c.pool, c.force, dir); !errors.Is(err, errdefs.ErrInvalid) {
 			t.Errorf("Resolve(%q, %q) = %v; want ErrInvalidArgument", c.pool, c.force, err)
 		}
 	}

@@ -18,17 +18,18 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/storage"
 	"github.com/velohq/velo/internal/storage/dirtree"
 )
 
 // New returns a reflink driver keeping its volumes under root. It refuses,
-// wrapping storage.ErrUnsupported, when the filesystem under root cannot
+// wrapping errdefs.ErrUnsupported, when the filesystem under root cannot
 // clone files, having tried: New creates root if needed and clones a small
 // file there.
 func New(root string) (*dirtree.Tree, error) {
 	if !filepath.IsAbs(root) {
-		return nil, fmt.Errorf("%w: storage root %q is not an absolute path", storage.ErrInvalidArgument, root)
+		return nil, errdefs.Invalid("storage root %q is not an absolute path", root)
 	}
 	if err := os.MkdirAll(root, 0o711); err != nil {
 		return nil, dirtree.WithKind(fmt.Errorf("prepare storage root: %w", err))
@@ -71,7 +72,7 @@ func probe(root string) error {
 	}
 	defer dst.Close()
 	if err := unix.IoctlFileClone(int(dst.Fd()), int(src.Fd())); err != nil {
-		return fmt.Errorf("%w: the filesystem under %s cannot clone files (FICLONE: %v); XFS clones only when made with mkfs.xfs -m reflink=1 (xfs_info shows reflink=1); otherwise use the copy driver", storage.ErrUnsupported, root, err)
+		return errdefs.Unsupported("the filesystem under %s cannot clone files (FICLONE: %v); XFS clones only when made with mkfs.xfs -m reflink=1 (xfs_info shows reflink=1); otherwise use the copy driver", root, err)
 	}
 	return nil
 }

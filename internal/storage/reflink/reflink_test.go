@@ -9,6 +9,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/storage"
 	"github.com/velohq/velo/internal/storage/reflink"
 	"github.com/velohq/velo/internal/storage/storagetest"
@@ -39,7 +40,7 @@ func TestConformanceOnBtrfs(t *testing.T) {
 
 func TestNewRefusesWithoutReflink(t *testing.T) {
 	_, err := reflink.New(loopXFS(t, "0"))
-	if !errors.Is(err, storage.ErrUnsupported) || !strings.Contains(err.Error(), "cannot clone files") {
+	if !errors.Is(err, errdefs.ErrUnsupported) || !strings.Contains(err.Error(), "cannot clone files") {
 		t.Errorf("New on XFS without reflink: %v; want ErrUnsupported saying the filesystem cannot clone files", err)
 	}
 }

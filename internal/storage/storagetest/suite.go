@@ -21,6 +21,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/storage"
 )
 
@@ -443,12 +444,12 @@ func testDependencyRules(t *testing.T, d storage.Driver, p string) {
 	before := list(t, d)
 
 	err := d.DestroyVolume(c, p+"v")
-	if !errors.Is(err, storage.ErrFailedPrecondition) || !strings.Contains(fmt.Sprint(err), p+"s") {
-		t.Errorf("destroy volume with a snapshot: %v; want ErrFailedPrecondition naming %s", err, p+"s")
+	if !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(fmt.Sprint(err), p+"s") {
+		t.Errorf("destroy volume with a snapshot: %v; want errdefs.ErrFailedPrecondition naming %s", err, p+"s")
 	}
 	err = d.DestroySnapshot(c, p+"s")
-	if !errors.Is(err, storage.ErrFailedPrecondition) || !strings.Contains(fmt.Sprint(err), p+"c") {
-		t.Errorf("destroy snapshot with a clone: %v; want ErrFailedPrecondition naming %s", err, p+"c")
+	if !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(fmt.Sprint(err), p+"c") {
+		t.Errorf("destroy snapshot with a clone: %v; want errdefs.ErrFailedPrecondition naming %s", err, p+"c")
 	}
 	if after := list(t, d); !equal(before, after) {
 		t.Errorf("refusals changed the listing:\nbefore %v\nafter  %v", before, after)
@@ -467,8 +468,8 @@ func testDependencyRules(t *testing.T, d storage.Driver, p string) {
 			t.Errorf("left after destroy: %s", e)
 		}
 	}
-	if _, err := d.Path(c, p+"v"); !errors.Is(err, storage.ErrNotFound) {
-		t.Errorf("Path of destroyed volume: %v; want ErrNotFound", err)
+	if _, err := d.Path(c, p+"v"); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("Path of destroyed volume: %v; want errdefs.ErrNotFound", err)
 	}
 }
 
@@ -613,8 +614,8 @@ func testBadIDs(t *testing.T, d storage.Driver, p string) {
 		_, calls["Path"] = d.Path(c, bad)
 		_, calls["Usage"] = d.Usage(c, bad)
 		for name, err := range calls {
-			if !errors.Is(err, storage.ErrInvalidArgument) {
-				t.Errorf("%s(%q) = %v; want ErrInvalidArgument", name, bad, err)
+			if !errors.Is(err, errdefs.ErrInvalid) {
+				t.Errorf("%s(%q) = %v; want errdefs.ErrInvalid", name, bad, err)
 			}
 		}
 	}
@@ -631,22 +632,22 @@ func testDuplicateIDs(t *testing.T, d storage.Driver, p string) {
 	mustSnapshot(t, d, p+"v", p+"s")
 	mustVolume(t, d, p+"w")
 	before := list(t, d)
-	if _, err := d.CreateVolume(c, p+"v"); !errors.Is(err, storage.ErrAlreadyExists) {
+	if _, err := d.CreateVolume(c, p+"v"); !errors.Is(err, errdefs.ErrAlreadyExists) {
 		t.Errorf("CreateVolume of an existing volume: %v", err)
 	}
-	if _, err := d.CreateVolume(c, p+"s"); !errors.Is(err, storage.ErrAlreadyExists) {
+	if _, err := d.CreateVolume(c, p+"s"); !errors.Is(err, errdefs.ErrAlreadyExists) {
 		t.Errorf("CreateVolume named like a snapshot: %v", err)
 	}
-	if err := d.Snapshot(c, p+"v", p+"s"); !errors.Is(err, storage.ErrAlreadyExists) {
+	if err := d.Snapshot(c, p+"v", p+"s"); !errors.Is(err, errdefs.ErrAlreadyExists) {
 		t.Errorf("Snapshot with an existing snapshot's ID: %v", err)
 	}
-	if err := d.Snapshot(c, p+"w", p+"s"); !errors.Is(err, storage.ErrAlreadyExists) {
+	if err := d.Snapshot(c, p+"w", p+"s"); !errors.Is(err, errdefs.ErrAlreadyExists) {
 		t.Errorf("Snapshot of another volume with a taken ID: %v", err)
 	}
-	if err := d.Snapshot(c, p+"v", p+"w"); !errors.Is(err, storage.ErrAlreadyExists) {
+	if err := d.Snapshot(c, p+"v", p+"w"); !errors.Is(err, errdefs.ErrAlreadyExists) {
 		t.Errorf("Snapshot named like a volume: %v", err)
 	}
-	if _, err := d.Clone(c, p+"s", p+"w"); !errors.Is(err, storage.ErrAlreadyExists) {
+	if _, err := d.Clone(c, p+"s", p+"w"); !errors.Is(err, errdefs.ErrAlreadyExists) {
 		t.Errorf("Clone onto an existing volume: %v", err)
 	}
 	if after := list(t, d); !equal(before, after) {
@@ -674,8 +675,8 @@ func testNotFound(t *testing.T, d storage.Driver, p string) {
 	_, calls["Path"] = d.Path(c, p+"missing")
 	_, calls["Usage"] = d.Usage(c, p+"missing")
 	for name, err := range calls {
-		if !errors.Is(err, storage.ErrNotFound) {
-			t.Errorf("%s: %v; want ErrNotFound", name, err)
+		if !errors.Is(err, errdefs.ErrNotFound) {
+			t.Errorf("%s: %v; want errdefs.ErrNotFound", name, err)
 		}
 	}
 	if !has(t, d, storage.KindVolume, p+"v", "") || !has(t, d, storage.KindSnapshot, p+"s", p+"v") {

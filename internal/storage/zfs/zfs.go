@@ -29,6 +29,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/storage"
 )
 
@@ -60,21 +61,23 @@ var poolName = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9_.:-]*$`)
 // not usable (ErrFailedPrecondition). It creates POOL/velo when missing.
 func New(ctx context.Context, pool string) (*Driver, error) {
 	if !poolName.MatchString(pool) {
-		return nil, fmt.Errorf("%w: %q is not a ZFS pool name", storage.ErrInvalidArgument, pool)
+		return nil, errdefs.Invalid("%q is not a ZFS pool name", pool)
 	}
 	for _, cmd := range []string{"zfs", "zpool"} {
 		if _, err := exec.LookPath(cmd); err != nil {
-			return nil, fmt.Errorf("%w: zfs storage needs the %s command (OpenZFS, or the zfs-fuse package): %v", storage.ErrUnsupported, cmd, err)
+			return nil, errdefs.Unsupported("zfs storage needs the %s command (OpenZFS, or the zfs-fuse package): %v", cmd, err)
 		}
 	}
 	out, err := run(ctx, "zpool", "list", "-H", "-o", "health", pool)
-	if err != nil {
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return nil, errdefs.NotFound("there is no ZFS pool %s (zpool list shows the pools); name a pool that exists, or a directory by its absolute path", pool)
+	} else if err != nil {
 		return nil, fmt.Errorf("zfs storage on pool %s: %w", pool, err)
 	}
 	// DEGRADED still serves every read and write; it has only lost
 	// redundancy, which Pool reports.
 	if h := strings.TrimSpace(out); h != "ONLINE" && h != "DEGRADED" {
-		return nil, fmt.Errorf("%w: ZFS pool %s is %s; see zpool status %s", storage.ErrFailedPrecondition, pool, h, pool)
+		return nil, errdefs.FailedPrecondition("ZFS pool %s is %s; see zpool status %s", pool, h, pool)
 	}
 	d := &Driver{pool: pool, parent: pool + "/velo"}
 	if err := d.ensureParent(ctx); err != nil {
@@ -88,14 +91,14 @@ func New(ctx context.Context, pool string) (*Driver, error) {
 // is the best they have. An existing parent keeps what it was given.
 func (d *Driver) ensureParent(ctx context.Context) error {
 	comp, err := d.parentCompression(ctx)
-	if errors.Is(err, storage.ErrNotFound) {
+	if errors.Is(err, errdefs.ErrNotFound) {
 		for _, c := range []string{"lz4", "on"} {
 			args := append(append([]string{"create"}, fixedProps...), "-o", "compression="+c, d.parent)
-			if _, err = run(ctx, "zfs", args...); err == nil || errors.Is(err, storage.ErrAlreadyExists) {
+			if _, err = run(ctx, "zfs", args...); err == nil || errors.Is(err, errdefs.ErrAlreadyExists) {
 				break
 			}
 		}
-		if err != nil && !errors.Is(err, storage.ErrAlreadyExists) {
+		if err != nil && !errors.Is(err, errdefs.ErrAlreadyExists) {
 			return fmt.Errorf("create dataset %s: %w", d.parent, err)
 		}
 		comp, err = d.parentCompression(ctx)
@@ -112,7 +115,7 @@ func (d *Driver) parentCompression(ctx context.Context) (string, error) {
 		return "", err
 	}
 	if !strings.HasPrefix(p["mountpoint"], "/") {
-		return "", fmt.Errorf("%w: dataset %s has mountpoint %q, so volumes under it would not be mounted; give it one with zfs set mountpoint=/PATH %s", storage.ErrFailedPrecondition, d.parent, p["mountpoint"], d.parent)
+		return "", errdefs.FailedPrecondition("dataset %s has mountpoint %q, so volumes under it would not be mounted; give it one with zfs set mountpoint=/PATH %s", d.parent, p["mountpoint"], d.parent)
 	}
 	return p["compression"], nil
 }
@@ -190,7 +193,7 @@ func (d *Driver) Clone(ctx context.Context, snapshotID, volumeID string) (string
 // failed call leaves nothing behind.
 func (d *Driver) make(ctx context.Context, dataset string, args []string) error {
 	_, err := run(ctx, "zfs", args...)
-	if err != nil && !errors.Is(err, storage.ErrAlreadyExists) {
+	if err != nil && !errors.Is(err, errdefs.ErrAlreadyExists) {
 		if _, gerr := getProps(ctx, dataset, "type"); gerr == nil {
 			if derr := destroy(ctx, dataset); derr != nil {
 				return fmt.Errorf("%w; removing the half-made %s: %v", err, dataset, derr)
@@ -207,7 +210,7 @@ func (d *Driver) DestroyVolume(ctx context.Context, id string) error {
 	// The volume and its own snapshots only, rather than the inventory
 	// of the pool: a listing whose time grows with every branch.
 	out, err := run(ctx, "zfs", "list", "-H", "-o", "name", "-t", "filesystem,snapshot", "-r", d.dataset(id))
-	if errors.Is(err, storage.ErrNotFound) {
+	if errors.Is(err, errdefs.ErrNotFound) {
 		return storage.NotFound(storage.KindVolume, id)
 	}
 	if err != nil {
@@ -262,14 +265,14 @@ func (d *Driver) Path(ctx context.Context, id string) (string, error) {
 		return "", err
 	}
 	p, err := getProps(ctx, d.dataset(id), "mountpoint", "mounted")
-	if errors.Is(err, storage.ErrNotFound) {
+	if errors.Is(err, errdefs.ErrNotFound) {
 		return "", storage.NotFound(storage.KindVolume, id)
 	}
 	if err != nil {
 		return "", err
 	}
 	if !strings.HasPrefix(p["mountpoint"], "/") || p["mounted"] != "yes" {
-		return "", fmt.Errorf("%w: volume %s (dataset %s) is not mounted (mountpoint %s, mounted %s); try zfs mount %s", storage.ErrFailedPrecondition, id, d.dataset(id), p["mountpoint"], p["mounted"], d.dataset(id))
+		return "", errdefs.FailedPrecondition("volume %s (dataset %s) is not mounted (mountpoint %s, mounted %s); try zfs mount %s", id, d.dataset(id), p["mountpoint"], p["mounted"], d.dataset(id))
 	}
 	return p["mountpoint"], nil
 }
@@ -309,7 +312,7 @@ func (d *Driver) Usage(ctx context.Context, id string) (storage.Usage, error) {
 	} else if _, ok := inv.volumes[id]; ok {
 		name, exclusive = d.dataset(id), []string{"usedbydataset", "usedbyrefreservation"}
 	} else {
-		return storage.Usage{}, fmt.Errorf("%w: volume or snapshot %s", storage.ErrNotFound, id)
+		return storage.Usage{}, errdefs.NotFound("volume or snapshot %s does not exist", id)
 	}
 	if err := d.syncTxg(ctx); err != nil {
 		return storage.Usage{}, err
@@ -486,10 +489,10 @@ func (d *Driver) snapshotID(origin string) string {
 // one namespace, and a snapshot ID is unique across all volumes.
 func (inv inventory) free(id string) error {
 	if _, ok := inv.volumes[id]; ok {
-		return fmt.Errorf("%w: volume %s", storage.ErrAlreadyExists, id)
+		return errdefs.AlreadyExists("volume %s already exists", id)
 	}
 	if _, ok := inv.snapshots[id]; ok {
-		return fmt.Errorf("%w: snapshot %s", storage.ErrAlreadyExists, id)
+		return errdefs.AlreadyExists("snapshot %s already exists", id)
 	}
 	return nil
 }
@@ -593,7 +596,7 @@ func run(ctx context.Context, name string, args ...string) (string, error) {
 		msg = err.Error()
 	}
 	if kind := classify(msg); kind != nil {
-		return "", fmt.Errorf("%w: %s: %s", kind, what, msg)
+		return "", errdefs.New(kind, "%s: %s", what, msg)
 	}
 	return "", fmt.Errorf("%s: %s (%v)", what, msg, err)
 }
@@ -601,15 +604,15 @@ func run(ctx context.Context, name string, args ...string) (string, error) {
 func classify(msg string) error {
 	switch {
 	case strings.Contains(msg, "does not exist"), strings.Contains(msg, "no such pool"):
-		return storage.ErrNotFound
+		return errdefs.ErrNotFound
 	case strings.Contains(msg, "already exists"):
-		return storage.ErrAlreadyExists
+		return errdefs.ErrAlreadyExists
 	case strings.Contains(msg, "busy"), strings.Contains(msg, "has children"), strings.Contains(msg, "dependent clones"):
-		return storage.ErrFailedPrecondition
+		return errdefs.ErrFailedPrecondition
 	case strings.Contains(msg, "zfs-fuse daemon is running"), strings.Contains(msg, "failed to initialize ZFS library"):
 		// No ZFS on this host after all: the commands exist but reach
 		// no kernel module or daemon.
-		return storage.ErrUnsupported
+		return errdefs.ErrUnsupported
 	}
 	return nil
 }
