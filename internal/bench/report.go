@@ -306,11 +306,7 @@ func (r *Report) hasAlternatives() bool {
 // ratio to Velo's branch create on each driver.
 func (r *Report) alternativesTable(w io.Writer) {
 	fmt.Fprintf(w, "\n### Against the alternatives: each one's median, and its ratio to `%s`\n\n", VeloCreate)
-	head := []string{"size", "database"}
-
-	for _, a := range Alternatives {
-		head = append(head, a)
-	}
+	head := append([]string{"size", "database"}, Alternatives...)
 	for _, d := range r.Drivers() {
 		head = append(head, "velo ("+d+")")
 		for _, a := range Alternatives {

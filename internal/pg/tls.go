@@ -1,7 +1,6 @@
 package pg
 
 import (
-	"bytes"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -370,9 +369,12 @@ func HostHasAddress(ip netip.Addr) bool {
 	if err != nil {
 		return false
 	}
+	want := ip.WithZone("").Unmap()
 	for _, a := range addrs {
-		if n, ok := a.(*net.IPNet); ok && bytes.Equal(n.IP.To16(), net.IP(ip.AsSlice()).To16()) {
-			return true
+		if n, ok := a.(*net.IPNet); ok {
+			if have, ok := netip.AddrFromSlice(n.IP); ok && have.Unmap() == want {
+				return true
+			}
 		}
 	}
 	return false
