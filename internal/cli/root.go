@@ -18,6 +18,7 @@ import (
 	"github.com/velohq/velo/internal/engine"
 	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/runtime/native"
+	"github.com/velohq/velo/internal/state"
 	"github.com/velohq/velo/internal/ui"
 )
 
@@ -86,7 +87,32 @@ as its own Postgres server.`,
 	root.AddCommand(newProjectCommand(g), newBranchCommand(g), newSnapshotCommand(g), newWALCommand(g), newStatusCommand(g), newDoctorCommand(g), newSetupCommand(g))
 	root.SetHelpCommand(newHelpCommand(root))
 	strictCompletion(root)
+	explainErrors(root)
 	return root
+}
+
+// explainErrors passes every command's error through explain, which knows
+// what the layers below cannot: where VELO_HOME is.
+func explainErrors(c *cobra.Command) {
+	if run := c.RunE; run != nil {
+		c.RunE = func(c *cobra.Command, args []string) error { return explain(run(c, args)) }
+	}
+	for _, sub := range c.Commands() {
+		explainErrors(sub)
+	}
+}
+
+// explain says "the disk is full, here" for a failure to write the state
+// that a full VELO_HOME caused (SQLite says only "disk I/O error").
+func explain(err error) error {
+	if err == nil {
+		return nil
+	}
+	home, herr := Home()
+	if herr != nil {
+		return err
+	}
+	return state.DiskFull(err, home)
 }
 
 // usageError is bad usage, of kind errdefs.ErrUsage (exit code 2). Every
