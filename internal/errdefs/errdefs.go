@@ -74,7 +74,8 @@ func New(k error, format string, args ...any) error {
 }
 
 // Mark gives err the kind k, keeping its text; nil stays nil, and a nil k
-// leaves err as it is.
+// leaves err as it is. k may also be a package's own sentinel
+// (state.ErrLocked), which then adds no text either.
 func Mark(k, err error) error {
 	if err == nil || k == nil {
 		return err

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/velohq/velo/internal/errdefs"
 )
 
 // Error kinds of a source: ErrSourceRefused is the source saying no to
@@ -122,7 +123,7 @@ func InspectSource(ctx context.Context, s Source, physical bool) (SourceInfo, er
 		return info, nil
 	}
 	if !info.Replication {
-		return info, fmt.Errorf("%w: role %s on %s lacks REPLICATION, which a physical import needs; on the source run ALTER ROLE %s REPLICATION, or import with --logical", ErrSourceRefused, s.User, s.Display(), quoteIdent(s.User))
+		return info, errdefs.Mark(ErrSourceRefused, fmt.Errorf("role %s on %s lacks REPLICATION, which a physical import needs; on the source run ALTER ROLE %s REPLICATION, or import with --logical", s.User, s.Display(), quoteIdent(s.User)))
 	}
 	return info, CheckReplication(ctx, s, info.ClientAddr)
 }
@@ -155,11 +156,11 @@ func (s Source) connectError(err error, replication bool, clientAddr string) err
 		if errors.Is(err, context.Canceled) {
 			return err
 		}
-		return fmt.Errorf("%w: cannot reach source %s: %s; check the host and port, that the server runs and listens there (listen_addresses) and that no firewall is in the way", ErrSourceUnreachable, s.Display(), msg)
+		return errdefs.Mark(ErrSourceUnreachable, fmt.Errorf("cannot reach source %s: %s; check the host and port, that the server runs and listens there (listen_addresses) and that no firewall is in the way", s.Display(), msg))
 	}
 	switch pgErr.Code {
 	case "28P01":
-		return fmt.Errorf("%w: source %s refused the password of role %s; give the right one in PGPASSWORD, ~/.pgpass or the service file", ErrSourceRefused, s.Display(), s.User)
+		return errdefs.Mark(ErrSourceRefused, fmt.Errorf("source %s refused the password of role %s; give the right one in PGPASSWORD, ~/.pgpass or the service file", s.Display(), s.User))
 	case "28000":
 		if strings.Contains(pgErr.Message, "pg_hba.conf") {
 			addr := clientAddr
@@ -170,18 +171,18 @@ func (s Source) connectError(err error, replication bool, clientAddr string) err
 			if replication {
 				db = "replication"
 			}
-			return fmt.Errorf("%w: source %s's pg_hba.conf lets no %sconnection in for role %s; add this line to it and reload (SELECT pg_reload_conf()):\n  %s", ErrSourceRefused, s.Display(), map[bool]string{true: "replication ", false: ""}[replication], s.User, HBALine(db, s.User, addr))
+			return errdefs.Mark(ErrSourceRefused, fmt.Errorf("source %s's pg_hba.conf lets no %sconnection in for role %s; add this line to it and reload (SELECT pg_reload_conf()):\n  %s", s.Display(), map[bool]string{true: "replication ", false: ""}[replication], s.User, HBALine(db, s.User, addr)))
 		}
 	case "42501":
 		if replication {
-			return fmt.Errorf("%w: role %s on %s may not replicate; on the source run ALTER ROLE %s REPLICATION, or import with --logical", ErrSourceRefused, s.User, s.Display(), quoteIdent(s.User))
+			return errdefs.Mark(ErrSourceRefused, fmt.Errorf("role %s on %s may not replicate; on the source run ALTER ROLE %s REPLICATION, or import with --logical", s.User, s.Display(), quoteIdent(s.User)))
 		}
 	case "3D000":
-		return fmt.Errorf("%w: source %s has no database %s; name one that exists in SOURCE (e.g. /postgres)", ErrSourceRefused, s.Display(), s.Database)
+		return errdefs.Mark(ErrSourceRefused, fmt.Errorf("source %s has no database %s; name one that exists in SOURCE (e.g. /postgres)", s.Display(), s.Database))
 	case "53300":
-		return fmt.Errorf("%w: source %s has no connection slot free for role %s (%s); raise max_connections or max_wal_senders there, or retry later", ErrSourceRefused, s.Display(), s.User, pgErr.Message)
+		return errdefs.Mark(ErrSourceRefused, fmt.Errorf("source %s has no connection slot free for role %s (%s); raise max_connections or max_wal_senders there, or retry later", s.Display(), s.User, pgErr.Message))
 	}
-	return fmt.Errorf("%w: source %s: %s", ErrSourceRefused, s.Display(), redact(err, s.Password))
+	return errdefs.Mark(ErrSourceRefused, fmt.Errorf("source %s: %s", s.Display(), redact(err, s.Password)))
 }
 
 // HBALine is the pg_hba.conf line that lets user connect to database from
