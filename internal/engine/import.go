@@ -49,6 +49,7 @@ func checkImportFlags(o CreateProjectOptions) (pg.Source, error) {
 	return src, nil
 }
 
+//lint:ignore U1000 the import (issue 13) calls it once it is built.
 // sourceError gives a source's errors their exit code: a refusal is bad
 // input (2), no answer a failure (1).
 func sourceError(err error) error {
