@@ -49,9 +49,10 @@ func checkImportFlags(o CreateProjectOptions) (pg.Source, error) {
 	return src, nil
 }
 
-//lint:ignore U1000 the import (issue 13) calls it once it is built.
 // sourceError gives a source's errors their exit code: a refusal is bad
 // input (2), no answer a failure (1).
+//
+//lint:ignore U1000 the import (issue 13) calls it once it is built.
 func sourceError(err error) error {
 	if errors.Is(err, pg.ErrSourceRefused) {
 		return errdefs.Invalid("%w", err)

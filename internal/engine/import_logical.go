@@ -122,8 +122,8 @@ func (e *Engine) inspectSource(ctx context.Context, src *logicalSource, want []s
 		f.databases = nil
 		for _, d := range want {
 			if _, ok := sizes[d]; !ok {
-				return f, fmt.Errorf("%w: --database %s: the source %s has no such database (or it is a template or refuses connections); it has %s",
-					errdefs.ErrInvalid, ui.Quote(d), src.name(), strings.Join(all, ", "))
+				return f, errdefs.Invalid("--database %s: the source %s has no such database (or it is a template or refuses connections); it has %s",
+					ui.Quote(d), src.name(), strings.Join(all, ", "))
 			}
 			if !slices.Contains(f.databases, d) {
 				f.databases = append(f.databases, d)
@@ -159,8 +159,8 @@ func (e *Engine) installs0(ctx context.Context) ([]pg.Install, error) {
 // the same or a newer major).
 func (e *Engine) targetInstall(ctx context.Context, want int, f sourceFacts) (pg.Install, error) {
 	if want != 0 && want < f.major {
-		return pg.Install{}, fmt.Errorf("%w: --pg-version %d is older than the source's PostgreSQL %s; a dump loads only into the same major or a newer one: use --pg-version %d or later",
-			errdefs.ErrInvalid, want, f.version, f.major)
+		return pg.Install{}, errdefs.Invalid("--pg-version %d is older than the source's PostgreSQL %s; a dump loads only into the same major or a newer one: use --pg-version %d or later",
+			want, f.version, f.major)
 	}
 	in, err := e.install(ctx, want)
 	if err != nil {
@@ -168,11 +168,11 @@ func (e *Engine) targetInstall(ctx context.Context, want int, f sourceFacts) (pg
 	}
 	if in.Major < f.major {
 		if want == 0 {
-			return in, fmt.Errorf("%w: the source runs PostgreSQL %s, newer than any installed here (newest %d); install PostgreSQL %d or later, or set %s",
-				errdefs.ErrInvalid, f.version, in.Major, f.major, pg.BinEnv)
+			return in, errdefs.Invalid("the source runs PostgreSQL %s, newer than any installed here (newest %d); install PostgreSQL %d or later, or set %s",
+				f.version, in.Major, f.major, pg.BinEnv)
 		}
-		return in, fmt.Errorf("%w: --pg-version %d is older than the source's PostgreSQL %s; a dump loads only into the same major or a newer one: use --pg-version %d or later",
-			errdefs.ErrInvalid, want, f.version, f.major)
+		return in, errdefs.Invalid("--pg-version %d is older than the source's PostgreSQL %s; a dump loads only into the same major or a newer one: use --pg-version %d or later",
+			want, f.version, f.major)
 	}
 	return in, nil
 }

@@ -35,8 +35,8 @@ func (e *Engine) RefreshProject(ctx context.Context, name string) error {
 		case p.Source == nil:
 			return errdefs.FailedPrecondition("project %s was made empty, not imported: there is no source to refresh from; make an imported project with velo project create NAME --from SOURCE --logical", p.Name)
 		case p.Source.Mode != ModeLogical:
-			return fmt.Errorf("%w: project %s is a physical import; velo project refresh takes a new copy of logical imports (--logical) only; a following main stays current by itself, and a --no-follow one is taken again with velo project delete %s then velo project create %s --from SOURCE --no-follow",
-				errdefs.ErrFailedPrecondition, p.Name, p.Name, p.Name)
+			return errdefs.FailedPrecondition("project %s is a physical import; velo project refresh takes a new copy of logical imports (--logical) only; a following main stays current by itself, and a --no-follow one is taken again with velo project delete %s then velo project create %s --from SOURCE --no-follow",
+				p.Name, p.Name, p.Name)
 		}
 		b, err := e.branch(ctx, p, MainBranch)
 		if err != nil {
@@ -57,8 +57,8 @@ func (e *Engine) RefreshProject(ctx context.Context, name string) error {
 			return err
 		}
 		if f.major > p.PGMajor {
-			return fmt.Errorf("%w: the source now runs PostgreSQL %s, newer than project %s's %d; a dump loads only into the same major or a newer one: import it into a new project with velo project create NAME --from SOURCE --logical",
-				errdefs.ErrFailedPrecondition, f.version, p.Name, p.PGMajor)
+			return errdefs.FailedPrecondition("the source now runs PostgreSQL %s, newer than project %s's %d; a dump loads only into the same major or a newer one: import it into a new project with velo project create NAME --from SOURCE --logical",
+				f.version, p.Name, p.PGMajor)
 		}
 		in, err := e.install(ctx, p.PGMajor)
 		if err != nil {

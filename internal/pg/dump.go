@@ -11,6 +11,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/velohq/velo/internal/errdefs"
 )
 
 // ErrNoClientTools is the kind of error DumpTools returns when no install
@@ -40,8 +42,8 @@ func DumpTools(installs []Install, sourceMajor int) (Install, error) {
 			sort.Strings(seen)
 			have = "found them for PostgreSQL " + strings.Join(seen, ", ") + " only"
 		}
-		return Install{}, fmt.Errorf("%w: a logical import of a PostgreSQL %d source needs pg_dump, pg_restore and pg_dumpall of %d or later; %s; install postgresql-client-%d or set %s to a bin directory that has them",
-			ErrNoClientTools, sourceMajor, sourceMajor, have, sourceMajor, BinEnv)
+		return Install{}, errdefs.Mark(ErrNoClientTools, fmt.Errorf("a logical import of a PostgreSQL %d source needs pg_dump, pg_restore and pg_dumpall of %d or later; %s; install postgresql-client-%d or set %s to a bin directory that has them",
+			sourceMajor, sourceMajor, have, sourceMajor, BinEnv))
 	}
 	return best, nil
 }
