@@ -50,3 +50,20 @@ func TestLeavesFirst(t *testing.T) {
 		t.Errorf("tree =%s\nwant%s", got, want)
 	}
 }
+
+// TestMessagesCount: counts and their nouns agree, and no count stands
+// before "that" ("delete 1 that branch first").
+func TestMessagesCount(t *testing.T) {
+	for got, want := range map[string]string{
+		plural(1, "branch", "branches"):           "1 branch",
+		plural(2, "branch", "branches"):           "2 branches",
+		form(1, "that branch", "those branches"):  "that branch",
+		form(3, "that branch", "those branches"):  "those branches",
+		madeFrom([]string{"demo/at"}):             "branch demo/at was made from it",
+		madeFrom([]string{"demo/at", "demo/at2"}): "branches demo/at, demo/at2 were made from it",
+	} {
+		if got != want {
+			t.Errorf("%q; want %q", got, want)
+		}
+	}
+}

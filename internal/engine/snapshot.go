@@ -180,6 +180,13 @@ func (e *Engine) clonesOf(ctx context.Context, p state.Project, d storage.Driver
 	return out, nil
 }
 
+// madeFrom says that clones were made from a snapshot: "branch demo/a was
+// made from it", "branches demo/a, demo/b were made from it".
+func madeFrom(clones []string) string {
+	n := len(clones)
+	return form(n, "branch ", "branches ") + strings.Join(clones, ", ") + form(n, " was", " were") + " made from it"
+}
+
 // ValidateSnapshotPrefix checks what names a snapshot: its ID or a prefix
 // of it, 4 to 64 characters of a-z and 0-9.
 func ValidateSnapshotPrefix(prefix string) error {
@@ -330,7 +337,7 @@ func (e *Engine) CleanupSnapshots(ctx context.Context, ref string, all bool, day
 				continue
 			}
 			if len(in.Clones) > 0 {
-				res.Kept = append(res.Kept, KeptSnapshot{in, form(len(in.Clones), "branch ", "branches ") + strings.Join(in.Clones, ", ") + form(len(in.Clones), " was", " were") + " made from it"})
+				res.Kept = append(res.Kept, KeptSnapshot{in, madeFrom(in.Clones)})
 				continue
 			}
 			res.Removed = append(res.Removed, in)
