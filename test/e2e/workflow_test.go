@@ -307,6 +307,8 @@ func testRefusals(e *env) {
 		{[]string{"--storage"}, []string{"project", "create", "bad", "--storage", "ntfs"}},
 		{[]string{"unknown flag"}, []string{"branch", "create", "ref/y", "--bogus"}},
 		{[]string{"takes 1 argument"}, []string{"branch", "create"}},
+		{[]string{"name the branch whose snapshots", "--all for every branch"}, []string{"snapshot", "cleanup", "--days", "0", "--dry-run"}},
+		{[]string{"name the branch to start", "--all"}, []string{"branch", "start"}},
 	}
 	cases = append(cases, struct {
 		want []string
