@@ -279,8 +279,8 @@ func (e *Engine) spec(ctx context.Context, p state.Project, b state.Branch) (run
 	}
 	vol, err := d.Path(ctx, b.VolumeID)
 	if errors.Is(err, errdefs.ErrNotFound) {
-		// Not the input's fault but a broken branch: no kind, exit code 1.
-		return runtime.Spec{}, fmt.Errorf("the volume of branch %s/%s (%s) is gone from its storage (%s on %s); velo doctor says what to do", p.Name, b.Name, b.VolumeID, p.Driver, p.Pool)
+		// Still ErrNotFound: delete goes on without the volume.
+		return runtime.Spec{}, errdefs.NotFound("the volume of branch %s/%s (%s) is gone from its storage (%s on %s); velo doctor says what to do", p.Name, b.Name, b.VolumeID, p.Driver, p.Pool)
 	} else if err != nil {
 		return runtime.Spec{}, fmt.Errorf("branch %s/%s: its volume %s: %w", p.Name, b.Name, b.VolumeID, err)
 	}
