@@ -41,10 +41,13 @@
 //
 // # Errors
 //
-// Every refusal wraps one of the kinds below with %w, so callers decide with
-// errors.Is, never on message text. Failures of the filesystem or of a
-// tool (an I/O error, a full pool, a dead daemon) carry the system's error
-// or the tool's own words, wrapped with a kind where one fits.
+// Every refusal is of one of the kinds of package errdefs (ErrNotFound,
+// ErrAlreadyExists, ErrFailedPrecondition, ErrInvalid, ErrUnsupported), so
+// callers decide with errors.Is, never on message text. Failures of the
+// filesystem or of a tool (an I/O error, a dead daemon) carry the system's
+// error or the tool's own words, with a kind where one fits (a full pool is
+// ErrNoSpace); a failure that is no refusal, such as a permission denied,
+// has none.
 //
 // # Example
 //
