@@ -6,6 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export VELO_PG_BIN="${VELO_PG_BIN:-/opt/velo/pg17/bin}"
+# go.mod must say what the code imports (direct, indirect): go mod tidy.
+go mod tidy -diff || { echo "test.sh: go.mod or go.sum is not tidy; run go mod tidy" >&2; exit 1; }
 go vet ./...
 # staticcheck is part of the tests (scripts/install-deps.sh installs it).
 staticcheck="$(command -v staticcheck || echo "$(go env GOPATH)/bin/staticcheck")"
