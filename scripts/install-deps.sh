@@ -48,9 +48,8 @@ fi
 if [ ! -x /opt/velo/pg17/bin/postgres ]; then
 	scripts/install-embedded-postgres.sh 17 /opt/velo/pg17
 fi
-# staticcheck, pinned: a release that builds with this Go. It goes where
-# go install puts programs (GOBIN, else GOPATH/bin); scripts/test.sh looks
-# there.
+# staticcheck, pinned: a release that builds with this Go. It goes to
+# GOPATH/bin, where scripts/test.sh looks when it is not on PATH.
 staticcheck_version=v0.8.2
 if ! "$(go env GOPATH)/bin/staticcheck" -version 2>/dev/null | grep -q "(${staticcheck_version#v})"; then
 	echo "install-deps: installing staticcheck $staticcheck_version"
