@@ -234,7 +234,7 @@ func (e *Engine) importInto(ctx context.Context, op *op, p state.Project, d stor
 		if err := e.Progress.Step("Restore "+db, func() error {
 			return pg.Restore(ctx, pg.RestoreOptions{Tools: f.tools, Conninfo: target, Dir: dir, Database: db, Create: db != pg.Superuser, Jobs: jobs, NoOwner: noOwner})
 		}); err != nil {
-			return spec, fmt.Errorf("restore database %s (the source is untouched; nothing is kept of the import): %w", db, err)
+			return spec, fmt.Errorf("restore database %s into PostgreSQL %d failed, so nothing of the import is kept (the source is untouched); fix on the source what the error names (pg_restore runs with an empty search_path, so a function that relies on it is a common cause), or leave that database out with --database: %w", db, in.Major, err)
 		}
 		if err := os.RemoveAll(dir); err != nil {
 			return spec, err

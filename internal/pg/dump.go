@@ -207,11 +207,28 @@ func runToolOut(ctx context.Context, in Install, name string, args []string, std
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		msg := strings.TrimSpace(LastLines(stderr.String(), 8))
+		msg := strings.TrimSpace(toolError(stderr.String()))
 		if msg == "" {
 			return fmt.Errorf("%s: %w", name, err)
 		}
 		return fmt.Errorf("%s: %w:\n%s", name, err, msg)
 	}
 	return nil
+}
+
+// toolError is the part of a client tool's stderr that says what went
+// wrong: from its first error line (pg_restore -j ends with "a worker
+// process died", far below the cause), at most 10 lines.
+func toolError(stderr string) string {
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	for i, l := range lines {
+		if strings.Contains(l, "error:") || strings.Contains(l, "FATAL:") {
+			lines = lines[i:]
+			break
+		}
+	}
+	if len(lines) > 10 {
+		lines = lines[:10]
+	}
+	return strings.Join(lines, "\n")
 }

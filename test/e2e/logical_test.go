@@ -112,14 +112,18 @@ func (s *source) loadProduction() {
 		INSERT INTO store.items SELECT g, 'item ' || g FROM generate_series(1, 50) g`)
 }
 
-// writes sums what the statistics say was written to the source's tables,
-// which a logical import must leave as it was.
+// writes sums what the statistics say was written to the source's user
+// tables (shared catalogs show in every database's statistics, so a CREATE
+// DATABASE by the test would count), which a logical import must leave as
+// it was.
 func (s *source) writes() string {
 	s.t.Helper()
 	var out []string
 	for _, db := range []string{"bench", "shop"} {
-		out = append(out, s.psql(db, "SELECT pg_stat_force_next_flush(); SELECT COALESCE(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_all_tables"))
+		out = append(out, s.psql(db, "SELECT pg_stat_force_next_flush(); SELECT COALESCE(sum(n_tup_ins + n_tup_upd + n_tup_del), 0) FROM pg_stat_user_tables"))
 	}
+	// Nor may it leave a role, a slot or a setting there.
+	out = append(out, s.psql("postgres", "SELECT (SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles), (SELECT count(*) FROM pg_replication_slots), (SELECT count(*) FROM pg_db_role_setting)"))
 	return strings.Join(out, " ")
 }
 
@@ -212,4 +216,85 @@ func TestLogicalImport(t *testing.T) {
 	// it, lives, and goes with it.
 	e.ok("branch", "delete", "prod/dev")
 	e.assertNoLeaks()
+}
+
+// TestLogicalImportFaults: each bad SOURCE, flag or fault gives a clear
+// error and the exit code of its kind, and leaves nothing behind (no
+// project, volume, server or archive), the source unwritten.
+func TestLogicalImportFaults(t *testing.T) {
+	t.Parallel()
+	src := startSource(t)
+	src.loadProduction()
+	// broken restores only where search_path is public: pg_restore's is
+	// empty, so its index fails after its rows are in.
+	src.psql("postgres", "CREATE DATABASE broken")
+	src.psql("broken", `CREATE FUNCTION helper(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT $1 + 1';
+		CREATE FUNCTION plus1(int) RETURNS int LANGUAGE sql IMMUTABLE AS 'SELECT helper($1)';
+		CREATE TABLE t (v int); INSERT INTO t SELECT generate_series(1, 1000); CREATE INDEX ON t (plus1(v))`)
+	e := newEnv(t, "copy")
+	e.extra = append(e.extra, "PGPASSWORD="+src.password)
+	written := src.writes()
+	create := func(from string, extra ...string) []string {
+		return append([]string{"project", "create", "f", "--pool", e.pool, "--storage", "copy", "--from", from, "--logical"}, extra...)
+	}
+	nothingLeft := func(what string) {
+		t.Helper()
+		if r := e.run("project", "get", "f"); r.code != 2 {
+			t.Fatalf("after %s, project f exists: %s", what, r)
+		}
+		e.assertNoLeaks()
+		if s := serversUnder(e.pool); len(s) > 0 {
+			t.Fatalf("after %s, servers %v run on the pool", what, s)
+		}
+		e.assertDoctorHealthy()
+	}
+
+	e.refused([]string{`--database "nope"`, "has no such database", "bench, broken, postgres, shop"}, create(src.url(), "--database", "nope")...)
+	nothingLeft("--database nope")
+	e.refused([]string{"--pg-version 14 is older than the source's PostgreSQL 15", "--pg-version 15 or later"}, create(src.url(), "--pg-version", "14")...)
+	nothingLeft("--pg-version 14")
+
+	wrong := fmt.Sprintf("postgresql://postgres:Wr0ng-pw@127.0.0.1:%d/postgres", src.port)
+	e.refused([]string{"refused the password of role postgres", "PGPASSWORD"}, create(wrong)...)
+	if r := e.run(create(wrong)...); strings.Contains(r.stderr+r.stdout, "Wr0ng-pw") {
+		t.Errorf("the password given shows in the output:\n%s", r)
+	}
+	nothingLeft("a wrong password")
+
+	gone := fmt.Sprintf("postgresql://postgres@127.0.0.1:%d/postgres", freeTCPPort(t))
+	if r := e.run(create(gone)...); r.code != 1 || !strings.Contains(r.stderr, "cannot reach source") || !strings.Contains(r.stderr, "listen_addresses") {
+		t.Errorf("an unreachable source: want exit 1 naming what to check, got %s", r)
+	}
+	nothingLeft("an unreachable source")
+
+	r := e.run(create(src.url(), "--database", "shop", "--database", "broken")...)
+	if r.code != 1 || !strings.Contains(r.stderr, "restore database broken") || !strings.Contains(r.stderr, "function helper(integer) does not exist") {
+		t.Errorf("pg_restore failing midway: want exit 1 with its error, got %s", r)
+	}
+	if !strings.Contains(r.stderr, "Restore shop") {
+		t.Errorf("the failing import did not restore shop first:\n%s", r.stderr)
+	}
+	nothingLeft("pg_restore failing")
+
+	// A pool without room for the source's size, refused before anything
+	// is made: a 200 MB btrfs pool, a 150 MB database.
+	src.psql("postgres", "CREATE DATABASE big")
+	src.psql("big", "CREATE TABLE filler AS SELECT g, repeat('x', 200) AS pad FROM generate_series(1, 500000) g")
+	small := newEnvSized(t, "btrfs", 200<<20)
+	small.extra = e.extra
+	sr := small.run("project", "create", "f", "--pool", small.pool, "--from", src.url(), "--logical", "--database", "big")
+	if sr.code != 1 || !strings.Contains(sr.stderr, "no space left") || !strings.Contains(sr.stderr, "pick a roomier --pool") {
+		t.Errorf("a pool without room: want exit 1 saying so before anything, got %s", sr)
+	}
+	if strings.Contains(sr.stderr, "Create volume") {
+		t.Errorf("a pool without room: a volume was made before the refusal:\n%s", sr.stderr)
+	}
+	small.assertNoLeaks()
+
+	if w := src.writes(); w != written {
+		t.Errorf("the faults wrote to the source's tables: statistics %s, then %s", written, w)
+	}
+	// Refresh is for logical imports only.
+	e.create("empty")
+	e.refused([]string{"project empty was made empty, not imported"}, "project", "refresh", "empty")
 }
