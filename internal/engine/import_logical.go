@@ -34,13 +34,21 @@ type logicalSource struct {
 	cleanup  func()
 }
 
-// openLogicalSource writes src's password where the client tools read it.
+// openLogicalSource is src, its password not yet written anywhere.
 func openLogicalSource(src pg.Source) (*logicalSource, error) {
-	path, cleanup, err := pg.TempPassfile(os.TempDir(), src, nil)
+	return &logicalSource{src: src, cleanup: func() {}}, nil
+}
+
+// writePassfile gives the client tools src's password in a 0600 file in a
+// private directory under dir: the volume being loaded, so that whatever
+// a kill leaves of it goes with the volume; removed by close.
+func (ls *logicalSource) writePassfile(dir string) error {
+	path, cleanup, err := pg.TempPassfile(dir, ls.src, nil)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return &logicalSource{src: src, passfile: path, cleanup: cleanup}, nil
+	ls.passfile, ls.cleanup = path, cleanup
+	return nil
 }
 
 func (ls *logicalSource) close() { ls.cleanup() }
@@ -210,6 +218,10 @@ func (e *Engine) importInto(ctx context.Context, op *op, p state.Project, d stor
 		return spec, err
 	}
 	defer os.Remove(filepath.Join(work, ".velo-restore.pgpass"))
+	if err := src.writePassfile(work); err != nil {
+		return spec, err
+	}
+	defer src.close()
 	noOwner, err := e.restoreRoles(ctx, op, src, f, spec.Port, tmp.Password)
 	if err != nil {
 		return spec, err

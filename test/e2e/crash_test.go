@@ -345,7 +345,7 @@ func (c *crashRun) runFault(fault string, args ...string) (result, syscall.Signa
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, veloBin, args...)
-	cmd.Env = append(os.Environ(), "VELO_HOME="+e.home, "VELO_FAULT="+fault)
+	cmd.Env = append(append(os.Environ(), "VELO_HOME="+e.home, "VELO_FAULT="+fault), e.extra...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -459,7 +459,7 @@ func (c *crashRun) cases() []crashCase {
 	}
 	var pitr string // the moment the PITR branch recovers to
 	pitrRows := ""
-	return []crashCase{
+	return append([]crashCase{
 		{
 			name:    "project create",
 			drivers: []string{"btrfs", "zfs"},
@@ -547,6 +547,62 @@ func (c *crashRun) cases() []crashCase {
 			check:   func() {},
 			undo:    makeGone,
 			keep:    true,
+		},
+	}, c.logicalCases()...)
+}
+
+// logicalCases are project create --logical and project refresh from a
+// PostgreSQL 15 source (btrfs only: their storage steps are project
+// create's and branch reset's; the rest is pg_dump and pg_restore).
+func (c *crashRun) logicalCases() []crashCase {
+	e := c.e
+	if e.storage != "btrfs" {
+		return nil
+	}
+	src := startSource(e.t)
+	src.psql("postgres", "CREATE ROLE shopper LOGIN PASSWORD 'shopper-pw'")
+	src.psql("postgres", "CREATE DATABASE shop OWNER shopper")
+	src.psql("shop", "SET ROLE shopper; CREATE TABLE items (id int PRIMARY KEY); INSERT INTO items SELECT generate_series(1, 10)")
+	e.extra = append(e.extra, "PGPASSWORD="+src.password)
+	next := 11 // the next row the source gets
+	lgExists := func() bool { return e.run("project", "get", "lg").code == 0 }
+	create := []string{"project", "create", "lg", "--pool", e.pool, "--from", src.url(), "--logical", "--database", "shop"}
+	items := func() string { return e.psqlDB("lg/main", "shop", "SELECT count(*) || ':' || max(id) FROM items") }
+	sourceItems := func() string { return src.psql("shop", "SELECT count(*) || ':' || max(id) FROM items") }
+	var port int
+	return []crashCase{
+		{
+			name:    "project create --logical",
+			drivers: []string{"btrfs"},
+			args:    func() []string { return create },
+			done:    lgExists,
+			check: func() {
+				if got, want := items(), sourceItems(); got != want {
+					e.t.Fatalf("lg/main has items %s, the source %s", got, want)
+				}
+			},
+			undo: func() { e.ok("project", "delete", "lg") },
+		},
+		{
+			name:    "project refresh",
+			drivers: []string{"btrfs"},
+			setup: func() {
+				e.ok(create...)
+				port = e.conn("lg/main").Port
+				src.psql("shop", fmt.Sprintf("INSERT INTO items VALUES (%d)", next))
+				next++
+			},
+			args: func() []string { return []string{"project", "refresh", "lg"} },
+			done: func() bool { return items() == sourceItems() },
+			check: func() {
+				if p := e.conn("lg/main").Port; p != port {
+					e.t.Fatalf("lg/main moved from port %d to %d", port, p)
+				}
+			},
+			undo: func() {
+				src.psql("shop", fmt.Sprintf("INSERT INTO items VALUES (%d)", next))
+				next++
+			},
 		},
 	}
 }
