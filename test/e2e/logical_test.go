@@ -294,6 +294,19 @@ func TestLogicalImportFaults(t *testing.T) {
 	if w := src.writes(); w != written {
 		t.Errorf("the faults wrote to the source's tables: statistics %s, then %s", written, w)
 	}
+	// A source role that is not a superuser reads the roles without their
+	// passwords, and says so; the objects keep their owners.
+	src.psql("postgres", "CREATE ROLE reader LOGIN PASSWORD 'Reader-pw-1' IN ROLE pg_read_all_data")
+	reader := fmt.Sprintf("postgresql://reader:Reader-pw-1@127.0.0.1:%d/postgres", src.port)
+	rr := e.ok("project", "create", "r", "--pool", e.pool, "--storage", "copy", "--from", reader, "--logical", "--database", "shop")
+	if !strings.Contains(rr.stderr, "passwords not copied (reader is not a superuser") {
+		t.Errorf("an import by a role that is not a superuser does not say the passwords were skipped:\n%s", rr.stderr)
+	}
+	if got := e.psqlDB("r/main", "shop", "SELECT (SELECT rolpassword IS NULL FROM pg_authid WHERE rolname = 'shopper'), tableowner, count(*) FROM pg_tables, store.items WHERE tablename = 'items' GROUP BY 1, 2"); got != "t|shopper|50" {
+		t.Errorf("r/main's shop: %q, want shopper without a password owning 50 items", got)
+	}
+	e.ok("project", "delete", "r")
+
 	// Refresh is for logical imports only.
 	e.create("empty")
 	e.refused([]string{"project empty was made empty, not imported"}, "project", "refresh", "empty")
