@@ -185,7 +185,13 @@ func (e *Engine) selectStorage(ctx context.Context, o CreateProjectOptions, p *s
 			return err
 		}
 		p.Driver, p.Pool = driverName, pool
-		if _, err = e.openDriver(ctx, p.Driver, p.Pool); errors.Is(err, errdefs.ErrUnsupported) || errors.Is(err, errdefs.ErrNotFound) {
+		_, err = e.openDriver(ctx, p.Driver, p.Pool)
+		switch {
+		case p.Driver == "zfs" && errors.Is(err, errdefs.ErrNotFound):
+			// A bare word is read as a pool name: it may have been meant
+			// as a directory.
+			return errdefs.Invalid("%v; give --pool a pool that exists, or a directory by its absolute path", err)
+		case errors.Is(err, errdefs.ErrUnsupported) || errors.Is(err, errdefs.ErrNotFound):
 			// The pool the user named cannot hold this driver's volumes.
 			return errdefs.Mark(errdefs.ErrInvalid, err)
 		}

@@ -70,7 +70,7 @@ func New(ctx context.Context, pool string) (*Driver, error) {
 	}
 	out, err := run(ctx, "zpool", "list", "-H", "-o", "health", pool)
 	if errors.Is(err, errdefs.ErrNotFound) {
-		return nil, errdefs.NotFound("there is no ZFS pool %s (zpool list shows the pools); name a pool that exists, or a directory by its absolute path", pool)
+		return nil, errdefs.NotFound("there is no ZFS pool %s (zpool list shows the pools; zpool import brings back an exported one)", pool)
 	} else if err != nil {
 		return nil, fmt.Errorf("zfs storage on pool %s: %w", pool, err)
 	}
