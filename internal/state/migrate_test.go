@@ -2,9 +2,11 @@ package state
 
 import (
 	"context"
+	"fmt"
 	"path/filepath"
 	"sync"
 	"testing"
+	"time"
 )
 
 // TestOpenNewHomeAtOnce opens a new home from several stores at the same
@@ -50,5 +52,52 @@ func TestOpenNewHomeAtOnce(t *testing.T) {
 			t.Errorf("round %d: schema_version has %d rows, version %d; want 1 row, version %d", round, rows, v, len(migrations))
 		}
 		s.Close()
+	}
+}
+
+// TestPITRTargetMigration opens a home made before migration 6 (a branch
+// recorded without a PITR target): the branch reads with none; a new
+// point-in-time branch keeps its target, and a reset (SwapVolume) drops it.
+func TestPITRTargetMigration(t *testing.T) {
+	ctx := context.Background()
+	home := filepath.Join(t.TempDir(), "home")
+	s, err := Open(ctx, home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Back to the schema before pitr_target (the last migration), as an
+	// older velo left it, with one branch.
+	for _, q := range []string{
+		`ALTER TABLE branches DROP COLUMN pitr_target`,
+		fmt.Sprintf(`UPDATE schema_version SET version = %d`, len(migrations)-1),
+		`INSERT INTO projects (id, name, driver, pool, pg_major, created_at) VALUES ('p1', 'demo', 'copy', '/x', 17, '2026-01-01T00:00:00Z')`,
+		`INSERT INTO branches (id, project_id, name, volume_id, port, password, created_at) VALUES ('b1', 'p1', 'main', 'v1', 20001, 'pw', '2026-01-01T00:00:00Z')`,
+	} {
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s.Close()
+	s, err = Open(ctx, home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if b, err := s.Q().Branch(ctx, "p1", "main"); err != nil || !b.PITRTarget.IsZero() {
+		t.Fatalf("old branch after migration: %+v, %v; want no PITR target", b, err)
+	}
+	target := time.Date(2026, 1, 2, 3, 4, 5, 678900000, time.UTC)
+	at := Branch{ID: "b2", ProjectID: "p1", Name: "at", ParentID: "b1", VolumeID: "v2", OriginSnapshotID: "s1", Port: 20002, Password: "pw", CreatedAt: target.Add(time.Hour), PITRTarget: target}
+	if err := s.Q().InsertBranch(ctx, at); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Q().Branch(ctx, "p1", "at"); err != nil || !got.PITRTarget.Equal(target) || got.OriginSnapshotID != "s1" {
+		t.Errorf("point-in-time branch = %+v, %v; want target %s from s1", got, err, target)
+	}
+	if err := s.Q().SwapVolume(ctx, "b2", "v3", "s2"); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := s.Q().Branch(ctx, "p1", "at"); !got.PITRTarget.IsZero() {
+		t.Errorf("after a reset the branch still has PITR target %s", got.PITRTarget)
 	}
 }

@@ -130,8 +130,8 @@ func (t *Tx) DeleteProject(ctx context.Context, id string) error {
 
 // InsertBranch records a new branch.
 func (t *Tx) InsertBranch(ctx context.Context, b Branch) error {
-	_, err := t.q.ExecContext(ctx, `INSERT INTO branches (id, project_id, name, parent_id, volume_id, origin_snapshot_id, port, password, want_running, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		b.ID, b.ProjectID, b.Name, nullable(b.ParentID), b.VolumeID, nullable(b.OriginSnapshotID), b.Port, b.Password, b.WantRunning, fmtTime(b.CreatedAt))
+	_, err := t.q.ExecContext(ctx, `INSERT INTO branches (id, project_id, name, parent_id, volume_id, origin_snapshot_id, port, password, want_running, created_at, pitr_target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		b.ID, b.ProjectID, b.Name, nullable(b.ParentID), b.VolumeID, nullable(b.OriginSnapshotID), b.Port, b.Password, b.WantRunning, fmtTime(b.CreatedAt), fmtOptionalTime(b.PITRTarget))
 	return err
 }
 
@@ -141,19 +141,24 @@ func (t *Tx) SetWantRunning(ctx context.Context, branchID string, want bool) err
 	return err
 }
 
-// SwapVolume points a branch at a new volume (a reset).
+// SwapVolume points a branch at a new volume (a reset). The new volume is
+// a copy of the parent's current data, so the branch is no longer the
+// parent as it was at a moment: its PITR target goes.
 func (t *Tx) SwapVolume(ctx context.Context, branchID, volumeID, originSnapshotID string) error {
-	_, err := t.q.ExecContext(ctx, `UPDATE branches SET volume_id = ?, origin_snapshot_id = ? WHERE id = ?`, volumeID, nullable(originSnapshotID), branchID)
+	_, err := t.q.ExecContext(ctx, `UPDATE branches SET volume_id = ?, origin_snapshot_id = ?, pitr_target = '' WHERE id = ?`, volumeID, nullable(originSnapshotID), branchID)
 	return err
 }
 
-const branchCols = `id, project_id, name, COALESCE(parent_id, ''), volume_id, COALESCE(origin_snapshot_id, ''), port, password, want_running, created_at`
+const branchCols = `id, project_id, name, COALESCE(parent_id, ''), volume_id, COALESCE(origin_snapshot_id, ''), port, password, want_running, created_at, pitr_target`
 
 func scanBranch(row scanner) (Branch, error) {
 	var b Branch
-	var created string
-	err := row.Scan(&b.ID, &b.ProjectID, &b.Name, &b.ParentID, &b.VolumeID, &b.OriginSnapshotID, &b.Port, &b.Password, &b.WantRunning, &created)
+	var created, pitr string
+	err := row.Scan(&b.ID, &b.ProjectID, &b.Name, &b.ParentID, &b.VolumeID, &b.OriginSnapshotID, &b.Port, &b.Password, &b.WantRunning, &created, &pitr)
 	b.CreatedAt = parseTime(created)
+	if pitr != "" {
+		b.PITRTarget = parseTime(pitr)
+	}
 	return b, err
 }
 

@@ -88,6 +88,10 @@ type Branch struct {
 	// WantRunning: the user last started it (or made it) rather than stopped it.
 	WantRunning bool
 	CreatedAt   time.Time
+	// PITRTarget is the moment a point-in-time branch recovered to (its
+	// source snapshot is OriginSnapshotID); zero for any other branch, and
+	// after a reset.
+	PITRTarget time.Time
 }
 
 // Snapshot is a storage snapshot of one branch's volume.
@@ -213,6 +217,9 @@ var migrations = []string{
 	`ALTER TABLE projects ADD COLUMN listen TEXT NOT NULL DEFAULT '';`,
 	// 5: where an imported project came from (JSON of Source; '' for none).
 	`ALTER TABLE projects ADD COLUMN source TEXT NOT NULL DEFAULT '';`,
+	// 6: the moment a point-in-time branch recovered to ('' for others),
+	// which branch get shows. Branches made before it show none.
+	`ALTER TABLE branches ADD COLUMN pitr_target TEXT NOT NULL DEFAULT '';`,
 }
 
 // migrate brings the schema up to date. Velo processes may open a new
@@ -283,6 +290,14 @@ func (s *Store) Integrity(ctx context.Context) error {
 const timeFormat = time.RFC3339Nano
 
 func fmtTime(t time.Time) string { return t.UTC().Format(timeFormat) }
+
+// fmtOptionalTime is fmtTime with '' for the zero time.
+func fmtOptionalTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return fmtTime(t)
+}
 
 func parseTime(s string) time.Time {
 	t, _ := time.Parse(timeFormat, s)
