@@ -1,5 +1,6 @@
 // Package ui is Velo's terminal output: progress steps on stderr (animated
-// only on a terminal), results on stdout, tables and JSON.
+// only on a terminal), warnings on stderr always, results on stdout as
+// text, tables or one JSON document (Printer).
 package ui
 
 import (
@@ -19,6 +20,11 @@ import (
 // duration, in the seed's format:
 //
 //	▸ Checkpoint                              0.1s
+//
+// Warnings (an undo that failed, an archive that may lack commits) are
+// printed by Warn even when the progress is quiet, as restic's error
+// channel always prints: a --json caller reads stdout and still sees on
+// stderr what went wrong.
 type Progress struct {
 	w        io.Writer
 	terminal bool
@@ -31,8 +37,9 @@ func NewProgress(w io.Writer) *Progress {
 	return &Progress{w: w, terminal: IsTerminal(w)}
 }
 
-// Quiet returns a Progress that prints nothing (for --json).
-func Quiet() *Progress { return &Progress{w: io.Discard, quiet: true} }
+// Quiet returns a Progress that prints no steps, titles or notes (for
+// --json and the read commands) but still prints warnings to w.
+func Quiet(w io.Writer) *Progress { return &Progress{w: w, quiet: true} }
 
 // IsTerminal reports whether w is a terminal.
 func IsTerminal(w io.Writer) bool {
@@ -109,6 +116,17 @@ func (p *Progress) Note(format string, args ...any) {
 	fmt.Fprintf(p.w, "  "+format+"\n", args...)
 }
 
+// Warn prints a warning line, quiet or not: what the user must know even
+// when they asked for no progress.
+func (p *Progress) Warn(format string, args ...any) {
+	if p == nil || p.w == nil {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	fmt.Fprintf(p.w, "warning: "+format+"\n", args...)
+}
+
 func fmtDur(d time.Duration) string {
 	return fmt.Sprintf("%6.1fs", d.Seconds())
 }
@@ -120,20 +138,27 @@ func pad(s string, n int) string {
 	return s
 }
 
+// Document is a value that may be printed as --json output: a view type
+// whose every field is tagged with its snake_case key (internal/view).
+// Engine and storage types are not Documents, so they cannot reach JSON
+// output untagged.
+type Document interface{ JSONDocument() }
+
 // JSON prints v as one indented JSON document.
-func JSON(w io.Writer, v any) error {
+func JSON(w io.Writer, v Document) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
 }
 
-// Bytes formats a size the way the seed does: "9.25 MB", "127.50 KB".
+// Bytes formats a size in binary units, labelled as such: "9.25 MiB",
+// "127.50 KiB" (the seed labelled these GB and MB).
 func Bytes(n int64) string {
 	const unit = 1024
 	if n < unit {
 		return fmt.Sprintf("%d B", n)
 	}
-	units := []string{"KB", "MB", "GB", "TB", "PB"}
+	units := []string{"KiB", "MiB", "GiB", "TiB", "PiB"}
 	v := float64(n) / unit
 	i := 0
 	for v >= unit && i < len(units)-1 {
