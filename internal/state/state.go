@@ -291,7 +291,7 @@ const timeFormat = time.RFC3339Nano
 
 func fmtTime(t time.Time) string { return t.UTC().Format(timeFormat) }
 
-// fmtOptionalTime is fmtTime with ” for the zero time.
+// fmtOptionalTime is fmtTime with an empty string for the zero time.
 func fmtOptionalTime(t time.Time) string {
 	if t.IsZero() {
 		return ""
