@@ -11,6 +11,8 @@ import (
 
 	"github.com/velohq/velo/internal/cli"
 	"github.com/velohq/velo/internal/errdefs"
+	"github.com/velohq/velo/internal/runtime/native"
+	"github.com/velohq/velo/internal/storage/drivers"
 	"github.com/velohq/velo/internal/ui"
 )
 
@@ -30,7 +32,9 @@ func main() {
 	signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	g := &cli.Globals{Stdout: stdout, Stderr: stderr, Args: os.Args[1:]}
+	// The engine's parts are built here and given to it, so that the
+	// engine never picks a runtime or a storage driver itself.
+	g := &cli.Globals{Stdout: stdout, Stderr: stderr, Args: os.Args[1:], Runtime: native.New(), Pools: drivers.Pools{}}
 	root := cli.NewRoot(g)
 	root.SetArgs(os.Args[1:])
 	err := root.ExecuteContext(ctx)

@@ -3,53 +3,88 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/velohq/velo/internal/engine"
 	"github.com/velohq/velo/internal/ui"
+	"github.com/velohq/velo/internal/view"
 )
 
 func newBranchCommand(g *Globals) *cobra.Command {
-	c := groupCommand("branch", []string{"br"}, "Create, reset, start, stop and delete branches")
-	c.AddCommand(newBranchCreateCommand(g), newBranchListCommand(g), newBranchGetCommand(g), newBranchDeleteCommand(g),
+	return groupCommand("branch", []string{"br"}, "Create, reset, start, stop and delete branches",
+		newBranchCreateCommand(g), newBranchListCommand(g), newBranchGetCommand(g), newBranchDeleteCommand(g),
 		newBranchResetCommand(g), newBranchPasswordCommand(g), newBranchStartCommand(g), newBranchStopCommand(g), newBranchRestartCommand(g))
-	return c
+}
+
+// branchCreateOptions are the flags of velo branch create.
+type branchCreateOptions struct {
+	Parent, PITR string
+	JSON         bool
+}
+
+func (o *branchCreateOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Parent, "parent", "", "branch to copy (default PROJECT/main)")
+	fs.StringVar(&o.PITR, "pitr", "", "recover to a point in time (RFC 3339 or '2 hours ago')")
+	jsonFlag(fs, &o.JSON)
 }
 
 func newBranchCreateCommand(g *Globals) *cobra.Command {
-	var o engine.CreateBranchOptions
+	var o branchCreateOptions
 	c := &cobra.Command{
 		Use:   "create PROJECT/BRANCH",
 		Short: "Create a branch: a running copy of its parent's current data",
 		Args:  exactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			o.Ref = args[0]
-			return runBranchCreate(c.Context(), g, o)
-		},
+		RunE:  func(c *cobra.Command, args []string) error { return runBranchCreate(c.Context(), g, o, args[0]) },
 	}
-	c.Flags().StringVar(&o.Parent, "parent", "", "branch to copy (default PROJECT/main)")
-	c.Flags().StringVar(&o.PITR, "pitr", "", "recover to a point in time (RFC 3339 or '2 hours ago')")
+	o.AddFlags(c.Flags())
 	return c
 }
 
-func runBranchCreate(ctx context.Context, g *Globals, o engine.CreateBranchOptions) error {
-	e, err := g.engine(ctx, false)
+func runBranchCreate(ctx context.Context, g *Globals, o branchCreateOptions, ref string) error {
+	p := g.printer(o.JSON, false)
+	e, err := g.open(ctx, p)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	conn, err := e.CreateBranch(ctx, o)
+	conn, err := e.CreateBranch(ctx, engine.CreateBranchOptions{Ref: ref, Parent: o.Parent, PITR: o.PITR})
 	if err != nil {
 		return err
 	}
-	printConn(g.Stdout, conn)
-	return nil
+	return printBranchResult(ctx, p, e, ref, func(w io.Writer) { printConn(w, conn) })
+}
+
+// printBranchResult ends a command that changed a branch: under --json
+// the branch as branch get shows it, else text.
+func printBranchResult(ctx context.Context, p *ui.Printer, e *engine.Engine, ref string, text func(io.Writer)) error {
+	if !p.JSON() {
+		text(p.Out())
+		return nil
+	}
+	b, err := e.Branch(ctx, ref)
+	if err != nil {
+		return err
+	}
+	return p.Document(view.NewBranch(b))
+}
+
+// branchListOptions are the flags of velo branch list.
+type branchListOptions struct {
+	JSON, Sizes, Quiet bool
+}
+
+func (o *branchListOptions) AddFlags(fs *pflag.FlagSet) {
+	jsonFlag(fs, &o.JSON)
+	fs.BoolVarP(&o.Sizes, "size", "s", false, sizeFlagHelp)
+	quietFlag(fs, &o.Quiet, "the branches' names (PROJECT/BRANCH)")
 }
 
 func newBranchListCommand(g *Globals) *cobra.Command {
-	var asJSON, sizes bool
+	var o branchListOptions
 	c := &cobra.Command{
 		Use:     "list [PROJECT]",
 		Aliases: []string{"ls"},
@@ -60,33 +95,39 @@ func newBranchListCommand(g *Globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runBranchList(c.Context(), g, project, asJSON, sizes)
+			return runBranchList(c.Context(), g, o, project)
 		},
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	c.Flags().BoolVarP(&sizes, "size", "s", false, sizeFlagHelp)
+	o.AddFlags(c.Flags())
 	return c
 }
 
-func runBranchList(ctx context.Context, g *Globals, project string, asJSON, sizes bool) error {
-	e, err := g.engine(ctx, true)
+func runBranchList(ctx context.Context, g *Globals, o branchListOptions, project string) error {
+	if err := checkQuiet(o.Quiet, o.JSON); err != nil {
+		return err
+	}
+	p := g.printer(o.JSON, true)
+	e, err := g.open(ctx, p)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	bs, err := e.Branches(ctx, project, sizes)
+	bs, err := e.Branches(ctx, project, o.Sizes && !o.Quiet)
 	if err != nil {
 		return err
 	}
-	if asJSON {
-		return ui.JSON(g.Stdout, bs)
-	}
-	if len(bs) == 0 {
-		fmt.Fprintln(g.Stdout, "No branches. Create a project with: velo project create NAME")
-		return nil
-	}
-	branchTable(bs).Render(g.Stdout)
-	return nil
+	return p.Result(view.NewBranches(bs), func(w io.Writer) {
+		switch {
+		case o.Quiet:
+			for _, b := range bs {
+				fmt.Fprintln(w, b.Name)
+			}
+		case len(bs) == 0:
+			fmt.Fprintln(w, "No branches. Create a project with: velo project create NAME")
+		default:
+			branchTable(bs).Render(w)
+		}
+	})
 }
 
 func branchTable(bs []engine.BranchInfo) ui.Table {
@@ -106,25 +147,31 @@ func dash(s string) string {
 
 func stateText(b engine.BranchInfo) string {
 	if b.State == "running" && !b.StartedAt.IsZero() {
-		return "running | " + ui.Age(time.Since(b.StartedAt))
+		return "running " + ui.Age(time.Since(b.StartedAt))
 	}
 	return b.State
 }
 
+// jsonOptions are the flags of a command whose only flag is --json.
+type jsonOptions struct{ JSON bool }
+
+func (o *jsonOptions) AddFlags(fs *pflag.FlagSet) { jsonFlag(fs, &o.JSON) }
+
 func newBranchGetCommand(g *Globals) *cobra.Command {
-	var asJSON bool
+	var o jsonOptions
 	c := &cobra.Command{
 		Use:   "get PROJECT/BRANCH",
-		Short: "Show a branch",
+		Short: "Show a branch: its server, space, and where its files are",
 		Args:  exactArgs(1),
-		RunE:  func(c *cobra.Command, args []string) error { return runBranchGet(c.Context(), g, args[0], asJSON) },
+		RunE:  func(c *cobra.Command, args []string) error { return runBranchGet(c.Context(), g, o, args[0]) },
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	o.AddFlags(c.Flags())
 	return c
 }
 
-func runBranchGet(ctx context.Context, g *Globals, ref string, asJSON bool) error {
-	e, err := g.engine(ctx, true)
+func runBranchGet(ctx context.Context, g *Globals, o jsonOptions, ref string) error {
+	p := g.printer(o.JSON, true)
+	e, err := g.open(ctx, p)
 	if err != nil {
 		return err
 	}
@@ -133,86 +180,99 @@ func runBranchGet(ctx context.Context, g *Globals, ref string, asJSON bool) erro
 	if err != nil {
 		return err
 	}
-	if asJSON {
-		return ui.JSON(g.Stdout, b)
-	}
-	fmt.Fprintf(g.Stdout, "Branch:   %s\nParent:   %s\nState:    %s\nPort:     %d\nURL:      %s\nSize:     %s exclusive, %s referenced\nCreated:  %s\n",
+	return p.Result(view.NewBranch(b), func(w io.Writer) { printBranch(w, b) })
+}
+
+func printBranch(w io.Writer, b engine.BranchInfo) {
+	fmt.Fprintf(w, "Branch:     %s\nParent:     %s\nState:      %s\nPort:       %d\nURL:        %s\nSize:       %s exclusive, %s referenced\nCreated:    %s\n",
 		b.Name, dash(b.Parent), stateText(b), b.Port, b.URL, sizeText(b.Exclusive), sizeText(b.Reference), b.CreatedAt.Local().Format(time.DateTime))
+	if b.PITRTarget != nil {
+		fmt.Fprintf(w, "PITR:       %s, from snapshot %s\n", b.PITRTarget.UTC().Format("2006-01-02 15:04:05.000000 UTC"), b.SourceSnapshot)
+	}
 	if b.CACert != "" {
-		fmt.Fprintf(g.Stdout, "TLS CA:   %s\n", b.CACert)
+		fmt.Fprintf(w, "TLS CA:     %s\n", b.CACert)
 	}
+	fmt.Fprintf(w, "Data:       %s\nSockets:    %s\nLog:        %s\n", dash(b.DataDir), b.SocketDir, b.LogFile)
 	if b.Problem != "" {
-		fmt.Fprintf(g.Stdout, "Problem:  %s\n", b.Problem)
+		fmt.Fprintf(w, "Problem:    %s\n", b.Problem)
 	}
-	return nil
+}
+
+// forceOptions are the flags of a command whose only flag is --force.
+type forceOptions struct {
+	Force bool
+	JSON  bool // for the commands that print the branch
 }
 
 func newBranchDeleteCommand(g *Globals) *cobra.Command {
-	var force bool
+	var o forceOptions
 	c := &cobra.Command{
 		Use:     "delete PROJECT/BRANCH",
 		Aliases: []string{"rm"},
 		Short:   "Delete a branch, its server and its data",
 		Args:    exactArgs(1),
-		RunE:    func(c *cobra.Command, args []string) error { return runBranchDelete(c.Context(), g, args[0], force) },
+		RunE:    func(c *cobra.Command, args []string) error { return runBranchDelete(c.Context(), g, o, args[0]) },
 	}
-	c.Flags().BoolVar(&force, "force", false, "also delete the branch's descendants")
+	c.Flags().BoolVar(&o.Force, "force", false, "also delete the branch's descendants")
 	return c
 }
 
-func runBranchDelete(ctx context.Context, g *Globals, ref string, force bool) error {
-	e, err := g.engine(ctx, false)
+func runBranchDelete(ctx context.Context, g *Globals, o forceOptions, ref string) error {
+	p := g.printer(false, false)
+	e, err := g.open(ctx, p)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	if err := e.DeleteBranch(ctx, ref, force); err != nil {
+	if err := e.DeleteBranch(ctx, ref, o.Force); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.Stdout, "Deleted branch %s\n", ref)
+	p.Printf("Deleted branch %s\n", ref)
 	return nil
 }
 
 func newBranchResetCommand(g *Globals) *cobra.Command {
-	var force bool
+	var o forceOptions
 	c := &cobra.Command{
 		Use:   "reset PROJECT/BRANCH",
 		Short: "Replace a branch's data with its parent's current data (like git reset --hard)",
 		Args:  exactArgs(1),
-		RunE:  func(c *cobra.Command, args []string) error { return runBranchReset(c.Context(), g, args[0], force) },
+		RunE:  func(c *cobra.Command, args []string) error { return runBranchReset(c.Context(), g, o, args[0]) },
 	}
-	c.Flags().BoolVar(&force, "force", false, "reset even though the branch has descendants")
+	c.Flags().BoolVar(&o.Force, "force", false, "reset even though the branch has descendants")
+	jsonFlag(c.Flags(), &o.JSON)
 	return c
 }
 
-func runBranchReset(ctx context.Context, g *Globals, ref string, force bool) error {
-	e, err := g.engine(ctx, false)
+func runBranchReset(ctx context.Context, g *Globals, o forceOptions, ref string) error {
+	p := g.printer(o.JSON, false)
+	e, err := g.open(ctx, p)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	if err := e.ResetBranch(ctx, ref, force); err != nil {
+	if err := e.ResetBranch(ctx, ref, o.Force); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.Stdout, "Reset branch %s\n", ref)
-	return nil
+	return printBranchResult(ctx, p, e, ref, func(w io.Writer) { fmt.Fprintf(w, "Reset branch %s\n", ref) })
 }
 
 func newBranchPasswordCommand(g *Globals) *cobra.Command {
-	var asJSON bool
+	var o jsonOptions
 	c := &cobra.Command{
 		Use:     "password PROJECT/BRANCH",
 		Aliases: []string{"pass"},
 		Short:   "Show a branch's connection details with its password",
 		Args:    exactArgs(1),
-		RunE:    func(c *cobra.Command, args []string) error { return runBranchPassword(c.Context(), g, args[0], asJSON) },
+		RunE:    func(c *cobra.Command, args []string) error { return runBranchPassword(c.Context(), g, o, args[0]) },
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	o.AddFlags(c.Flags())
 	return c
 }
 
-func runBranchPassword(ctx context.Context, g *Globals, ref string, asJSON bool) error {
-	e, err := g.engine(ctx, true)
+func runBranchPassword(ctx context.Context, g *Globals, o jsonOptions, ref string) error {
+	p := g.printer(o.JSON, true)
+	e, err := g.open(ctx, p)
 	if err != nil {
 		return err
 	}
@@ -221,110 +281,161 @@ func runBranchPassword(ctx context.Context, g *Globals, ref string, asJSON bool)
 	if err != nil {
 		return err
 	}
-	if asJSON {
-		return ui.JSON(g.Stdout, c)
+	return p.Result(view.NewConn(c), func(w io.Writer) {
+		fmt.Fprintf(w, "Branch:   %s\nHost:     %s\nPort:     %d\nUser:     %s\nPassword: %s\nDatabase: %s\nURL:      %s\n", c.Branch, c.Host, c.Port, c.User, c.Password, c.Database, c.URL)
+		if c.CACert != "" {
+			fmt.Fprintf(w, "TLS CA:   %s\n", c.CACert)
+		}
+	})
+}
+
+// serverOptions are the flags of branch start and stop.
+type serverOptions struct {
+	All, JSON bool
+}
+
+func (o *serverOptions) AddFlags(fs *pflag.FlagSet, all string) {
+	fs.BoolVar(&o.All, "all", false, all)
+	jsonFlag(fs, &o.JSON)
+}
+
+// check refuses a branch and --all together, or neither; every says what
+// --all takes.
+func (o serverOptions) check(verb, every string, args []string) error {
+	switch {
+	case !o.All && len(args) == 0:
+		return usageError{fmt.Errorf("name the branch to %s (velo branch %s P/B), or give --all to %s every branch %s", verb, verb, verb, every)}
+	case o.All && len(args) == 1:
+		return usageError{fmt.Errorf("name a branch (velo branch %s P/B) or give --all, not both", verb)}
 	}
-	fmt.Fprintf(g.Stdout, "Branch:   %s\nHost:     %s\nPort:     %d\nUser:     %s\nPassword: %s\nDatabase: %s\nURL:      %s\n", c.Branch, c.Host, c.Port, c.User, c.Password, c.Database, c.URL)
 	return nil
 }
 
 func newBranchStartCommand(g *Globals) *cobra.Command {
-	var all, asJSON bool
+	var o serverOptions
 	c := &cobra.Command{
 		Use:   "start PROJECT/BRANCH | --all",
 		Short: "Start a branch's server; --all starts every branch left running (after a reboot)",
 		Args:  maxArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			switch {
-			case !all && len(args) == 0:
-				return usageError{fmt.Errorf("name the branch to start (velo branch start P/B), or give --all to start every branch left running")}
-			case all && len(args) == 1:
-				return usageError{fmt.Errorf("name a branch (velo branch start P/B) or give --all, not both")}
-			}
-			e, err := g.engine(c.Context(), asJSON)
-			if err != nil {
-				return err
-			}
-			defer e.Close()
-			if all {
-				res, err := e.StartAll(c.Context())
-				if asJSON {
-					if jerr := ui.JSON(g.Stdout, res); jerr != nil {
-						return jerr
-					}
-				} else {
-					for _, r := range res {
-						switch {
-						case r.Error != "":
-							fmt.Fprintf(g.Stdout, "%s: failed: %s\n", r.Branch, r.Error)
-						case r.Started:
-							fmt.Fprintf(g.Stdout, "%s: started on port %d\n", r.Branch, r.Port)
-						default:
-							fmt.Fprintf(g.Stdout, "%s: already running on port %d\n", r.Branch, r.Port)
-						}
-					}
-				}
-				return err
-			}
-			conn, already, err := e.StartBranch(c.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if already {
-				fmt.Fprintf(g.Stdout, "%s is already running on port %d\n", args[0], conn.Port)
-				return nil
-			}
-			printConn(g.Stdout, conn)
-			return nil
-		},
+		RunE:  func(c *cobra.Command, args []string) error { return runBranchStart(c.Context(), g, o, args) },
 	}
-	c.Flags().BoolVar(&all, "all", false, "start every branch that was running (it was not stopped with velo branch stop)")
-	c.Flags().BoolVar(&asJSON, "json", false, "print JSON (with --all)")
+	o.AddFlags(c.Flags(), "start every branch that was running (it was not stopped with velo branch stop)")
 	return c
 }
 
-func newBranchStopCommand(g *Globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "stop PROJECT/BRANCH",
-		Short: "Stop a branch's server; its data stays",
-		Args:  exactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			e, err := g.engine(c.Context(), false)
-			if err != nil {
-				return err
-			}
-			defer e.Close()
-			already, err := e.StopBranch(c.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			if already {
-				fmt.Fprintf(g.Stdout, "%s is already stopped\n", args[0])
-			} else {
-				fmt.Fprintf(g.Stdout, "Stopped %s\n", args[0])
-			}
-			return nil
-		},
+func runBranchStart(ctx context.Context, g *Globals, o serverOptions, args []string) error {
+	if err := o.check("start", "left running", args); err != nil {
+		return err
+	}
+	p := g.printer(o.JSON, false)
+	e, err := g.open(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	if o.All {
+		res, err := e.StartAll(ctx)
+		if perr := p.Result(view.NewStartResults(res), func(w io.Writer) {
+			printServerResults(w, res, "%s: started on port %d\n", "%s: already running on port %d\n")
+		}); perr != nil {
+			return perr
+		}
+		return err
+	}
+	conn, already, err := e.StartBranch(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	return printBranchResult(ctx, p, e, args[0], func(w io.Writer) {
+		if already {
+			fmt.Fprintf(w, "%s is already running on port %d\n", args[0], conn.Port)
+			return
+		}
+		printConn(w, conn)
+	})
+}
+
+// printServerResults prints what start --all or stop --all did, with the
+// line formats (branch, port) of a change and of none.
+func printServerResults(w io.Writer, res []engine.ServerResult, changed, already string) {
+	for _, r := range res {
+		switch {
+		case r.Error != "":
+			fmt.Fprintf(w, "%s: failed: %s\n", r.Branch, r.Error)
+		case r.Changed:
+			fmt.Fprintf(w, changed, r.Branch, r.Port)
+		default:
+			fmt.Fprintf(w, already, r.Branch, r.Port)
+		}
 	}
 }
 
+func newBranchStopCommand(g *Globals) *cobra.Command {
+	var o serverOptions
+	c := &cobra.Command{
+		Use:   "stop PROJECT/BRANCH | --all",
+		Short: "Stop a branch's server; its data stays. --all stops every running branch",
+		Args:  maxArgs(1),
+		RunE:  func(c *cobra.Command, args []string) error { return runBranchStop(c.Context(), g, o, args) },
+	}
+	o.AddFlags(c.Flags(), "stop every running branch (start --all then leaves them stopped)")
+	return c
+}
+
+func runBranchStop(ctx context.Context, g *Globals, o serverOptions, args []string) error {
+	if err := o.check("stop", "running", args); err != nil {
+		return err
+	}
+	p := g.printer(o.JSON, false)
+	e, err := g.open(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	if o.All {
+		res, err := e.StopAll(ctx)
+		if perr := p.Result(view.NewStopResults(res), func(w io.Writer) {
+			printServerResults(w, res, "%s: stopped (port %d)\n", "%s: already stopped (port %d)\n")
+		}); perr != nil {
+			return perr
+		}
+		return err
+	}
+	already, err := e.StopBranch(ctx, args[0])
+	if err != nil {
+		return err
+	}
+	return printBranchResult(ctx, p, e, args[0], func(w io.Writer) {
+		if already {
+			fmt.Fprintf(w, "%s is already stopped\n", args[0])
+		} else {
+			fmt.Fprintf(w, "Stopped %s\n", args[0])
+		}
+	})
+}
+
 func newBranchRestartCommand(g *Globals) *cobra.Command {
-	return &cobra.Command{
+	var o jsonOptions
+	c := &cobra.Command{
 		Use:   "restart PROJECT/BRANCH",
 		Short: "Restart a branch's server",
 		Args:  exactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			e, err := g.engine(c.Context(), false)
-			if err != nil {
-				return err
-			}
-			defer e.Close()
-			conn, err := e.RestartBranch(c.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			printConn(g.Stdout, conn)
-			return nil
-		},
+		RunE:  func(c *cobra.Command, args []string) error { return runBranchRestart(c.Context(), g, o, args[0]) },
 	}
+	o.AddFlags(c.Flags())
+	return c
+}
+
+func runBranchRestart(ctx context.Context, g *Globals, o jsonOptions, ref string) error {
+	p := g.printer(o.JSON, false)
+	e, err := g.open(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	conn, err := e.RestartBranch(ctx, ref)
+	if err != nil {
+		return err
+	}
+	return printBranchResult(ctx, p, e, ref, func(w io.Writer) { printConn(w, conn) })
 }

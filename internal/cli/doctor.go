@@ -7,20 +7,28 @@ import (
 	"io"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/velohq/velo/internal/engine"
 	"github.com/velohq/velo/internal/ui"
+	"github.com/velohq/velo/internal/view"
 )
 
-// DoctorOptions are the flags of `velo doctor`.
-type DoctorOptions struct {
+// doctorOptions are the flags of `velo doctor`.
+type doctorOptions struct {
 	JSON   bool
 	Repair bool
 	DryRun bool
 }
 
+func (o *doctorOptions) AddFlags(fs *pflag.FlagSet) {
+	jsonFlag(fs, &o.JSON)
+	fs.BoolVar(&o.Repair, "repair", false, "finish or undo interrupted commands and remove orphans")
+	fs.BoolVar(&o.DryRun, "dry-run", false, "with --repair: list what it would do, and do nothing")
+}
+
 func newDoctorCommand(g *Globals) *cobra.Command {
-	var o DoctorOptions
+	var o doctorOptions
 	c := &cobra.Command{
 		Use:   "doctor [--repair [--dry-run]]",
 		Short: "Check the host, pools, state and branches against reality; --repair mends what interrupted commands left",
@@ -33,38 +41,31 @@ were interrupted. It exits 1 when something failed; warnings alone exit 0.
 velo doctor --repair finishes or undoes interrupted commands and removes the
 orphans, touching only what Velo named; --dry-run lists what it would do.`,
 		Args: exactArgs(0),
-		RunE: func(c *cobra.Command, args []string) error {
-			if o.DryRun && !o.Repair {
-				return usageError{errors.New("--dry-run goes with --repair: velo doctor --repair --dry-run")}
-			}
-			return runDoctor(c.Context(), g, o)
-		},
+		RunE: func(c *cobra.Command, args []string) error { return runDoctor(c.Context(), g, o) },
 	}
-	c.Flags().BoolVar(&o.JSON, "json", false, "print JSON")
-	c.Flags().BoolVar(&o.Repair, "repair", false, "finish or undo interrupted commands and remove orphans")
-	c.Flags().BoolVar(&o.DryRun, "dry-run", false, "with --repair: list what it would do, and do nothing")
+	o.AddFlags(c.Flags())
 	return c
 }
 
-func runDoctor(ctx context.Context, g *Globals, o DoctorOptions) error {
-	e, err := g.engine(ctx, o.JSON || !o.Repair)
+func runDoctor(ctx context.Context, g *Globals, o doctorOptions) error {
+	if o.DryRun && !o.Repair {
+		return usageError{errors.New("--dry-run goes with --repair: velo doctor --repair --dry-run")}
+	}
+	p := g.printer(o.JSON, !o.Repair)
+	e, err := g.open(ctx, p)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
 	if o.Repair {
-		return runRepair(ctx, g, e, o)
+		return runRepair(ctx, p, e, o)
 	}
 	rep, err := e.Doctor(ctx)
 	if err != nil {
 		return err
 	}
-	if o.JSON {
-		if err := ui.JSON(g.Stdout, rep); err != nil {
-			return err
-		}
-	} else {
-		printDoctor(g.Stdout, rep)
+	if err := p.Result(view.NewDoctor(rep), func(w io.Writer) { printDoctor(w, rep) }); err != nil {
+		return err
 	}
 	if rep.Failed > 0 {
 		where := "the fixes above"
@@ -147,15 +148,15 @@ func printDoctor(w io.Writer, rep engine.DoctorReport) {
 	}
 }
 
-func runRepair(ctx context.Context, g *Globals, e *engine.Engine, o DoctorOptions) error {
+func runRepair(ctx context.Context, p *ui.Printer, e *engine.Engine, o doctorOptions) error {
 	rep, err := e.Repair(ctx, o.DryRun)
-	if o.JSON {
-		if jerr := ui.JSON(g.Stdout, rep); jerr != nil {
+	if p.JSON() {
+		if jerr := p.Document(view.NewRepair(rep)); jerr != nil {
 			return jerr
 		}
 		return err
 	}
-	w := g.Stdout
+	w := p.Out()
 	if o.DryRun {
 		fmt.Fprintln(w, "Dry run: nothing is changed.")
 	}

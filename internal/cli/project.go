@@ -7,60 +7,103 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/velohq/velo/internal/engine"
 	"github.com/velohq/velo/internal/ui"
+	"github.com/velohq/velo/internal/view"
 )
 
 func newProjectCommand(g *Globals) *cobra.Command {
-	c := groupCommand("project", []string{"proj"}, "Create, list, inspect and delete projects")
-	c.AddCommand(newProjectCreateCommand(g), newProjectListCommand(g), newProjectGetCommand(g), newProjectDeleteCommand(g), newProjectRefreshCommand(g))
-	return c
+	return groupCommand("project", []string{"proj"}, "Create, list, inspect and delete projects",
+		newProjectCreateCommand(g), newProjectListCommand(g), newProjectGetCommand(g), newProjectDeleteCommand(g), newProjectRefreshCommand(g))
+}
+
+// projectCreateOptions are the flags of velo project create.
+type projectCreateOptions struct {
+	engine.CreateProjectOptions
+	// ArchiveTimeoutSet: --archive-timeout was given (0 is then refused;
+	// the engine reads an unset 0 as the default).
+	ArchiveTimeoutSet bool
+	JSON              bool
+}
+
+func (o *projectCreateOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Pool, "pool", "", "ZFS pool name or absolute path to keep the data in")
+	fs.StringVar(&o.Storage, "storage", "", "force a storage driver: zfs, btrfs, reflink or copy")
+	intVar(fs, &o.PGVersion, "pg-version", 0, "PostgreSQL major version (default: the highest installed)")
+	fs.StringVar(&o.Image, "image", "", "Docker image (not available yet)")
+	fs.DurationVar(&o.ArchiveTimeout, "archive-timeout", time.Minute, "longest time a commit waits before its WAL is archived (so reachable by --pitr)")
+	fs.StringVar(&o.From, "from", "", "import an existing server: a libpq URL (postgresql://USER@HOST:PORT/DB) or service=NAME; the password comes from PGPASSWORD, ~/.pgpass or the service file (a URL's shows in ps)")
+	fs.BoolVar(&o.Logical, "logical", false, "with --from: dump and restore instead of a base backup (any source major up to --pg-version)")
+	fs.BoolVar(&o.NoFollow, "no-follow", false, "with --from: take one copy and promote it, instead of main following the source")
+	fs.BoolVar(&o.Slot, "slot", false, "with --from: stream through a replication slot on the source, which keeps WAL there while Velo is away (and fills its disk if Velo never comes back); velo project delete drops it")
+	fs.StringArrayVar(&o.Databases, "database", nil, "with --from --logical: a database to import (repeatable; default all)")
+	fs.StringVar(&o.Listen, "listen", "", "addresses the servers listen on besides 127.0.0.1: IP addresses, localhost, or * (comma-separated); other addresses than loopback must use TLS")
+	jsonFlag(fs, &o.JSON)
 }
 
 func newProjectCreateCommand(g *Globals) *cobra.Command {
-	var o engine.CreateProjectOptions
+	var o projectCreateOptions
 	c := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Create a project and its main branch, running",
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			o.Name = args[0]
-			// Given, 0 is refused: the engine reads an unset 0 as the default.
-			if c.Flags().Changed("archive-timeout") {
-				if err := engine.ValidateArchiveTimeout(o.ArchiveTimeout); err != nil {
-					return err
-				}
-			}
-			return runProjectCreate(c.Context(), g, o)
+			o.ArchiveTimeoutSet = c.Flags().Changed("archive-timeout")
+			return runProjectCreate(c.Context(), g, o, args[0])
 		},
 	}
-	c.Flags().StringVar(&o.Pool, "pool", "", "ZFS pool name or absolute path to keep the data in")
-	c.Flags().StringVar(&o.Storage, "storage", "", "force a storage driver: zfs, btrfs, reflink or copy")
-	intVar(c.Flags(), &o.PGVersion, "pg-version", 0, "PostgreSQL major version (default: the highest installed)")
-	c.Flags().StringVar(&o.Image, "image", "", "Docker image (not available yet)")
-	c.Flags().DurationVar(&o.ArchiveTimeout, "archive-timeout", time.Minute, "longest time a commit waits before its WAL is archived (so reachable by --pitr)")
-	c.Flags().StringVar(&o.From, "from", "", "import an existing server: a libpq URL (postgresql://USER@HOST:PORT/DB) or service=NAME; the password comes from PGPASSWORD, ~/.pgpass or the service file (a URL's shows in ps)")
-	c.Flags().BoolVar(&o.Logical, "logical", false, "with --from: dump and restore instead of a base backup (any source major up to --pg-version)")
-	c.Flags().BoolVar(&o.NoFollow, "no-follow", false, "with --from: take one copy and promote it, instead of main following the source")
-	c.Flags().BoolVar(&o.Slot, "slot", false, "with --from: stream through a replication slot on the source, which keeps WAL there while Velo is away (and fills its disk if Velo never comes back); velo project delete drops it")
-	c.Flags().StringArrayVar(&o.Databases, "database", nil, "with --from --logical: a database to import (repeatable; default all)")
-	c.Flags().StringVar(&o.Listen, "listen", "", "addresses the servers listen on besides 127.0.0.1: IP addresses, localhost, or * (comma-separated); other addresses than loopback must use TLS")
+	o.AddFlags(c.Flags())
 	return c
 }
 
-func runProjectCreate(ctx context.Context, g *Globals, o engine.CreateProjectOptions) error {
-	e, err := g.engine(ctx, false)
+func runProjectCreate(ctx context.Context, g *Globals, o projectCreateOptions, name string) error {
+	if o.ArchiveTimeoutSet {
+		if err := engine.ValidateArchiveTimeout(o.ArchiveTimeout); err != nil {
+			return err
+		}
+	}
+	p := g.printer(o.JSON, false)
+	e, err := g.open(ctx, p)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	conn, err := e.CreateProject(ctx, o)
+	co := o.CreateProjectOptions
+	co.Name = name
+	conn, err := e.CreateProject(ctx, co)
 	if err != nil {
 		return err
 	}
-	printConn(g.Stdout, conn)
-	return nil
+	if !p.JSON() {
+		printConn(p.Out(), conn)
+		return nil
+	}
+	return printProject(ctx, p, e, name)
+}
+
+// printProject prints a project with its branches as project get does.
+func printProject(ctx context.Context, p *ui.Printer, e *engine.Engine, name string) error {
+	info, err := e.Project(ctx, name)
+	if err != nil {
+		return err
+	}
+	bs, err := e.Branches(ctx, name, true)
+	if err != nil {
+		return err
+	}
+	return p.Result(view.NewProjectDetail(info, bs), func(w io.Writer) {
+		fmt.Fprintf(w, "Project:    %s\nStorage:    %s on %s\nPostgreSQL: %d\nListen:     %s\n", info.Name, info.Storage, info.Pool, info.PGMajor, info.Listen)
+		if info.CACert != "" {
+			fmt.Fprintf(w, "TLS CA:     %s\n", info.CACert)
+		}
+		if info.Source != nil {
+			fmt.Fprintf(w, "Source:     %s\n", info.Source.Summary())
+		}
+		fmt.Fprintf(w, "Created:    %s\n\n", info.CreatedAt.Local().Format(time.DateTime))
+		branchTable(bs).Render(w)
+	})
 }
 
 func printConn(w io.Writer, c engine.Conn) {
@@ -70,21 +113,33 @@ func printConn(w io.Writer, c engine.Conn) {
 	}
 }
 
+// listOptions are the flags of a list command: --json or --quiet.
+type listOptions struct{ JSON, Quiet bool }
+
+func (o *listOptions) AddFlags(fs *pflag.FlagSet, what string) {
+	jsonFlag(fs, &o.JSON)
+	quietFlag(fs, &o.Quiet, what)
+}
+
 func newProjectListCommand(g *Globals) *cobra.Command {
-	var asJSON bool
+	var o listOptions
 	c := &cobra.Command{
 		Use:     "list",
 		Aliases: []string{"ls"},
 		Short:   "List projects",
 		Args:    exactArgs(0),
-		RunE:    func(c *cobra.Command, args []string) error { return runProjectList(c.Context(), g, asJSON) },
+		RunE:    func(c *cobra.Command, args []string) error { return runProjectList(c.Context(), g, o) },
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	o.AddFlags(c.Flags(), "the projects' names")
 	return c
 }
 
-func runProjectList(ctx context.Context, g *Globals, asJSON bool) error {
-	e, err := g.engine(ctx, true)
+func runProjectList(ctx context.Context, g *Globals, o listOptions) error {
+	if err := checkQuiet(o.Quiet, o.JSON); err != nil {
+		return err
+	}
+	p := g.printer(o.JSON, true)
+	e, err := g.open(ctx, p)
 	if err != nil {
 		return err
 	}
@@ -93,85 +148,70 @@ func runProjectList(ctx context.Context, g *Globals, asJSON bool) error {
 	if err != nil {
 		return err
 	}
-	if asJSON {
-		return ui.JSON(g.Stdout, ps)
-	}
-	if len(ps) == 0 {
-		fmt.Fprintln(g.Stdout, "No projects. Create one with: velo project create NAME")
-		return nil
-	}
-	t := ui.Table{Header: []string{"Name", "Storage", "Pool", "PostgreSQL", "Branches", "Created"}}
-	for _, p := range ps {
-		t.Rows = append(t.Rows, []string{p.Name, p.Storage, p.Pool, fmt.Sprint(p.PGMajor), fmt.Sprint(p.Branches), p.CreatedAt.Local().Format(time.DateTime)})
-	}
-	t.Render(g.Stdout)
-	return nil
+	return p.Result(view.NewProjects(ps), func(w io.Writer) {
+		switch {
+		case o.Quiet:
+			for _, p := range ps {
+				fmt.Fprintln(w, p.Name)
+			}
+		case len(ps) == 0:
+			fmt.Fprintln(w, "No projects. Create one with: velo project create NAME")
+		default:
+			t := ui.Table{Header: []string{"Name", "Storage", "Pool", "PostgreSQL", "Branches", "Created"}}
+			for _, p := range ps {
+				t.Rows = append(t.Rows, []string{p.Name, p.Storage, p.Pool, fmt.Sprint(p.PGMajor), fmt.Sprint(p.Branches), p.CreatedAt.Local().Format(time.DateTime)})
+			}
+			t.Render(w)
+		}
+	})
 }
 
 func newProjectGetCommand(g *Globals) *cobra.Command {
-	var asJSON bool
+	var o jsonOptions
 	c := &cobra.Command{
 		Use:   "get NAME",
 		Short: "Show a project and its branches",
 		Args:  exactArgs(1),
-		RunE:  func(c *cobra.Command, args []string) error { return runProjectGet(c.Context(), g, args[0], asJSON) },
+		RunE:  func(c *cobra.Command, args []string) error { return runProjectGet(c.Context(), g, o, args[0]) },
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	o.AddFlags(c.Flags())
 	return c
 }
 
-func runProjectGet(ctx context.Context, g *Globals, name string, asJSON bool) error {
-	e, err := g.engine(ctx, true)
+func runProjectGet(ctx context.Context, g *Globals, o jsonOptions, name string) error {
+	p := g.printer(o.JSON, true)
+	e, err := g.open(ctx, p)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	p, err := e.Project(ctx, name)
-	if err != nil {
-		return err
-	}
-	bs, err := e.Branches(ctx, name, true)
-	if err != nil {
-		return err
-	}
-	if asJSON {
-		return ui.JSON(g.Stdout, engine.ProjectStatus{ProjectInfo: p, BranchList: bs})
-	}
-	fmt.Fprintf(g.Stdout, "Project:    %s\nStorage:    %s on %s\nPostgreSQL: %d\nListen:     %s\n", p.Name, p.Storage, p.Pool, p.PGMajor, p.Listen)
-	if p.CACert != "" {
-		fmt.Fprintf(g.Stdout, "TLS CA:     %s\n", p.CACert)
-	}
-	if p.Source != nil {
-		fmt.Fprintf(g.Stdout, "Source:     %s\n", p.Source.Summary())
-	}
-	fmt.Fprintf(g.Stdout, "Created:    %s\n\n", p.CreatedAt.Local().Format(time.DateTime))
-	branchTable(bs).Render(g.Stdout)
-	return nil
+	return printProject(ctx, p, e, name)
 }
 
 func newProjectDeleteCommand(g *Globals) *cobra.Command {
-	var force bool
+	var o forceOptions
 	c := &cobra.Command{
 		Use:     "delete NAME",
 		Aliases: []string{"rm"},
 		Short:   "Delete a project: its servers, data, snapshots and records",
 		Args:    exactArgs(1),
-		RunE:    func(c *cobra.Command, args []string) error { return runProjectDelete(c.Context(), g, args[0], force) },
+		RunE:    func(c *cobra.Command, args []string) error { return runProjectDelete(c.Context(), g, o, args[0]) },
 	}
-	c.Flags().BoolVar(&force, "force", false, "also delete the project's branches besides main")
+	c.Flags().BoolVar(&o.Force, "force", false, "also delete the project's branches besides main")
 	return c
 }
 
-func runProjectDelete(ctx context.Context, g *Globals, name string, force bool) error {
-	e, err := g.engine(ctx, false)
+func runProjectDelete(ctx context.Context, g *Globals, o forceOptions, name string) error {
+	p := g.printer(false, false)
+	e, err := g.open(ctx, p)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	if err := e.DeleteProject(ctx, name, force); err != nil {
+	if err := e.DeleteProject(ctx, name, o.Force); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.Stdout, "Deleted project %s\n", name)
+	p.Printf("Deleted project %s\n", name)
 	return nil
 }
 
@@ -188,7 +228,8 @@ until the new one is ready. Branches keep their own data.`,
 }
 
 func runProjectRefresh(ctx context.Context, g *Globals, name string) error {
-	e, err := g.engine(ctx, false)
+	p := g.printer(false, false)
+	e, err := g.open(ctx, p)
 	if err != nil {
 		return err
 	}
@@ -196,6 +237,6 @@ func runProjectRefresh(ctx context.Context, g *Globals, name string) error {
 	if err := e.RefreshProject(ctx, name); err != nil {
 		return err
 	}
-	fmt.Fprintf(g.Stdout, "Refreshed project %s\n", name)
+	p.Printf("Refreshed project %s\n", name)
 	return nil
 }

@@ -1,6 +1,9 @@
-// Package cli is Velo's command line: one file per noun, each command a
-// newXCommand that builds the cobra command and a runX that does the work
-// with no cobra types.
+// Package cli is Velo's command line: one file per noun, in restic's
+// style. Each command is a newXCommand that builds the cobra command, an
+// xOptions struct whose AddFlags defines its flags, and a runX(ctx, g,
+// opts, args...) that does the work with no cobra types, so that tests call
+// it directly. Output goes through a ui.Printer: text or one JSON document
+// of internal/view on stdout, progress and warnings on stderr.
 package cli
 
 import (
@@ -14,10 +17,11 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/velohq/velo/internal/engine"
 	"github.com/velohq/velo/internal/errdefs"
-	"github.com/velohq/velo/internal/runtime/native"
+	"github.com/velohq/velo/internal/runtime"
 	"github.com/velohq/velo/internal/state"
 	"github.com/velohq/velo/internal/ui"
 )
@@ -25,10 +29,15 @@ import (
 // Version is set at build time.
 var Version = "dev"
 
-// Globals are what every command shares.
+// Globals are what every command shares: where output goes, the command
+// line, and the parts cmd/velo builds for the engine.
 type Globals struct {
 	Stdout, Stderr io.Writer
 	Args           []string
+	// Runtime runs the branches' servers (native.New()).
+	Runtime runtime.Runtime
+	// Pools builds the storage drivers (drivers.Pools{}).
+	Pools engine.Pools
 }
 
 // Home is VELO_HOME, default ~/.velo.
@@ -50,18 +59,21 @@ func Home() (string, error) {
 	return filepath.Join(home, ".velo"), nil
 }
 
-// engine opens the engine for a command; progress goes to stderr unless
-// quiet.
-func (g *Globals) engine(ctx context.Context, quiet bool) (*engine.Engine, error) {
+// printer is a command's output: JSON or text on stdout; progress on
+// stderr unless the output is JSON or quiet (read commands); warnings on
+// stderr always.
+func (g *Globals) printer(asJSON, quiet bool) *ui.Printer {
+	return ui.NewPrinter(g.Stdout, g.Stderr, asJSON, quiet)
+}
+
+// open opens the engine for a command: the one place a command gets one,
+// with the home, the runtime and pools cmd/velo built, and p's progress.
+func (g *Globals) open(ctx context.Context, p *ui.Printer) (*engine.Engine, error) {
 	home, err := Home()
 	if err != nil {
 		return nil, err
 	}
-	p := ui.NewProgress(g.Stderr)
-	if quiet {
-		p = ui.Quiet()
-	}
-	return engine.New(ctx, home, native.New(), p, "velo "+strings.Join(redactArgs(g.Args), " "))
+	return engine.New(ctx, engine.Config{Home: home, Runtime: g.Runtime, Pools: g.Pools, Progress: p.Progress(), Command: "velo " + strings.Join(redactArgs(g.Args), " ")})
 }
 
 // NewRoot builds the velo command tree.
@@ -87,6 +99,7 @@ as its own Postgres server.`,
 	root.AddCommand(newProjectCommand(g), newBranchCommand(g), newSnapshotCommand(g), newWALCommand(g), newStatusCommand(g), newDoctorCommand(g), newSetupCommand(g))
 	root.SetHelpCommand(newHelpCommand(root))
 	strictCompletion(root)
+	suggest(root)
 	explainErrors(root)
 	return root
 }
@@ -113,6 +126,16 @@ func explain(err error) error {
 		return err
 	}
 	return state.DiskFull(err, home)
+}
+
+// suggest makes every group offer "did you mean" for a mistyped
+// subcommand within two edits (unknownSubcommand asks; cobra only sets
+// the distance itself on the path it takes without an Args function).
+func suggest(c *cobra.Command) {
+	c.SuggestionsMinimumDistance = 2
+	for _, sub := range c.Commands() {
+		suggest(sub)
+	}
 }
 
 // usageError is bad usage, of kind errdefs.ErrUsage (exit code 2). Every
@@ -144,14 +167,34 @@ func maxArgs(n int) cobra.PositionalArgs {
 
 // groupCommand is a noun whose bare use shows its help, and whose unknown
 // subcommands are usage errors.
-func groupCommand(use string, aliases []string, short string) *cobra.Command {
-	return &cobra.Command{
+func groupCommand(use string, aliases []string, short string, subs ...*cobra.Command) *cobra.Command {
+	c := &cobra.Command{
 		Use:     use,
 		Aliases: aliases,
 		Short:   short,
 		Args:    unknownSubcommand,
 		RunE:    showHelp,
 	}
+	c.AddCommand(subs...)
+	return c
+}
+
+// jsonFlag is --json, which every command that prints a result takes.
+func jsonFlag(fs *pflag.FlagSet, p *bool) {
+	fs.BoolVar(p, "json", false, "print one JSON document on stdout")
+}
+
+// quietFlag is -q/--quiet on list commands.
+func quietFlag(fs *pflag.FlagSet, p *bool, what string) {
+	fs.BoolVarP(p, "quiet", "q", false, "print only "+what+", one a line")
+}
+
+// checkQuiet refuses --quiet beside --json.
+func checkQuiet(quiet, asJSON bool) error {
+	if quiet && asJSON {
+		return usageError{fmt.Errorf("--quiet prints names and --json a document: give one of them")}
+	}
+	return nil
 }
 
 var passwordSetting = regexp.MustCompile(`(?i)(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)`)

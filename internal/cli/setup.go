@@ -9,15 +9,44 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/velohq/velo/internal/hostsetup"
 	"github.com/velohq/velo/internal/pg"
 )
 
+// setupOptions are the flags of velo setup.
 type setupOptions struct {
 	poolFile, size, fs, mount string
 	systemd                   bool
 	unitDir                   string
+	// given are the flags set on the command line, which setup checks
+	// against each other.
+	given map[string]bool
+}
+
+func (o *setupOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.poolFile, "pool-file", "", "make a loop-backed pool in this image file (when the host has no ZFS pool)")
+	fs.StringVar(&o.size, "size", "20G", "size of the pool image (sparse)")
+	fs.StringVar(&o.fs, "fs", "btrfs", "filesystem of the pool image: btrfs or xfs (reflink)")
+	fs.StringVar(&o.mount, "mount", "", "where to mount the pool (default: the image path without its extension)")
+	fs.BoolVar(&o.systemd, "systemd", false, "install velo.service, which starts the branches that were running at boot")
+	fs.StringVar(&o.unitDir, "unit-dir", "/etc/systemd/system", "where velo.service goes")
+}
+
+// check refuses flags that only count beside another.
+func (o setupOptions) check() error {
+	if o.poolFile == "" {
+		for _, f := range []string{"size", "fs", "mount"} {
+			if o.given[f] {
+				return usageError{fmt.Errorf("--%s goes with --pool-file: velo setup --pool-file /var/lib/velo/pool.img --size 20G", f)}
+			}
+		}
+	}
+	if o.given["unit-dir"] && !o.systemd {
+		return usageError{fmt.Errorf("--unit-dir goes with --systemd")}
+	}
+	return nil
 }
 
 func newSetupCommand(g *Globals) *cobra.Command {
@@ -27,25 +56,12 @@ func newSetupCommand(g *Globals) *cobra.Command {
 		Short: "Prepare this host: a loop-backed pool, a boot unit; says what it did",
 		Args:  exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
-			if o.poolFile == "" {
-				for _, f := range []string{"size", "fs", "mount"} {
-					if c.Flags().Changed(f) {
-						return usageError{fmt.Errorf("--%s goes with --pool-file: velo setup --pool-file /var/lib/velo/pool.img --size 20G", f)}
-					}
-				}
-			}
-			if c.Flags().Changed("unit-dir") && !o.systemd {
-				return usageError{fmt.Errorf("--unit-dir goes with --systemd")}
-			}
+			o.given = map[string]bool{}
+			c.Flags().Visit(func(f *pflag.Flag) { o.given[f.Name] = true })
 			return runSetup(c.Context(), g, o)
 		},
 	}
-	c.Flags().StringVar(&o.poolFile, "pool-file", "", "make a loop-backed pool in this image file (when the host has no ZFS pool)")
-	c.Flags().StringVar(&o.size, "size", "20G", "size of the pool image (sparse)")
-	c.Flags().StringVar(&o.fs, "fs", "btrfs", "filesystem of the pool image: btrfs or xfs (reflink)")
-	c.Flags().StringVar(&o.mount, "mount", "", "where to mount the pool (default: the image path without its extension)")
-	c.Flags().BoolVar(&o.systemd, "systemd", false, "install velo.service, which starts the branches that were running at boot")
-	c.Flags().StringVar(&o.unitDir, "unit-dir", "/etc/systemd/system", "where velo.service goes")
+	o.AddFlags(c.Flags())
 	return c
 }
 
@@ -62,6 +78,9 @@ func setupUser() string {
 
 func runSetup(ctx context.Context, g *Globals, o setupOptions) error {
 	// Every option is checked before anything is done or said.
+	if err := o.check(); err != nil {
+		return err
+	}
 	var pool hostsetup.PoolFileOptions
 	if o.poolFile != "" {
 		size, err := hostsetup.ParseSize(o.size)

@@ -3,47 +3,62 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/velohq/velo/internal/engine"
 	"github.com/velohq/velo/internal/ui"
+	"github.com/velohq/velo/internal/view"
 )
 
 func newSnapshotCommand(g *Globals) *cobra.Command {
-	c := groupCommand("snapshot", []string{"snap"}, "Keep, list and delete snapshots of branches")
-	c.AddCommand(newSnapshotCreateCommand(g), newSnapshotListCommand(g), newSnapshotDeleteCommand(g), newSnapshotCleanupCommand(g))
-	return c
+	return groupCommand("snapshot", []string{"snap"}, "Keep, list and delete snapshots of branches",
+		newSnapshotCreateCommand(g), newSnapshotListCommand(g), newSnapshotDeleteCommand(g), newSnapshotCleanupCommand(g))
+}
+
+// snapshotCreateOptions are the flags of velo snapshot create.
+type snapshotCreateOptions struct {
+	Label string
+	JSON  bool
+}
+
+func (o *snapshotCreateOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Label, "label", "", "a label to remember it by (printable text, up to 100 characters)")
+	jsonFlag(fs, &o.JSON)
 }
 
 func newSnapshotCreateCommand(g *Globals) *cobra.Command {
-	var label string
+	var o snapshotCreateOptions
 	c := &cobra.Command{
 		Use:   "create PROJECT/BRANCH",
 		Short: "Take a consistent snapshot of a branch; prints its ID",
 		Args:  exactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			e, err := g.engine(c.Context(), false)
-			if err != nil {
-				return err
-			}
-			defer e.Close()
-			s, err := e.CreateSnapshot(c.Context(), args[0], label)
-			if err != nil {
-				return err
-			}
-			fmt.Fprintln(g.Stdout, s.ID)
-			return nil
-		},
+		RunE:  func(c *cobra.Command, args []string) error { return runSnapshotCreate(c.Context(), g, o, args[0]) },
 	}
-	c.Flags().StringVar(&label, "label", "", "a label to remember it by (printable text, up to 100 characters)")
+	o.AddFlags(c.Flags())
 	return c
 }
 
+func runSnapshotCreate(ctx context.Context, g *Globals, o snapshotCreateOptions, ref string) error {
+	p := g.printer(o.JSON, false)
+	e, err := g.open(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	s, err := e.CreateSnapshot(ctx, ref, o.Label)
+	if err != nil {
+		return err
+	}
+	return p.Result(view.NewSnapshot(s), func(w io.Writer) { fmt.Fprintln(w, s.ID) })
+}
+
 func newSnapshotListCommand(g *Globals) *cobra.Command {
-	var asJSON bool
+	var o listOptions
 	c := &cobra.Command{
 		Use:     "list [PROJECT/BRANCH]",
 		Aliases: []string{"ls"},
@@ -54,15 +69,19 @@ func newSnapshotListCommand(g *Globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return runSnapshotList(c.Context(), g, ref, asJSON)
+			return runSnapshotList(c.Context(), g, o, ref)
 		},
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	o.AddFlags(c.Flags(), "the snapshots' IDs")
 	return c
 }
 
-func runSnapshotList(ctx context.Context, g *Globals, ref string, asJSON bool) error {
-	e, err := g.engine(ctx, true)
+func runSnapshotList(ctx context.Context, g *Globals, o listOptions, ref string) error {
+	if err := checkQuiet(o.Quiet, o.JSON); err != nil {
+		return err
+	}
+	p := g.printer(o.JSON, true)
+	e, err := g.open(ctx, p)
 	if err != nil {
 		return err
 	}
@@ -71,23 +90,26 @@ func runSnapshotList(ctx context.Context, g *Globals, ref string, asJSON bool) e
 	if err != nil {
 		return err
 	}
-	if asJSON {
-		return ui.JSON(g.Stdout, ss)
-	}
-	if len(ss) == 0 {
-		fmt.Fprintln(g.Stdout, "No snapshots. Take one with: velo snapshot create PROJECT/BRANCH --label LABEL")
-		return nil
-	}
-	t := ui.Table{Header: []string{"ID", "Branch", "Label", "Created", "Size"}}
-	for _, s := range ss {
-		label := s.Label
-		if !s.User {
-			label = "(origin of " + strings.Join(s.Clones, ", ") + ")"
+	return p.Result(view.NewSnapshots(ss), func(w io.Writer) {
+		switch {
+		case o.Quiet:
+			for _, s := range ss {
+				fmt.Fprintln(w, s.ID)
+			}
+		case len(ss) == 0:
+			fmt.Fprintln(w, "No snapshots. Take one with: velo snapshot create PROJECT/BRANCH --label LABEL")
+		default:
+			t := ui.Table{Header: []string{"ID", "Branch", "Label", "Created", "Size"}}
+			for _, s := range ss {
+				label := s.Label
+				if !s.User {
+					label = "(origin of " + strings.Join(s.Clones, ", ") + ")"
+				}
+				t.Rows = append(t.Rows, []string{s.ID, dash(s.Branch), label, fmt.Sprintf("%s (%s ago)", s.CreatedAt.Local().Format(time.DateTime), ui.Age(time.Since(s.CreatedAt))), ui.Bytes(s.Exclusive)})
+			}
+			t.Render(w)
 		}
-		t.Rows = append(t.Rows, []string{s.ID, dash(s.Branch), label, fmt.Sprintf("%s (%s ago)", s.CreatedAt.Local().Format(time.DateTime), ui.Age(time.Since(s.CreatedAt))), ui.Bytes(s.Exclusive)})
-	}
-	t.Render(g.Stdout)
-	return nil
+	})
 }
 
 func newSnapshotDeleteCommand(g *Globals) *cobra.Command {
@@ -96,69 +118,98 @@ func newSnapshotDeleteCommand(g *Globals) *cobra.Command {
 		Aliases: []string{"rm"},
 		Short:   "Delete a snapshot (by its ID or a unique prefix of at least 4 characters)",
 		Args:    exactArgs(1),
-		RunE: func(c *cobra.Command, args []string) error {
-			e, err := g.engine(c.Context(), false)
-			if err != nil {
-				return err
-			}
-			defer e.Close()
-			id, err := e.DeleteSnapshot(c.Context(), args[0])
-			if err != nil {
-				return err
-			}
-			fmt.Fprintf(g.Stdout, "Deleted snapshot %s\n", id)
-			return nil
-		},
+		RunE:    func(c *cobra.Command, args []string) error { return runSnapshotDelete(c.Context(), g, args[0]) },
 	}
 }
 
+func runSnapshotDelete(ctx context.Context, g *Globals, prefix string) error {
+	p := g.printer(false, false)
+	e, err := g.open(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	id, err := e.DeleteSnapshot(ctx, prefix)
+	if err != nil {
+		return err
+	}
+	p.Printf("Deleted snapshot %s\n", id)
+	return nil
+}
+
+// cleanupOptions are the flags of snapshot cleanup and wal cleanup.
+type cleanupOptions struct {
+	All, DryRun, JSON bool
+	Days              int
+	// DaysSet: --days was given; it is required.
+	DaysSet bool
+}
+
+func (o *cleanupOptions) AddFlags(fs *pflag.FlagSet, what string) {
+	intVar(fs, &o.Days, "days", 0, "delete "+what+" older than this many days")
+	fs.BoolVar(&o.DryRun, "dry-run", false, "list what would be deleted, delete nothing")
+	jsonFlag(fs, &o.JSON)
+}
+
+// check refuses a cleanup without --days.
+func (o cleanupOptions) check(command string) error {
+	if !o.DaysSet {
+		return usageError{fmt.Errorf("--days N is required; see velo %s --help", command)}
+	}
+	return nil
+}
+
 func newSnapshotCleanupCommand(g *Globals) *cobra.Command {
-	var all, dryRun, asJSON bool
-	var days int
+	var o cleanupOptions
 	c := &cobra.Command{
 		Use:   "cleanup [PROJECT/BRANCH | --all] --days N",
 		Short: "Delete snapshots older than N days that no branch was made from",
 		Args:  maxArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if !c.Flags().Changed("days") {
-				return usageError{fmt.Errorf("--days N is required; see velo snapshot cleanup --help")}
+			o.DaysSet = c.Flags().Changed("days")
+			if err := o.check("snapshot cleanup"); err != nil {
+				return err
 			}
 			ref, err := optionalArg(args, validateRef)
 			if err != nil {
 				return err
 			}
-			if err := engine.CheckCleanupScope(ref, all); err != nil {
+			if err := engine.CheckCleanupScope(ref, o.All); err != nil {
 				return err
 			}
-			e, err := g.engine(c.Context(), asJSON)
-			if err != nil {
-				return err
-			}
-			defer e.Close()
-			res, err := e.CleanupSnapshots(c.Context(), ref, all, days, dryRun)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return ui.JSON(g.Stdout, res)
-			}
-			verb := "Deleted"
-			if dryRun {
-				verb = "Would delete"
-			}
-			for _, s := range res.Removed {
-				fmt.Fprintf(g.Stdout, "%s %s  %s  %s  %s\n", verb, s.ID, dash(s.Branch), s.CreatedAt.Local().Format(time.DateTime), ui.Bytes(s.Exclusive))
-			}
-			for _, k := range res.Kept {
-				fmt.Fprintf(g.Stdout, "Kept %s: %s\n", k.ID, k.Reason)
-			}
-			fmt.Fprintf(g.Stdout, "%s %d snapshot(s), freeing %s\n", verb, len(res.Removed), ui.Bytes(res.Freed))
-			return nil
+			return runSnapshotCleanup(c.Context(), g, o, ref)
 		},
 	}
-	c.Flags().BoolVar(&all, "all", false, "every branch's snapshots")
-	intVar(c.Flags(), &days, "days", 0, "delete snapshots older than this many days")
-	c.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be deleted, delete nothing")
-	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	c.Flags().BoolVar(&o.All, "all", false, "every branch's snapshots")
+	o.AddFlags(c.Flags(), "snapshots")
 	return c
+}
+
+func runSnapshotCleanup(ctx context.Context, g *Globals, o cleanupOptions, ref string) error {
+	if err := o.check("snapshot cleanup"); err != nil {
+		return err
+	}
+	p := g.printer(o.JSON, false)
+	e, err := g.open(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	res, err := e.CleanupSnapshots(ctx, ref, o.All, o.Days, o.DryRun)
+	if err != nil {
+		return err
+	}
+	return p.Result(view.NewSnapshotCleanup(res), func(w io.Writer) {
+		verb := "Deleted"
+		if o.DryRun {
+			verb = "Would delete"
+		}
+		for _, s := range res.Removed {
+			fmt.Fprintf(w, "%s %s  %s  %s  %s\n", verb, s.ID, dash(s.Branch), s.CreatedAt.Local().Format(time.DateTime), ui.Bytes(s.Exclusive))
+		}
+		for _, k := range res.Kept {
+			fmt.Fprintf(w, "Kept %s: %s\n", k.ID, k.Reason)
+		}
+		fmt.Fprintf(w, "%s %d snapshot(s), freeing %s\n", verb, len(res.Removed), ui.Bytes(res.Freed))
+	})
 }

@@ -3,44 +3,60 @@ package cli
 import (
 	"context"
 	"fmt"
+	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
+	"github.com/velohq/velo/internal/engine"
 	"github.com/velohq/velo/internal/ui"
+	"github.com/velohq/velo/internal/view"
 )
 
+// statusOptions are the flags of velo status.
+type statusOptions struct{ JSON, Sizes bool }
+
+func (o *statusOptions) AddFlags(fs *pflag.FlagSet) {
+	jsonFlag(fs, &o.JSON)
+	fs.BoolVarP(&o.Sizes, "size", "s", false, sizeFlagHelp)
+}
+
 func newStatusCommand(g *Globals) *cobra.Command {
-	var asJSON, sizes bool
+	var o statusOptions
 	c := &cobra.Command{
 		Use:     "status",
 		Aliases: []string{"ls"},
 		Short:   "Show pools, projects and branches with their live state",
 		Args:    exactArgs(0),
-		RunE:    func(c *cobra.Command, args []string) error { return runStatus(c.Context(), g, asJSON, sizes) },
+		RunE:    func(c *cobra.Command, args []string) error { return runStatus(c.Context(), g, o) },
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	c.Flags().BoolVarP(&sizes, "size", "s", false, sizeFlagHelp)
+	o.AddFlags(c.Flags())
 	return c
 }
 
 // sizeFlagHelp explains --size, which status and branch list share.
 const sizeFlagHelp = "show each branch's space on btrfs, XFS and copy too, where it takes time in proportion to the data (ZFS always shows it)"
 
-func runStatus(ctx context.Context, g *Globals, asJSON, sizes bool) error {
-	e, err := g.engine(ctx, true)
+func runStatus(ctx context.Context, g *Globals, o statusOptions) error {
+	p := g.printer(o.JSON, true)
+	e, err := g.open(ctx, p)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	rep, err := e.Status(ctx, sizes)
+	rep, err := e.Status(ctx, o.Sizes)
 	if err != nil {
 		return err
 	}
-	if asJSON {
-		return ui.JSON(g.Stdout, rep)
-	}
-	w := g.Stdout
+	return p.Result(view.NewStatus(rep), func(w io.Writer) { printStatus(w, rep) })
+}
+
+// printStatus draws status in two tables that fit 80 columns with names
+// of up to about 20 characters: ages instead of dates, "PG 17" for the
+// version.
+func printStatus(w io.Writer, rep engine.StatusReport) {
 	fmt.Fprintln(w, "Velo Status")
 	fmt.Fprintln(w)
 	if len(rep.Pools) > 0 {
@@ -55,7 +71,7 @@ func runStatus(ctx context.Context, g *Globals, asJSON, sizes bool) error {
 			if p.Size > 0 {
 				pct = 100 * float64(p.Used) / float64(p.Size)
 			}
-			t.Rows = append(t.Rows, []string{p.Name, p.Storage, p.Health, ui.Bytes(p.Size), fmt.Sprintf("%s (%.1f%%)", ui.Bytes(p.Used), pct), ui.Bytes(p.Free)})
+			t.Rows = append(t.Rows, []string{p.Name, p.Storage, p.Health, ui.Bytes(p.Size), fmt.Sprintf("%s (%.0f%%)", ui.Bytes(p.Used), pct), ui.Bytes(p.Free)})
 		}
 		t.Render(w)
 		fmt.Fprintln(w)
@@ -63,9 +79,9 @@ func runStatus(ctx context.Context, g *Globals, asJSON, sizes bool) error {
 	fmt.Fprintf(w, "Projects (%d)\n", len(rep.Projects))
 	if len(rep.Projects) == 0 {
 		fmt.Fprintln(w, "  none yet; create one with: velo project create NAME")
-		return nil
+		return
 	}
-	t := ui.Table{Header: []string{"", "Name", "Type", "Image", "Branches", "Created"}, Separate: true}
+	t := ui.Table{Header: []string{"", "Name", "State", "Port", "Size", "Age"}, Separate: true}
 	for _, p := range rep.Projects {
 		dot := "●"
 		for _, b := range p.BranchList {
@@ -73,11 +89,12 @@ func runStatus(ctx context.Context, g *Globals, asJSON, sizes bool) error {
 				dot = "○"
 			}
 		}
-		kind := "project"
+		kind := plural(p.Branches, "branch", "branches")
 		if p.Source != nil {
-			kind = fmt.Sprintf("%s import of %s:%d", p.Source.Mode, p.Source.Host, p.Source.Port)
+			// Where from is in project get; here only what kind, to fit.
+			kind = p.Source.Mode + " import"
 		}
-		t.Rows = append(t.Rows, []string{dot, p.Name, kind, fmt.Sprintf("PostgreSQL %d", p.PGMajor), fmt.Sprint(p.Branches), p.CreatedAt.Local().Format(time.DateTime)})
+		t.Rows = append(t.Rows, []string{dot, p.Name, fmt.Sprintf("PG %d, %s", p.PGMajor, kind), "", "", ui.Age(time.Since(p.CreatedAt))})
 		depth := map[string]int{}
 		for _, b := range p.BranchList {
 			d := 0
@@ -91,15 +108,11 @@ func runStatus(ctx context.Context, g *Globals, asJSON, sizes bool) error {
 			}
 			// main and its children sit at one level, as in git's view of
 			// branches; deeper descendants are indented under their parent.
-			indent := ""
-			for i := 1; i < d; i++ {
-				indent += "  "
-			}
-			t.Rows = append(t.Rows, []string{dot, "  " + indent + "↳ " + b.Name, stateText(b), fmt.Sprintf("Port %d", b.Port), sizeText(b.Exclusive), b.CreatedAt.Local().Format(time.DateTime)})
+			indent := strings.Repeat("  ", max(d-1, 0))
+			t.Rows = append(t.Rows, []string{dot, "  " + indent + "↳ " + b.Name, stateText(b), fmt.Sprint(b.Port), sizeText(b.Exclusive), ui.Age(time.Since(b.CreatedAt))})
 		}
 	}
 	t.Render(w)
-	return nil
 }
 
 // sizeText shows a branch's space, or "-" when it was not computed.

@@ -1,22 +1,24 @@
 package cli
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/velohq/velo/internal/engine"
 	"github.com/velohq/velo/internal/ui"
+	"github.com/velohq/velo/internal/view"
 )
 
 func newWALCommand(g *Globals) *cobra.Command {
-	c := groupCommand("wal", nil, "Inspect and trim the continuous WAL archives")
-	c.AddCommand(newWALInfoCommand(g), newWALCleanupCommand(g))
-	return c
+	return groupCommand("wal", nil, "Inspect and trim the continuous WAL archives", newWALInfoCommand(g), newWALCleanupCommand(g))
 }
 
 func newWALInfoCommand(g *Globals) *cobra.Command {
-	var asJSON bool
+	var o jsonOptions
 	c := &cobra.Command{
 		Use:   "info [PROJECT[/BRANCH]]",
 		Short: "Show WAL archives: size, segments, continuity, and the moments --pitr can reach",
@@ -26,92 +28,101 @@ func newWALInfoCommand(g *Globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			e, err := g.engine(c.Context(), true)
-			if err != nil {
-				return err
-			}
-			defer e.Close()
-			infos, err := e.WAL(c.Context(), ref)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return ui.JSON(g.Stdout, infos)
-			}
-			when := func(t *time.Time) string {
-				if t == nil {
-					return "-"
-				}
-				return t.UTC().Format("2006-01-02 15:04:05 UTC")
-			}
-			for i, w := range infos {
-				if i > 0 {
-					fmt.Fprintln(g.Stdout)
-				}
-				fmt.Fprintf(g.Stdout, "%s\n  Directory:  %s\n  Segments:   %d (%s)\n", w.Branch, w.Directory, w.Segments, ui.Bytes(w.Bytes))
-				if w.Oldest != nil {
-					fmt.Fprintf(g.Stdout, "  Oldest:     %s  %s\n  Newest:     %s  %s\n", w.Oldest.Name, when(&w.Oldest.Time), w.Newest.Name, when(&w.Newest.Time))
-				}
-				if w.Continuous {
-					fmt.Fprintf(g.Stdout, "  Continuity: ok\n")
-				} else {
-					for _, gap := range w.Gaps {
-						fmt.Fprintf(g.Stdout, "  Continuity: BROKEN: %s\n", gap)
-					}
-				}
-				fmt.Fprintf(g.Stdout, "  PITR range: %s to %s\n", when(w.Earliest), when(w.Latest))
-			}
-			for _, w := range infos {
-				if !w.Continuous {
-					return fmt.Errorf("the WAL archive of %s has gaps: point-in-time branches cannot cross them", w.Branch)
-				}
-			}
-			return nil
+			return runWALInfo(c.Context(), g, o, ref)
 		},
 	}
-	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	o.AddFlags(c.Flags())
 	return c
 }
 
+func runWALInfo(ctx context.Context, g *Globals, o jsonOptions, ref string) error {
+	p := g.printer(o.JSON, true)
+	e, err := g.open(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	infos, err := e.WAL(ctx, ref)
+	if err != nil {
+		return err
+	}
+	if err := p.Result(view.NewWALs(infos), func(w io.Writer) { printWAL(w, infos) }); err != nil {
+		return err
+	}
+	for _, w := range infos {
+		if !w.Continuous {
+			return fmt.Errorf("the WAL archive of %s has gaps: point-in-time branches cannot cross them", w.Branch)
+		}
+	}
+	return nil
+}
+
+func printWAL(w io.Writer, infos []engine.WALInfo) {
+	when := func(t *time.Time) string {
+		if t == nil {
+			return "-"
+		}
+		return t.UTC().Format("2006-01-02 15:04:05 UTC")
+	}
+	for i, a := range infos {
+		if i > 0 {
+			fmt.Fprintln(w)
+		}
+		fmt.Fprintf(w, "%s\n  Directory:  %s\n  Segments:   %d (%s)\n", a.Branch, a.Directory, a.Segments, ui.Bytes(a.Bytes))
+		if a.Oldest != nil {
+			fmt.Fprintf(w, "  Oldest:     %s  %s\n  Newest:     %s  %s\n", a.Oldest.Name, when(&a.Oldest.Time), a.Newest.Name, when(&a.Newest.Time))
+		}
+		if a.Continuous {
+			fmt.Fprintf(w, "  Continuity: ok\n")
+		} else {
+			for _, gap := range a.Gaps {
+				fmt.Fprintf(w, "  Continuity: BROKEN: %s\n", gap)
+			}
+		}
+		fmt.Fprintf(w, "  PITR range: %s to %s\n", when(a.Earliest), when(a.Latest))
+	}
+}
+
 func newWALCleanupCommand(g *Globals) *cobra.Command {
-	var dryRun, asJSON bool
-	var days int
+	var o cleanupOptions
 	c := &cobra.Command{
 		Use:   "cleanup PROJECT/BRANCH --days N",
 		Short: "Remove archived WAL older than N days that no snapshot still needs",
 		Args:  exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if !c.Flags().Changed("days") {
-				return usageError{fmt.Errorf("--days N is required; see velo wal cleanup --help")}
-			}
-			e, err := g.engine(c.Context(), asJSON)
-			if err != nil {
-				return err
-			}
-			defer e.Close()
-			res, err := e.CleanupWAL(c.Context(), args[0], days, dryRun)
-			if err != nil {
-				return err
-			}
-			if asJSON {
-				return ui.JSON(g.Stdout, res)
-			}
-			verb := "Removed"
-			if dryRun {
-				verb = "Would remove"
-			}
-			for _, n := range res.Removed {
-				fmt.Fprintf(g.Stdout, "%s %s\n", verb, n)
-			}
-			if res.KeptFrom != "" {
-				fmt.Fprintf(g.Stdout, "Kept %s and later: a snapshot needs them\n", res.KeptFrom)
-			}
-			fmt.Fprintf(g.Stdout, "%s %d segment(s), %s\n", verb, len(res.Removed), ui.Bytes(res.Bytes))
-			return nil
+			o.DaysSet = c.Flags().Changed("days")
+			return runWALCleanup(c.Context(), g, o, args[0])
 		},
 	}
-	intVar(c.Flags(), &days, "days", 0, "remove segments older than this many days")
-	c.Flags().BoolVar(&dryRun, "dry-run", false, "list what would be removed, remove nothing")
-	c.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	o.AddFlags(c.Flags(), "segments")
 	return c
+}
+
+func runWALCleanup(ctx context.Context, g *Globals, o cleanupOptions, ref string) error {
+	if err := o.check("wal cleanup"); err != nil {
+		return err
+	}
+	p := g.printer(o.JSON, false)
+	e, err := g.open(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	res, err := e.CleanupWAL(ctx, ref, o.Days, o.DryRun)
+	if err != nil {
+		return err
+	}
+	return p.Result(view.NewWALCleanup(res), func(w io.Writer) {
+		verb := "Removed"
+		if o.DryRun {
+			verb = "Would remove"
+		}
+		for _, n := range res.Removed {
+			fmt.Fprintf(w, "%s %s\n", verb, n)
+		}
+		if res.KeptFrom != "" {
+			fmt.Fprintf(w, "Kept %s and later: a snapshot needs them\n", res.KeptFrom)
+		}
+		fmt.Fprintf(w, "%s %d segment(s), %s\n", verb, len(res.Removed), ui.Bytes(res.Bytes))
+	})
 }

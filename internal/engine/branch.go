@@ -49,7 +49,7 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 		}
 		target = t
 		if !zoned {
-			e.Progress.Note("--pitr %s has no zone: taken as UTC", o.PITR)
+			e.Progress.Warn("--pitr %s has no zone: taken as UTC", o.PITR)
 		}
 	}
 	var result Conn

@@ -35,55 +35,55 @@ const (
 // Finding is the outcome of one check. Anything not ok says, in Fix, the
 // command that mends it.
 type Finding struct {
-	Section string `json:"section"`
-	Subject string `json:"subject"`
-	Status  Level  `json:"status"`
-	Message string `json:"message"`
-	Fix     string `json:"fix,omitempty"`
+	Section string
+	Subject string
+	Status  Level
+	Message string
+	Fix     string
 }
 
 // OperationInfo is a journal entry whose command never finished.
 type OperationInfo struct {
-	ID        int64      `json:"id"`
-	Command   string     `json:"command"`
-	PID       int        `json:"pid"`
-	StartedAt time.Time  `json:"started_at"`
-	Steps     []StepInfo `json:"steps"`
+	ID        int64
+	Command   string
+	PID       int
+	StartedAt time.Time
+	Steps     []StepInfo
 	// InProgress: its process still runs; it is not interrupted.
-	InProgress bool `json:"in_progress"`
+	InProgress bool
 }
 
 // StepInfo is one journalled step.
 type StepInfo struct {
-	Action  string    `json:"action"`
-	Subject string    `json:"subject"`
-	At      time.Time `json:"at"`
+	Action  string
+	Subject string
+	At      time.Time
 }
 
 // DoctorReport is the whole of `velo doctor`.
 type DoctorReport struct {
-	Findings   []Finding       `json:"findings"`
-	Operations []OperationInfo `json:"unfinished_operations"`
-	Failed     int             `json:"failed"`
-	Warnings   int             `json:"warnings"`
+	Findings   []Finding
+	Operations []OperationInfo
+	Failed     int
+	Warnings   int
 }
 
 // RepairAction is one thing `velo doctor --repair` does, or would do.
 type RepairAction struct {
-	Action  string `json:"action"`  // stop-server, destroy-volume, drop-record...
-	Subject string `json:"subject"` // what it acts on
-	Text    string `json:"text"`    // the action in words, imperative
-	Reason  string `json:"reason"`
-	Done    bool   `json:"done"`
-	Error   string `json:"error,omitempty"`
+	Action  string // stop-server, destroy-volume, drop-record...
+	Subject string // what it acts on
+	Text    string // the action in words, imperative
+	Reason  string
+	Done    bool
+	Error   string
 }
 
 // RepairReport is what `velo doctor --repair` did or would do.
 type RepairReport struct {
-	DryRun  bool           `json:"dry_run"`
-	Actions []RepairAction `json:"actions"`
+	DryRun  bool
+	Actions []RepairAction
 	// Left are the problems repair does not mend, each with its fix.
-	Left []Finding `json:"left"`
+	Left []Finding
 }
 
 func sectionRank(s string) int {

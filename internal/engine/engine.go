@@ -23,22 +23,43 @@ import (
 	"github.com/velohq/velo/internal/runtime"
 	"github.com/velohq/velo/internal/state"
 	"github.com/velohq/velo/internal/storage"
-	"github.com/velohq/velo/internal/storage/drivers"
 	"github.com/velohq/velo/internal/ui"
 )
+
+// Pools builds the storage of a pool. cmd/velo passes drivers.Pools (the
+// four drivers); tests may pass what they need.
+type Pools interface {
+	// Resolve decides the driver and pool of a new project (drivers.Resolve).
+	Resolve(ctx context.Context, pool, force, defaultPath string) (driver, resolvedPool string, err error)
+	// Open builds the driver of a pool a project records.
+	Open(ctx context.Context, driver, pool string) (storage.Driver, error)
+}
+
+// Config is what an Engine is built from; cmd/velo builds the runtime and
+// the pools, so that the engine never picks them itself.
+type Config struct {
+	Home     string
+	Runtime  runtime.Runtime
+	Pools    Pools
+	Progress *ui.Progress
+	// Command is the command line, recorded in the journal and the lock.
+	Command string
+}
 
 // Engine runs Velo's use cases against one VELO_HOME.
 type Engine struct {
 	Home     string
 	Store    *state.Store
 	Runtime  runtime.Runtime
+	Pools    Pools
 	Progress *ui.Progress
 	// Command is the command line, recorded in the journal and the lock.
 	Command string
 	// LockWait is how long a changing command waits for another to finish.
 	LockWait time.Duration
 
-	// mu guards installs and runAs, which status fills from many goroutines.
+	// mu guards installs, runAs and drivers, which status fills from many
+	// goroutines.
 	mu       sync.Mutex
 	installs []pg.Install
 	runAs    *pg.OSUser
@@ -50,13 +71,17 @@ type Engine struct {
 	drivers   map[string]storage.Driver
 }
 
-// New opens the state under home.
-func New(ctx context.Context, home string, rt runtime.Runtime, progress *ui.Progress, command string) (*Engine, error) {
-	st, err := state.Open(ctx, home)
+// New opens the state under c.Home.
+func New(ctx context.Context, c Config) (*Engine, error) {
+	if c.Runtime == nil || c.Pools == nil {
+		return nil, errors.New("engine: a runtime and pools are needed")
+	}
+	st, err := state.Open(ctx, c.Home)
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{Home: home, Store: st, Runtime: rt, Progress: progress, Command: command, LockWait: 5 * time.Minute, drivers: map[string]storage.Driver{}}, nil
+	return &Engine{Home: c.Home, Store: st, Runtime: c.Runtime, Pools: c.Pools, Progress: c.Progress, Command: c.Command,
+		LockWait: 5 * time.Minute, drivers: map[string]storage.Driver{}}, nil
 }
 
 // Close releases the state database.
@@ -103,7 +128,7 @@ func newID(prefix string) string {
 // mutate runs fn holding the lock, inside a journalled operation.
 func (e *Engine) mutate(ctx context.Context, fn func(op *op) error) error {
 	lock, err := state.Acquire(ctx, e.Home, e.Command, e.LockWait, func(h state.Holder) {
-		e.Progress.Note("waiting for another velo (pid %d, %q) to finish...", h.PID, h.Command)
+		e.Progress.Warn("waiting for another velo (pid %d, %q) to finish...", h.PID, h.Command)
 	})
 	if err != nil {
 		return err
@@ -183,7 +208,8 @@ func (o *op) rollback() {
 	for i := len(o.undo) - 1; i >= 0; i-- {
 		if err := o.undo[i](ctx); err != nil {
 			o.undoneOK = false
-			o.e.Progress.Note("undo failed: %v (run velo doctor)", err)
+			// A warning, printed under --json too: the user must run doctor.
+			o.e.Progress.Warn("undo failed: %v (run velo doctor)", err)
 		}
 	}
 }
@@ -231,7 +257,7 @@ func (e *Engine) openDriver(ctx context.Context, driver, pool string) (storage.D
 	if d, ok := e.drivers[key]; ok {
 		return d, nil
 	}
-	d, err := drivers.Open(ctx, driver, pool)
+	d, err := e.Pools.Open(ctx, driver, pool)
 	if err != nil {
 		return nil, err
 	}

@@ -117,6 +117,6 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 	if err := e.configure(p, *b, spec, nil); err != nil {
 		return err
 	}
-	b.OriginSnapshotID = base.ID
+	b.OriginSnapshotID, b.PITRTarget = base.ID, target
 	return e.Store.Q().InsertBranch(ctx, *b)
 }

@@ -45,16 +45,16 @@ type CreateProjectOptions struct {
 
 // Conn is how to reach a branch's server.
 type Conn struct {
-	Branch   string `json:"branch"`
-	Host     string `json:"host"`
-	Port     int    `json:"port"`
-	User     string `json:"user"`
-	Password string `json:"password,omitempty"`
-	Database string `json:"database"`
-	URL      string `json:"url"`
+	Branch   string
+	Host     string
+	Port     int
+	User     string
+	Password string
+	Database string
+	URL      string
 	// CACert is the project's CA certificate, for sslmode=verify-full
 	// sslrootcert=CACert.
-	CACert string `json:"ca_cert,omitempty"`
+	CACert string
 }
 
 // conn is how to reach b, with the project's CA certificate.
@@ -180,7 +180,7 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 // selectStorage picks p's driver and pool from --pool and --storage.
 func (e *Engine) selectStorage(ctx context.Context, o CreateProjectOptions, p *state.Project) error {
 	err := e.Progress.Step("Select storage", func() error {
-		driverName, pool, err := drivers.Resolve(ctx, o.Pool, o.Storage, e.defaultPool())
+		driverName, pool, err := e.Pools.Resolve(ctx, o.Pool, o.Storage, e.defaultPool())
 		if err != nil {
 			return err
 		}
@@ -339,19 +339,19 @@ func form(n int, one, many string) string {
 
 // ProjectInfo is what `project list` and `project get` show.
 type ProjectInfo struct {
-	Name      string    `json:"name"`
-	Storage   string    `json:"storage"`
-	Pool      string    `json:"pool"`
-	PGMajor   int       `json:"pg_version"`
-	Branches  int       `json:"branches"`
-	CreatedAt time.Time `json:"created_at"`
+	Name      string
+	Storage   string
+	Pool      string
+	PGMajor   int
+	Branches  int
+	CreatedAt time.Time
 	// Listen is listen_addresses of the project's servers.
-	Listen string `json:"listen_addresses"`
+	Listen string
 	// CACert verifies the servers' certificates (sslrootcert).
-	CACert string `json:"ca_cert,omitempty"`
+	CACert string
 	// Source is where an imported project's data came from; nil for one
 	// made empty.
-	Source *SourceInfo `json:"source,omitempty"`
+	Source *SourceInfo
 }
 
 // Projects lists the projects.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -89,22 +90,61 @@ func (e *Engine) startServer(ctx context.Context, p state.Project, b state.Branc
 	return already, e.Store.Q().SetWantRunning(ctx, b.ID, true)
 }
 
-// StartResult is one branch that `branch start --all` looked at.
-type StartResult struct {
-	Branch  string `json:"branch"`
-	Port    int    `json:"port"`
-	Started bool   `json:"started"` // false: it was already running
-	Error   string `json:"error,omitempty"`
+// ServerResult is one branch that `branch start --all` or `branch stop
+// --all` looked at.
+type ServerResult struct {
+	Branch  string // PROJECT/BRANCH
+	Port    int
+	Changed bool // started (or stopped); false: it already was
+	Error   string
 }
 
 // StartAll starts every branch whose server the user left running (after a
 // reboot, say), with its port and password unchanged. It goes on past a
 // branch that fails and reports them all.
-func (e *Engine) StartAll(ctx context.Context) ([]StartResult, error) {
-	out := []StartResult{}
+func (e *Engine) StartAll(ctx context.Context) ([]ServerResult, error) {
+	out, failed, err := e.eachBranch(ctx, "start-all", func(p state.Project, b state.Branch) (bool, bool, error) {
+		if !b.WantRunning {
+			return false, false, nil
+		}
+		already, err := e.startServer(ctx, p, b)
+		return true, !already, err
+	})
+	if err == nil && len(failed) > 0 {
+		err = fmt.Errorf("%s did not start: %s; see velo branch get and the server log in %s", plural(len(failed), "branch", "branches"), strings.Join(failed, ", "), filepath.Join(e.Home, "logs"))
+	}
+	return out, err
+}
+
+// StopAll stops every running branch's server as StopBranch does (so start
+// --all leaves them stopped), children before parents. It goes on past a
+// branch that fails and reports them all.
+func (e *Engine) StopAll(ctx context.Context) ([]ServerResult, error) {
+	out, failed, err := e.eachBranch(ctx, "stop-all", func(p state.Project, b state.Branch) (bool, bool, error) {
+		spec, err := e.spec(ctx, p, b)
+		if err != nil {
+			return true, false, err
+		}
+		if st, err := e.Runtime.Peek(ctx, spec); err == nil && st.State != runtime.Running {
+			return false, false, nil
+		}
+		already, err := e.stopServer(ctx, p, b, spec)
+		return true, !already, err
+	})
+	if err == nil && len(failed) > 0 {
+		err = fmt.Errorf("%s did not stop: %s; see velo branch get and the server log in %s", plural(len(failed), "branch", "branches"), strings.Join(failed, ", "), filepath.Join(e.Home, "logs"))
+	}
+	return out, err
+}
+
+// eachBranch runs fn on every branch of every project under one lock and
+// journal entry: parents first when starting, children first when
+// stopping. fn says whether the branch is reported and whether it changed.
+func (e *Engine) eachBranch(ctx context.Context, action string, fn func(state.Project, state.Branch) (report, changed bool, err error)) ([]ServerResult, []string, error) {
+	out := []ServerResult{}
 	var failed []string
 	err := e.mutate(ctx, func(op *op) error {
-		if err := op.record(ctx, "start-all", ""); err != nil {
+		if err := op.record(ctx, action, ""); err != nil {
 			return err
 		}
 		projects, err := e.Store.Q().Projects(ctx)
@@ -116,13 +156,16 @@ func (e *Engine) StartAll(ctx context.Context) ([]StartResult, error) {
 			if err != nil {
 				return err
 			}
-			for _, b := range treeOrder(bs) {
-				if !b.WantRunning {
+			bs = treeOrder(bs)
+			if action == "stop-all" {
+				slices.Reverse(bs)
+			}
+			for _, b := range bs {
+				report, changed, err := fn(p, b)
+				if !report && err == nil {
 					continue
 				}
-				r := StartResult{Branch: p.Name + "/" + b.Name, Port: b.Port}
-				already, err := e.startServer(ctx, p, b)
-				r.Started = !already
+				r := ServerResult{Branch: p.Name + "/" + b.Name, Port: b.Port, Changed: changed}
 				if err != nil {
 					r.Error = err.Error()
 					failed = append(failed, r.Branch)
@@ -132,10 +175,7 @@ func (e *Engine) StartAll(ctx context.Context) ([]StartResult, error) {
 		}
 		return nil
 	})
-	if err == nil && len(failed) > 0 {
-		err = fmt.Errorf("%s did not start: %s; see velo branch get and the server log in %s", plural(len(failed), "branch", "branches"), strings.Join(failed, ", "), filepath.Join(e.Home, "logs"))
-	}
-	return out, err
+	return out, failed, err
 }
 
 // StopBranch stops a branch's server; stopping a stopped one changes nothing.
@@ -146,31 +186,37 @@ func (e *Engine) StopBranch(ctx context.Context, ref string) (bool, error) {
 		if err != nil {
 			return err
 		}
-		// Nothing runs on a data directory that is gone.
-		st := runtime.Status{State: runtime.Stopped}
-		if !dataGone(spec.DataDir) {
-			if st, err = e.Runtime.Status(ctx, spec); err != nil {
-				return err
-			}
-		}
-		if err := e.Store.Q().SetWantRunning(ctx, p.b.ID, false); err != nil {
-			return err
-		}
-		if st.State != runtime.Running {
-			already = true
-			return nil
-		}
-		e.Progress.Title("Stopping %s/%s...", p.p.Name, p.b.Name)
-		// Everything committed goes to the archive first, so that a
-		// point-in-time branch of a stopped branch reaches its last commit.
-		if err := e.Progress.Step("Archive current WAL", func() error {
-			return switchAndArchive(ctx, p.b.Port, p.b.Password, 30*time.Second)
-		}); err != nil {
-			e.Progress.Note("the archive may lack the last commits: %v", err)
-		}
-		return e.Progress.Step("PostgreSQL stopped", func() error { return e.Runtime.Stop(ctx, spec, 30*time.Second) })
+		already, err = e.stopServer(ctx, p.p, p.b, spec)
+		return err
 	})
 	return already, err
+}
+
+// stopServer stops b's server unless it is stopped, and records that the
+// user wants it stopped.
+func (e *Engine) stopServer(ctx context.Context, p state.Project, b state.Branch, spec runtime.Spec) (already bool, err error) {
+	// Nothing runs on a data directory that is gone.
+	st := runtime.Status{State: runtime.Stopped}
+	if !dataGone(spec.DataDir) {
+		if st, err = e.Runtime.Status(ctx, spec); err != nil {
+			return false, err
+		}
+	}
+	if err := e.Store.Q().SetWantRunning(ctx, b.ID, false); err != nil {
+		return false, err
+	}
+	if st.State != runtime.Running {
+		return true, nil
+	}
+	e.Progress.Title("Stopping %s/%s...", p.Name, b.Name)
+	// Everything committed goes to the archive first, so that a
+	// point-in-time branch of a stopped branch reaches its last commit.
+	if err := e.Progress.Step("Archive current WAL", func() error {
+		return switchAndArchive(ctx, b.Port, b.Password, 30*time.Second)
+	}); err != nil {
+		e.Progress.Warn("the archive of %s/%s may lack the last commits: %v", p.Name, b.Name, err)
+	}
+	return false, e.Progress.Step("PostgreSQL stopped", func() error { return e.Runtime.Stop(ctx, spec, 30*time.Second) })
 }
 
 // RestartBranch stops then starts a branch's server.

@@ -16,15 +16,15 @@ import (
 
 // SnapshotInfo is what the snapshot commands show.
 type SnapshotInfo struct {
-	ID        string    `json:"id"`
-	Branch    string    `json:"branch"` // project/branch it was taken of; "" once deleted
-	Project   string    `json:"project"`
-	Label     string    `json:"label"`
-	User      bool      `json:"user"` // made by velo snapshot create (else to originate a branch)
-	CreatedAt time.Time `json:"created_at"`
-	Exclusive int64     `json:"exclusive_bytes"`
+	ID        string
+	Branch    string // project/branch it was taken of; "" once deleted
+	Project   string
+	Label     string
+	User      bool // made by velo snapshot create (else to originate a branch)
+	CreatedAt time.Time
+	Exclusive int64
 	// Clones names the branches made from it.
-	Clones []string `json:"clones"`
+	Clones []string
 }
 
 // ValidateLabel checks a snapshot label: printable text up to 100 characters.
@@ -287,16 +287,16 @@ func (e *Engine) destroySnapshot(ctx context.Context, op *op, p state.Project, d
 
 // CleanupResult is what snapshot cleanup did or would do.
 type CleanupResult struct {
-	Removed []SnapshotInfo `json:"removed"`
-	Kept    []KeptSnapshot `json:"kept"`
-	Freed   int64          `json:"freed_bytes"`
-	DryRun  bool           `json:"dry_run"`
+	Removed []SnapshotInfo
+	Kept    []KeptSnapshot
+	Freed   int64
+	DryRun  bool
 }
 
 // KeptSnapshot is an old snapshot cleanup left, and why.
 type KeptSnapshot struct {
 	SnapshotInfo
-	Reason string `json:"reason"`
+	Reason string
 }
 
 // CheckCleanupScope refuses a snapshot cleanup that names neither a branch

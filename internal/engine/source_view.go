@@ -11,17 +11,17 @@ import (
 // SourceInfo is where an imported project's data came from, as project
 // get, status and their --json show it. It holds no secret.
 type SourceInfo struct {
-	Mode      string   `json:"mode"` // logical or physical
-	Host      string   `json:"host"`
-	Port      int      `json:"port"`
-	User      string   `json:"user"`
-	Database  string   `json:"database"`
-	Databases []string `json:"databases,omitempty"`
-	Service   string   `json:"service,omitempty"`
+	Mode      string // logical or physical
+	Host      string
+	Port      int
+	User      string
+	Database  string
+	Databases []string
+	Service   string
 	// Version is the source's server_version at the last import.
-	Version     string     `json:"version"`
-	ImportedAt  time.Time  `json:"imported_at"`
-	RefreshedAt *time.Time `json:"refreshed_at,omitempty"`
+	Version     string
+	ImportedAt  time.Time
+	RefreshedAt *time.Time
 }
 
 func sourceInfo(s *state.Source) *SourceInfo {

@@ -17,44 +17,52 @@ type projectBranch struct {
 
 // BranchInfo is what `branch list`, `branch get` and `status` show of a
 // branch; its state is read from the running process, not from records.
+// The CLI prints it through internal/view, which gives it its JSON keys.
 type BranchInfo struct {
-	Name      string    `json:"name"` // project/branch
-	Project   string    `json:"project"`
-	Branch    string    `json:"branch"`
-	Parent    string    `json:"parent,omitempty"`
-	State     string    `json:"state"` // running, stopped, missing
-	PID       int       `json:"pid,omitempty"`
-	StartedAt time.Time `json:"started_at,omitzero"`
-	Port      int       `json:"port"`
-	URL       string    `json:"url"`
-	Volume    string    `json:"volume"`
-	// Exclusive and Reference are the branch's space; absent when not
+	Name      string // PROJECT/BRANCH
+	Project   string
+	Branch    string // the branch's name in its project
+	Parent    string // PROJECT/BRANCH, "" for main
+	State     string // running, stopped, missing
+	PID       int
+	StartedAt time.Time
+	Port      int
+	URL       string
+	Volume    string
+	// Exclusive and Reference are the branch's space; nil when not
 	// computed (see Sizes).
-	Exclusive *int64    `json:"exclusive_bytes,omitempty"`
-	Reference *int64    `json:"referenced_bytes,omitempty"`
-	CreatedAt time.Time `json:"created_at"`
-	Problem   string    `json:"problem,omitempty"`
+	Exclusive *int64
+	Reference *int64
+	CreatedAt time.Time
+	Problem   string
 	// CACert verifies the server's certificate (sslrootcert).
-	CACert string `json:"ca_cert,omitempty"`
+	CACert string
+	// Where the branch's files are: its data directory ("" when its volume
+	// cannot be found), socket directory and server log.
+	DataDir, SocketDir, LogFile string
+	// PITRTarget is the moment a point-in-time branch recovered to, from
+	// SourceSnapshot; nil for other branches.
+	PITRTarget     *time.Time
+	SourceSnapshot string
 }
 
 // PoolInfo is one pool's figures.
 type PoolInfo struct {
-	Storage string `json:"storage"`
+	Storage string
 	storage.PoolStats
-	Error string `json:"error,omitempty"`
+	Error string
 }
 
 // StatusReport is the whole of `velo status`.
 type StatusReport struct {
-	Pools    []PoolInfo      `json:"pools"`
-	Projects []ProjectStatus `json:"projects"`
+	Pools    []PoolInfo
+	Projects []ProjectStatus
 }
 
 // ProjectStatus is one project and its branches.
 type ProjectStatus struct {
 	ProjectInfo
-	BranchList []BranchInfo `json:"branch_list"`
+	BranchList []BranchInfo
 }
 
 // Branches describes the branches of one project ("" for all), checking
@@ -162,7 +170,11 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch, sizes bool) 
 			defer func() { <-sem }()
 			info := BranchInfo{Name: x.p.Name + "/" + x.b.Name, Project: x.p.Name, Branch: x.b.Name, Port: x.b.Port,
 				Volume: x.b.VolumeID, CreatedAt: x.b.CreatedAt, State: "stopped", URL: conn(x.p, x.b, false).URL,
-				CACert: e.caCert(x.p)}
+				CACert: e.caCert(x.p), SocketDir: e.socketDir(x.b), LogFile: e.logFile(x.b)}
+			if !x.b.PITRTarget.IsZero() {
+				t := x.b.PITRTarget
+				info.PITRTarget, info.SourceSnapshot = &t, x.b.OriginSnapshotID
+			}
 			if x.b.ParentID != "" {
 				info.Parent = names[x.b.ParentID]
 				if info.Parent == "" {
@@ -185,6 +197,7 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch, sizes bool) 
 				out[i] = info
 				return
 			}
+			info.DataDir = spec.DataDir
 			if dataGone(spec.DataDir) {
 				info.State, info.Problem = "missing", e.errDataGone(ctx, x.p, x.b, spec.DataDir).Error()
 			} else if st, err := e.Runtime.Peek(ctx, spec); err != nil {

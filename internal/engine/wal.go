@@ -34,11 +34,11 @@ var segmentName = regexp.MustCompile(`^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$`
 
 // Segment is one archived WAL segment file.
 type Segment struct {
-	Name     string    `json:"name"`
-	Timeline uint64    `json:"timeline"`
-	Number   uint64    `json:"number"` // position on its timeline, in segments
-	Size     int64     `json:"size"`
-	Time     time.Time `json:"time"` // when it was archived
+	Name     string
+	Timeline uint64
+	Number   uint64 // position on its timeline, in segments
+	Size     int64
+	Time     time.Time // when it was archived
 }
 
 // segments lists the WAL segments in an archive, oldest first.
@@ -185,20 +185,20 @@ func ParseTime(s string, now time.Time) (t time.Time, zoned bool, err error) {
 
 // WALInfo describes one branch's archive.
 type WALInfo struct {
-	Branch     string   `json:"branch"`
-	Directory  string   `json:"directory"`
-	Segments   int      `json:"segments"`
-	Bytes      int64    `json:"bytes"`
-	Oldest     *Segment `json:"oldest,omitempty"`
-	Newest     *Segment `json:"newest,omitempty"`
-	Gaps       []string `json:"gaps"`
-	Continuous bool     `json:"continuous"`
+	Branch     string
+	Directory  string
+	Segments   int
+	Bytes      int64
+	Oldest     *Segment
+	Newest     *Segment
+	Gaps       []string
+	Continuous bool
 	// Earliest and Latest bound the moments a point-in-time branch of this
 	// branch can reach: its oldest snapshot, and the newest archived WAL
 	// (now, for a running server, which switches WAL first).
-	Earliest *time.Time `json:"earliest_pitr,omitempty"`
-	Latest   *time.Time `json:"latest_pitr,omitempty"`
-	Running  bool       `json:"running"`
+	Earliest *time.Time
+	Latest   *time.Time
+	Running  bool
 }
 
 // WAL describes the archives of one branch (ref "P/B"), of a project's
@@ -288,12 +288,12 @@ func (e *Engine) volumeSnapshots(ctx context.Context, p state.Project, volumeID 
 
 // WALCleanupResult is what wal cleanup did or would do.
 type WALCleanupResult struct {
-	Branch  string   `json:"branch"`
-	Removed []string `json:"removed"`
-	Bytes   int64    `json:"freed_bytes"`
+	Branch  string
+	Removed []string
+	Bytes   int64
 	// KeptFrom is the oldest segment a kept snapshot still needs.
-	KeptFrom string `json:"kept_from,omitempty"`
-	DryRun   bool   `json:"dry_run"`
+	KeptFrom string
+	DryRun   bool
 }
 
 // CleanupWAL removes archived segments older than days, but never one a

@@ -41,8 +41,13 @@ func NewProgress(w io.Writer) *Progress {
 // --json and the read commands) but still prints warnings to w.
 func Quiet(w io.Writer) *Progress { return &Progress{w: w, quiet: true} }
 
-// IsTerminal reports whether w is a terminal.
+// IsTerminal reports whether w is a terminal. A writer that is no file may
+// say so itself with a Terminal method (tests draw tables as a terminal
+// shows them that way).
 func IsTerminal(w io.Writer) bool {
+	if t, ok := w.(interface{ Terminal() bool }); ok {
+		return t.Terminal()
+	}
 	if u, ok := w.(interface{ Unwrap() io.Writer }); ok {
 		w = u.Unwrap()
 	}
@@ -151,8 +156,9 @@ func JSON(w io.Writer, v Document) error {
 	return enc.Encode(v)
 }
 
-// Bytes formats a size in binary units, labelled as such: "9.25 MiB",
-// "127.50 KiB" (the seed labelled these GB and MB).
+// Bytes formats a size in binary units, labelled as such, to three
+// significant digits: "9.25 MiB", "127 KiB", "12.8 GiB" (the seed labelled
+// these GB and MB, with two decimals whatever the size).
 func Bytes(n int64) string {
 	const unit = 1024
 	if n < unit {
@@ -165,7 +171,13 @@ func Bytes(n int64) string {
 		v /= unit
 		i++
 	}
-	return fmt.Sprintf("%.2f %s", v, units[i])
+	switch {
+	case v < 10:
+		return fmt.Sprintf("%.2f %s", v, units[i])
+	case v < 100:
+		return fmt.Sprintf("%.1f %s", v, units[i])
+	}
+	return fmt.Sprintf("%.0f %s", v, units[i])
 }
 
 // Age formats a duration compactly: "13s", "5m", "2h", "3d".

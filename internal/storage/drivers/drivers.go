@@ -112,6 +112,20 @@ func Check(pool, force string) error {
 	return nil
 }
 
+// Pools is Resolve and Open as one value, which cmd/velo gives the engine
+// (engine.Pools).
+type Pools struct{}
+
+// Resolve is the package's Resolve.
+func (Pools) Resolve(ctx context.Context, pool, force, defaultPath string) (string, string, error) {
+	return Resolve(ctx, pool, force, defaultPath)
+}
+
+// Open is the package's Open.
+func (Pools) Open(ctx context.Context, driver, pool string) (storage.Driver, error) {
+	return Open(ctx, driver, pool)
+}
+
 // Open builds the driver of a project.
 func Open(ctx context.Context, driver, pool string) (storage.Driver, error) {
 	switch driver {

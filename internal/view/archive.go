@@ -1,0 +1,141 @@
+package view
+
+import (
+	"time"
+
+	"github.com/velohq/velo/internal/engine"
+)
+
+// Snapshot is one snapshot: snapshot list, snapshot create.
+type Snapshot struct {
+	ID      string `json:"id"`
+	Branch  string `json:"branch,omitempty"` // PROJECT/BRANCH it was taken of; absent once that branch is gone
+	Project string `json:"project"`
+	Label   string `json:"label,omitempty"`
+	// User: made by velo snapshot create (else to originate a branch).
+	User           bool      `json:"user"`
+	CreatedAt      time.Time `json:"created_at"`
+	ExclusiveBytes int64     `json:"exclusive_bytes"`
+	// Clones are the branches made from it (PROJECT/BRANCH).
+	Clones []string `json:"clones"`
+}
+
+// Snapshots is snapshot list.
+type Snapshots []Snapshot
+
+// NewSnapshot is the view of s.
+func NewSnapshot(s engine.SnapshotInfo) Snapshot {
+	clones := s.Clones
+	if clones == nil {
+		clones = []string{}
+	}
+	return Snapshot{ID: s.ID, Branch: s.Branch, Project: s.Project, Label: s.Label, User: s.User, CreatedAt: s.CreatedAt,
+		ExclusiveBytes: s.Exclusive, Clones: clones}
+}
+
+// NewSnapshots is the view of ss.
+func NewSnapshots(ss []engine.SnapshotInfo) Snapshots {
+	out := Snapshots{}
+	for _, s := range ss {
+		out = append(out, NewSnapshot(s))
+	}
+	return out
+}
+
+// KeptSnapshot is an old snapshot that cleanup left, and why.
+type KeptSnapshot struct {
+	Snapshot
+	Reason string `json:"reason"`
+}
+
+// SnapshotCleanup is snapshot cleanup.
+type SnapshotCleanup struct {
+	Removed    Snapshots      `json:"removed"`
+	Kept       []KeptSnapshot `json:"kept"`
+	FreedBytes int64          `json:"freed_bytes"`
+	DryRun     bool           `json:"dry_run"`
+}
+
+// NewSnapshotCleanup is the view of r.
+func NewSnapshotCleanup(r engine.CleanupResult) SnapshotCleanup {
+	v := SnapshotCleanup{Removed: NewSnapshots(r.Removed), Kept: []KeptSnapshot{}, FreedBytes: r.Freed, DryRun: r.DryRun}
+	for _, k := range r.Kept {
+		v.Kept = append(v.Kept, KeptSnapshot{Snapshot: NewSnapshot(k.SnapshotInfo), Reason: k.Reason})
+	}
+	return v
+}
+
+// Segment is one archived WAL segment.
+type Segment struct {
+	Name       string    `json:"name"`
+	Timeline   uint64    `json:"timeline"`
+	Number     uint64    `json:"number"` // position on its timeline, in segments
+	SizeBytes  int64     `json:"size_bytes"`
+	ArchivedAt time.Time `json:"archived_at"`
+}
+
+func newSegment(s *engine.Segment) *Segment {
+	if s == nil {
+		return nil
+	}
+	return &Segment{Name: s.Name, Timeline: s.Timeline, Number: s.Number, SizeBytes: s.Size, ArchivedAt: s.Time}
+}
+
+// WAL is one branch's archive: wal info.
+type WAL struct {
+	Branch     string   `json:"branch"` // PROJECT/BRANCH
+	Directory  string   `json:"directory"`
+	Segments   int      `json:"segments"` // how many
+	SizeBytes  int64    `json:"size_bytes"`
+	Oldest     *Segment `json:"oldest,omitempty"`
+	Newest     *Segment `json:"newest,omitempty"`
+	Gaps       []string `json:"gaps"`
+	Continuous bool     `json:"continuous"`
+	// The moments a point-in-time branch of this branch can reach.
+	EarliestPITR *time.Time `json:"earliest_pitr,omitempty"`
+	LatestPITR   *time.Time `json:"latest_pitr,omitempty"`
+	Running      bool       `json:"running"`
+}
+
+// WALs is wal info.
+type WALs []WAL
+
+// NewWALs is the view of ws.
+func NewWALs(ws []engine.WALInfo) WALs {
+	out := WALs{}
+	for _, w := range ws {
+		gaps := w.Gaps
+		if gaps == nil {
+			gaps = []string{}
+		}
+		out = append(out, WAL{Branch: w.Branch, Directory: w.Directory, Segments: w.Segments, SizeBytes: w.Bytes,
+			Oldest: newSegment(w.Oldest), Newest: newSegment(w.Newest), Gaps: gaps, Continuous: w.Continuous,
+			EarliestPITR: w.Earliest, LatestPITR: w.Latest, Running: w.Running})
+	}
+	return out
+}
+
+// WALCleanup is wal cleanup.
+type WALCleanup struct {
+	Branch     string   `json:"branch"` // PROJECT/BRANCH
+	Removed    []string `json:"removed"`
+	FreedBytes int64    `json:"freed_bytes"`
+	// KeptFrom is the oldest segment a kept snapshot still needs.
+	KeptFrom string `json:"kept_from,omitempty"`
+	DryRun   bool   `json:"dry_run"`
+}
+
+// NewWALCleanup is the view of r.
+func NewWALCleanup(r engine.WALCleanupResult) WALCleanup {
+	removed := r.Removed
+	if removed == nil {
+		removed = []string{}
+	}
+	return WALCleanup{Branch: r.Branch, Removed: removed, FreedBytes: r.Bytes, KeptFrom: r.KeptFrom, DryRun: r.DryRun}
+}
+
+func (Snapshot) JSONDocument()        {}
+func (Snapshots) JSONDocument()       {}
+func (SnapshotCleanup) JSONDocument() {}
+func (WALs) JSONDocument()            {}
+func (WALCleanup) JSONDocument()      {}

@@ -1,0 +1,244 @@
+// Package view holds the documents Velo prints with --json: one tagged type
+// per output, built from the engine's types, so that the engine can change
+// its types without changing what scripts read.
+//
+// The contract every key keeps (view_test.go checks the first three by
+// reflection; test/e2e TestJSON runs every command):
+//   - keys are snake_case, at every depth;
+//   - a size is an integer count of bytes whose key ends in _bytes;
+//   - a time is RFC 3339 (encoding/json's form of time.Time), in UTC where
+//     Velo chose the moment;
+//   - branch and parent are always PROJECT/BRANCH; project is a project's
+//     name; name is an object's own full name (a branch's is PROJECT/BRANCH);
+//   - an absent optional value is left out, not printed empty.
+//
+// Every type here is a ui.Document, and ui.Printer prints nothing else.
+package view
+
+import (
+	"time"
+
+	"github.com/velohq/velo/internal/engine"
+)
+
+// Branch is one branch: branch list, branch get, and the changing branch
+// commands with --json.
+type Branch struct {
+	Name      string     `json:"name"` // PROJECT/BRANCH
+	Project   string     `json:"project"`
+	Parent    string     `json:"parent,omitempty"` // PROJECT/BRANCH
+	State     string     `json:"state"`            // running, stopped, missing
+	PID       int        `json:"pid,omitempty"`
+	StartedAt *time.Time `json:"started_at,omitempty"`
+	Port      int        `json:"port"`
+	URL       string     `json:"url"` // password masked
+	CACert    string     `json:"ca_cert,omitempty"`
+	Volume    string     `json:"volume"`
+	// The sizes are left out when they were not computed (--size).
+	ExclusiveBytes  *int64    `json:"exclusive_bytes,omitempty"`
+	ReferencedBytes *int64    `json:"referenced_bytes,omitempty"`
+	CreatedAt       time.Time `json:"created_at"`
+	Problem         string    `json:"problem,omitempty"`
+	// Where the branch's files are, for debugging.
+	DataDir   string `json:"data_dir,omitempty"`
+	SocketDir string `json:"socket_dir,omitempty"`
+	LogFile   string `json:"log_file,omitempty"`
+	// PITR is set for a branch made with --pitr.
+	PITR *PITR `json:"pitr,omitempty"`
+}
+
+// PITR is how a point-in-time branch was made.
+type PITR struct {
+	Target         time.Time `json:"target"`
+	SourceSnapshot string    `json:"source_snapshot"`
+}
+
+// Branches is branch list.
+type Branches []Branch
+
+// NewBranch is the view of b.
+func NewBranch(b engine.BranchInfo) Branch {
+	v := Branch{Name: b.Name, Project: b.Project, Parent: b.Parent, State: b.State, PID: b.PID, Port: b.Port,
+		URL: b.URL, CACert: b.CACert, Volume: b.Volume, ExclusiveBytes: b.Exclusive, ReferencedBytes: b.Reference,
+		CreatedAt: b.CreatedAt, Problem: b.Problem, DataDir: b.DataDir, SocketDir: b.SocketDir, LogFile: b.LogFile}
+	if !b.StartedAt.IsZero() {
+		t := b.StartedAt
+		v.StartedAt = &t
+	}
+	if b.PITRTarget != nil {
+		v.PITR = &PITR{Target: b.PITRTarget.UTC(), SourceSnapshot: b.SourceSnapshot}
+	}
+	return v
+}
+
+// NewBranches is the view of bs.
+func NewBranches(bs []engine.BranchInfo) Branches {
+	out := Branches{}
+	for _, b := range bs {
+		out = append(out, NewBranch(b))
+	}
+	return out
+}
+
+// Project is one project: project list.
+type Project struct {
+	Name      string    `json:"name"`
+	Storage   string    `json:"storage"`
+	Pool      string    `json:"pool"`
+	PGVersion int       `json:"pg_version"`
+	Branches  int       `json:"branches"` // how many
+	CreatedAt time.Time `json:"created_at"`
+	Listen    string    `json:"listen_addresses"`
+	CACert    string    `json:"ca_cert,omitempty"`
+	// Source is where an imported project came from.
+	Source *Source `json:"source,omitempty"`
+}
+
+// Source is where an imported project's data came from; it holds no
+// secret.
+type Source struct {
+	Mode        string     `json:"mode"` // logical or physical
+	Host        string     `json:"host"`
+	Port        int        `json:"port"`
+	User        string     `json:"user"`
+	Database    string     `json:"database"`
+	Databases   []string   `json:"databases,omitempty"`
+	Service     string     `json:"service,omitempty"`
+	Version     string     `json:"version"` // the source's server_version at the last import
+	ImportedAt  time.Time  `json:"imported_at"`
+	RefreshedAt *time.Time `json:"refreshed_at,omitempty"`
+}
+
+func newSource(s *engine.SourceInfo) *Source {
+	if s == nil {
+		return nil
+	}
+	return &Source{Mode: s.Mode, Host: s.Host, Port: s.Port, User: s.User, Database: s.Database, Databases: s.Databases,
+		Service: s.Service, Version: s.Version, ImportedAt: s.ImportedAt, RefreshedAt: s.RefreshedAt}
+}
+
+// Projects is project list.
+type Projects []Project
+
+// NewProject is the view of p.
+func NewProject(p engine.ProjectInfo) Project {
+	return Project{Name: p.Name, Storage: p.Storage, Pool: p.Pool, PGVersion: p.PGMajor, Branches: p.Branches,
+		CreatedAt: p.CreatedAt, Listen: p.Listen, CACert: p.CACert, Source: newSource(p.Source)}
+}
+
+// NewProjects is the view of ps.
+func NewProjects(ps []engine.ProjectInfo) Projects {
+	out := Projects{}
+	for _, p := range ps {
+		out = append(out, NewProject(p))
+	}
+	return out
+}
+
+// ProjectDetail is a project with its branches: project get, project
+// create, and each project of status.
+type ProjectDetail struct {
+	Project
+	BranchList Branches `json:"branch_list"`
+}
+
+// NewProjectDetail is the view of p and its branches bs.
+func NewProjectDetail(p engine.ProjectInfo, bs []engine.BranchInfo) ProjectDetail {
+	return ProjectDetail{Project: NewProject(p), BranchList: NewBranches(bs)}
+}
+
+// Pool is one pool's figures in status.
+type Pool struct {
+	Name      string `json:"name"` // ZFS pool or directory
+	Storage   string `json:"storage"`
+	Health    string `json:"health,omitempty"`
+	SizeBytes int64  `json:"size_bytes"`
+	UsedBytes int64  `json:"used_bytes"`
+	FreeBytes int64  `json:"free_bytes"`
+	Error     string `json:"error,omitempty"`
+}
+
+// Status is velo status.
+type Status struct {
+	Pools    []Pool          `json:"pools"`
+	Projects []ProjectDetail `json:"projects"`
+}
+
+// NewStatus is the view of rep.
+func NewStatus(rep engine.StatusReport) Status {
+	s := Status{Pools: []Pool{}, Projects: []ProjectDetail{}}
+	for _, p := range rep.Pools {
+		s.Pools = append(s.Pools, Pool{Name: p.Name, Storage: p.Storage, Health: p.Health, SizeBytes: p.Size,
+			UsedBytes: p.Used, FreeBytes: p.Free, Error: p.Error})
+	}
+	for _, p := range rep.Projects {
+		s.Projects = append(s.Projects, NewProjectDetail(p.ProjectInfo, p.BranchList))
+	}
+	return s
+}
+
+// Conn is how to reach a branch's server: branch password.
+type Conn struct {
+	Branch   string `json:"branch"` // PROJECT/BRANCH
+	Host     string `json:"host"`
+	Port     int    `json:"port"`
+	User     string `json:"user"`
+	Password string `json:"password,omitempty"`
+	Database string `json:"database"`
+	URL      string `json:"url"`
+	CACert   string `json:"ca_cert,omitempty"`
+}
+
+// NewConn is the view of c.
+func NewConn(c engine.Conn) Conn {
+	return Conn{Branch: c.Branch, Host: c.Host, Port: c.Port, User: c.User, Password: c.Password, Database: c.Database, URL: c.URL, CACert: c.CACert}
+}
+
+// StartResult is one branch that branch start --all looked at.
+type StartResult struct {
+	Branch  string `json:"branch"` // PROJECT/BRANCH
+	Port    int    `json:"port"`
+	Started bool   `json:"started"` // false: it was already running
+	Error   string `json:"error,omitempty"`
+}
+
+// StopResult is one branch that branch stop --all looked at.
+type StopResult struct {
+	Branch  string `json:"branch"` // PROJECT/BRANCH
+	Port    int    `json:"port"`
+	Stopped bool   `json:"stopped"` // false: it was already stopped
+	Error   string `json:"error,omitempty"`
+}
+
+// StartResults is branch start --all.
+type StartResults []StartResult
+
+// StopResults is branch stop --all.
+type StopResults []StopResult
+
+// NewStartResults is the view of rs.
+func NewStartResults(rs []engine.ServerResult) StartResults {
+	out := StartResults{}
+	for _, r := range rs {
+		out = append(out, StartResult{Branch: r.Branch, Port: r.Port, Started: r.Changed, Error: r.Error})
+	}
+	return out
+}
+
+// NewStopResults is the view of rs.
+func NewStopResults(rs []engine.ServerResult) StopResults {
+	out := StopResults{}
+	for _, r := range rs {
+		out = append(out, StopResult{Branch: r.Branch, Port: r.Port, Stopped: r.Changed, Error: r.Error})
+	}
+	return out
+}
+
+func (Branch) JSONDocument()        {}
+func (Branches) JSONDocument()      {}
+func (Projects) JSONDocument()      {}
+func (ProjectDetail) JSONDocument() {}
+func (Status) JSONDocument()        {}
+func (Conn) JSONDocument()          {}
+func (StartResults) JSONDocument()  {}
+func (StopResults) JSONDocument()   {}
