@@ -351,8 +351,9 @@ func testStatusAndDelete(e *env) {
 	}
 	var rep struct {
 		Pools []struct {
-			Size, Free int64
-			Health     string
+			Size   int64 `json:"size_bytes"`
+			Free   int64 `json:"free_bytes"`
+			Health string
 		}
 		Projects []struct {
 			Name       string

@@ -1,0 +1,185 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestJSONOutput runs every command that takes --json on a real home (copy
+// storage, a point-in-time branch among the branches) and checks the output
+// contract of internal/view: stdout is one JSON document and nothing else;
+// every key at every depth is snake_case (read from the raw document, not
+// decoded case-insensitively); branch and parent are PROJECT/BRANCH; a
+// *_bytes key is an integer; a time parses as RFC 3339; no progress on
+// stderr. It also checks what the text output of the same home shows to
+// scripts and people: tables without borders when piped, -q names only,
+// and branch get's paths and PITR target.
+func TestJSONOutput(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "copy")
+	check := func(want int, args ...string) any {
+		t.Helper()
+		r := e.run(append(args, "--json")...)
+		show := "velo " + strings.Join(args, " ") + " --json"
+		if r.code != want {
+			t.Fatalf("%s: want exit %d: %s", show, want, r)
+		}
+		dec := json.NewDecoder(strings.NewReader(r.stdout))
+		dec.UseNumber()
+		var doc any
+		if err := dec.Decode(&doc); err != nil {
+			t.Fatalf("%s: stdout is not JSON: %v\n%s", show, err, r.stdout)
+		}
+		if dec.More() {
+			t.Errorf("%s: more than one document on stdout:\n%s", show, r.stdout)
+		}
+		if strings.Contains(r.stderr, "▸") {
+			t.Errorf("%s: progress on stderr:\n%s", show, r.stderr)
+		}
+		checkKeys(t, show, "", doc)
+		return doc
+	}
+	obj := func(doc any) map[string]any {
+		t.Helper()
+		m, ok := doc.(map[string]any)
+		if !ok {
+			t.Fatalf("document is %T, want an object", doc)
+		}
+		return m
+	}
+
+	// The changing commands that take --json print what they made.
+	if p := obj(check(0, "project", "create", "j", "--pool", e.pool, "--storage", "copy")); p["name"] != "j" || len(p["branch_list"].([]any)) != 1 {
+		t.Errorf("project create --json = %v", p)
+	}
+	if b := obj(check(0, "branch", "create", "j/dev")); b["name"] != "j/dev" || b["parent"] != "j/main" || b["state"] != "running" {
+		t.Errorf("branch create --json = %v", b)
+	}
+	snap := obj(check(0, "snapshot", "create", "j/main", "--label", "base"))
+	time.Sleep(1100 * time.Millisecond)
+	e.psql("j/main", "CREATE TABLE t AS SELECT 1 AS v")
+	target := time.Now().UTC()
+	at := obj(check(0, "branch", "create", "j/at", "--pitr", target.Format(time.RFC3339Nano)))
+	pitr, _ := at["pitr"].(map[string]any)
+	if pitr == nil || pitr["source_snapshot"] != snap["id"] {
+		t.Errorf("branch create --pitr --json: pitr = %v, want source snapshot %v", at["pitr"], snap["id"])
+	} else if got, _ := time.Parse(time.RFC3339Nano, pitr["target"].(string)); !got.Equal(target) {
+		t.Errorf("pitr target %v, want %s", pitr["target"], target.Format(time.RFC3339Nano))
+	}
+	for _, k := range []string{"data_dir", "socket_dir", "log_file"} {
+		if s, _ := at[k].(string); !strings.HasPrefix(s, "/") {
+			t.Errorf("branch create --json: %s = %v, want a path", k, at[k])
+		}
+	}
+	if b := obj(check(0, "branch", "stop", "j/dev")); b["state"] != "stopped" {
+		t.Errorf("branch stop --json: state %v", b["state"])
+	}
+	for _, args := range [][]string{{"branch", "start", "j/dev"}, {"branch", "restart", "j/dev"}, {"branch", "reset", "j/dev"}} {
+		if b := obj(check(0, args...)); b["name"] != "j/dev" || b["state"] != "running" {
+			t.Errorf("%v --json = %v", args, b)
+		}
+	}
+	check(0, "branch", "start", "--all")
+
+	// Every read command.
+	for _, args := range [][]string{
+		{"status"}, {"status", "--size"}, {"project", "list"}, {"project", "get", "j"},
+		{"branch", "list"}, {"branch", "list", "j", "--size"}, {"branch", "get", "j/at"}, {"branch", "password", "j/main"},
+		{"snapshot", "list"}, {"snapshot", "list", "j/main"},
+		{"wal", "info"}, {"wal", "info", "j"}, {"wal", "info", "j/main"},
+		{"snapshot", "cleanup", "j/main", "--days", "36500", "--dry-run"},
+		{"wal", "cleanup", "j/main", "--days", "36500", "--dry-run"},
+		{"doctor"}, {"doctor", "--repair", "--dry-run"},
+	} {
+		check(0, args...)
+	}
+	st := obj(check(0, "status"))
+	pool := obj(st["pools"].([]any)[0])
+	for _, k := range []string{"name", "storage", "health", "size_bytes", "used_bytes", "free_bytes"} {
+		if _, ok := pool[k]; !ok {
+			t.Errorf("status --json pool lacks %s: %v", k, pool)
+		}
+	}
+
+	// Text: what branch get shows of a point-in-time branch.
+	r := e.ok("branch", "get", "j/at")
+	for _, want := range []string{"PITR:", "from snapshot " + snap["id"].(string), "Data:", "/pgdata", "Sockets:", "Log:", ".log"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("branch get lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	// Piped, tables have no borders; -q lists names alone.
+	for _, args := range [][]string{{"status"}, {"branch", "list"}, {"project", "list"}, {"snapshot", "list"}} {
+		if r := e.ok(args...); strings.ContainsAny(r.stdout, "│─┌└") {
+			t.Errorf("velo %v piped draws borders:\n%s", args, r.stdout)
+		}
+	}
+	if r := e.ok("branch", "list", "j", "-q"); r.stdout != "j/main\nj/dev\nj/at\n" {
+		t.Errorf("branch list -q = %q", r.stdout)
+	}
+	if r := e.ok("project", "list", "--quiet"); r.stdout != "j\n" {
+		t.Errorf("project list --quiet = %q", r.stdout)
+	}
+	if r := e.ok("snapshot", "list", "-q"); !strings.Contains(r.stdout, snap["id"].(string)+"\n") || strings.Contains(r.stdout, " ") {
+		t.Errorf("snapshot list -q = %q", r.stdout)
+	}
+
+	// stop --all stops every branch, and start --all then leaves them.
+	stopped := check(0, "branch", "stop", "--all").([]any)
+	if len(stopped) != 3 {
+		t.Errorf("stop --all reported %v", stopped)
+	}
+	for _, b := range e.branchList() {
+		if b.State != "stopped" {
+			t.Errorf("after stop --all %s is %s", b.Name, b.State)
+		}
+	}
+	if rs := check(0, "branch", "start", "--all").([]any); len(rs) != 0 {
+		t.Errorf("start --all after stop --all started %v", rs)
+	}
+}
+
+var (
+	snakeKey = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
+	refValue = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]*/[a-z0-9][a-z0-9_-]*$`)
+)
+
+// checkKeys walks doc: every key snake_case, and the values of the keys
+// whose meaning is fixed of that form.
+func checkKeys(t *testing.T, show, path string, doc any) {
+	t.Helper()
+	switch v := doc.(type) {
+	case []any:
+		for i, x := range v {
+			checkKeys(t, show, fmt.Sprintf("%s[%d]", path, i), x)
+		}
+	case map[string]any:
+		for k, x := range v {
+			where := path + "." + k
+			if !snakeKey.MatchString(k) {
+				t.Errorf("%s: key %s is not snake_case", show, where)
+			}
+			switch {
+			case k == "branch" || k == "parent":
+				if s, ok := x.(string); !ok || !refValue.MatchString(s) {
+					t.Errorf("%s: %s = %v, want PROJECT/BRANCH", show, where, x)
+				}
+			case strings.HasSuffix(k, "_bytes"):
+				n, ok := x.(json.Number)
+				if _, err := n.Int64(); !ok || err != nil {
+					t.Errorf("%s: %s = %v, want an integer of bytes", show, where, x)
+				}
+			case strings.HasSuffix(k, "_at") || strings.HasSuffix(k, "_pitr") || k == "target":
+				s, _ := x.(string)
+				if _, err := time.Parse(time.RFC3339Nano, s); err != nil {
+					t.Errorf("%s: %s = %v, want an RFC 3339 time", show, where, x)
+				}
+			}
+			checkKeys(t, show, where, x)
+		}
+	}
+}
