@@ -80,7 +80,7 @@ func (e *Engine) Doctor(ctx context.Context) (DoctorReport, error) {
 func (e *Engine) Repair(ctx context.Context, dryRun bool) (RepairReport, error) {
 	rep := RepairReport{DryRun: dryRun, Actions: []RepairAction{}, Left: []Finding{}}
 	onWait := func(h state.Holder) {
-		e.Progress.Note("waiting for another velo (pid %d, %q) to finish...", h.PID, h.Command)
+		e.Progress.Warn("waiting for another velo (pid %d, %q) to finish...", h.PID, h.Command)
 	}
 	if dryRun {
 		// The lock, without a journal entry: a dry run writes nothing.
