@@ -325,7 +325,7 @@ func (e *Engine) restoreRoles(ctx context.Context, op *op, src *logicalSource, f
 	}
 	e.Progress.Note("roles: %s restored", plural(restored, "role", "roles"))
 	if !f.superuser && !noOwner {
-		e.Progress.Note("roles: passwords not copied (%s is not a superuser on the source, so pg_authid is not readable); set them with ALTER ROLE ... PASSWORD", src.src.User)
+		e.Progress.Warn("roles: passwords not copied (%s is not a superuser on the source, so pg_authid is not readable); set them with ALTER ROLE ... PASSWORD", src.src.User)
 	}
 	if src.src.User != pg.Superuser && !noOwner {
 		e.Progress.Note("roles: %s has no password here (the role the import reads the source as)", src.src.User)
@@ -334,7 +334,7 @@ func (e *Engine) restoreRoles(ctx context.Context, op *op, src *logicalSource, f
 		e.Progress.Note("roles: skipped %s", s)
 	}
 	if noOwner {
-		e.Progress.Note("roles: objects are owned by postgres, and grants left out, since the roles could not be read")
+		e.Progress.Warn("roles: objects are owned by postgres, and grants left out, since the roles could not be read")
 	}
 	return noOwner, nil
 }
