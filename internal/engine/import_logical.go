@@ -357,8 +357,8 @@ func (e *Engine) checkImportSpace(ctx context.Context, p state.Project, d storag
 	if st.Free >= need {
 		return nil
 	}
-	return fmt.Errorf("%w on pool %s for project %s: the source's %s take %s, and the pool has %s free of %s (Velo keeps %s free besides); free space (velo status shows what uses it) or pick a roomier --pool",
-		errdefs.ErrNoSpace, st.Name, p.Name, plural(len(f.databases), "database", "databases"), ui.Bytes(f.size), ui.Bytes(st.Free), ui.Bytes(st.Size), ui.Bytes(minPoolFree))
+	return errdefs.NoSpace("no space left on pool %s for project %s: the source's %s take %s, and the pool has %s free of %s (Velo keeps %s free besides); free space (velo status shows what uses it) or pick a roomier --pool",
+		st.Name, p.Name, plural(len(f.databases), "database", "databases"), ui.Bytes(f.size), ui.Bytes(st.Free), ui.Bytes(st.Size), ui.Bytes(minPoolFree))
 }
 
 // sourcePassfile is where a project keeps its source's password, 0600 in

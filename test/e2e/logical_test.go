@@ -283,7 +283,7 @@ func TestLogicalImportFaults(t *testing.T) {
 	small := newEnvSized(t, "btrfs", 200<<20)
 	small.extra = e.extra
 	sr := small.run("project", "create", "f", "--pool", small.pool, "--from", src.url(), "--logical", "--database", "big")
-	if sr.code != 1 || !strings.Contains(sr.stderr, "no space on pool") || !strings.Contains(sr.stderr, "pick a roomier --pool") {
+	if sr.code != 1 || !strings.Contains(sr.stderr, "no space left on pool") || !strings.Contains(sr.stderr, "pick a roomier --pool") {
 		t.Errorf("a pool without room: want exit 1 saying so before anything, got %s", sr)
 	}
 	if strings.Contains(sr.stderr, "Create volume") {
