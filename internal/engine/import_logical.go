@@ -22,7 +22,8 @@ import (
 	"github.com/velohq/velo/internal/ui"
 )
 
-// ModeLogical is the SourceMode of a project made from a dump of its source.
+// ModeLogical is the state.Source mode of a project made from a dump of
+// its source.
 const ModeLogical = "logical"
 
 // logicalSource is SOURCE as a logical import reads it: read-only
@@ -100,10 +101,7 @@ func (e *Engine) inspectSource(ctx context.Context, src *logicalSource, want []s
 		COALESCE((SELECT rolsuper FROM pg_roles WHERE rolname = current_user), false)`).Scan(&num, &f.version, &f.superuser); err != nil {
 		return f, fmt.Errorf("read the source's version: %w", err)
 	}
-	f.major = num / 10000
-	if num < 100000 {
-		f.major = num / 100 // 9.6 is 90600
-	}
+	f.major = num / 10000 // 9 for 9.6 (90600), as pg.ParseVersion counts
 	rows, err := conn.Query(ctx, `SELECT datname, CASE WHEN has_database_privilege(datname, 'CONNECT') THEN pg_database_size(datname) ELSE 0 END
 		FROM pg_database WHERE NOT datistemplate AND datallowconn ORDER BY datname`)
 	if err != nil {
