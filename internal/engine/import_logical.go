@@ -88,8 +88,10 @@ type sourceFacts struct {
 
 // inspectSource reads the source's version, whether Velo's role there is
 // a superuser, and its databases: want, each of which must exist, or every
-// database that is not a template and accepts connections.
-func (e *Engine) inspectSource(ctx context.Context, src *logicalSource, want []string) (sourceFacts, error) {
+// database that is not a template and accepts connections. refreshing
+// names the project a refresh is for, whose databases were asked for at
+// its creation.
+func (e *Engine) inspectSource(ctx context.Context, src *logicalSource, want []string, refreshing string) (sourceFacts, error) {
 	var f sourceFacts
 	conn, err := src.connect(ctx)
 	if err != nil {
@@ -127,9 +129,12 @@ func (e *Engine) inspectSource(ctx context.Context, src *logicalSource, want []s
 	if len(want) > 0 {
 		f.databases = nil
 		for _, d := range want {
-			if _, ok := sizes[d]; !ok {
+			if _, ok := sizes[d]; !ok && refreshing == "" {
 				return f, errdefs.Invalid("--database %s: the source %s has no such database (or it is a template or refuses connections); it has %s",
 					ui.Quote(d), src.name(), strings.Join(all, ", "))
+			} else if !ok {
+				return f, errdefs.FailedPrecondition("project %s was imported with database %s, which the source %s no longer has (or it is a template or refuses connections now; it has %s); import what it has into a new project with velo project create NAME --from SOURCE --logical --database ...",
+					refreshing, ui.Quote(d), src.name(), strings.Join(all, ", "))
 			}
 			if !slices.Contains(f.databases, d) {
 				f.databases = append(f.databases, d)
@@ -383,7 +388,7 @@ func (e *Engine) createLogical(ctx context.Context, o CreateProjectOptions, src 
 			return err
 		}
 		e.Progress.Title("Importing %s into project %s...", ls.name(), o.Name)
-		f, err := e.inspectSource(ctx, ls, o.Databases)
+		f, err := e.inspectSource(ctx, ls, o.Databases, "")
 		if err != nil {
 			return err
 		}
@@ -395,7 +400,7 @@ func (e *Engine) createLogical(ctx context.Context, o CreateProjectOptions, src 
 			plural(len(f.databases), "database", "databases"), strings.Join(f.databases, ", "), ui.Bytes(f.size), f.tools.Major)
 		now := time.Now()
 		p := state.Project{ID: newID("p"), Name: o.Name, PGMajor: in.Major, ArchiveTimeout: int(o.ArchiveTimeout / time.Second),
-			Listen: strings.Join(listen, ","), CreatedAt: now, Source: f.record(src, now)}
+			Listen: strings.Join(listen, ","), CreatedAt: now, Source: f.record(src, o.Databases, now)}
 		if err := e.selectStorage(ctx, o, &p); err != nil {
 			return err
 		}
@@ -456,7 +461,7 @@ func (e *Engine) createLogical(ctx context.Context, o CreateProjectOptions, src 
 
 // record is what the project keeps of its source: where, what, when;
 // no secret.
-func (f sourceFacts) record(src pg.Source, at time.Time) *state.Source {
+func (f sourceFacts) record(src pg.Source, asked []string, at time.Time) *state.Source {
 	return &state.Source{Mode: ModeLogical, Host: src.Host, Port: src.Port, User: src.User, Database: src.Database,
-		Databases: f.databases, SSL: src.SSL, Service: src.Service, Version: f.version, ImportedAt: at}
+		Databases: asked, Imported: f.databases, SSL: src.SSL, Service: src.Service, Version: f.version, ImportedAt: at}
 }

@@ -52,7 +52,7 @@ func (e *Engine) RefreshProject(ctx context.Context, name string) error {
 		}
 		defer ls.close()
 		e.Progress.Title("Refreshing project %s from %s...", p.Name, ls.name())
-		f, err := e.inspectSource(ctx, ls, p.Source.Databases)
+		f, err := e.inspectSource(ctx, ls, p.Source.Databases, p.Name)
 		if err != nil {
 			return err
 		}
@@ -129,7 +129,7 @@ func (e *Engine) RefreshProject(ctx context.Context, name string) error {
 			return err
 		}
 		source := *p.Source
-		source.Databases, source.Version, source.RefreshedAt = f.databases, f.version, time.Now()
+		source.Imported, source.Version, source.RefreshedAt = f.databases, f.version, time.Now()
 		if err := e.Store.Tx(ctx, func(tx *state.Tx) error {
 			if err := tx.SwapVolume(ctx, b.ID, fresh.VolumeID, b.OriginSnapshotID); err != nil {
 				return err

@@ -56,8 +56,10 @@ type Source struct {
 	Port     int    `json:"port"`
 	User     string `json:"user"`
 	Database string `json:"database"`
-	// Databases are the databases a logical import took ("" all).
+	// Databases are the databases a logical import was asked for (none:
+	// all but templates, at each refresh too); Imported those it took last.
 	Databases []string `json:"databases,omitempty"`
+	Imported  []string `json:"imported,omitempty"`
 	// SSL holds the TLS settings SOURCE gave (sslmode, sslrootcert...).
 	SSL map[string]string `json:"ssl,omitempty"`
 	// Service is the pg_service.conf section SOURCE named, if any.

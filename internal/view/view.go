@@ -97,16 +97,18 @@ type Project struct {
 // Source is where an imported project's data came from; it holds no
 // secret.
 type Source struct {
-	Mode        string     `json:"mode"` // logical or physical
-	Host        string     `json:"host"`
-	Port        int        `json:"port"`
-	User        string     `json:"user"`
-	Database    string     `json:"database"`
-	Databases   []string   `json:"databases,omitempty"`
-	Service     string     `json:"service,omitempty"`
-	Version     string     `json:"version"` // the source's server_version at the last import
-	ImportedAt  time.Time  `json:"imported_at"`
-	RefreshedAt *time.Time `json:"refreshed_at,omitempty"`
+	Mode      string   `json:"mode"` // logical or physical
+	Host      string   `json:"host"`
+	Port      int      `json:"port"`
+	User      string   `json:"user"`
+	Database  string   `json:"database"`
+	Databases []string `json:"databases,omitempty"`
+	// AllDatabases: a refresh takes every database the source then has.
+	AllDatabases bool       `json:"all_databases,omitempty"`
+	Service      string     `json:"service,omitempty"`
+	Version      string     `json:"version"` // the source's server_version at the last import
+	ImportedAt   time.Time  `json:"imported_at"`
+	RefreshedAt  *time.Time `json:"refreshed_at,omitempty"`
 }
 
 func newSource(s *engine.SourceInfo) *Source {
@@ -114,7 +116,7 @@ func newSource(s *engine.SourceInfo) *Source {
 		return nil
 	}
 	return &Source{Mode: s.Mode, Host: s.Host, Port: s.Port, User: s.User, Database: s.Database, Databases: s.Databases,
-		Service: s.Service, Version: s.Version, ImportedAt: s.ImportedAt, RefreshedAt: s.RefreshedAt}
+		AllDatabases: s.AllDatabases, Service: s.Service, Version: s.Version, ImportedAt: s.ImportedAt, RefreshedAt: s.RefreshedAt}
 }
 
 // Projects is project list.

@@ -169,12 +169,13 @@ func TestLogicalImport(t *testing.T) {
 			Host      string
 			Port      int
 			Databases []string
+			All       bool `json:"all_databases"`
 		}
 	}
 	if err := json.Unmarshal([]byte(e.ok("project", "get", "prod", "--json").stdout), &info); err != nil {
 		t.Fatal(err)
 	}
-	if s := info.Source; s.Mode != "logical" || s.Port != src.port || strings.Join(s.Databases, ",") != "bench,postgres,shop" {
+	if s := info.Source; s.Mode != "logical" || s.Port != src.port || strings.Join(s.Databases, ",") != "bench,postgres,shop" || !s.All {
 		t.Fatalf("project get shows source %+v", s)
 	}
 
