@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/velohq/velo/internal/engine"
 	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/pg"
@@ -71,40 +73,34 @@ func newEngine(t *testing.T) (*engine.Engine, *countingPools, string) {
 	return e, pools, filepath.Join(dir, "pool")
 }
 
-func query(t *testing.T, e *engine.Engine, ref, sql string) string {
+// conn runs fn on a connection to ref's server.
+func conn(t *testing.T, e *engine.Engine, ref string, fn func(context.Context, *pgx.Conn) error) {
 	t.Helper()
 	ctx := context.Background()
 	c, err := e.Password(ctx, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
-	conn, err := pg.Connect(ctx, c.Port, c.Password)
+	pc, err := pg.Connect(ctx, c.Port, c.Password)
 	if err != nil {
 		t.Fatalf("connect to %s: %v", ref, err)
 	}
-	defer conn.Close(ctx)
-	var out string
-	if err := conn.QueryRow(ctx, sql).Scan(&out); err != nil {
-		t.Fatalf("%s on %s: %v", sql, ref, err)
+	defer pc.Close(ctx)
+	if err := fn(ctx, pc); err != nil {
+		t.Fatalf("on %s: %v", ref, err)
 	}
+}
+
+func query(t *testing.T, e *engine.Engine, ref, sql string) string {
+	t.Helper()
+	var out string
+	conn(t, e, ref, func(ctx context.Context, c *pgx.Conn) error { return c.QueryRow(ctx, sql).Scan(&out) })
 	return out
 }
 
 func exec(t *testing.T, e *engine.Engine, ref, sql string) {
 	t.Helper()
-	ctx := context.Background()
-	c, err := e.Password(ctx, ref)
-	if err != nil {
-		t.Fatal(err)
-	}
-	conn, err := pg.Connect(ctx, c.Port, c.Password)
-	if err != nil {
-		t.Fatalf("connect to %s: %v", ref, err)
-	}
-	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, sql); err != nil {
-		t.Fatalf("%s on %s: %v", sql, ref, err)
-	}
+	conn(t, e, ref, func(ctx context.Context, c *pgx.Conn) error { _, err := c.Exec(ctx, sql); return err })
 }
 
 // TestProjectAndBranchesOnCopy: project create makes a running main on the

@@ -35,11 +35,7 @@ func NewSnapshot(s engine.SnapshotInfo) Snapshot {
 
 // NewSnapshots is the view of ss.
 func NewSnapshots(ss []engine.SnapshotInfo) Snapshots {
-	out := Snapshots{}
-	for _, s := range ss {
-		out = append(out, NewSnapshot(s))
-	}
-	return out
+	return each(ss, NewSnapshot)
 }
 
 // KeptSnapshot is an old snapshot that cleanup left, and why.

@@ -73,9 +73,14 @@ func NewBranch(b engine.BranchInfo) Branch {
 
 // NewBranches is the view of bs.
 func NewBranches(bs []engine.BranchInfo) Branches {
-	out := Branches{}
-	for _, b := range bs {
-		out = append(out, NewBranch(b))
+	return each(bs, NewBranch)
+}
+
+// each is the views of xs, never nil: an empty list prints [], not null.
+func each[T, V any](xs []T, view func(T) V) []V {
+	out := make([]V, 0, len(xs))
+	for _, x := range xs {
+		out = append(out, view(x))
 	}
 	return out
 }
@@ -130,11 +135,7 @@ func NewProject(p engine.ProjectInfo) Project {
 
 // NewProjects is the view of ps.
 func NewProjects(ps []engine.ProjectInfo) Projects {
-	out := Projects{}
-	for _, p := range ps {
-		out = append(out, NewProject(p))
-	}
-	return out
+	return each(ps, NewProject)
 }
 
 // ProjectDetail is a project with its branches: project get, project
@@ -220,20 +221,16 @@ type StopResults []StopResult
 
 // NewStartResults is the view of rs.
 func NewStartResults(rs []engine.ServerResult) StartResults {
-	out := StartResults{}
-	for _, r := range rs {
-		out = append(out, StartResult{Branch: r.Branch, Port: r.Port, Started: r.Changed, Error: r.Error})
-	}
-	return out
+	return each(rs, func(r engine.ServerResult) StartResult {
+		return StartResult{Branch: r.Branch, Port: r.Port, Started: r.Changed, Error: r.Error}
+	})
 }
 
 // NewStopResults is the view of rs.
 func NewStopResults(rs []engine.ServerResult) StopResults {
-	out := StopResults{}
-	for _, r := range rs {
-		out = append(out, StopResult{Branch: r.Branch, Port: r.Port, Stopped: r.Changed, Error: r.Error})
-	}
-	return out
+	return each(rs, func(r engine.ServerResult) StopResult {
+		return StopResult{Branch: r.Branch, Port: r.Port, Stopped: r.Changed, Error: r.Error}
+	})
 }
 
 func (Branch) JSONDocument()        {}
