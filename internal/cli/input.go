@@ -7,6 +7,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -67,7 +68,14 @@ func kind(f *pflag.Flag) string {
 func requireValues(c *cobra.Command, _ []string) error {
 	var err error
 	c.Flags().Visit(func(f *pflag.Flag) {
-		if err == nil && f.Value.Type() == "string" && f.Value.String() == "" {
+		if err != nil {
+			return
+		}
+		empty := f.Value.Type() == "string" && f.Value.String() == ""
+		if sv, ok := f.Value.(pflag.SliceValue); ok && f.Value.Type() == "stringArray" {
+			empty = slices.Contains(sv.GetSlice(), "")
+		}
+		if empty {
 			err = usageError{fmt.Errorf("--%s is empty: give it a value (%s), or leave the flag out for its default", f.Name, f.Usage)}
 		}
 	})

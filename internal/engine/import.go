@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"unicode"
 
 	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/pg"
@@ -38,8 +39,8 @@ func checkImportFlags(o CreateProjectOptions) (pg.Source, error) {
 		return pg.Source{}, errdefs.Invalid("--database picks databases of a logical import; add --logical, or drop --database (a physical import takes the whole server)")
 	}
 	for _, d := range o.Databases {
-		if d == "" {
-			return pg.Source{}, errdefs.Invalid("--database needs a database name")
+		if err := checkDatabaseName(d); err != nil {
+			return pg.Source{}, err
 		}
 	}
 	src, err := pg.ParseSource(o.From)
@@ -58,4 +59,18 @@ func sourceError(err error) error {
 		return errdefs.Invalid("%w", err)
 	}
 	return err
+}
+
+// checkDatabaseName refuses what cannot be a database's name before the
+// source is reached: Postgres takes any text of at most 63 bytes, but a
+// control or format character in one is a typo or an attack, never a name.
+func checkDatabaseName(d string) error {
+	printable := d != ""
+	for _, r := range d {
+		printable = printable && unicode.IsPrint(r)
+	}
+	if !printable || len(d) > 63 {
+		return errdefs.Invalid("--database %s is not a database name: names are printable text of at most 63 bytes", quote(d))
+	}
+	return nil
 }

@@ -168,9 +168,15 @@ func TestHostileInput(t *testing.T) {
 		"completion fish":       {},
 		"completion powershell": {},
 		"help":                  {kind: argTopic, optional: true, arg: "branch"},
+		"project refresh":       {kind: argName, arg: "demo"},
 	}
 	// Flags that only count beside another.
-	needs := map[string][2]string{"unit-dir": {"systemd", ""}}
+	needs := map[string][][2]string{
+		"unit-dir": {{"systemd", ""}},
+		// Nothing listens on port 1: a value that passes its check would
+		// fail to connect (exit 1), so the test sees it.
+		"database": {{"from", "postgresql://velo@127.0.0.1:1/postgres"}, {"logical", ""}},
+	}
 
 	pathExtra := []string{"/tmp/a\nb", "/tmp/\x1b[2J", "/" + longArg}
 	stringFlags := map[string]stringFlag{
@@ -185,6 +191,8 @@ func TestHostileInput(t *testing.T) {
 		"mount":     {rules: []string{absRule, printRule, "is not empty", "is not a directory", pathLenRule}, extra: pathExtra},
 		"unit-dir":  {rules: []string{absRule, printRule, pathLenRule}, legit: absPrintable, extra: pathExtra},
 		"fs":        {rules: []string{"choose btrfs or xfs"}},
+		"from":      {rules: []string{"is neither a postgresql:// URL nor service=NAME"}},
+		"database":  {rules: []string{"printable text of at most 63 bytes"}, legit: func(s string) bool { return printable(s) && len(s) <= 63 }, extra: []string{"a\u200bb", strings.Repeat("é", 32)}},
 		"size":      {rules: []string{"give a positive size such as 20G"}, extra: []string{"-5G", "0", "99999999999T", "1e3G", "5 G"}},
 	}
 	intFlags := map[string][]string{
@@ -299,7 +307,7 @@ func TestHostileInput(t *testing.T) {
 				return
 			}
 			args := withArg(base(f.Name))
-			if n, ok := needs[f.Name]; ok {
+			for _, n := range needs[f.Name] {
 				args = append(args, flagArg(n))
 			}
 			switch f.Value.Type() {
@@ -321,7 +329,7 @@ func TestHostileInput(t *testing.T) {
 				for _, v := range durations {
 					check(durRules, append(args, "--"+f.Name+"="+v)...)
 				}
-			case "string":
+			case "string", "stringArray":
 				sf, ok := stringFlags[f.Name]
 				if !ok {
 					t.Errorf("flag --%s of velo %s has no hostile cases: add it to stringFlags", f.Name, path)
