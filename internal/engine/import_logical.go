@@ -313,7 +313,7 @@ func (e *Engine) restoreRoles(ctx context.Context, op *op, src *logicalSource, f
 				if errors.As(err, &pe) && pe.Code == "42710" { // duplicate_object: a built-in role
 					continue
 				}
-				skipped = append(skipped, fmt.Sprintf("%s (%v)", firstLine(stmt), err))
+				skipped = append(skipped, fmt.Sprintf("%s (%v)", pg.WithoutPassword(firstLine(stmt)), err))
 				continue
 			}
 			if st.Role != "" && !seen[st.Role] {
