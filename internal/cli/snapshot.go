@@ -101,10 +101,7 @@ func runSnapshotList(ctx context.Context, g *Globals, o listOptions, ref string)
 		default:
 			t := ui.Table{Header: []string{"ID", "Branch", "Label", "Created", "Size"}}
 			for _, s := range ss {
-				label := s.Label
-				if !s.User {
-					label = "(origin of " + strings.Join(s.Clones, ", ") + ")"
-				}
+				label := snapshotRole(s)
 				t.Rows = append(t.Rows, []string{s.ID, dash(s.Branch), label, fmt.Sprintf("%s (%s ago)", s.CreatedAt.Local().Format(time.DateTime), ui.Age(time.Since(s.CreatedAt))), ui.Bytes(s.Exclusive)})
 			}
 			t.Render(w)
@@ -210,6 +207,29 @@ func runSnapshotCleanup(ctx context.Context, g *Globals, o cleanupOptions, ref s
 		for _, k := range res.Kept {
 			fmt.Fprintf(w, "Kept %s: %s\n", k.ID, k.Reason)
 		}
+		for _, c := range res.Shrunk {
+			fmt.Fprintf(w, "Point-in-time window: %s\n", c)
+		}
 		fmt.Fprintf(w, "%s %d snapshot(s), freeing %s\n", verb, len(res.Removed), ui.Bytes(res.Freed))
 	})
+}
+
+// snapshotRole is the Label column: the user's label, or what Velo keeps
+// the snapshot for (the origin of branches, the start of a branch's
+// point-in-time window).
+func snapshotRole(s engine.SnapshotInfo) string {
+	if s.User {
+		return s.Label
+	}
+	var roles []string
+	if len(s.Clones) > 0 {
+		roles = append(roles, "origin of "+strings.Join(s.Clones, ", "))
+	}
+	if s.PITRBase {
+		roles = append(roles, "oldest point-in-time base of "+dash(s.Branch))
+	}
+	if len(roles) == 0 {
+		return "-"
+	}
+	return "(" + strings.Join(roles, "; ") + ")"
 }

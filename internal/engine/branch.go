@@ -204,6 +204,9 @@ func (e *Engine) takeSnapshot(ctx context.Context, op *op, p state.Project, d st
 		_ = ignoreNotFound(d.DestroySnapshot(context.WithoutCancel(ctx), snap.ID))
 		return snap, nil, err
 	}
+	// Its time is when it was complete: everything in it happened before,
+	// so a recovery from it can reach any moment from then on (pitrBase).
+	snap.CreatedAt = time.Now()
 	return snap, live, nil
 }
 
@@ -418,8 +421,9 @@ func (e *Engine) deleteBranch(ctx context.Context, op *op, p state.Project, d st
 }
 
 // gc destroys, storage first and record after, what nothing needs any
-// more: snapshots that no volume in the pool was cloned from and that no
-// user keeps for a live branch, and retired volumes that no snapshot in
+// more: snapshots that no volume in the pool was cloned from, that no
+// user keeps for a live branch and that open no branch's point-in-time
+// window, and retired volumes that no snapshot in
 // the pool was taken from. Dependencies are read from the storage, the
 // truth, not from the records; it repeats until nothing more can go.
 func (e *Engine) gc(ctx context.Context, op *op, p state.Project, d storage.Driver) error {
@@ -437,8 +441,15 @@ func (e *Engine) gc(ctx context.Context, op *op, p state.Project, d storage.Driv
 		if err != nil {
 			return err
 		}
+		branches, err := e.Store.Q().Branches(ctx, p.ID)
+		if err != nil {
+			return err
+		}
+		// The oldest snapshot of a branch's volume opens its point-in-time
+		// window (window.go): only snapshot delete and cleanup remove it.
+		bases := pitrBases(snaps, liveVolumes(branches))
 		for _, s := range snaps {
-			if hasDependents[s.ID] || (s.User && s.BranchID != "") {
+			if hasDependents[s.ID] || (s.User && s.BranchID != "") || bases[s.ID] {
 				continue
 			}
 			if err := op.record(ctx, "destroy-snapshot", s.ID); err != nil {

@@ -213,10 +213,16 @@ type destroyStep struct {
 // planDestroy decides which entries to destroy, leaves first: an entry
 // goes once nothing left depends on it, if no record names it (an
 // orphan), or if gc would destroy it (a retired volume; a snapshot no
-// user keeps for a live branch). kept are the unnamed entries that
-// something named still depends on.
+// user keeps for a live branch and that opens no branch's point-in-time
+// window). kept are the unnamed entries that something named still
+// depends on.
 func planDestroy(f storageFacts) (steps []destroyStep, kept []storage.Entry) {
 	gone := map[string]bool{}
+	var recorded []state.Snapshot
+	for _, s := range f.Snapshots {
+		recorded = append(recorded, s)
+	}
+	bases := pitrBases(recorded, f.Branches)
 	for {
 		progress := false
 		for _, en := range f.Entries {
@@ -227,7 +233,7 @@ func planDestroy(f storageFacts) (steps []destroyStep, kept []storage.Entry) {
 			if en.Kind == storage.KindVolume {
 				destroy = !f.Branches[en.ID]
 			} else if s, ok := f.Snapshots[en.ID]; ok {
-				destroy = !(s.User && f.LiveBranch[s.BranchID])
+				destroy = !(s.User && f.LiveBranch[s.BranchID]) && !bases[s.ID]
 			} else {
 				destroy = true
 			}

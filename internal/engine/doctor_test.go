@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/velohq/velo/internal/state"
 	"github.com/velohq/velo/internal/storage"
@@ -61,13 +62,27 @@ func TestPlanDestroy(t *testing.T) {
 		{
 			name: "interrupted delete: retired volume, then the origin snapshot gc would destroy",
 			facts: storageFacts{
+				Entries:    []storage.Entry{vol("vmain", ""), snap("s0", "vmain"), snap("s1", "vmain"), vol("vdev", "s1")},
+				Branches:   set("vmain"),
+				LiveBranch: set("bmain"),
+				Retired:    set("vdev"),
+				Snapshots: map[string]state.Snapshot{
+					"s0": {ID: "s0", BranchID: "bmain", VolumeID: "vmain", CreatedAt: time.Unix(100, 0)},
+					"s1": {ID: "s1", BranchID: "bmain", VolumeID: "vmain", CreatedAt: time.Unix(200, 0)},
+				},
+			},
+			want: "[{vdev volume} {s1 snapshot}]", kept: "[]",
+		},
+		{
+			name: "the oldest snapshot of a live volume stays: main's point-in-time window starts there",
+			facts: storageFacts{
 				Entries:    []storage.Entry{vol("vmain", ""), snap("s1", "vmain"), vol("vdev", "s1")},
 				Branches:   set("vmain"),
 				LiveBranch: set("bmain"),
 				Retired:    set("vdev"),
 				Snapshots:  map[string]state.Snapshot{"s1": {ID: "s1", BranchID: "bmain", VolumeID: "vmain"}},
 			},
-			want: "[{vdev volume} {s1 snapshot}]", kept: "[]",
+			want: "[{vdev volume}]", kept: "[]",
 		},
 		{
 			name: "a user's snapshot of a live branch stays; one of a deleted branch goes",

@@ -17,6 +17,35 @@ import (
 // utc formats a moment for messages: always UTC, and saying so.
 func utc(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05.000 UTC") }
 
+// earliestBound and latestBound print a bound of the reachable moments
+// as --pitr takes it back (RFC 3339, to the millisecond), rounded
+// inwards: the earliest up, the latest down, so that the moment printed is
+// one that is accepted.
+func earliestBound(t time.Time) string {
+	r := t.Truncate(time.Millisecond)
+	if r.Before(t) {
+		r = r.Add(time.Millisecond)
+	}
+	return r.UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+func latestBound(t time.Time) string {
+	return t.Truncate(time.Millisecond).UTC().Format("2006-01-02T15:04:05.000Z")
+}
+
+// pitrBase is the snapshot a recovery to target starts from: the newest
+// taken at or before target (snaps newest first), nil if none. A
+// snapshot's time is when it was complete, so a target equal to it needs
+// no WAL before it.
+func pitrBase(snaps []state.Snapshot, target time.Time) *state.Snapshot {
+	for i := range snaps {
+		if !snaps[i].CreatedAt.After(target) {
+			return &snaps[i]
+		}
+	}
+	return nil
+}
+
 // createPITR makes b as parent was at target: it clones the newest
 // snapshot of parent's volume taken before target and replays the
 // parent's archive up to target, then promotes.
@@ -32,16 +61,10 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 	if len(snaps) == 0 {
 		return errdefs.FailedPrecondition("%s/%s has no snapshot to recover from; make one with velo snapshot create %s/%s (recovery reaches moments after it)", p.Name, parent.Name, p.Name, parent.Name)
 	}
-	var base *state.Snapshot
-	for i := range snaps { // newest first
-		if snaps[i].CreatedAt.Before(target) {
-			base = &snaps[i]
-			break
-		}
-	}
+	base := pitrBase(snaps, target)
 	if base == nil {
 		oldest := snaps[len(snaps)-1].CreatedAt
-		return errdefs.FailedPrecondition("--pitr %s is before the oldest snapshot of %s/%s; the earliest reachable moment is %s", utc(target), p.Name, parent.Name, utc(oldest))
+		return errdefs.FailedPrecondition("--pitr %s is before the oldest snapshot of %s/%s; the earliest reachable moment is %s", utc(target), p.Name, parent.Name, earliestBound(oldest))
 	}
 	if err := e.requireSpace(ctx, p, d, "a WAL switch of "+p.Name+"/"+parent.Name+" and a new server"); err != nil {
 		return err
@@ -71,7 +94,7 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 		segs, _ := segments(archive)
 		latest := segs[len(segs)-1].Time
 		if target.After(latest) {
-			return errdefs.FailedPrecondition("--pitr %s is after the newest archived WAL of %s/%s (it is stopped); the latest reachable moment is %s", utc(target), p.Name, parent.Name, utc(latest))
+			return errdefs.FailedPrecondition("--pitr %s is after the newest archived WAL of %s/%s (it is stopped); the latest reachable moment is %s", utc(target), p.Name, parent.Name, latestBound(latest))
 		}
 	}
 	recovery := map[string]string{

@@ -159,6 +159,14 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 		} else if err := e.startNew(ctx, op, spec); err != nil {
 			return err
 		}
+		// A base snapshot, so that main can be recovered to any moment
+		// after its creation, not only after someone's first snapshot
+		// (window.go says why nothing removes it on the side).
+		base, _, err := e.takeSnapshot(ctx, op, p, d, b, "", false)
+		if err != nil {
+			return err
+		}
+		op.onFail(func(ctx context.Context) error { return ignoreNotFound(d.DestroySnapshot(ctx, base.ID)) })
 		if err := op.record(ctx, "write-state", "project "+p.Name); err != nil {
 			return err
 		}
@@ -166,7 +174,10 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 			if err := tx.InsertProject(ctx, p); err != nil {
 				return err
 			}
-			return tx.InsertBranch(ctx, b)
+			if err := tx.InsertBranch(ctx, b); err != nil {
+				return err
+			}
+			return tx.InsertSnapshot(ctx, p.ID, base)
 		}); err != nil {
 			return err
 		}

@@ -25,6 +25,9 @@ type SnapshotInfo struct {
 	Exclusive int64
 	// Clones names the branches made from it.
 	Clones []string
+	// PITRBase: the oldest snapshot of its branch's current volume, where
+	// that branch's point-in-time window begins (window.go).
+	PITRBase bool
 }
 
 // ValidateLabel checks a snapshot label: printable text up to 100 characters.
@@ -127,10 +130,11 @@ func (e *Engine) projectSnapshots(ctx context.Context, p state.Project) ([]Snaps
 			clones[b.OriginSnapshotID] = append(clones[b.OriginSnapshotID], p.Name+"/"+b.Name)
 		}
 	}
+	bases := pitrBases(snaps, liveVolumes(branches))
 	d, derr := e.driver(ctx, p)
 	var out []SnapshotInfo
 	for _, s := range snaps {
-		in := SnapshotInfo{ID: s.ID, Branch: name[s.BranchID], Project: p.Name, Label: s.Label, User: s.User, CreatedAt: s.CreatedAt, Clones: clones[s.ID]}
+		in := SnapshotInfo{ID: s.ID, Branch: name[s.BranchID], Project: p.Name, Label: s.Label, User: s.User, CreatedAt: s.CreatedAt, Clones: clones[s.ID], PITRBase: bases[s.ID]}
 		if in.Clones == nil {
 			in.Clones = []string{}
 		}
@@ -265,7 +269,17 @@ func (e *Engine) DeleteSnapshot(ctx context.Context, prefix string) (string, err
 			return errdefs.FailedPrecondition("snapshot %s is where %s %s made from; delete %s first",
 				s.ID, strings.Join(clones, ", "), form(len(clones), "was", "were"), form(len(clones), "that branch", "those branches"))
 		}
-		return e.destroySnapshot(ctx, op, p, d, s)
+		shrunk, err := e.windowChanges(ctx, p, map[string]bool{s.ID: true})
+		if err != nil {
+			return err
+		}
+		if err := e.destroySnapshot(ctx, op, p, d, s); err != nil {
+			return err
+		}
+		for _, w := range shrunk {
+			e.Progress.Note("%s", w)
+		}
+		return nil
 	})
 	return id, err
 }
@@ -290,7 +304,10 @@ type CleanupResult struct {
 	Removed []SnapshotInfo
 	Kept    []KeptSnapshot
 	Freed   int64
-	DryRun  bool
+	// Shrunk: the point-in-time windows the removal makes shorter, when
+	// it removes the oldest snapshot of a branch's volume.
+	Shrunk []WindowChange
+	DryRun bool
 }
 
 // KeptSnapshot is an old snapshot cleanup left, and why.
@@ -314,7 +331,7 @@ func CheckCleanupScope(ref string, all bool) error {
 // CleanupSnapshots destroys the snapshots older than days that nothing
 // depends on, of one branch or of all (ref ""); dryRun only lists them.
 func (e *Engine) CleanupSnapshots(ctx context.Context, ref string, all bool, days int, dryRun bool) (CleanupResult, error) {
-	res := CleanupResult{Removed: []SnapshotInfo{}, Kept: []KeptSnapshot{}, DryRun: dryRun}
+	res := CleanupResult{Removed: []SnapshotInfo{}, Kept: []KeptSnapshot{}, Shrunk: []WindowChange{}, DryRun: dryRun}
 	if err := CheckCleanupScope(ref, all); err != nil {
 		return res, err
 	}
@@ -343,6 +360,25 @@ func (e *Engine) CleanupSnapshots(ctx context.Context, ref string, all bool, day
 			res.Removed = append(res.Removed, in)
 			res.Freed += in.Exclusive
 		}
+		gone := map[string]map[string]bool{} // project → snapshot IDs
+		for _, in := range res.Removed {
+			if gone[in.Project] == nil {
+				gone[in.Project] = map[string]bool{}
+			}
+			gone[in.Project][in.ID] = true
+		}
+		for name, ids := range gone {
+			p, err := e.project(ctx, name)
+			if err != nil {
+				return err
+			}
+			w, err := e.windowChanges(ctx, p, ids)
+			if err != nil {
+				return err
+			}
+			res.Shrunk = append(res.Shrunk, w...)
+		}
+		sort.Slice(res.Shrunk, func(i, j int) bool { return res.Shrunk[i].Branch < res.Shrunk[j].Branch })
 		if dryRun {
 			return nil
 		}

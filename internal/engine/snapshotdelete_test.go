@@ -25,7 +25,7 @@ func TestSnapshotDeleteFindsClones(t *testing.T) {
 	if _, err := e.CreateBranch(ctx, engine.CreateBranchOptions{Ref: "s/dev"}); err != nil {
 		t.Fatal(err)
 	}
-	origin := onlySnapshot(t, e, "s/main")
+	origin := newestSnapshot(t, e, "s/main", 2) // project create's base, then dev's origin
 	if len(origin.Clones) != 1 || origin.Clones[0] != "s/dev" {
 		t.Fatalf("s/dev's origin snapshot %s lists clones %v", origin.ID, origin.Clones)
 	}
@@ -49,8 +49,8 @@ func TestSnapshotDeleteFindsClones(t *testing.T) {
 	if !errors.Is(err, errdefs.ErrFailedPrecondition) || !strings.Contains(err.Error(), "volume vorphan (no branch has it") {
 		t.Errorf("delete of a snapshot with a clone no branch has: %v; want a refusal naming volume vorphan", err)
 	}
-	if n := len(snapshots(t, e, "s/main")); n != 2 {
-		t.Errorf("refused deletes left %d snapshots of s/main, want 2", n)
+	if n := len(snapshots(t, e, "s/main")); n != 3 {
+		t.Errorf("refused deletes left %d snapshots of s/main, want 3", n)
 	}
 
 	if err := d.DestroyVolume(ctx, "vorphan"); err != nil {
@@ -70,11 +70,12 @@ func snapshots(t *testing.T, e *engine.Engine, ref string) []engine.SnapshotInfo
 	return s
 }
 
-func onlySnapshot(t *testing.T, e *engine.Engine, ref string) engine.SnapshotInfo {
+// newestSnapshot is ref's newest snapshot, checking that it has n.
+func newestSnapshot(t *testing.T, e *engine.Engine, ref string, n int) engine.SnapshotInfo {
 	t.Helper()
 	s := snapshots(t, e, ref)
-	if len(s) != 1 {
-		t.Fatalf("%s has %d snapshots, want 1", ref, len(s))
+	if len(s) != n {
+		t.Fatalf("%s has %d snapshots, want %d", ref, len(s), n)
 	}
 	return s[0]
 }

@@ -170,6 +170,10 @@ func ParseTime(s string, now time.Time) (t time.Time, zoned bool, err error) {
 		}
 		return now.Add(-time.Duration(n) * unit), true, nil
 	}
+	// Velo's own messages say "2025-10-07 14:30:00.000 UTC".
+	if t, err := time.ParseInLocation("2006-01-02 15:04:05.999999999 MST", strings.TrimSpace(s), time.UTC); err == nil && strings.HasSuffix(strings.TrimSpace(s), " UTC") {
+		return t, true, nil
+	}
 	for _, layout := range []string{time.RFC3339Nano, "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999Z07", "2006-01-02T15:04:05.999999999Z07"} {
 		if t, err := time.Parse(layout, strings.ToUpper(strings.TrimSpace(s))); err == nil {
 			return t, true, nil

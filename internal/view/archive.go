@@ -18,6 +18,9 @@ type Snapshot struct {
 	ExclusiveBytes int64     `json:"exclusive_bytes"`
 	// Clones are the branches made from it (PROJECT/BRANCH).
 	Clones []string `json:"clones"`
+	// PITRBase: the oldest snapshot of its branch's current data, where
+	// that branch's point-in-time window begins; kept for it.
+	PITRBase bool `json:"pitr_base"`
 }
 
 // Snapshots is snapshot list.
@@ -30,7 +33,7 @@ func NewSnapshot(s engine.SnapshotInfo) Snapshot {
 		clones = []string{}
 	}
 	return Snapshot{ID: s.ID, Branch: s.Branch, Project: s.Project, Label: s.Label, User: s.User, CreatedAt: s.CreatedAt,
-		ExclusiveBytes: s.Exclusive, Clones: clones}
+		ExclusiveBytes: s.Exclusive, Clones: clones, PITRBase: s.PITRBase}
 }
 
 // NewSnapshots is the view of ss.
@@ -49,12 +52,26 @@ type SnapshotCleanup struct {
 	Removed    Snapshots      `json:"removed"`
 	Kept       []KeptSnapshot `json:"kept"`
 	FreedBytes int64          `json:"freed_bytes"`
-	DryRun     bool           `json:"dry_run"`
+	// WindowsShrunk: the point-in-time windows the removal shortens.
+	WindowsShrunk []WindowChange `json:"windows_shrunk"`
+	DryRun        bool           `json:"dry_run"`
+}
+
+// WindowChange is a branch's earliest reachable moment moved by removing
+// snapshots; To is absent when no snapshot of its data is left.
+type WindowChange struct {
+	Branch  string     `json:"branch"`
+	From    time.Time  `json:"from"`
+	To      *time.Time `json:"to,omitempty"`
+	Message string     `json:"message"`
 }
 
 // NewSnapshotCleanup is the view of r.
 func NewSnapshotCleanup(r engine.CleanupResult) SnapshotCleanup {
-	v := SnapshotCleanup{Removed: NewSnapshots(r.Removed), Kept: []KeptSnapshot{}, FreedBytes: r.Freed, DryRun: r.DryRun}
+	v := SnapshotCleanup{Removed: NewSnapshots(r.Removed), Kept: []KeptSnapshot{}, WindowsShrunk: []WindowChange{}, FreedBytes: r.Freed, DryRun: r.DryRun}
+	for _, w := range r.Shrunk {
+		v.WindowsShrunk = append(v.WindowsShrunk, WindowChange{Branch: w.Branch, From: w.From, To: w.To, Message: w.String()})
+	}
 	for _, k := range r.Kept {
 		v.Kept = append(v.Kept, KeptSnapshot{Snapshot: NewSnapshot(k.SnapshotInfo), Reason: k.Reason})
 	}
