@@ -391,7 +391,7 @@ func (e *Engine) DeleteBranch(ctx context.Context, ref string, force bool) error
 // deleteBranch stops a branch's server, drops its record and retires its
 // volume; gc then destroys what nothing depends on any more.
 func (e *Engine) deleteBranch(ctx context.Context, op *op, p state.Project, d storage.Driver, b state.Branch) error {
-	spec, err := e.spec(ctx, p, b)
+	spec, err := e.observeSpec(ctx, p, b)
 	if err == nil {
 		if err := op.record(ctx, "stop-server", spec.DataDir); err != nil {
 			return err

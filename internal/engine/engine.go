@@ -299,6 +299,20 @@ func (e *Engine) logFile(b state.Branch) string { return filepath.Join(e.Home, "
 
 // spec is how a branch's server runs.
 func (e *Engine) spec(ctx context.Context, p state.Project, b state.Branch) (runtime.Spec, error) {
+	return e.specFor(ctx, p, b, true)
+}
+
+// observeSpec is spec for telling whether b's server runs and for
+// stopping it. Both are read from postmaster.pid and /proc and done by
+// signals, without the Postgres binaries, so a project whose major is no
+// longer found (VELO_PG_BIN unset in a new shell, the major uninstalled)
+// still has its servers seen, stopped and deleted. Without the binaries
+// its Install holds the major alone.
+func (e *Engine) observeSpec(ctx context.Context, p state.Project, b state.Branch) (runtime.Spec, error) {
+	return e.specFor(ctx, p, b, false)
+}
+
+func (e *Engine) specFor(ctx context.Context, p state.Project, b state.Branch, needBinaries bool) (runtime.Spec, error) {
 	d, err := e.driver(ctx, p)
 	if err != nil {
 		return runtime.Spec{}, err
@@ -310,7 +324,26 @@ func (e *Engine) spec(ctx context.Context, p state.Project, b state.Branch) (run
 	} else if err != nil {
 		return runtime.Spec{}, fmt.Errorf("branch %s/%s: its volume %s: %w", p.Name, b.Name, b.VolumeID, err)
 	}
+	if !needBinaries {
+		return e.observeSpecPath(ctx, p, b, vol)
+	}
 	return e.specPath(ctx, p, b, vol)
+}
+
+// observeSpecPath is observeSpec for a volume path already known.
+func (e *Engine) observeSpecPath(ctx context.Context, p state.Project, b state.Branch, volumePath string) (runtime.Spec, error) {
+	in, err := e.install(ctx, p.PGMajor)
+	if errors.Is(err, errdefs.ErrEnvironment) {
+		in, err = pg.Install{Major: p.PGMajor}, nil
+	}
+	if err != nil {
+		return runtime.Spec{}, err
+	}
+	u, err := e.osUser()
+	if err != nil {
+		return runtime.Spec{}, err
+	}
+	return e.specAt(in, u, b, volumePath), nil
 }
 
 // specPath is spec for a branch whose volume path is already known.

@@ -57,7 +57,8 @@ func (e *Engine) StartBranch(ctx context.Context, ref string) (Conn, bool, error
 // startServer starts b's server unless it runs, and records that the user
 // wants it running.
 func (e *Engine) startServer(ctx context.Context, p state.Project, b state.Branch) (already bool, err error) {
-	spec, err := e.spec(ctx, p, b)
+	// Whether it runs needs no binaries; a start does.
+	spec, err := e.observeSpec(ctx, p, b)
 	if err != nil {
 		return false, err
 	}
@@ -71,6 +72,9 @@ func (e *Engine) startServer(ctx context.Context, p state.Project, b state.Branc
 	if st.State == runtime.Running {
 		already = true
 	} else {
+		if spec, err = e.spec(ctx, p, b); err != nil {
+			return false, err
+		}
 		if err := e.ensureDirs(); err != nil {
 			return false, err
 		}
@@ -182,7 +186,7 @@ func (e *Engine) eachBranch(ctx context.Context, action string, fn func(state.Pr
 func (e *Engine) StopBranch(ctx context.Context, ref string) (bool, error) {
 	var already bool
 	err := e.lockedBranch(ctx, ref, func(p projectBranch) error {
-		spec, err := e.spec(ctx, p.p, p.b)
+		spec, err := e.observeSpec(ctx, p.p, p.b)
 		if err != nil {
 			return err
 		}

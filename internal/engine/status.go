@@ -188,9 +188,9 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch, sizes bool) 
 			var spec runtime.Spec
 			var err error
 			if inBulk && vi.Path != "" {
-				spec, err = e.specPath(ctx, x.p, x.b, vi.Path)
+				spec, err = e.observeSpecPath(ctx, x.p, x.b, vi.Path)
 			} else {
-				spec, err = e.spec(ctx, x.p, x.b)
+				spec, err = e.observeSpec(ctx, x.p, x.b)
 			}
 			if err != nil {
 				info.State, info.Problem = "missing", err.Error()
@@ -198,6 +198,12 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch, sizes bool) 
 				return
 			}
 			info.DataDir = spec.DataDir
+			if spec.Install.BinDir == "" {
+				// Seen and stoppable, but not startable: say why.
+				if _, err := e.install(ctx, x.p.PGMajor); err != nil {
+					info.Problem = err.Error()
+				}
+			}
 			if dataGone(spec.DataDir) {
 				info.State, info.Problem = "missing", e.errDataGone(ctx, x.p, x.b, spec.DataDir).Error()
 			} else if st, err := e.Runtime.Peek(ctx, spec); err != nil {

@@ -257,7 +257,7 @@ func (e *Engine) walInfo(ctx context.Context, p state.Project, b state.Branch) (
 	}
 	info.Gaps = append(info.Gaps, gaps(segs)...)
 	info.Continuous = len(info.Gaps) == 0
-	if spec, err := e.spec(ctx, p, b); err == nil {
+	if spec, err := e.observeSpec(ctx, p, b); err == nil {
 		if st, err := e.Runtime.Status(ctx, spec); err == nil && st.State == runtime.Running {
 			info.Running = true
 			now := time.Now()

