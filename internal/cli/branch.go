@@ -23,12 +23,14 @@ func newBranchCommand(g *Globals) *cobra.Command {
 // branchCreateOptions are the flags of velo branch create.
 type branchCreateOptions struct {
 	Parent, PITR string
+	IfNotExists  bool
 	JSON         bool
 }
 
 func (o *branchCreateOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Parent, "parent", "", "branch to copy (default PROJECT/main)")
 	fs.StringVar(&o.PITR, "pitr", "", "recover to a point in time (RFC 3339 or '2 hours ago')")
+	fs.BoolVar(&o.IfNotExists, "if-not-exists", false, "succeed, changing nothing, when the branch exists with the same parent (a rerun CI job)")
 	jsonFlag(fs, &o.JSON)
 }
 
@@ -51,7 +53,7 @@ func runBranchCreate(ctx context.Context, g *Globals, o branchCreateOptions, ref
 		return err
 	}
 	defer e.Close()
-	conn, err := e.CreateBranch(ctx, engine.CreateBranchOptions{Ref: ref, Parent: o.Parent, PITR: o.PITR})
+	conn, err := e.CreateBranch(ctx, engine.CreateBranchOptions{Ref: ref, Parent: o.Parent, PITR: o.PITR, IfNotExists: o.IfNotExists})
 	if err != nil {
 		return err
 	}

@@ -39,6 +39,7 @@ func (o *projectCreateOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.NoFollow, "no-follow", false, "with --from: take one copy and promote it, instead of main following the source")
 	fs.BoolVar(&o.Slot, "slot", false, "with --from: stream through a replication slot on the source, which keeps WAL there while Velo is away (and fills its disk if Velo never comes back); velo project delete drops it")
 	fs.StringArrayVar(&o.Databases, "database", nil, "with --from --logical: a database to import (repeatable; default all)")
+	fs.BoolVar(&o.IfNotExists, "if-not-exists", false, "succeed, changing nothing, when the project exists (refused if a --pool, --storage or --pg-version given differs)")
 	fs.StringVar(&o.Listen, "listen", "", "addresses the servers listen on besides 127.0.0.1: IP addresses, localhost, or * (comma-separated); other addresses than loopback must use TLS")
 	jsonFlag(fs, &o.JSON)
 }

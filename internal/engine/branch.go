@@ -22,6 +22,10 @@ type CreateBranchOptions struct {
 	Ref    string // project/branch
 	Parent string // project/branch; "" means project/main
 	PITR   string
+	// IfNotExists makes an existing branch of the same parent a success:
+	// it is returned unchanged (a rerun CI job); one of another parent is
+	// still refused.
+	IfNotExists bool
 }
 
 // CreateBranch clones the parent's current data into a new running branch.
@@ -58,8 +62,11 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 		if err != nil {
 			return err
 		}
-		if _, err := e.Store.Q().Branch(ctx, p.ID, bn); err == nil {
-			return errdefs.AlreadyExists("branch %s/%s already exists; reset it with velo branch reset %s/%s, or pick another name", pn, bn, pn, bn)
+		if old, err := e.Store.Q().Branch(ctx, p.ID, bn); err == nil {
+			if !o.IfNotExists {
+				return errdefs.AlreadyExists("branch %s/%s already exists; reset it with velo branch reset %s/%s, or pick another name", pn, bn, pn, bn)
+			}
+			return e.existingBranch(ctx, p, old, parent, &result)
 		} else if !errors.Is(err, errdefs.ErrNotFound) {
 			return err
 		}
@@ -105,6 +112,23 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 		return nil
 	})
 	return result, err
+}
+
+// existingBranch is create --if-not-exists finding old: its connection,
+// untouched, when it comes from parent; else a refusal that names both.
+func (e *Engine) existingBranch(ctx context.Context, p state.Project, old, parent state.Branch, result *Conn) error {
+	if old.ParentID != parent.ID {
+		had := "no parent"
+		if old.ParentID != "" {
+			if pb, err := e.Store.Q().BranchByID(ctx, old.ParentID); err == nil {
+				had = "parent " + p.Name + "/" + pb.Name
+			}
+		}
+		return errdefs.AlreadyExists("branch %s/%s already exists with %s, not %s/%s; delete it (velo branch delete %s/%s) or give --parent to match", p.Name, old.Name, had, p.Name, parent.Name, p.Name, old.Name)
+	}
+	e.Progress.Note("%s/%s already exists (parent %s/%s): left as it is", p.Name, old.Name, p.Name, parent.Name)
+	*result = e.conn(p, old, false)
+	return nil
 }
 
 // cloneBranch snapshots parent consistently and clones the snapshot into

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -41,6 +42,9 @@ type CreateProjectOptions struct {
 	Slot bool
 	// Databases are the databases a logical import takes (all when empty).
 	Databases []string
+	// IfNotExists makes an existing project a success, returned unchanged,
+	// unless a --pool, --storage or --pg-version given says otherwise.
+	IfNotExists bool
 }
 
 // Conn is how to reach a branch's server.
@@ -110,13 +114,18 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 		return Conn{}, err
 	}
 	if o.From != "" || o.Logical || o.NoFollow || o.Slot || len(o.Databases) > 0 {
+		// An import runs long and takes the lock in steps: an existing
+		// project is looked for first (a create racing it is refused by
+		// the import's own check).
+		if c, found, err := e.existingProject(ctx, o); found || err != nil {
+			return c, err
+		}
 		return e.importProject(ctx, o, listen)
 	}
 	var result Conn
 	err = e.mutate(ctx, func(op *op) error {
-		if _, err := e.Store.Q().Project(ctx, o.Name); err == nil {
-			return errdefs.AlreadyExists("project %s already exists; see velo project get %s", o.Name, o.Name)
-		} else if !errors.Is(err, errdefs.ErrNotFound) {
+		if c, found, err := e.existingProject(ctx, o); found || err != nil {
+			result = c
 			return err
 		}
 		e.Progress.Title("Creating project %s...", o.Name)
@@ -186,6 +195,38 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 		return nil
 	})
 	return result, err
+}
+
+// existingProject looks for the project o names: found with its main's
+// connection under --if-not-exists when what o asks for matches it,
+// otherwise refused as existing; not found is no error.
+func (e *Engine) existingProject(ctx context.Context, o CreateProjectOptions) (Conn, bool, error) {
+	p, err := e.Store.Q().Project(ctx, o.Name)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return Conn{}, false, nil
+	} else if err != nil {
+		return Conn{}, false, err
+	}
+	if !o.IfNotExists {
+		return Conn{}, true, errdefs.AlreadyExists("project %s already exists; see velo project get %s", o.Name, o.Name)
+	}
+	differs := func(flag, asked, has string) error {
+		return errdefs.AlreadyExists("project %s already exists with %s %s, not %s; delete it (velo project delete %s --force) or leave %s out", o.Name, flag, has, asked, o.Name, flag)
+	}
+	switch {
+	case o.Pool != "" && filepath.Clean(o.Pool) != p.Pool:
+		return Conn{}, true, differs("--pool", o.Pool, p.Pool)
+	case o.Storage != "" && o.Storage != p.Driver:
+		return Conn{}, true, differs("--storage", o.Storage, p.Driver)
+	case o.PGVersion != 0 && o.PGVersion != p.PGMajor:
+		return Conn{}, true, differs("--pg-version", fmt.Sprint(o.PGVersion), fmt.Sprint(p.PGMajor))
+	}
+	main, err := e.branch(ctx, p, MainBranch)
+	if err != nil {
+		return Conn{}, true, err
+	}
+	e.Progress.Note("project %s already exists: left as it is", o.Name)
+	return e.conn(p, main, false), true, nil
 }
 
 // selectStorage picks p's driver and pool from --pool and --storage.
