@@ -200,10 +200,20 @@ func printBranch(w io.Writer, b engine.BranchInfo) {
 	}
 }
 
-// forceOptions are the flags of a command whose only flag is --force.
+// forceOptions are the flags of the deletes (--force) and of reset
+// (--force, --json).
 type forceOptions struct {
 	Force bool
-	JSON  bool // for the commands that print the branch
+	JSON  bool
+}
+
+// AddFlags defines --force, which does what force says, and --json when
+// the command prints a result.
+func (o *forceOptions) AddFlags(fs *pflag.FlagSet, force string, withJSON bool) {
+	fs.BoolVar(&o.Force, "force", false, force)
+	if withJSON {
+		jsonFlag(fs, &o.JSON)
+	}
 }
 
 func newBranchDeleteCommand(g *Globals) *cobra.Command {
@@ -215,7 +225,7 @@ func newBranchDeleteCommand(g *Globals) *cobra.Command {
 		Args:    exactArgs(1),
 		RunE:    func(c *cobra.Command, args []string) error { return runBranchDelete(c.Context(), g, o, args[0]) },
 	}
-	c.Flags().BoolVar(&o.Force, "force", false, "also delete the branch's descendants")
+	o.AddFlags(c.Flags(), "also delete the branch's descendants", false)
 	return c
 }
 
@@ -241,8 +251,7 @@ func newBranchResetCommand(g *Globals) *cobra.Command {
 		Args:  exactArgs(1),
 		RunE:  func(c *cobra.Command, args []string) error { return runBranchReset(c.Context(), g, o, args[0]) },
 	}
-	c.Flags().BoolVar(&o.Force, "force", false, "reset even though the branch has descendants")
-	jsonFlag(c.Flags(), &o.JSON)
+	o.AddFlags(c.Flags(), "reset even though the branch has descendants", true)
 	return c
 }
 

@@ -109,7 +109,7 @@ func TestFlagRules(t *testing.T) {
 		"start with neither":        func(g *Globals) error { return runBranchStart(ctx, g, serverOptions{}, nil) },
 		"start with both":           func(g *Globals) error { return runBranchStart(ctx, g, serverOptions{All: true}, []string{"a/b"}) },
 		"stop with neither":         func(g *Globals) error { return runBranchStop(ctx, g, serverOptions{}, nil) },
-		"snapshot cleanup no days":  func(g *Globals) error { return runSnapshotCleanup(ctx, g, cleanupOptions{}, "") },
+		"snapshot cleanup no days":  func(g *Globals) error { return runSnapshotCleanup(ctx, g, snapshotCleanupOptions{}, "") },
 		"wal cleanup no days":       func(g *Globals) error { return runWALCleanup(ctx, g, cleanupOptions{}, "a/b") },
 		"doctor dry run alone":      func(g *Globals) error { return runDoctor(ctx, g, doctorOptions{DryRun: true}) },
 		"setup size without a file": func(g *Globals) error { return runSetup(ctx, g, setupOptions{given: map[string]bool{"size": true}}) },

@@ -198,7 +198,7 @@ func newProjectDeleteCommand(g *Globals) *cobra.Command {
 		Args:    exactArgs(1),
 		RunE:    func(c *cobra.Command, args []string) error { return runProjectDelete(c.Context(), g, o, args[0]) },
 	}
-	c.Flags().BoolVar(&o.Force, "force", false, "also delete the project's branches besides main")
+	o.AddFlags(c.Flags(), "also delete the project's branches besides main", false)
 	return c
 }
 

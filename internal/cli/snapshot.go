@@ -136,12 +136,13 @@ func runSnapshotDelete(ctx context.Context, g *Globals, prefix string) error {
 
 // cleanupOptions are the flags of snapshot cleanup and wal cleanup.
 type cleanupOptions struct {
-	All, DryRun, JSON bool
-	Days              int
+	DryRun, JSON bool
+	Days         int
 	// DaysSet: --days was given; it is required.
 	DaysSet bool
 }
 
+// AddFlags defines the flags of a cleanup of what (snapshots, segments).
 func (o *cleanupOptions) AddFlags(fs *pflag.FlagSet, what string) {
 	intVar(fs, &o.Days, "days", 0, "delete "+what+" older than this many days")
 	fs.BoolVar(&o.DryRun, "dry-run", false, "list what would be deleted, delete nothing")
@@ -156,8 +157,19 @@ func (o cleanupOptions) check(command string) error {
 	return nil
 }
 
+// snapshotCleanupOptions are cleanupOptions and --all.
+type snapshotCleanupOptions struct {
+	cleanupOptions
+	All bool
+}
+
+func (o *snapshotCleanupOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&o.All, "all", false, "every branch's snapshots")
+	o.cleanupOptions.AddFlags(fs, "snapshots")
+}
+
 func newSnapshotCleanupCommand(g *Globals) *cobra.Command {
-	var o cleanupOptions
+	var o snapshotCleanupOptions
 	c := &cobra.Command{
 		Use:   "cleanup [PROJECT/BRANCH | --all] --days N",
 		Short: "Delete snapshots older than N days that no branch was made from",
@@ -177,12 +189,11 @@ func newSnapshotCleanupCommand(g *Globals) *cobra.Command {
 			return runSnapshotCleanup(c.Context(), g, o, ref)
 		},
 	}
-	c.Flags().BoolVar(&o.All, "all", false, "every branch's snapshots")
-	o.AddFlags(c.Flags(), "snapshots")
+	o.AddFlags(c.Flags())
 	return c
 }
 
-func runSnapshotCleanup(ctx context.Context, g *Globals, o cleanupOptions, ref string) error {
+func runSnapshotCleanup(ctx context.Context, g *Globals, o snapshotCleanupOptions, ref string) error {
 	if err := o.check("snapshot cleanup"); err != nil {
 		return err
 	}
