@@ -3,10 +3,15 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"regexp"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/velohq/velo/internal/cli"
 )
 
 // TestJSONOutput runs every command that takes --json on a real home (copy
@@ -21,8 +26,21 @@ import (
 func TestJSONOutput(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, "copy")
+	// Every command that takes --json must be run below.
+	root := cli.NewRoot(&cli.Globals{Stdout: io.Discard, Stderr: io.Discard})
+	ran := map[*cobra.Command]bool{}
+	defer func() {
+		walk(root, func(c *cobra.Command) {
+			if !c.HasSubCommands() && c.Flags().Lookup("json") != nil && !ran[c] {
+				t.Errorf("%s takes --json but TestJSONOutput does not run it", c.CommandPath())
+			}
+		})
+	}()
 	check := func(want int, args ...string) any {
 		t.Helper()
+		if c, _, err := root.Find(args); err == nil {
+			ran[c] = true
+		}
 		r := e.run(append(args, "--json")...)
 		show := "velo " + strings.Join(args, " ") + " --json"
 		if r.code != want {
