@@ -17,7 +17,7 @@ import (
 func newBranchCommand(g *Globals) *cobra.Command {
 	return groupCommand("branch", []string{"br"}, "Create, reset, start, stop and delete branches",
 		newBranchCreateCommand(g), newBranchListCommand(g), newBranchGetCommand(g), newBranchDeleteCommand(g),
-		newBranchResetCommand(g), newBranchPasswordCommand(g), newBranchStartCommand(g), newBranchStopCommand(g), newBranchRestartCommand(g))
+		newBranchResetCommand(g), newBranchPasswordCommand(g), newBranchEnvCommand(g), newBranchStartCommand(g), newBranchStopCommand(g), newBranchRestartCommand(g))
 }
 
 // branchCreateOptions are the flags of velo branch create.

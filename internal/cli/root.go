@@ -96,7 +96,7 @@ as its own Postgres server.`,
 	root.SetOut(g.Stdout)
 	root.SetErr(g.Stderr)
 	root.SetFlagErrorFunc(flagError)
-	root.AddCommand(newProjectCommand(g), newBranchCommand(g), newSnapshotCommand(g), newWALCommand(g), newStatusCommand(g), newDoctorCommand(g), newSetupCommand(g))
+	root.AddCommand(newProjectCommand(g), newBranchCommand(g), newSnapshotCommand(g), newWALCommand(g), newStatusCommand(g), newDoctorCommand(g), newSetupCommand(g), newServiceFileCommand(g))
 	root.SetHelpCommand(newHelpCommand(root))
 	strictCompletion(root)
 	suggest(root)

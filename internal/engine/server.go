@@ -265,6 +265,26 @@ func (e *Engine) Password(ctx context.Context, ref string) (Conn, error) {
 	return e.conn(p, b, true), nil
 }
 
+// Passwords returns every branch's connection details with its password,
+// in tree order within each project (velo service-file).
+func (e *Engine) Passwords(ctx context.Context) ([]Conn, error) {
+	ps, err := e.Store.Q().Projects(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var cs []Conn
+	for _, p := range ps {
+		bs, err := e.Store.Q().Branches(ctx, p.ID)
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range treeOrder(bs) {
+			cs = append(cs, e.conn(p, b, true))
+		}
+	}
+	return cs, nil
+}
+
 func (e *Engine) lockedBranch(ctx context.Context, ref string, fn func(projectBranch) error) error {
 	if _, _, err := ParseRef(ref); err != nil {
 		return err

@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -49,4 +52,98 @@ func TestIfNotExists(t *testing.T) {
 	e.ok("branch", "create", "eco/feat", "--parent", "eco/dev")
 	e.refused([]string{"already exists with parent eco/dev, not eco/main", "velo branch delete eco/feat"}, "branch", "create", "eco/feat", "--if-not-exists")
 	e.ok("branch", "create", "eco/feat", "--parent", "eco/dev", "--if-not-exists")
+}
+
+// TestLibpqConventions: a branch of the longest names the rule allows is
+// reached by the real psql through eval "$(velo branch env)", a .env
+// file, DATABASE_URL from --format json, and psql service=NAME after
+// velo service-file --write, which keeps the user's own entries and puts
+// no password in the service file; a file Velo cannot parse is refused
+// with its line and left as it was; a missing branch is exit 2.
+func TestLibpqConventions(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "copy")
+	project := strings.Repeat("p", 31) + "-_" + strings.Repeat("9", 30)
+	branch := strings.Repeat("b", 31) + "_-" + strings.Repeat("0", 30)
+	ref := project + "/" + branch
+	e.create(project)
+	e.ok("branch", "create", ref)
+	e.psql(ref, `CREATE TABLE here (v text); INSERT INTO here VALUES ('on the branch')`)
+	home := tmpDir(t, "velo-user-home-")
+	e.extra = append(e.extra, "HOME="+home)
+	sh := func(script string) string {
+		t.Helper()
+		cmd := exec.Command("bash", "-c", "set -eu\n"+script)
+		cmd.Env = append(os.Environ(), "VELO_HOME="+e.home, "HOME="+home, "VELO="+veloBin, "PGCONNECT_TIMEOUT=5")
+		cmd.Dir = home
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%s\n%v\n%s", script, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	const q = `psql -X -At -c "SELECT v || ' ' || current_setting('ssl') FROM here"`
+	want := "on the branch on"
+	if got := sh(`eval "$("$VELO" branch env ` + ref + `)"; ` + q); got != want {
+		t.Errorf("eval branch env, psql: %q, want %q", got, want)
+	}
+	if got := sh(`"$VELO" branch env ` + ref + ` --format dotenv > .env; set -a; . ./.env; set +a; ` + q); got != want {
+		t.Errorf(".env, psql: %q, want %q", got, want)
+	}
+	var vars map[string]string
+	if err := json.Unmarshal([]byte(e.ok("branch", "env", ref, "--format", "json").stdout), &vars); err != nil || vars["PGPORT"] == "" || vars["PGSSLROOTCERT"] == "" {
+		t.Fatalf("--format json: %v %v", vars, err)
+	}
+	if got := sh(`psql -X -At "` + vars["DATABASE_URL"] + `" -c "SELECT v FROM here"`); got != "on the branch" {
+		t.Errorf("DATABASE_URL, psql: %q", got)
+	}
+
+	svc, pass := filepath.Join(home, ".pg_service.conf"), filepath.Join(home, ".pgpass")
+	mine := "# my own\n[prod]\nhost=db.example.com\nport=5432\n"
+	minePass := "db.example.com:5432:*:me:secret\n"
+	if err := os.WriteFile(svc, []byte(mine), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(pass, []byte(minePass), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	printed := e.ok("service-file", ref).stdout
+	service := project + "-" + branch
+	if !strings.Contains(printed, "["+service+"]\n") || !strings.Contains(printed, "sslrootcert=") {
+		t.Errorf("service-file prints the section:\n%s", printed)
+	}
+	e.ok("service-file", "--write")
+	e.ok("service-file", "--write") // a rewrite replaces the block, not adds one
+	if got := sh(`psql -X -At "service=` + service + `" -c "SELECT v || ' ' || current_setting('ssl') FROM here"`); got != want {
+		t.Errorf("psql service=%s: %q, want %q", service, got, want)
+	}
+	svcData, _ := os.ReadFile(svc)
+	passData, _ := os.ReadFile(pass)
+	password := e.conn(ref).Password
+	switch {
+	case !strings.HasPrefix(string(svcData), mine) || strings.Count(string(svcData), "["+service+"]") != 1:
+		t.Errorf("the service file keeps the user's entries, and Velo's once:\n%s", svcData)
+	case strings.Contains(string(svcData), password) || strings.Contains(string(svcData), "password"):
+		t.Errorf("the service file holds a password:\n%s", svcData)
+	case !strings.HasSuffix(string(passData), minePass) || strings.Count(string(passData), password) != 2:
+		t.Errorf("the password file keeps the user's line and has main's and the branch's:\n%s", passData)
+	}
+	if fi, err := os.Stat(pass); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("~/.pgpass mode %v %v, want 0600", fi.Mode().Perm(), err)
+	}
+
+	broken := string(svcData) + "not a setting\n"
+	if err := os.WriteFile(svc, []byte(broken), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.refused([]string{svc, "not a setting", "changed nothing"}, "service-file", "--write")
+	if after, _ := os.ReadFile(svc); string(after) != broken {
+		t.Errorf("a refused write changed the service file:\n%s", after)
+	}
+	if after, _ := os.ReadFile(pass); string(after) != string(passData) {
+		t.Errorf("a refused write changed the password file:\n%s", after)
+	}
+	e.refused([]string{"does not exist"}, "branch", "env", project+"/nope")
+	e.refused([]string{"does not exist"}, "service-file", project+"/nope")
+	e.refused([]string{"shell, dotenv or json"}, "branch", "env", ref, "--format", "yaml")
 }
