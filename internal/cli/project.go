@@ -79,6 +79,9 @@ func runProjectCreate(ctx context.Context, g *Globals, o projectCreateOptions, n
 	}
 	if !p.JSON() {
 		printConn(p.Out(), conn)
+		if co.From != "" && !co.NoFollow && !co.Logical {
+			fmt.Fprintf(p.Out(), "%s/main follows the source as a read-only hot standby: log in with the source's roles; velo branch create %s/NAME gives a writable copy with the password above\n", name, name)
+		}
 		return nil
 	}
 	return printProject(ctx, p, e, name)

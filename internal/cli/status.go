@@ -95,6 +95,9 @@ func printStatus(w io.Writer, rep engine.StatusReport) {
 			kind = p.Source.Mode + " import"
 		}
 		t.Rows = append(t.Rows, []string{dot, p.Name, fmt.Sprintf("PG %d, %s", p.PGMajor, kind), "", "", ui.Age(time.Since(p.CreatedAt))})
+		if p.Source != nil && p.Source.Following {
+			t.Rows = append(t.Rows, []string{"", "  following: " + followText(p.Source), "", "", "", ""})
+		}
 		depth := map[string]int{}
 		for _, b := range p.BranchList {
 			d := 0
@@ -121,4 +124,16 @@ func sizeText(n *int64) string {
 		return "-"
 	}
 	return ui.Bytes(*n)
+}
+
+// followText is how a following main streams: "streaming, lag 0 B / 0.0 s".
+func followText(s *engine.SourceInfo) string {
+	t := s.State
+	if s.LagBytes != nil && s.State != "disconnected" {
+		t += fmt.Sprintf(", lag %s / %.1f s", ui.Bytes(*s.LagBytes), *s.LagSeconds)
+	}
+	if s.Reason != "" {
+		t += " (" + s.Reason + ")"
+	}
+	return t
 }

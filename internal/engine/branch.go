@@ -95,6 +95,11 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 		if err := e.startNew(ctx, op, spec); err != nil {
 			return err
 		}
+		if imported(p) {
+			if err := e.adoptCopy(ctx, p, b); err != nil {
+				return err
+			}
+		}
 		b.OriginSnapshotID = snap.ID
 		if err := op.record(ctx, "write-state", "branch "+pn+"/"+bn); err != nil {
 			return err
@@ -195,7 +200,7 @@ func (e *Engine) takeSnapshot(ctx context.Context, op *op, p state.Project, d st
 	case d.Capabilities().AtomicSnapshot:
 		err = e.Progress.Step("Checkpoint", func() error {
 			var err error
-			snap.WALStart, err = checkpoint(ctx, src.Port, src.Password)
+			snap.WALStart, err = e.checkpoint(ctx, p, src)
 			return err
 		})
 		if err == nil {
@@ -206,7 +211,11 @@ func (e *Engine) takeSnapshot(ctx context.Context, op *op, p state.Project, d st
 		// the backup protocol, in one session.
 		var bk *pg.Backup
 		err = e.Progress.Step("Start backup", func() error {
-			bk, err = pg.BackupStart(ctx, src.Port, src.Password, "velo "+snap.ID)
+			c, err := e.dial(ctx, p, src)
+			if err != nil {
+				return err
+			}
+			bk, err = pg.BackupStartOn(ctx, c, src.Port, "velo "+snap.ID)
 			return err
 		})
 		if err == nil {
@@ -287,6 +296,13 @@ func (e *Engine) cloneSnapshot(ctx context.Context, op *op, p state.Project, d s
 	err = e.Progress.Step("Configure", func() error {
 		if err := pg.PrepareClone(spec.DataDir); err != nil {
 			return err
+		}
+		if imported(p) {
+			// A copy of a standby: no standby.signal, nothing that
+			// connects to or archives from the source.
+			if err := pg.PrepareImported(spec.DataDir, spec.RunAs); err != nil {
+				return err
+			}
 		}
 		if snap.BackupLabel != "" {
 			if err := pg.WriteBackupLabel(spec.DataDir, snap.BackupLabel, spec.RunAs); err != nil {
@@ -583,7 +599,11 @@ func (e *Engine) ResetBranch(ctx context.Context, ref string, force bool) error 
 		if err := e.startNew(ctx, op, spec); err != nil {
 			return err
 		}
-		if b.Password != parent.Password {
+		if imported(p) {
+			if err := e.adoptCopy(ctx, p, b); err != nil {
+				return err
+			}
+		} else if b.Password != parent.Password {
 			if err := setPassword(ctx, spec.Port, parent.Password, b.Password); err != nil {
 				return err
 			}

@@ -30,6 +30,7 @@ const (
 	RepairRemoveFile      = "remove-file"
 	RepairStartServer     = "start-server"
 	RepairFinishOperation = "finish-operation"
+	RepairDropSlot        = "drop-slot"
 )
 
 type action struct {
@@ -66,6 +67,7 @@ func (e *Engine) plan(ctx context.Context, s *survey) (actions []action, left []
 	p.archives()
 	p.leftovers()
 	p.strayFiles()
+	p.importLeftovers()
 	p.interrupted()
 	return p.actions, p.left
 }

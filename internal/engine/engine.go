@@ -411,6 +411,11 @@ func (e *Engine) configureLoad(p state.Project, b state.Branch, spec runtime.Spe
 		"basic_archive.archive_directory": dir,
 		"archive_timeout":                 fmt.Sprintf("%ds", p.ArchiveTimeout),
 	}
+	maxSenders := 0
+	if imported(p) {
+		e.importedSettings(p, b, settings)
+		maxSenders = p.Source.StandbyMin["max_wal_senders"]
+	}
 	for k, v := range extra {
 		settings[k] = v
 	}
@@ -420,10 +425,19 @@ func (e *Engine) configureLoad(p state.Project, b state.Branch, spec runtime.Spe
 	if err := e.ensureTLS(p, spec); err != nil {
 		return err
 	}
-	if err := pg.WriteHBA(spec.DataDir, spec.RunAs); err != nil {
+	if imported(p) {
+		// Velo's own way in: the source's passwords are not Velo's.
+		peer, err := pg.CurrentPeer(p.Source.Superuser)
+		if err != nil {
+			return err
+		}
+		if err := pg.WriteHBAPeer(spec.DataDir, spec.RunAs, peer); err != nil {
+			return err
+		}
+	} else if err := pg.WriteHBA(spec.DataDir, spec.RunAs); err != nil {
 		return err
 	}
-	return pg.WriteConfig(spec.DataDir, pg.Config{Port: spec.Port, ListenAddresses: pg.ListenAddresses(listenOf(p)), SocketDir: spec.SocketDir, TLS: true, Extra: settings, BulkLoad: bulkLoad}, spec.RunAs)
+	return pg.WriteConfig(spec.DataDir, pg.Config{Port: spec.Port, ListenAddresses: pg.ListenAddresses(listenOf(p)), SocketDir: spec.SocketDir, TLS: true, Extra: settings, BulkLoad: bulkLoad, MaxWALSenders: maxSenders}, spec.RunAs)
 }
 
 // freePort picks a port no branch holds and nothing listens on.

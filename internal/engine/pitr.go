@@ -79,7 +79,12 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 		return err
 	}
 	archive := e.archiveDir(parent.VolumeID)
-	if st.State == runtime.Running {
+	standby := st.State == runtime.Running && following(p, parent)
+	if standby {
+		// A standby cannot switch WAL: what it received since its last
+		// archived segment is copied from its pg_wal into the clone.
+		e.Progress.Note("%s/%s follows its source: moments up to what it has received are reachable", p.Name, parent.Name)
+	} else if st.State == runtime.Running {
 		// Close the current segment so that a moment a second ago is in the archive.
 		if err := e.Progress.Step("Archive current WAL", func() error {
 			return switchAndArchive(ctx, parent.Port, parent.Password, 30*time.Second)
@@ -114,7 +119,13 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 			return err
 		}
 		f.Close()
-		return pg.Chown(filepath.Join(spec.DataDir, "recovery.signal"), spec.RunAs)
+		if err := pg.Chown(filepath.Join(spec.DataDir, "recovery.signal"), spec.RunAs); err != nil {
+			return err
+		}
+		if standby {
+			return pg.CopyWALAfter(parentSpec.DataDir, spec.DataDir, newestSegment(archive), spec.RunAs)
+		}
+		return nil
 	}, recovery)
 	if err != nil {
 		return err
@@ -139,6 +150,11 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 	// The recovery settings were for this start only.
 	if err := e.configure(p, *b, spec, nil); err != nil {
 		return err
+	}
+	if imported(p) {
+		if err := e.adoptCopy(ctx, p, *b); err != nil {
+			return err
+		}
 	}
 	b.OriginSnapshotID, b.PITRTarget = base.ID, target
 	return e.Store.Q().InsertBranch(ctx, *b)

@@ -120,6 +120,9 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 		if c, found, err := e.existingProject(ctx, o); found || err != nil {
 			return c, err
 		}
+		if !o.Logical {
+			return e.createPhysical(ctx, o, listen)
+		}
 		return e.importProject(ctx, o, listen)
 	}
 	var result Conn
@@ -342,6 +345,11 @@ func (e *Engine) DeleteProject(ctx context.Context, name string, force bool) err
 			return errdefs.FailedPrecondition("project %s has %s besides main (%s); add --force to delete them too", p.Name, plural(len(others), "branch", "branches"), strings.Join(others, ", "))
 		}
 		e.Progress.Title("Deleting project %s...", p.Name)
+		// A slot on a source that cannot be reached stops the delete
+		// before anything goes, unless forced.
+		if err := e.checkSourceReachable(ctx, p); err != nil && !force {
+			return errdefs.FailedPrecondition("%v; or add --force to delete the project anyway, then drop the slot on the source by hand", err)
+		}
 		d, err := e.driver(ctx, p)
 		if err != nil {
 			return err
@@ -351,6 +359,13 @@ func (e *Engine) DeleteProject(ctx context.Context, name string, force bool) err
 			if err := e.deleteBranch(ctx, op, p, d, b); err != nil {
 				return err
 			}
+		}
+		// main no longer streams from its slot: it can go.
+		if err := e.forgetSource(ctx, op, p); err != nil {
+			if !force {
+				return err
+			}
+			e.Progress.Note("%v", err)
 		}
 		snaps, err := e.Store.Q().Snapshots(ctx, p.ID)
 		if err != nil {
@@ -418,7 +433,9 @@ func (e *Engine) Projects(ctx context.Context) ([]ProjectInfo, error) {
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, e.projectInfo(p, len(bs)))
+		info := e.projectInfo(p, len(bs))
+		e.followView(ctx, p, info.Source)
+		out = append(out, info)
 	}
 	return out, nil
 }
@@ -436,7 +453,9 @@ func (e *Engine) Project(ctx context.Context, name string) (ProjectInfo, error) 
 	if err != nil {
 		return ProjectInfo{}, err
 	}
-	return e.projectInfo(p, len(bs)), nil
+	info := e.projectInfo(p, len(bs))
+	e.followView(ctx, p, info.Source)
+	return info, nil
 }
 
 func (e *Engine) projectInfo(p state.Project, branches int) ProjectInfo {

@@ -215,10 +215,13 @@ func (e *Engine) stopServer(ctx context.Context, p state.Project, b state.Branch
 	e.Progress.Title("Stopping %s/%s...", p.Name, b.Name)
 	// Everything committed goes to the archive first, so that a
 	// point-in-time branch of a stopped branch reaches its last commit.
-	if err := e.Progress.Step("Archive current WAL", func() error {
-		return switchAndArchive(ctx, b.Port, b.Password, 30*time.Second)
-	}); err != nil {
-		e.Progress.Warn("the archive of %s/%s may lack the last commits: %v", p.Name, b.Name, err)
+	// A following main cannot switch WAL; its archiver has what it got.
+	if !following(p, b) {
+		if err := e.Progress.Step("Archive current WAL", func() error {
+			return switchAndArchive(ctx, b.Port, b.Password, 30*time.Second)
+		}); err != nil {
+			e.Progress.Warn("the archive of %s/%s may lack the last commits: %v", p.Name, b.Name, err)
+		}
 	}
 	return false, e.Progress.Step("PostgreSQL stopped", func() error { return e.Runtime.Stop(ctx, spec, 30*time.Second) })
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/velohq/velo/internal/state"
+	"github.com/velohq/velo/internal/ui"
 )
 
 // SourceInfo is where an imported project's data came from, as project
@@ -25,6 +26,19 @@ type SourceInfo struct {
 	Version     string
 	ImportedAt  time.Time
 	RefreshedAt *time.Time
+	// Following: main is a hot standby streaming from the source
+	// (physical, without --no-follow); Slot its replication slot there.
+	Following bool
+	Slot      string
+	// State of a following main: streaming, catching up, disconnected
+	// (Reason says why), or stopped (main's server is).
+	State  string
+	Reason string
+	// LagBytes is how much WAL the source has written that main has not
+	// replayed yet (as of the source's last report); LagSeconds how old
+	// the last replayed commit is while main is behind (0 when caught up).
+	LagBytes   *int64
+	LagSeconds *float64
 }
 
 func sourceInfo(s *state.Source) *SourceInfo {
@@ -61,6 +75,20 @@ func (s *SourceInfo) Summary() string {
 	fmt.Fprintf(&b, ", PostgreSQL %s; imported %s", strings.Fields(s.Version + " ?")[0], s.ImportedAt.Local().Format(time.DateTime))
 	if s.RefreshedAt != nil {
 		fmt.Fprintf(&b, ", refreshed %s", s.RefreshedAt.Local().Format(time.DateTime))
+	}
+	if s.Following {
+		fmt.Fprintf(&b, "; following: %s", s.State)
+		if s.LagBytes != nil && s.State != "disconnected" {
+			fmt.Fprintf(&b, ", lag %s / %.1f s", ui.Bytes(*s.LagBytes), *s.LagSeconds)
+		}
+		if s.Reason != "" {
+			fmt.Fprintf(&b, " (%s)", s.Reason)
+		}
+		if s.Slot != "" {
+			fmt.Fprintf(&b, ", slot %s", s.Slot)
+		}
+	} else if s.Mode == ModePhysical {
+		b.WriteString("; not following")
 	}
 	return b.String()
 }

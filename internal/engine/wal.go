@@ -95,8 +95,10 @@ func gaps(segs []Segment) []string {
 }
 
 // checkpoint runs CHECKPOINT and returns the WAL segment its redo starts in.
-func checkpoint(ctx context.Context, port int, password string) (string, error) {
-	c, err := pg.Connect(ctx, port, password)
+// On a hot standby CHECKPOINT makes a restartpoint, which a snapshot's
+// crash recovery then starts from.
+func (e *Engine) checkpoint(ctx context.Context, p state.Project, b state.Branch) (string, error) {
+	c, err := e.dial(ctx, p, b)
 	if err != nil {
 		return "", err
 	}
@@ -104,9 +106,11 @@ func checkpoint(ctx context.Context, port int, password string) (string, error) 
 	if _, err := c.Exec(ctx, "CHECKPOINT"); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
-	var wal string
-	err = c.QueryRow(ctx, "SELECT pg_walfile_name(redo_lsn) FROM pg_control_checkpoint()").Scan(&wal)
-	return wal, err
+	var redo string
+	if err := c.QueryRow(ctx, "SELECT redo_lsn::text FROM pg_control_checkpoint()").Scan(&redo); err != nil {
+		return "", err
+	}
+	return pg.WALFileName(ctx, c, redo)
 }
 
 // switchAndArchive closes the current WAL segment and waits until the

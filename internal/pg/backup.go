@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -54,6 +55,15 @@ func BackupStart(ctx context.Context, port int, password, label string) (*Backup
 	if err != nil {
 		return nil, fmt.Errorf("backup start: %w", err)
 	}
+	return BackupStartOn(ctx, conn, port, label)
+}
+
+// BackupStartOn is BackupStart in a session already open on the server
+// on port (which the Backup then owns and closes). A hot standby may be
+// copied so too: Postgres allows the backup protocol there, starting from
+// its last restartpoint.
+func BackupStartOn(ctx context.Context, conn *pgx.Conn, port int, label string) (*Backup, error) {
+	var err error
 	b := &Backup{conn: conn, port: port}
 	var v string
 	if err := conn.QueryRow(ctx, "SHOW server_version_num").Scan(&v); err != nil {
@@ -64,11 +74,15 @@ func BackupStart(ctx context.Context, port int, password, label string) (*Backup
 		closeConn(ctx, conn)
 		return nil, fmt.Errorf("backup start on port %d: server_version_num %q", port, v)
 	}
-	q := "SELECT lsn::text, pg_walfile_name(lsn) FROM pg_backup_start($1, fast => true) AS lsn"
+	q := "SELECT lsn::text FROM pg_backup_start($1, fast => true) AS lsn"
 	if b.version < 150000 {
-		q = "SELECT lsn::text, pg_walfile_name(lsn) FROM pg_start_backup($1, true, false) AS lsn"
+		q = "SELECT lsn::text FROM pg_start_backup($1, true, false) AS lsn"
 	}
-	if err := conn.QueryRow(ctx, q, label).Scan(&b.startLSN, &b.startWAL); err != nil {
+	if err := conn.QueryRow(ctx, q, label).Scan(&b.startLSN); err != nil {
+		closeConn(ctx, conn)
+		return nil, fmt.Errorf("backup start on port %d: %w", port, err)
+	}
+	if b.startWAL, err = WALFileName(ctx, conn, b.startLSN); err != nil {
 		closeConn(ctx, conn)
 		return nil, fmt.Errorf("backup start on port %d: %w", port, err)
 	}
@@ -85,12 +99,16 @@ func (b *Backup) Stop(ctx context.Context) (BackupResult, error) {
 	if b.stopped {
 		return BackupResult{}, errors.New("backup stop: already stopped")
 	}
-	q := "SELECT lsn::text, pg_walfile_name(lsn), labelfile FROM pg_backup_stop(wait_for_archive => false)"
+	q := "SELECT lsn::text, labelfile FROM pg_backup_stop(wait_for_archive => false)"
 	if b.version < 150000 {
-		q = "SELECT lsn::text, pg_walfile_name(lsn), labelfile FROM pg_stop_backup(false, false)"
+		q = "SELECT lsn::text, labelfile FROM pg_stop_backup(false, false)"
 	}
 	res := BackupResult{StartLSN: b.startLSN, StartWAL: b.startWAL}
-	if err := b.conn.QueryRow(ctx, q).Scan(&res.StopLSN, &res.StopWAL, &res.LabelFile); err != nil {
+	if err := b.conn.QueryRow(ctx, q).Scan(&res.StopLSN, &res.LabelFile); err != nil {
+		return BackupResult{}, fmt.Errorf("backup stop on port %d: %w", b.port, err)
+	}
+	var err error
+	if res.StopWAL, err = WALFileName(ctx, b.conn, res.StopLSN); err != nil {
 		return BackupResult{}, fmt.Errorf("backup stop on port %d: %w", b.port, err)
 	}
 	b.stopped = true
@@ -197,4 +215,67 @@ func isWALName(name string) bool {
 		}
 	}
 	return true
+}
+
+// WALFileName names the WAL segment file holding lsn on the server's
+// current timeline. pg_walfile_name does so but refuses to run on a hot
+// standby; this works on both, from the timeline of the last checkpoint
+// (or restartpoint) and wal_segment_size.
+func WALFileName(ctx context.Context, conn *pgx.Conn, lsn string) (string, error) {
+	var tli uint32
+	var segSize int64
+	var recovery bool
+	err := conn.QueryRow(ctx, `SELECT timeline_id, pg_is_in_recovery(),
+		(SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size') FROM pg_control_checkpoint()`).Scan(&tli, &recovery, &segSize)
+	if err != nil {
+		return "", fmt.Errorf("wal file name: %w", err)
+	}
+	if !recovery {
+		var name string
+		err := conn.QueryRow(ctx, "SELECT pg_walfile_name($1::pg_lsn)", lsn).Scan(&name)
+		return name, err
+	}
+	return walFileName(tli, lsn, segSize)
+}
+
+// walFileName is the segment file name of lsn ("16/B374D848") on
+// timeline tli with segments of segSize bytes, as Postgres's XLogFileName.
+func walFileName(tli uint32, lsn string, segSize int64) (string, error) {
+	hi, lo, ok := strings.Cut(lsn, "/")
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	if !ok || err1 != nil || err2 != nil || segSize <= 0 {
+		return "", fmt.Errorf("wal file name: %q is not an LSN", lsn)
+	}
+	pos := h<<32 | l
+	seg := pos / uint64(segSize)
+	perID := uint64(0x100000000) / uint64(segSize)
+	return fmt.Sprintf("%08X%08X%08X", tli, seg/perID, seg%perID), nil
+}
+
+// CopyWALAfter copies every WAL segment file of srcDataDir/pg_wal named
+// after after (all when ""), the timelines' history files too, into
+// dstDataDir/pg_wal, replacing what is there: the WAL a hot standby has
+// received but not archived yet (the segment being received included),
+// for a recovery from its archive to reach what it has now.
+func CopyWALAfter(srcDataDir, dstDataDir, after string, owner *OSUser) error {
+	srcWAL := filepath.Join(srcDataDir, "pg_wal")
+	dstWAL := filepath.Join(dstDataDir, "pg_wal")
+	entries, err := os.ReadDir(srcWAL)
+	if err != nil {
+		return fmt.Errorf("copy wal: %w", err)
+	}
+	for _, e := range entries {
+		n := e.Name()
+		if !e.Type().IsRegular() || !(isWALName(n) && n > after || strings.HasSuffix(n, ".history")) {
+			continue
+		}
+		if err := copyFileSynced(filepath.Join(srcWAL, n), filepath.Join(dstWAL, n), 0o600, owner); err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				continue // recycled meanwhile
+			}
+			return fmt.Errorf("copy wal: %w", err)
+		}
+	}
+	return syncDir(dstWAL)
 }

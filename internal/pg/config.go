@@ -39,6 +39,9 @@ type Config struct {
 	// rows loaded into a table made in the same transaction are not
 	// written to the WAL. No snapshot may be taken of it.
 	BulkLoad bool
+	// MaxWALSenders raises max_wal_senders above velo's 4: a hot standby
+	// must have at least its primary's.
+	MaxWALSenders int
 }
 
 // fixedSettings are always written, after the per-server ones. fsync is
@@ -97,6 +100,9 @@ func RenderConfig(c Config) (string, error) {
 			case "max_wal_senders":
 				kv[1] = "0"
 			}
+		}
+		if kv[0] == "max_wal_senders" && c.MaxWALSenders > 4 {
+			kv[1] = strconv.Itoa(c.MaxWALSenders)
 		}
 		fmt.Fprintf(&b, "%s = %s\n", kv[0], QuoteValue(kv[1]))
 	}

@@ -329,3 +329,42 @@ func ToolEnv(base []string, passfile string) []string {
 	}
 	return env
 }
+
+// ReadPassfilePassword returns the password of the first line of a pgpass
+// file written by WritePassfile.
+func ReadPassfilePassword(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(data), "\n")
+	fields, cur, esc := 0, strings.Builder{}, false
+	for _, r := range line {
+		switch {
+		case esc:
+			cur.WriteRune(r)
+			esc = false
+		case r == '\\':
+			esc = true
+		case r == ':' && fields < 4:
+			fields++
+			cur.Reset()
+		default:
+			cur.WriteRune(r)
+		}
+	}
+	if fields < 4 {
+		return "", fmt.Errorf("%s is not a pgpass file", path)
+	}
+	return cur.String(), nil
+}
+
+// SourceFromConninfo is the Source a Conninfo string (no password) names,
+// with password, as a journal entry records it.
+func SourceFromConninfo(conninfo, password string) (Source, error) {
+	cfg, err := pgconn.ParseConfig(conninfo)
+	if err != nil {
+		return Source{}, fmt.Errorf("source %q: %w", conninfo, err)
+	}
+	return Source{Host: cfg.Host, Port: int(cfg.Port), User: cfg.User, Database: cfg.Database, Password: password, SSL: map[string]string{}}, nil
+}

@@ -39,6 +39,11 @@ type SourceInfo struct {
 	ClientAddr string
 	// InRecovery: the source is itself a standby.
 	InRecovery bool
+	// Superuser is the bootstrap superuser's name (OID 10): Velo's own
+	// role on the copy.
+	Superuser string
+	// Tablespaces counts the tablespaces besides pg_default and pg_global.
+	Tablespaces int
 	// Settings are the source's values of the settings a hot standby must
 	// match or exceed (max_connections, ...).
 	Settings map[string]int
@@ -96,9 +101,11 @@ func InspectSource(ctx context.Context, s Source, physical bool) (SourceInfo, er
 	q := `SELECT current_setting('server_version'), current_setting('server_version_num')::int,
 		r.rolreplication OR r.rolsuper, COALESCE(host(inet_client_addr()), ''), pg_is_in_recovery(),
 		(SELECT COALESCE(sum(pg_database_size(d.datname)), 0)::bigint FROM pg_database d
-		  WHERE d.datallowconn AND has_database_privilege(d.datname, 'CONNECT'))
+		  WHERE d.datallowconn AND has_database_privilege(d.datname, 'CONNECT')),
+		(SELECT rolname FROM pg_roles WHERE oid = 10),
+		(SELECT count(*)::int FROM pg_tablespace WHERE spcname NOT IN ('pg_default', 'pg_global'))
 		FROM pg_roles r WHERE r.rolname = current_user`
-	if err := conn.QueryRow(ctx, q).Scan(&info.Version, &info.VersionNum, &info.Replication, &info.ClientAddr, &info.InRecovery, &info.Size); err != nil {
+	if err := conn.QueryRow(ctx, q).Scan(&info.Version, &info.VersionNum, &info.Replication, &info.ClientAddr, &info.InRecovery, &info.Size, &info.Superuser, &info.Tablespaces); err != nil {
 		return info, fmt.Errorf("source %s: reading its version and size: %w", s.Display(), err)
 	}
 	info.Major = info.VersionNum / 10000
@@ -200,3 +207,36 @@ func HBALine(database, user, addr string) string {
 }
 
 func quoteIdent(s string) string { return pgx.Identifier{s}.Sanitize() }
+
+// DropSlot drops the replication slot name on s if it is there (a
+// project's delete, or an import undone). A walsender still using it (a
+// base backup just killed) is waited for briefly.
+func DropSlot(ctx context.Context, s Source, name string) error {
+	conn, err := ConnectSource(ctx, s)
+	if err != nil {
+		return fmt.Errorf("drop replication slot %s: %w", name, err)
+	}
+	defer closeConn(ctx, conn)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var active *bool
+		err := conn.QueryRow(ctx, "SELECT active FROM pg_replication_slots WHERE slot_name = $1", name).Scan(&active)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("drop replication slot %s on %s: %w", name, s.Display(), err)
+		}
+		if active == nil || !*active || time.Now().After(deadline) {
+			if _, err := conn.Exec(ctx, "SELECT pg_drop_replication_slot($1)", name); err != nil {
+				return fmt.Errorf("drop replication slot %s on %s: %w", name, s.Display(), err)
+			}
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}

@@ -68,6 +68,12 @@ type Source struct {
 	Following bool `json:"following"`
 	// Slot is the replication slot made on the source ("" none).
 	Slot string `json:"slot,omitempty"`
+	// Superuser is the copy's bootstrap superuser, Velo's own role on a
+	// physical copy (over the local socket, peer authentication).
+	Superuser string `json:"superuser,omitempty"`
+	// StandbyMin are the source's values of the settings a hot standby
+	// must match (max_connections, ...), when imported.
+	StandbyMin map[string]int `json:"standby_min,omitempty"`
 	// Version is the source's server_version when imported.
 	Version    string    `json:"version"`
 	ImportedAt time.Time `json:"imported_at"`

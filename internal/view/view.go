@@ -114,6 +114,19 @@ type Source struct {
 	Version      string     `json:"version"` // the source's server_version at the last import
 	ImportedAt   time.Time  `json:"imported_at"`
 	RefreshedAt  *time.Time `json:"refreshed_at,omitempty"`
+	// Following: main is a hot standby streaming from the source (a
+	// physical import without --no-follow); Slot is its replication slot
+	// there.
+	Following bool   `json:"following"`
+	Slot      string `json:"slot,omitempty"`
+	// State of a following main: streaming, catching up, disconnected
+	// (Reason says why), stopped, or unknown.
+	State  string `json:"state,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// LagBytes is the WAL the source wrote that main has not replayed;
+	// LagSeconds the age of the last replayed commit while main is behind.
+	LagBytes   *int64   `json:"lag_bytes,omitempty"`
+	LagSeconds *float64 `json:"lag_seconds,omitempty"`
 }
 
 func newSource(s *engine.SourceInfo) *Source {
@@ -121,7 +134,8 @@ func newSource(s *engine.SourceInfo) *Source {
 		return nil
 	}
 	return &Source{Mode: s.Mode, Host: s.Host, Port: s.Port, User: s.User, Database: s.Database, Databases: s.Databases,
-		AllDatabases: s.AllDatabases, Service: s.Service, Version: s.Version, ImportedAt: s.ImportedAt, RefreshedAt: s.RefreshedAt}
+		AllDatabases: s.AllDatabases, Service: s.Service, Version: s.Version, ImportedAt: s.ImportedAt, RefreshedAt: s.RefreshedAt,
+		Following: s.Following, Slot: s.Slot, State: s.State, Reason: s.Reason, LagBytes: s.LagBytes, LagSeconds: s.LagSeconds}
 }
 
 // Projects is project list.

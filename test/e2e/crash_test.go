@@ -548,7 +548,7 @@ func (c *crashRun) cases() []crashCase {
 			undo:    makeGone,
 			keep:    true,
 		},
-	}, c.logicalCases()...)
+	}, append(c.logicalCases(), c.physicalCases()...)...)
 }
 
 // logicalCases are project create --logical and project refresh from a

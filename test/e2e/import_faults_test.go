@@ -1,0 +1,130 @@
+package e2e
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestImportFaults: every way a physical import can be refused or fail
+// gives a clear error naming the fix, exit 2 for bad input and 1 for a
+// failure, and leaves nothing behind: no project, volume, server, archive,
+// password file, or slot on the source, whose catalogs and statistics end
+// as they began.
+func TestImportFaults(t *testing.T) {
+	src := newProdSource(t, 1)
+	// Big enough that a base backup lasts long enough to be cut short,
+	// and that a small pool cannot hold it.
+	src.sql("CREATE TABLE big AS SELECT g, repeat(md5(g::text), 30) AS pad FROM generate_series(1, 150000) g")
+	before := src.fingerprint()
+	e := newEnv(t, "copy")
+	url := func(user string) string {
+		return fmt.Sprintf("postgresql://%s@127.0.0.1:%d/postgres", user, src.port)
+	}
+	create := func(password string, args ...string) result {
+		t.Helper()
+		e.extra = []string{"PGPASSWORD=" + password}
+		defer func() { e.extra = nil }()
+		return e.run(append([]string{"project", "create", "prod", "--pool", e.pool, "--storage", "copy"}, args...)...)
+	}
+	nothingLeft := func(what string, r result) {
+		t.Helper()
+		if strings.Contains(r.stdout+r.stderr, sourceReplPassword) {
+			t.Errorf("%s: the output shows the source's password:\n%s", what, r)
+		}
+		if ps := e.ok("project", "list", "--json").stdout; strings.TrimSpace(ps) != "[]" {
+			t.Errorf("%s: a project is left: %s", what, ps)
+		}
+		for _, dir := range []string{filepath.Join(e.pool, "velo", "vol"), filepath.Join(e.home, "sources"), filepath.Join(e.home, "wal")} {
+			if left, _ := os.ReadDir(dir); len(left) > 0 {
+				t.Errorf("%s: %s holds %s", what, dir, left[0].Name())
+			}
+		}
+		if got := src.sql("SELECT count(*) FROM pg_replication_slots"); got != "0" {
+			t.Errorf("%s: %s slots on the source", what, got)
+		}
+		killed := e.run("doctor", "--json")
+		if killed.code != 0 {
+			t.Errorf("%s: doctor finds something: %s", what, killed)
+		}
+	}
+	cases := []struct {
+		name, password string
+		args           []string
+		code           int
+		want           []string
+	}{
+		{"unreachable", sourceReplPassword, []string{"--from", "postgresql://repl@127.0.0.1:1/postgres"}, 1, []string{"cannot reach source", "listens there"}},
+		{"wrong password", "not-the-password", []string{"--from", url("repl")}, 2, []string{"refused the password of role repl", "PGPASSWORD"}},
+		{"no REPLICATION", sourceReplPassword, []string{"--from", url("norepl")}, 2, []string{"lacks REPLICATION", `ALTER ROLE "norepl" REPLICATION`, "--logical"}},
+		{"pg_hba refuses replication", sourceReplPassword, []string{"--from", url("repl2")}, 2, []string{"pg_hba.conf", "host    replication    repl2    127.0.0.1/32    scram-sha-256"}},
+		{"not a SOURCE", sourceReplPassword, []string{"--from", "db.example.com"}, 2, []string{"neither a postgresql:// URL nor service=NAME"}},
+		{"--slot with --no-follow", sourceReplPassword, []string{"--from", url("repl"), "--slot", "--no-follow"}, 2, []string{"drop one of them"}},
+		{"--database without --logical", sourceReplPassword, []string{"--from", url("repl"), "--database", "x"}, 2, []string{"add --logical"}},
+		{"another major", sourceReplPassword, []string{"--from", url("repl"), "--pg-version", "17"}, 2, []string{"runs the source's major (15)"}},
+	}
+	for _, c := range cases {
+		r := create(c.password, c.args...)
+		if r.code != c.code {
+			t.Errorf("%s: want exit %d, got %s", c.name, c.code, r)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(r.stderr, w) {
+				t.Errorf("%s: message lacks %q:\n%s", c.name, w, r.stderr)
+			}
+		}
+		nothingLeft(c.name, r)
+	}
+
+	// A pool without room for the source: refused before anything is made.
+	small := newEnvSized(t, "btrfs", 200<<20)
+	small.extra = []string{"PGPASSWORD=" + sourceReplPassword}
+	r := small.run("project", "create", "prod", "--pool", small.pool, "--from", url("repl"))
+	if r.code == 0 || !strings.Contains(r.stderr, "the source holds") || !strings.Contains(r.stderr, "larger --pool") {
+		t.Errorf("small pool: want a refusal naming the room needed, got %s", r)
+	}
+	if left, _ := os.ReadDir(filepath.Join(small.pool, "velo", "vol")); len(left) > 0 {
+		t.Errorf("small pool: a volume is left: %s", left[0].Name())
+	}
+
+	// The source was never written to. (Its statistics are compared
+	// before the stop below, which as a crash resets them.)
+	if after := src.fingerprint(); after != before {
+		t.Errorf("the source changed:\nbefore %s\nafter  %s", before, after)
+	}
+
+	// The source goes away in the middle of the base backup.
+	done := make(chan result, 1)
+	go func() {
+		e2 := *e
+		e2.extra = []string{"PGPASSWORD=" + sourceReplPassword}
+		r, _ := e2.runErr("project", "create", "prod", "--pool", e.pool, "--storage", "copy", "--from", url("repl"))
+		done <- r
+	}()
+	stopped := false
+	for deadline := time.Now().Add(2 * time.Minute); time.Now().Before(deadline) && !stopped; {
+		select {
+		case r = <-done:
+			t.Fatalf("the import ended before the source could be stopped under it: %s", r)
+		default:
+		}
+		out, err := psqlProd(src.port, "SELECT phase FROM pg_stat_progress_basebackup")
+		if err == nil && strings.Contains(out, "streaming database files") {
+			src.asPostgres(pg15+"/pg_ctl", "-D", src.data(), "-m", "immediate", "-w", "stop")
+			stopped = true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if !stopped {
+		t.Fatal("the base backup never started streaming")
+	}
+	r = <-done
+	src.start()
+	if r.code != 1 || !strings.Contains(r.stderr, "base backup of repl@127.0.0.1") || !strings.Contains(r.stderr, "retry when the source is back") {
+		t.Errorf("source gone mid-backup: want exit 1 naming the backup and the retry, got %s", r)
+	}
+	nothingLeft("source gone mid-backup", r)
+}
