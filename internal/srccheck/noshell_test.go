@@ -43,6 +43,13 @@ var shellSettings = []string{"archive_command", "restore_command", "archive_clea
 var allowed = []struct{ file, what, why string }{
 	{"test/e2e/demo_test.go", "bash", "scripts/demo.sh is the README's demo, a shell script users run; the test runs it the way the README says"},
 	{"internal/engine/pitr.go", "restore_command", "Postgres 15 to 17 read archived WAL during recovery only through restore_command (there is no restore_library); the command is cp of paths made of velo's own IDs, and Postgres, not velo, runs it"},
+	{"internal/engine/import.go", "archive_command", "set to '' on a physical copy of a source, so that the source's own archive_command never runs here (Velo archives with basic_archive); no command is given"},
+	{"internal/pg/standby.go", "restore_command", "the name of a setting removed from a copied source's postgresql.auto.conf, so that none of the source's commands runs here; nothing is set"},
+	{"internal/pg/standby.go", "archive_command", "the name of a setting removed from a copied source's postgresql.auto.conf, so that none of the source's commands runs here; nothing is set"},
+	{"internal/pg/standby.go", "archive_cleanup_command", "the name of a setting removed from a copied source's postgresql.auto.conf, so that none of the source's commands runs here; nothing is set"},
+	{"internal/pg/standby.go", "recovery_end_command", "the name of a setting removed from a copied source's postgresql.auto.conf, so that none of the source's commands runs here; nothing is set"},
+	{"internal/pg/standby.go", "ssl_passphrase_command", "the name of a setting removed from a copied source's postgresql.auto.conf, so that none of the source's commands runs here; nothing is set"},
+	{"test/e2e/import_test.go", "restore_command", "the test checks that a branch's configuration holds no restore_command reaching the source; nothing is set"},
 }
 
 // excluded files are not scanned.
