@@ -108,6 +108,13 @@ func (e *Engine) createPhysical(ctx context.Context, o CreateProjectOptions, lis
 				return err
 			}
 		}
+		// A base snapshot, as every project gets: --pitr reaches any
+		// moment since the import from it and main's archive.
+		base, _, err := e.takeSnapshot(ctx, op, p, d, b, "", false)
+		if err != nil {
+			return err
+		}
+		op.onFail(func(ctx context.Context) error { return ignoreNotFound(d.DestroySnapshot(ctx, base.ID)) })
 		if err := op.record(ctx, "write-state", "project "+p.Name); err != nil {
 			return err
 		}
@@ -115,7 +122,10 @@ func (e *Engine) createPhysical(ctx context.Context, o CreateProjectOptions, lis
 			if err := tx.InsertProject(ctx, p); err != nil {
 				return err
 			}
-			return tx.InsertBranch(ctx, b)
+			if err := tx.InsertBranch(ctx, b); err != nil {
+				return err
+			}
+			return tx.InsertSnapshot(ctx, p.ID, base)
 		}); err != nil {
 			return err
 		}
