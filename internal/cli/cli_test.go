@@ -34,7 +34,7 @@ var jsonCommands = map[string]bool{
 	"branch create": true, "branch list": true, "branch get": true, "branch reset": true, "branch password": true,
 	"branch start": true, "branch stop": true, "branch restart": true,
 	"snapshot create": true, "snapshot list": true, "snapshot cleanup": true,
-	"wal info": true, "wal cleanup": true, "status": true, "doctor": true,
+	"wal info": true, "wal cleanup": true, "status": true, "doctor": true, "version": true,
 }
 
 // TestJSONHonouredOrRefused: every command either takes --json (and is

@@ -84,7 +84,7 @@ func NewRoot(g *Globals) *cobra.Command {
 		Long: `Velo gives PostgreSQL git-like branches on one Linux host: every branch is a
 full, writable copy of its parent's data made by a copy-on-write clone, running
 as its own Postgres server.`,
-		Version:       Version,
+		Version:       versionLine(buildInfo()),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		// Unknown commands, flags and help topics, and empty flag values,
@@ -96,7 +96,8 @@ as its own Postgres server.`,
 	root.SetOut(g.Stdout)
 	root.SetErr(g.Stderr)
 	root.SetFlagErrorFunc(flagError)
-	root.AddCommand(newProjectCommand(g), newBranchCommand(g), newSnapshotCommand(g), newWALCommand(g), newStatusCommand(g), newDoctorCommand(g), newSetupCommand(g), newServiceFileCommand(g))
+	root.SetVersionTemplate("{{.Version}}")
+	root.AddCommand(newProjectCommand(g), newBranchCommand(g), newSnapshotCommand(g), newWALCommand(g), newStatusCommand(g), newDoctorCommand(g), newSetupCommand(g), newServiceFileCommand(g), newVersionCommand(g))
 	root.SetHelpCommand(newHelpCommand(root))
 	strictCompletion(root)
 	suggest(root)

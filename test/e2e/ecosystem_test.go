@@ -147,3 +147,35 @@ func TestLibpqConventions(t *testing.T) {
 	e.refused([]string{"does not exist"}, "service-file", project+"/nope")
 	e.refused([]string{"shell, dotenv or json"}, "branch", "env", ref, "--format", "yaml")
 }
+
+// TestVersion: velo --version and velo version --json say what the build
+// information of the binary says (go version -m reads it).
+func TestVersion(t *testing.T) {
+	t.Parallel()
+	out, err := exec.Command("go", "version", "-m", veloBin).Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stamped := map[string]string{}
+	for _, l := range strings.Split(string(out), "\n") {
+		if f := strings.Fields(l); len(f) == 2 && f[0] == "build" {
+			k, v, _ := strings.Cut(f[1], "=")
+			stamped[k] = v
+		}
+	}
+	var v struct {
+		Version, Commit, Go string
+		Modified            bool
+	}
+	r, err := exec.Command(veloBin, "version", "--json").Output()
+	if err != nil || json.Unmarshal(r, &v) != nil {
+		t.Fatalf("velo version --json: %v\n%s", err, r)
+	}
+	if v.Version == "" || v.Commit != stamped["vcs.revision"] || v.Modified != (stamped["vcs.modified"] == "true") || !strings.HasPrefix(v.Go, "go1.") {
+		t.Errorf("velo version --json = %+v; the build information has %v", v, stamped)
+	}
+	line, err := exec.Command(veloBin, "--version").Output()
+	if err != nil || !strings.HasPrefix(string(line), "velo "+v.Version) || !strings.Contains(string(line), v.Commit) {
+		t.Errorf("velo --version = %q (%v), want the version and commit of %+v", line, err, v)
+	}
+}

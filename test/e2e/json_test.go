@@ -111,7 +111,7 @@ func TestJSONOutput(t *testing.T) {
 		{"wal", "info"}, {"wal", "info", "j"}, {"wal", "info", "j/main"},
 		{"snapshot", "cleanup", "j/main", "--days", "36500", "--dry-run"},
 		{"wal", "cleanup", "j/main", "--days", "36500", "--dry-run"},
-		{"doctor"}, {"doctor", "--repair", "--dry-run"},
+		{"doctor"}, {"doctor", "--repair", "--dry-run"}, {"version"},
 	} {
 		check(0, args...)
 	}
