@@ -436,6 +436,13 @@ func (e *Engine) createLogical(ctx context.Context, o CreateProjectOptions, src 
 		if err := e.startNew(ctx, op, spec); err != nil {
 			return err
 		}
+		// A base snapshot, as project create takes: main's point-in-time
+		// window opens at the import.
+		base, _, err := e.takeSnapshot(ctx, op, p, d, b, "", false)
+		if err != nil {
+			return err
+		}
+		op.onFail(func(ctx context.Context) error { return ignoreNotFound(d.DestroySnapshot(ctx, base.ID)) })
 		if err := op.record(ctx, "write-state", "project "+p.Name); err != nil {
 			return err
 		}
@@ -448,7 +455,10 @@ func (e *Engine) createLogical(ctx context.Context, o CreateProjectOptions, src 
 			if err := tx.InsertProject(ctx, p); err != nil {
 				return err
 			}
-			return tx.InsertBranch(ctx, b)
+			if err := tx.InsertBranch(ctx, b); err != nil {
+				return err
+			}
+			return tx.InsertSnapshot(ctx, p.ID, base)
 		}); err != nil {
 			return err
 		}

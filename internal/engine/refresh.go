@@ -125,6 +125,14 @@ func (e *Engine) RefreshProject(ctx context.Context, name string) error {
 		if err := e.startNew(ctx, op, spec); err != nil {
 			return err
 		}
+		// The new volume's base snapshot: main's point-in-time window
+		// opens again at the refresh (the old volume's snapshots and
+		// archive go with it).
+		base, _, err := e.takeSnapshot(ctx, op, p, d, fresh, "", false)
+		if err != nil {
+			return err
+		}
+		op.onFail(func(ctx context.Context) error { return ignoreNotFound(d.DestroySnapshot(ctx, base.ID)) })
 		if err := op.record(ctx, "swap-volume", b.VolumeID+">"+fresh.VolumeID); err != nil {
 			return err
 		}
@@ -132,6 +140,9 @@ func (e *Engine) RefreshProject(ctx context.Context, name string) error {
 		source.Imported, source.Version, source.RefreshedAt = f.databases, f.version, time.Now()
 		if err := e.Store.Tx(ctx, func(tx *state.Tx) error {
 			if err := tx.SwapVolume(ctx, b.ID, fresh.VolumeID, b.OriginSnapshotID); err != nil {
+				return err
+			}
+			if err := tx.InsertSnapshot(ctx, p.ID, base); err != nil {
 				return err
 			}
 			if err := tx.RetireVolume(ctx, p.ID, b.VolumeID); err != nil {
