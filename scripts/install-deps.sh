@@ -25,6 +25,8 @@ command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
 command -v zfs-fuse >/dev/null || need+=(zfs-fuse)
 command -v npm >/dev/null || need+=(npm)
 command -v losetup >/dev/null || need+=(mount)
+# The bash completion test sources bash-completion, as a user's shell does.
+[ -f /usr/share/bash-completion/bash_completion ] || need+=(bash-completion)
 if [ ${#need[@]} -gt 0 ]; then
 	echo "install-deps: installing ${need[*]}"
 	apt-get update -qq

@@ -100,6 +100,7 @@ as its own Postgres server.`,
 	root.AddCommand(newProjectCommand(g), newBranchCommand(g), newSnapshotCommand(g), newWALCommand(g), newStatusCommand(g), newDoctorCommand(g), newSetupCommand(g), newServiceFileCommand(g), newVersionCommand(g))
 	root.SetHelpCommand(newHelpCommand(root))
 	strictCompletion(root)
+	completeNames(g, root)
 	suggest(root)
 	explainErrors(root)
 	return root

@@ -52,6 +52,14 @@ func TestIfNotExists(t *testing.T) {
 	e.ok("branch", "create", "eco/feat", "--parent", "eco/dev")
 	e.refused([]string{"already exists with parent eco/dev, not eco/main", "velo branch delete eco/feat"}, "branch", "create", "eco/feat", "--if-not-exists")
 	e.ok("branch", "create", "eco/feat", "--parent", "eco/dev", "--if-not-exists")
+
+	// The names just made complete at TAB in bash.
+	if got := completeBash(t, e, "branch get eco/"); got != "eco/dev eco/feat eco/main" {
+		t.Errorf("velo branch get eco/<TAB>: %q", got)
+	}
+	if got := completeBash(t, e, "project delete "); got != "eco" {
+		t.Errorf("velo project delete <TAB>: %q", got)
+	}
 }
 
 // TestLibpqConventions: a branch of the longest names the rule allows is
@@ -178,4 +186,24 @@ func TestVersion(t *testing.T) {
 	if err != nil || !strings.HasPrefix(string(line), "velo "+v.Version) || !strings.Contains(string(line), v.Commit) {
 		t.Errorf("velo --version = %q (%v), want the version and commit of %+v", line, err, v)
 	}
+}
+
+// completeBash is what bash offers at TAB after line, through the script
+// of velo completion bash and bash-completion, as in a user's shell.
+func completeBash(t *testing.T, e *env, line string) string {
+	t.Helper()
+	script := `source /usr/share/bash-completion/bash_completion
+source <("$VELO" completion bash)
+COMP_TYPE=9 COMP_LINE="$VELO $LINE"; COMP_POINT=${#COMP_LINE}
+read -ra COMP_WORDS <<< "$COMP_LINE"; [[ $COMP_LINE == *' ' ]] && COMP_WORDS+=("")
+COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
+__start_velo velo 2>/dev/null
+printf '%s\n' "${COMPREPLY[@]}" | sort | tr '\n' ' '`
+	cmd := exec.Command("bash", "-c", script)
+	cmd.Env = append(os.Environ(), "VELO_HOME="+e.home, "VELO="+veloBin, "LINE="+line)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("bash completion of %q: %v", line, err)
+	}
+	return strings.TrimSpace(string(out))
 }
