@@ -1,0 +1,35 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/cobra/doc"
+)
+
+func newManCommand(g *Globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "man DIR",
+		Short: "Write a man page per command into DIR (velo.1, velo-branch-create.1, ...)",
+		Long: `Write the manual pages of every command, made from the same text as --help, into
+DIR (made if missing): man -l DIR/velo-branch-create.1, or install them under
+/usr/share/man/man1. SOURCE_DATE_EPOCH sets their date, for reproducible packages.`,
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error { return runMan(c.Context(), g, c.Root(), args[0]) },
+	}
+}
+
+func runMan(_ context.Context, g *Globals, root *cobra.Command, dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	root.DisableAutoGenTag = true
+	header := &doc.GenManHeader{Title: "VELO", Section: "1", Source: "Velo " + buildInfo().Version, Manual: "Velo Manual"}
+	if err := doc.GenManTree(root, header, dir); err != nil {
+		return err
+	}
+	fmt.Fprintf(g.Stdout, "Wrote the man pages to %s\n", dir)
+	return nil
+}
