@@ -17,6 +17,9 @@ func newManCommand(g *Globals) *cobra.Command {
 DIR (made if missing): man -l DIR/velo-branch-create.1, or install them under
 /usr/share/man/man1. SOURCE_DATE_EPOCH sets their date, for reproducible packages.`,
 		Args: exactArgs(1),
+		ValidArgsFunction: func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+			return nil, cobra.ShellCompDirectiveFilterDirs
+		},
 		RunE: func(c *cobra.Command, args []string) error { return runMan(c.Context(), g, c.Root(), args[0]) },
 	}
 }
