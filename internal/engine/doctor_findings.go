@@ -5,6 +5,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/velohq/velo/internal/hostsetup"
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
+	"github.com/velohq/velo/internal/storage"
 	"github.com/velohq/velo/internal/ui"
 )
 
@@ -100,6 +102,15 @@ func (s *survey) poolFindings() []Finding {
 			}
 		}
 		out = append(out, f)
+		// A pool where this user can make what it cannot delete.
+		if pr, ok := p.d.(storage.Prober); ok && p.err == nil {
+			var fe *storage.FixError
+			if err := pr.Check(); errors.As(err, &fe) {
+				out = append(out, Finding{Section: SectionPools, Subject: p.label(), Status: LevelFailed, Message: fe.Problem, Fix: fe.Fix})
+			} else if err != nil {
+				out = append(out, Finding{Section: SectionPools, Subject: p.label(), Status: LevelFailed, Message: err.Error()})
+			}
+		}
 	}
 	return out
 }

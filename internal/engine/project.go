@@ -240,7 +240,12 @@ func (e *Engine) selectStorage(ctx context.Context, o CreateProjectOptions, p *s
 			return err
 		}
 		p.Driver, p.Pool = driverName, pool
-		_, err = e.openDriver(ctx, p.Driver, p.Pool)
+		var d storage.Driver
+		d, err = e.openDriver(ctx, p.Driver, p.Pool)
+		if err == nil {
+			// Refused, the pool the user named cannot be used: bad input.
+			return errdefs.Mark(errdefs.ErrInvalid, e.probePool(ctx, d))
+		}
 		switch {
 		case p.Driver == "zfs" && errors.Is(err, errdefs.ErrNotFound):
 			// A bare word is read as a pool name: it may have been meant
@@ -254,8 +259,34 @@ func (e *Engine) selectStorage(ctx context.Context, o CreateProjectOptions, p *s
 	})
 	if err == nil {
 		e.Progress.Note("storage: %s on %s", p.Driver, p.Pool)
+		if p.Driver == "copy" && o.Storage != "copy" {
+			e.Progress.Note("%s cannot clone files: every branch will be a full copy of its parent, taking time and space in proportion to the data; for copy-on-write branches make a pool (sudo velo setup --pool-file /var/lib/velo/pool.img --size 20G) and give it with --pool /var/lib/velo/pool", p.Pool)
+		}
 	}
 	return err
+}
+
+// probePool tries, before a project's first volume, that this user can
+// destroy what it makes in the pool (storage.Prober): refused, the pool
+// is left as it was found.
+func (e *Engine) probePool(ctx context.Context, d storage.Driver) error {
+	pr, ok := d.(storage.Prober)
+	if !ok {
+		return nil
+	}
+	err := pr.Probe(ctx)
+	if err != nil {
+		e.releasePool(d)
+	}
+	return err
+}
+
+// releasePool removes the bookkeeping a driver made in a pool that holds
+// nothing (storage.Releaser); something left there keeps it.
+func (e *Engine) releasePool(d storage.Driver) {
+	if r, ok := d.(storage.Releaser); ok {
+		_ = r.Release()
+	}
 }
 
 // initVolume creates b's volume and a new cluster in it, its superuser's
@@ -385,6 +416,11 @@ func (e *Engine) DeleteProject(ctx context.Context, name string, force bool) err
 		if err := e.Store.Tx(ctx, func(tx *state.Tx) error { return tx.DeleteProject(ctx, p.ID) }); err != nil {
 			return err
 		}
+		// The last project of a pool leaves it as it was found: no empty
+		// velo/{vol,snap,meta,tmp,trash} behind.
+		if others, err := e.Store.Q().Projects(ctx); err == nil && !poolInUse(others, p) {
+			e.releasePool(d)
+		}
 		// The CA goes with the project: no server it signed for is left.
 		return os.RemoveAll(e.caDir(p.Name))
 	})
@@ -466,4 +502,15 @@ func (e *Engine) projectInfo(p state.Project, branches int) ProjectInfo {
 func removeBranchFiles(e *Engine, b state.Branch) {
 	_ = os.RemoveAll(e.socketDir(b))
 	_ = os.Remove(e.logFile(b))
+}
+
+// poolInUse reports whether a project of ps other than p keeps its data in
+// p's pool.
+func poolInUse(ps []state.Project, p state.Project) bool {
+	for _, o := range ps {
+		if o.ID != p.ID && o.Pool == p.Pool {
+			return true
+		}
+	}
+	return false
 }

@@ -70,7 +70,11 @@ func newEngine(t *testing.T) (*engine.Engine, *countingPools, string) {
 		}
 		e.Close()
 	})
-	return e, pools, filepath.Join(dir, "pool")
+	pool := filepath.Join(dir, "pool")
+	if err := os.Mkdir(pool, 0o711); err != nil { // --pool must exist
+		t.Fatal(err)
+	}
+	return e, pools, pool
 }
 
 // conn runs fn on a connection to ref's server.

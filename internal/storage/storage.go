@@ -163,6 +163,38 @@ type Bulk interface {
 	Volumes(ctx context.Context, usage bool) (map[string]VolumeInfo, error)
 }
 
+// Prober is implemented by drivers whose pool may let this user make
+// entries it cannot destroy (btrfs, where a user other than root deletes
+// a subvolume only on a filesystem mounted with user_subvol_rm_allowed).
+type Prober interface {
+	// Probe tries, before a project's first volume, that this user can
+	// make and destroy an entry here, and leaves nothing behind; its
+	// refusal wraps errdefs.ErrUnsupported and names the fix.
+	Probe(ctx context.Context) error
+	// Check tells the same without changing anything (for velo doctor).
+	Check() error
+}
+
+// FixError is a refusal that names its fix apart from the problem, so
+// that velo doctor can show the two as it shows every finding. Its text
+// is both: "problem; fix".
+type FixError struct {
+	Kind         error // the errdefs kind
+	Problem, Fix string
+}
+
+func (e *FixError) Error() string   { return e.Problem + "; " + e.Fix }
+func (e *FixError) Unwrap() []error { return []error{e.Kind} }
+
+// Releaser is implemented by drivers that make bookkeeping of their own
+// in a pool (the directory drivers' ROOT/{vol,snap,meta,tmp,trash}):
+// Release removes it when it holds nothing, so that a pool no project
+// uses any more is left as it was found. It fails, changing nothing,
+// when anything is left.
+type Releaser interface {
+	Release() error
+}
+
 // VolumeInfo is one volume as Bulk reports it.
 type VolumeInfo struct {
 	Path  string

@@ -45,6 +45,17 @@ type Ops interface {
 	Usage(ctx context.Context, path string) (storage.Usage, error)
 }
 
+// Prober is implemented by Ops whose filesystem may let this user make
+// what it cannot remove.
+type Prober interface {
+	// Probe makes an entry at dir (absent beforehand, under tmp/) and
+	// removes it, leaving dir gone whatever happens; it fails, naming
+	// the fix, when the removal is not allowed.
+	Probe(ctx context.Context, dir string) error
+	// Check tells the same of root without changing anything.
+	Check(root string) error
+}
+
 // Tree implements storage.Driver over Ops.
 type Tree struct {
 	Root string
@@ -381,4 +392,34 @@ func syncDir(dir string) error {
 	}
 	defer d.Close()
 	return d.Sync()
+}
+
+// Probe implements storage.Prober: the ops' probe, in a scratch directory
+// under tmp/ (nothing to try when the ops have none).
+func (t *Tree) Probe(ctx context.Context) error {
+	p, ok := t.Ops.(Prober)
+	if !ok {
+		return nil
+	}
+	return p.Probe(ctx, filepath.Join(t.Root, "tmp", fmt.Sprintf("probe-%d", os.Getpid())))
+}
+
+// Check implements storage.Prober.
+func (t *Tree) Check() error {
+	if p, ok := t.Ops.(Prober); ok {
+		return p.Check(t.Root)
+	}
+	return nil
+}
+
+// Release implements storage.Releaser: the directories New made go when
+// they are empty, then the root itself (rmdir only: a file anywhere stops
+// it, and what is left stays as it was).
+func (t *Tree) Release() error {
+	for _, d := range []string{"vol", "snap", "meta", "tmp", "trash", ""} {
+		if err := os.Remove(filepath.Join(t.Root, d)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+	}
+	return nil
 }

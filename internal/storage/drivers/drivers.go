@@ -51,6 +51,12 @@ func Resolve(ctx context.Context, pool, force, defaultPath string) (driver, reso
 			}
 		}
 		pool = defaultPath
+	} else if filepath.IsAbs(pool) {
+		// A directory the user names must be there: a typo must not make
+		// a new directory on whatever filesystem holds its parent.
+		if _, err := os.Stat(pool); errors.Is(err, os.ErrNotExist) {
+			return "", "", errdefs.Invalid("--pool %s does not exist; if the data is to go there, make it first (mkdir -p %s), or make a copy-on-write pool there with velo setup --pool-file IMAGE --size 20G --mount %s", ui.Quote(pool), ui.Quote(pool), ui.Quote(pool))
+		}
 	}
 	if !filepath.IsAbs(pool) {
 		return "zfs", pool, nil
