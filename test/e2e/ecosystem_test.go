@@ -2,11 +2,14 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestIfNotExists: a rerun CI job's create succeeds and changes nothing
@@ -206,4 +209,59 @@ printf '%s\n' "${COMPREPLY[@]}" | sort | tr '\n' ' '`
 		t.Fatalf("bash completion of %q: %v", line, err)
 	}
 	return strings.TrimSpace(string(out))
+}
+
+// TestCIRecipe runs scripts/ci-branch.sh as a CI system would for pull
+// request 7: open with the migrations and the tests, the same job again
+// (a rerun, which finds the branch and its data), then close, twice, and
+// finds nothing left: no branch, no server on its port.
+func TestCIRecipe(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "copy")
+	e.create("app")
+	e.psql("app/main", `CREATE TABLE users (name text); INSERT INTO users VALUES ('alice')`)
+	script, err := filepath.Abs("../../scripts/ci-branch.sh")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(script, args...)
+		cmd.Env = append(os.Environ(), "VELO_HOME="+e.home, "VELO="+veloBin, "PGCONNECT_TIMEOUT=5")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("ci-branch.sh %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return string(out)
+	}
+	// The app's migrations and tests, as a CI job runs them: psql with no
+	// connection settings of its own, reading the PG* variables.
+	job := `psql -X -v ON_ERROR_STOP=1 -q -c 'CREATE TABLE IF NOT EXISTS orders (id serial, who text)' &&
+		psql -X -v ON_ERROR_STOP=1 -q -c "INSERT INTO orders (who) SELECT name FROM users" &&
+		psql -X -At -c 'SELECT count(*) FROM orders'`
+	if out := ci("open", "7", "--", "sh", "-c", job); !strings.HasSuffix(strings.TrimSpace(out), "1") {
+		t.Errorf("first run: the tests saw %q, want 1 order", out)
+	}
+	port := e.conn("app/pr-7").Port
+	if out := ci("open", "7", "--", "sh", "-c", job); !strings.HasSuffix(strings.TrimSpace(out), "2") || !strings.Contains(out, "already exists") {
+		t.Errorf("rerun: the same branch, its data kept, is used: %q", out)
+	}
+	if got := e.rows("app/main", "SELECT count(*) FROM pg_tables WHERE tablename = 'orders'"); got != "0" {
+		t.Errorf("the migrations reached main")
+	}
+	ci("close", "7")
+	if out := ci("close", "7"); !strings.Contains(out, "nothing to delete") {
+		t.Errorf("a second close: %q", out)
+	}
+	if got := strings.TrimSpace(e.ok("branch", "list", "app", "-q").stdout); got != "app/main" {
+		t.Errorf("branches left after close: %q", got)
+	}
+	if c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), time.Second); err == nil {
+		c.Close()
+		t.Errorf("a server still answers on the closed branch's port %d", port)
+	}
+	cmd := exec.Command(script, "open", "7; rm -rf /")
+	if out, err := cmd.CombinedOutput(); cmd.ProcessState.ExitCode() != 2 || !strings.Contains(string(out), "must be digits") {
+		t.Errorf("a bad pull request number: %v %s", err, out)
+	}
 }
