@@ -127,4 +127,26 @@ func TestImportFaults(t *testing.T) {
 		t.Errorf("source gone mid-backup: want exit 1 naming the backup and the retry, got %s", r)
 	}
 	nothingLeft("source gone mid-backup", r)
+
+	// With the source back, --no-follow takes one copy and promotes it:
+	// main is writable with Velo's password and reaches nothing of the
+	// source.
+	r = create(sourceReplPassword, "--from", url("repl"), "--no-follow")
+	if r.code != 0 {
+		t.Fatalf("--no-follow: %s", r)
+	}
+	if got := e.psql("prod/main", "SELECT pg_is_in_recovery(), count(*) FROM sentinel"); got != "f|100" {
+		t.Errorf("--no-follow main: recovery and sentinel rows %s, want f|100", got)
+	}
+	e.psql("prod/main", "INSERT INTO sentinel VALUES (1000, 'on main')")
+	if got := src.sql("SELECT count(*) FROM sentinel WHERE id = 1000"); got != "0" {
+		t.Errorf("a write to a --no-follow main reached the source")
+	}
+	assertNoSourceIn(t, e.psql("prod/main", "SHOW data_directory"), src.port)
+	if left, _ := os.ReadDir(filepath.Join(e.home, "sources")); len(left) > 0 {
+		t.Errorf("--no-follow keeps the source's password in %s", left[0].Name())
+	}
+	if !strings.Contains(e.ok("project", "get", "prod").stdout, "not following") {
+		t.Errorf("project get does not say main does not follow")
+	}
 }
