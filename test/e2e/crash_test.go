@@ -287,6 +287,7 @@ func repairSummary(kinds []string) string {
 		"remove-leftover":  "remove leftover",
 		"remove-file":      "remove socket dir and log",
 		"start-server":     "start branch again",
+		"drop-slot":        "drop slot on the source",
 	}
 	count := map[string]int{}
 	var order []string
