@@ -364,13 +364,6 @@ func (e *Engine) checkImportSpace(ctx context.Context, p state.Project, d storag
 		st.Name, p.Name, plural(len(f.databases), "database", "databases"), ui.Bytes(f.size), ui.Bytes(st.Free), ui.Bytes(st.Size), ui.Bytes(minPoolFree))
 }
 
-// sourcePassfile is where a project keeps its source's password, 0600 in
-// the project's own directory (never in a volume, so never in a branch),
-// for velo project refresh to connect again.
-func (e *Engine) sourcePassfile(project string) string {
-	return filepath.Join(e.caDir(project), "source.pgpass")
-}
-
 // createLogical makes project o.Name from a dump of src (project create
 // --from SOURCE --logical). Everything about the source is read, and the
 // pool's room checked, before anything is made.
@@ -447,9 +440,20 @@ func (e *Engine) createLogical(ctx context.Context, o CreateProjectOptions, src 
 			return err
 		}
 		if src.Password != "" {
-			if err := pg.WritePassfile(e.sourcePassfile(p.Name), src, nil); err != nil {
+			// Kept for velo project refresh where a following project keeps
+			// its own (standbyPassfile): outside every volume, removed with
+			// the project, and by doctor when a kill left it without one.
+			path := e.standbyPassfile(p.ID)
+			if err := op.record(ctx, "write-source-passfile", path); err != nil {
 				return err
 			}
+			if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
+				return err
+			}
+			if err := pg.WritePassfile(path, src, nil); err != nil {
+				return err
+			}
+			op.onFail(func(context.Context) error { return removeIfExists(path) })
 		}
 		if err := e.Store.Tx(ctx, func(tx *state.Tx) error {
 			if err := tx.InsertProject(ctx, p); err != nil {

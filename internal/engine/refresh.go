@@ -2,16 +2,10 @@ package engine
 
 import (
 	"context"
-	"errors"
-	"fmt"
-	"os"
 	"path/filepath"
 	"time"
 
-	"github.com/jackc/pgpassfile"
-
 	"github.com/velohq/velo/internal/errdefs"
-	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
 	"github.com/velohq/velo/internal/state"
 )
@@ -42,7 +36,7 @@ func (e *Engine) RefreshProject(ctx context.Context, name string) error {
 		if err != nil {
 			return err
 		}
-		src, err := e.recordedSource(p)
+		src, err := e.sourceOf(p)
 		if err != nil {
 			return err
 		}
@@ -164,20 +158,4 @@ func (e *Engine) RefreshProject(ctx context.Context, name string) error {
 		}
 		return e.gc(ctx, op, p, d)
 	})
-}
-
-// recordedSource is p's source as its record says, with the password kept
-// in the project's passfile when there was one.
-func (e *Engine) recordedSource(p state.Project) (pg.Source, error) {
-	s := p.Source
-	src := pg.Source{Host: s.Host, Port: s.Port, User: s.User, Database: s.Database, SSL: s.SSL, Service: s.Service}
-	pf, err := pgpassfile.ReadPassfile(e.sourcePassfile(p.Name))
-	if errors.Is(err, os.ErrNotExist) {
-		return src, nil
-	}
-	if err != nil {
-		return src, fmt.Errorf("project %s's source password file: %w", p.Name, err)
-	}
-	src.Password = pf.FindPassword(s.Host, fmt.Sprint(s.Port), s.Database, s.User)
-	return src, nil
 }
