@@ -17,13 +17,15 @@ import (
 func newBranchCommand(g *Globals) *cobra.Command {
 	return groupCommand("branch", []string{"br"}, "Create, reset, start, stop and delete branches",
 		newBranchCreateCommand(g), newBranchListCommand(g), newBranchGetCommand(g), newBranchDeleteCommand(g),
-		newBranchResetCommand(g), newBranchPasswordCommand(g), newBranchEnvCommand(g), newBranchStartCommand(g), newBranchStopCommand(g), newBranchRestartCommand(g))
+		newBranchResetCommand(g), newBranchPasswordCommand(g), newBranchEnvCommand(g), newBranchStartCommand(g), newBranchStopCommand(g), newBranchRestartCommand(g),
+		newBranchProtectCommand(g, true), newBranchProtectCommand(g, false), newBranchSetCommand(g))
 }
 
 // branchCreateOptions are the flags of velo branch create.
 type branchCreateOptions struct {
 	Parent, PITR string
 	IfNotExists  bool
+	Expiry       engine.ExpiryOptions
 	JSON         bool
 }
 
@@ -31,6 +33,7 @@ func (o *branchCreateOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Parent, "parent", "", "branch to copy (default PROJECT/main)")
 	fs.StringVar(&o.PITR, "pitr", "", "recover to a point in time (RFC 3339 or '2 hours ago')")
 	fs.BoolVar(&o.IfNotExists, "if-not-exists", false, "succeed, changing nothing, when the branch exists with the same parent (a rerun CI job)")
+	expiryFlags(fs, &o.Expiry)
 	jsonFlag(fs, &o.JSON)
 }
 
@@ -53,7 +56,7 @@ func runBranchCreate(ctx context.Context, g *Globals, o branchCreateOptions, ref
 		return err
 	}
 	defer e.Close()
-	conn, err := e.CreateBranch(ctx, engine.CreateBranchOptions{Ref: ref, Parent: o.Parent, PITR: o.PITR, IfNotExists: o.IfNotExists})
+	conn, err := e.CreateBranch(ctx, engine.CreateBranchOptions{Ref: ref, Parent: o.Parent, PITR: o.PITR, IfNotExists: o.IfNotExists, Expiry: o.Expiry})
 	if err != nil {
 		return err
 	}
@@ -148,10 +151,17 @@ func dash(s string) string {
 }
 
 func stateText(b engine.BranchInfo) string {
+	s := b.State
 	if b.State == "running" && !b.StartedAt.IsZero() {
-		return "running " + ui.Age(time.Since(b.StartedAt))
+		s = "running " + ui.Age(time.Since(b.StartedAt))
 	}
-	return b.State
+	if b.Protected {
+		s += ", protected"
+	}
+	if b.ExpiresAt != nil {
+		s += ", " + expiryText(b)
+	}
+	return s
 }
 
 // jsonOptions are the flags of a command whose only flag is --json.
@@ -190,6 +200,12 @@ func printBranch(w io.Writer, b engine.BranchInfo) {
 		b.Name, dash(b.Parent), stateText(b), b.Port, b.URL, sizeText(b.Exclusive), sizeText(b.Reference), b.CreatedAt.Local().Format(time.DateTime))
 	if b.PITRTarget != nil {
 		fmt.Fprintf(w, "PITR:       %s, from snapshot %s\n", b.PITRTarget.UTC().Format("2006-01-02 15:04:05.000000 UTC"), b.SourceSnapshot)
+	}
+	if b.Protected {
+		fmt.Fprintf(w, "Protected:  yes (velo branch unprotect %s to allow delete, reset and expiry)\n", b.Name)
+	}
+	if b.ExpiresAt != nil {
+		fmt.Fprintf(w, "Expires:    %s (%s)\n", b.ExpiresAt.UTC().Format(time.RFC3339), expiryText(b))
 	}
 	if b.CACert != "" {
 		fmt.Fprintf(w, "TLS CA:     %s\n", b.CACert)

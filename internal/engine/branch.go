@@ -26,6 +26,8 @@ type CreateBranchOptions struct {
 	// it is returned unchanged (a rerun CI job); one of another parent is
 	// still refused.
 	IfNotExists bool
+	// Expiry is when velo prune deletes the branch (--ttl, --expires-at).
+	Expiry ExpiryOptions
 }
 
 // CreateBranch clones the parent's current data into a new running branch.
@@ -56,6 +58,13 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 			e.Progress.Warn("--pitr %s has no zone: taken as UTC", o.PITR)
 		}
 	}
+	if o.Expiry.Never {
+		return Conn{}, errdefs.Invalid("--no-expiry is for velo branch set; a new branch never expires unless given --ttl or --expires-at")
+	}
+	expires, err := ParseExpiry(o.Expiry, time.Now())
+	if err != nil {
+		return Conn{}, err
+	}
 	var result Conn
 	err = e.mutate(ctx, func(op *op) error {
 		p, parent, err := e.ref(ctx, parentRef)
@@ -78,7 +87,7 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 		if err != nil {
 			return err
 		}
-		b := state.Branch{ID: newID("b"), ProjectID: p.ID, Name: bn, ParentID: parent.ID, VolumeID: newID("v"), Port: port, Password: parent.Password, WantRunning: true, CreatedAt: time.Now()}
+		b := state.Branch{ID: newID("b"), ProjectID: p.ID, Name: bn, ParentID: parent.ID, VolumeID: newID("v"), Port: port, Password: parent.Password, WantRunning: true, CreatedAt: time.Now(), ExpiresAt: expires}
 		if !target.IsZero() {
 			if err := e.createPITR(ctx, op, p, d, parent, &b, target); err != nil {
 				return err
@@ -411,6 +420,9 @@ func (e *Engine) DeleteBranch(ctx context.Context, ref string, force bool) error
 			return err
 		}
 		desc := descendants(all, b.ID)
+		if err := refuseProtected(p, append([]state.Branch{b}, desc...), "deleted"); err != nil {
+			return err
+		}
 		if len(desc) > 0 && !force {
 			return refuseDescendants(p, all, b, desc, "; add --force to delete them too")
 		}
@@ -546,6 +558,9 @@ func (e *Engine) ResetBranch(ctx context.Context, ref string, force bool) error 
 		}
 		if b.ParentID == "" {
 			return errdefs.FailedPrecondition("%s/%s has no parent to reset to; reset a branch made with velo branch create", p.Name, b.Name)
+		}
+		if b.Protected {
+			return errProtected(p, b, "reset")
 		}
 		all, err := e.Store.Q().Branches(ctx, p.ID)
 		if err != nil {

@@ -366,6 +366,9 @@ func (e *Engine) DeleteProject(ctx context.Context, name string, force bool) err
 		if err != nil {
 			return err
 		}
+		if err := refuseProtected(p, branches, "deleted, nor its project "+p.Name); err != nil {
+			return err
+		}
 		var others []string
 		for _, b := range branches {
 			if b.Name != MainBranch {

@@ -44,6 +44,10 @@ type BranchInfo struct {
 	// SourceSnapshot; nil for other branches.
 	PITRTarget     *time.Time
 	SourceSnapshot string
+	// Protected: delete, reset and expiry refuse the branch.
+	Protected bool
+	// ExpiresAt is when velo prune deletes the branch; nil for never.
+	ExpiresAt *time.Time
 }
 
 // PoolInfo is one pool's figures.
@@ -171,6 +175,11 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch, sizes bool) 
 			info := BranchInfo{Name: x.p.Name + "/" + x.b.Name, Project: x.p.Name, Branch: x.b.Name, Port: x.b.Port,
 				Volume: x.b.VolumeID, CreatedAt: x.b.CreatedAt, State: "stopped", URL: conn(x.p, x.b, false).URL,
 				CACert: e.caCert(x.p), SocketDir: e.socketDir(x.b), LogFile: e.logFile(x.b)}
+			info.Protected = x.b.Protected
+			if !x.b.ExpiresAt.IsZero() {
+				t := x.b.ExpiresAt
+				info.ExpiresAt = &t
+			}
 			if !x.b.PITRTarget.IsZero() {
 				t := x.b.PITRTarget
 				info.PITRTarget, info.SourceSnapshot = &t, x.b.OriginSnapshotID

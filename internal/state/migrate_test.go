@@ -65,11 +65,13 @@ func TestPITRTargetMigration(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Back to the schema before pitr_target (the last migration), as an
-	// older velo left it, with one branch.
+	// Back to the schema before pitr_target (migration 6) and what came
+	// after it, as an older velo left it, with one branch.
 	for _, q := range []string{
 		`ALTER TABLE branches DROP COLUMN pitr_target`,
-		fmt.Sprintf(`UPDATE schema_version SET version = %d`, len(migrations)-1),
+		`ALTER TABLE branches DROP COLUMN protected`,
+		`ALTER TABLE branches DROP COLUMN expires_at`,
+		fmt.Sprintf(`UPDATE schema_version SET version = %d`, 5),
 		`INSERT INTO projects (id, name, driver, pool, pg_major, created_at) VALUES ('p1', 'demo', 'copy', '/x', 17, '2026-01-01T00:00:00Z')`,
 		`INSERT INTO branches (id, project_id, name, volume_id, port, password, created_at) VALUES ('b1', 'p1', 'main', 'v1', 20001, 'pw', '2026-01-01T00:00:00Z')`,
 	} {
@@ -83,8 +85,30 @@ func TestPITRTargetMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	if b, err := s.Q().Branch(ctx, "p1", "main"); err != nil || !b.PITRTarget.IsZero() {
-		t.Fatalf("old branch after migration: %+v, %v; want no PITR target", b, err)
+	if b, err := s.Q().Branch(ctx, "p1", "main"); err != nil || !b.PITRTarget.IsZero() || b.Protected || !b.ExpiresAt.IsZero() {
+		t.Fatalf("old branch after migration: %+v, %v; want no PITR target, unprotected, no expiry", b, err)
+	}
+	expires := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
+	if err := s.Q().SetProtected(ctx, "b1", true); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Q().SetExpiry(ctx, "b1", expires); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Q().RenameBranch(ctx, "b1", "trunk"); err != nil {
+		t.Fatal(err)
+	}
+	if b, err := s.Q().Branch(ctx, "p1", "trunk"); err != nil || !b.Protected || !b.ExpiresAt.Equal(expires) {
+		t.Fatalf("after protect, expiry and rename: %+v, %v", b, err)
+	}
+	if err := s.Q().SetExpiry(ctx, "b1", time.Time{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Q().RenameBranch(ctx, "b1", "main"); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := s.Q().Branch(ctx, "p1", "main"); !b.ExpiresAt.IsZero() {
+		t.Errorf("--no-expiry left %s", b.ExpiresAt)
 	}
 	target := time.Date(2026, 1, 2, 3, 4, 5, 678900000, time.UTC)
 	at := Branch{ID: "b2", ProjectID: "p1", Name: "at", ParentID: "b1", VolumeID: "v2", OriginSnapshotID: "s1", Port: 20002, Password: "pw", CreatedAt: target.Add(time.Hour), PITRTarget: target}

@@ -130,8 +130,8 @@ func (t *Tx) DeleteProject(ctx context.Context, id string) error {
 
 // InsertBranch records a new branch.
 func (t *Tx) InsertBranch(ctx context.Context, b Branch) error {
-	_, err := t.q.ExecContext(ctx, `INSERT INTO branches (id, project_id, name, parent_id, volume_id, origin_snapshot_id, port, password, want_running, created_at, pitr_target) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		b.ID, b.ProjectID, b.Name, nullable(b.ParentID), b.VolumeID, nullable(b.OriginSnapshotID), b.Port, b.Password, b.WantRunning, fmtTime(b.CreatedAt), fmtOptionalTime(b.PITRTarget))
+	_, err := t.q.ExecContext(ctx, `INSERT INTO branches (id, project_id, name, parent_id, volume_id, origin_snapshot_id, port, password, want_running, created_at, pitr_target, protected, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		b.ID, b.ProjectID, b.Name, nullable(b.ParentID), b.VolumeID, nullable(b.OriginSnapshotID), b.Port, b.Password, b.WantRunning, fmtTime(b.CreatedAt), fmtOptionalTime(b.PITRTarget), b.Protected, fmtOptionalTime(b.ExpiresAt))
 	return err
 }
 
@@ -149,17 +149,50 @@ func (t *Tx) SwapVolume(ctx context.Context, branchID, volumeID, originSnapshotI
 	return err
 }
 
-const branchCols = `id, project_id, name, COALESCE(parent_id, ''), volume_id, COALESCE(origin_snapshot_id, ''), port, password, want_running, created_at, pitr_target`
+const branchCols = `id, project_id, name, COALESCE(parent_id, ''), volume_id, COALESCE(origin_snapshot_id, ''), port, password, want_running, created_at, pitr_target, protected, expires_at`
 
 func scanBranch(row scanner) (Branch, error) {
 	var b Branch
-	var created, pitr string
-	err := row.Scan(&b.ID, &b.ProjectID, &b.Name, &b.ParentID, &b.VolumeID, &b.OriginSnapshotID, &b.Port, &b.Password, &b.WantRunning, &created, &pitr)
+	var created, pitr, expires string
+	err := row.Scan(&b.ID, &b.ProjectID, &b.Name, &b.ParentID, &b.VolumeID, &b.OriginSnapshotID, &b.Port, &b.Password, &b.WantRunning, &created, &pitr, &b.Protected, &expires)
 	b.CreatedAt = parseTime(created)
 	if pitr != "" {
 		b.PITRTarget = parseTime(pitr)
 	}
+	if expires != "" {
+		b.ExpiresAt = parseTime(expires)
+	}
 	return b, err
+}
+
+// SetProtected records whether a branch is protected.
+func (t *Tx) SetProtected(ctx context.Context, branchID string, protected bool) error {
+	_, err := t.q.ExecContext(ctx, `UPDATE branches SET protected = ? WHERE id = ?`, protected, branchID)
+	return err
+}
+
+// SetExpiry records when velo prune deletes a branch (zero: never).
+func (t *Tx) SetExpiry(ctx context.Context, branchID string, at time.Time) error {
+	_, err := t.q.ExecContext(ctx, `UPDATE branches SET expires_at = ? WHERE id = ?`, fmtOptionalTime(at), branchID)
+	return err
+}
+
+// RenameBranch gives a branch a new name in its project.
+func (t *Tx) RenameBranch(ctx context.Context, branchID, name string) error {
+	_, err := t.q.ExecContext(ctx, `UPDATE branches SET name = ? WHERE id = ?`, name, branchID)
+	return err
+}
+
+// SetParent gives a branch a new parent ("" for none: a project's main).
+func (t *Tx) SetParent(ctx context.Context, branchID, parentID string) error {
+	_, err := t.q.ExecContext(ctx, `UPDATE branches SET parent_id = ? WHERE id = ?`, nullable(parentID), branchID)
+	return err
+}
+
+// RenameProject gives a project a new name.
+func (t *Tx) RenameProject(ctx context.Context, projectID, name string) error {
+	_, err := t.q.ExecContext(ctx, `UPDATE projects SET name = ? WHERE id = ?`, name, projectID)
+	return err
 }
 
 // Branch returns the branch name of a project.

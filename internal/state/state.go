@@ -100,6 +100,10 @@ type Branch struct {
 	// source snapshot is OriginSnapshotID); zero for any other branch, and
 	// after a reset.
 	PITRTarget time.Time
+	// Protected: delete, reset and expiry refuse it, --force or not.
+	Protected bool
+	// ExpiresAt is when velo prune deletes the branch; zero for never.
+	ExpiresAt time.Time
 }
 
 // Snapshot is a storage snapshot of one branch's volume.
@@ -228,6 +232,10 @@ var migrations = []string{
 	// 6: the moment a point-in-time branch recovered to ('' for others),
 	// which branch get shows. Branches made before it show none.
 	`ALTER TABLE branches ADD COLUMN pitr_target TEXT NOT NULL DEFAULT '';`,
+	// 7: branch lifecycle: a protected branch is never deleted, reset or
+	// expired; expires_at is when velo prune deletes it ('' never).
+	`ALTER TABLE branches ADD COLUMN protected INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE branches ADD COLUMN expires_at TEXT NOT NULL DEFAULT '';`,
 }
 
 // migrate brings the schema up to date. Velo processes may open a new

@@ -45,6 +45,12 @@ type Branch struct {
 	LogFile   string `json:"log_file,omitempty"`
 	// PITR is set for a branch made with --pitr.
 	PITR *PITR `json:"pitr,omitempty"`
+	// Protected: delete, reset and expiry refuse the branch.
+	Protected bool `json:"protected"`
+	// ExpiresAt is when velo prune deletes the branch, and ExpiresInSeconds
+	// the time left then (0 once expired); both absent for never.
+	ExpiresAt        *time.Time `json:"expires_at,omitempty"`
+	ExpiresInSeconds *int64     `json:"expires_in_seconds,omitempty"`
 }
 
 // PITR is how a point-in-time branch was made.
@@ -68,7 +74,36 @@ func NewBranch(b engine.BranchInfo) Branch {
 	if b.PITRTarget != nil {
 		v.PITR = &PITR{Target: b.PITRTarget.UTC(), SourceSnapshot: b.SourceSnapshot}
 	}
+	v.Protected = b.Protected
+	if b.ExpiresAt != nil {
+		t := b.ExpiresAt.UTC()
+		left := max(int64(time.Until(t).Seconds()), 0)
+		v.ExpiresAt, v.ExpiresInSeconds = &t, &left
+	}
 	return v
+}
+
+// Prune is velo prune: the expired branches deleted (or, with --dry-run,
+// to be deleted) and those kept, with why.
+type Prune struct {
+	DryRun  bool          `json:"dry_run"`
+	Deleted []PrunedEntry `json:"deleted"`
+	Kept    []PrunedEntry `json:"kept"`
+}
+
+// PrunedEntry is one expired branch.
+type PrunedEntry struct {
+	Branch    string    `json:"branch"` // PROJECT/BRANCH
+	ExpiresAt time.Time `json:"expires_at"`
+	Reason    string    `json:"reason,omitempty"`
+}
+
+// NewPrune is the view of r.
+func NewPrune(r engine.PruneResult) Prune {
+	entry := func(b engine.PrunedBranch) PrunedEntry {
+		return PrunedEntry{Branch: b.Branch, ExpiresAt: b.ExpiresAt.UTC(), Reason: b.Reason}
+	}
+	return Prune{DryRun: r.DryRun, Deleted: each(r.Deleted, entry), Kept: each(r.Kept, entry)}
 }
 
 // NewBranches is the view of bs.
@@ -255,3 +290,4 @@ func (Status) JSONDocument()        {}
 func (Conn) JSONDocument()          {}
 func (StartResults) JSONDocument()  {}
 func (StopResults) JSONDocument()   {}
+func (Prune) JSONDocument()         {}

@@ -102,6 +102,20 @@ func TestJSONOutput(t *testing.T) {
 		}
 	}
 	check(0, "branch", "start", "--all")
+	// The lifecycle verbs print the branch.
+	if b := obj(check(0, "branch", "protect", "j/dev")); b["protected"] != true {
+		t.Errorf("branch protect --json = %v", b)
+	}
+	if b := obj(check(0, "branch", "unprotect", "j/dev")); b["protected"] != false {
+		t.Errorf("branch unprotect --json = %v", b)
+	}
+	if b := obj(check(0, "branch", "set", "j/dev", "--ttl", "2h")); b["expires_at"] == nil || b["expires_in_seconds"] == nil {
+		t.Errorf("branch set --ttl --json = %v", b)
+	}
+	if pr := obj(check(0, "prune", "--dry-run")); pr["dry_run"] != true || len(pr["deleted"].([]any)) != 0 {
+		t.Errorf("prune --dry-run --json = %v", pr)
+	}
+	check(0, "branch", "set", "j/dev", "--no-expiry")
 
 	// Every read command.
 	for _, args := range [][]string{

@@ -1,0 +1,164 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/velohq/velo/internal/engine"
+	"github.com/velohq/velo/internal/ui"
+	"github.com/velohq/velo/internal/view"
+)
+
+// The branch lifecycle commands: protect, unprotect, set (expiry), prune.
+
+// expiryFlags are --ttl and --expires-at, which branch create and branch
+// set share.
+func expiryFlags(fs *pflag.FlagSet, o *engine.ExpiryOptions) {
+	fs.StringVar(&o.TTL, "ttl", "", "delete the branch this long from now, at the next velo prune (90s, 30m, 2h, 1d, 2w)")
+	fs.StringVar(&o.ExpiresAt, "expires-at", "", "delete the branch at this time, at the next velo prune (RFC 3339; no zone means UTC)")
+}
+
+func newBranchProtectCommand(g *Globals, protect bool) *cobra.Command {
+	var o jsonOptions
+	use, short := "protect", "Protect a branch: delete, reset and expiry refuse it, even with --force"
+	if !protect {
+		use, short = "unprotect", "Remove a branch's protection"
+	}
+	c := &cobra.Command{
+		Use:   use + " PROJECT/BRANCH",
+		Short: short,
+		Args:  exactArgs(1),
+		RunE:  func(c *cobra.Command, args []string) error { return runBranchProtect(c.Context(), g, o, args[0], protect) },
+	}
+	o.AddFlags(c.Flags())
+	return c
+}
+
+func runBranchProtect(ctx context.Context, g *Globals, o jsonOptions, ref string, protect bool) error {
+	p := g.printer(o.JSON, false)
+	e, err := g.open(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	if err := e.ProtectBranch(ctx, ref, protect); err != nil {
+		return err
+	}
+	return printBranchResult(ctx, p, e, ref, func(w io.Writer) {
+		if protect {
+			fmt.Fprintf(w, "Protected %s: delete, reset and expiry refuse it (velo branch unprotect %s undoes this)\n", ref, ref)
+		} else {
+			fmt.Fprintf(w, "%s is no longer protected\n", ref)
+		}
+	})
+}
+
+// branchSetOptions are the flags of velo branch set.
+type branchSetOptions struct {
+	Expiry engine.ExpiryOptions
+	JSON   bool
+}
+
+func (o *branchSetOptions) AddFlags(fs *pflag.FlagSet) {
+	expiryFlags(fs, &o.Expiry)
+	fs.BoolVar(&o.Expiry.Never, "no-expiry", false, "the branch never expires")
+	jsonFlag(fs, &o.JSON)
+}
+
+func newBranchSetCommand(g *Globals) *cobra.Command {
+	var o branchSetOptions
+	c := &cobra.Command{
+		Use:   "set PROJECT/BRANCH --ttl D | --expires-at TIME | --no-expiry",
+		Short: "Change a branch's expiry",
+		Args:  exactArgs(1),
+		RunE:  func(c *cobra.Command, args []string) error { return runBranchSet(c.Context(), g, o, args[0]) },
+	}
+	o.AddFlags(c.Flags())
+	return c
+}
+
+func runBranchSet(ctx context.Context, g *Globals, o branchSetOptions, ref string) error {
+	p := g.printer(o.JSON, false)
+	e, err := g.open(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	if err := e.SetBranch(ctx, ref, o.Expiry); err != nil {
+		return err
+	}
+	return printBranchResult(ctx, p, e, ref, func(w io.Writer) {
+		b, err := e.Branch(ctx, ref)
+		switch {
+		case err != nil || b.ExpiresAt == nil:
+			fmt.Fprintf(w, "%s never expires\n", ref)
+		default:
+			fmt.Fprintf(w, "%s expires at %s (%s); velo prune deletes it then\n", ref, b.ExpiresAt.UTC().Format(time.RFC3339), expiryText(b))
+		}
+	})
+}
+
+// expiryText is the time left of a branch that expires: "in 2h", "expired".
+func expiryText(b engine.BranchInfo) string {
+	if b.ExpiresAt == nil {
+		return ""
+	}
+	left := time.Until(*b.ExpiresAt)
+	if left <= 0 {
+		return "expired"
+	}
+	return "expires in " + ui.Age(left)
+}
+
+// pruneOptions are the flags of velo prune.
+type pruneOptions struct{ DryRun, JSON bool }
+
+func (o *pruneOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.BoolVar(&o.DryRun, "dry-run", false, "list the expired branches without deleting them")
+	jsonFlag(fs, &o.JSON)
+}
+
+func newPruneCommand(g *Globals) *cobra.Command {
+	var o pruneOptions
+	c := &cobra.Command{
+		Use:   "prune",
+		Short: "Delete the branches whose expiry has passed (run it from cron)",
+		Args:  exactArgs(0),
+		RunE:  func(c *cobra.Command, args []string) error { return runPrune(c.Context(), g, o) },
+	}
+	o.AddFlags(c.Flags())
+	return c
+}
+
+func runPrune(ctx context.Context, g *Globals, o pruneOptions) error {
+	p := g.printer(o.JSON, false)
+	e, err := g.open(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	res, err := e.Prune(ctx, o.DryRun)
+	if err != nil {
+		return err
+	}
+	return p.Result(view.NewPrune(res), func(w io.Writer) {
+		verb := "Deleted"
+		if o.DryRun {
+			verb = "Would delete"
+		}
+		for _, b := range res.Deleted {
+			fmt.Fprintf(w, "%s %s (expired %s)\n", verb, b.Branch, b.ExpiresAt.UTC().Format(time.RFC3339))
+		}
+		for _, b := range res.Kept {
+			fmt.Fprintf(w, "Kept %s: %s\n", b.Branch, b.Reason)
+		}
+		if len(res.Deleted)+len(res.Kept) == 0 {
+			fmt.Fprintln(w, "No branch has expired")
+		}
+	})
+}
