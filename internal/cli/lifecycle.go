@@ -33,7 +33,9 @@ func newBranchProtectCommand(g *Globals, protect bool) *cobra.Command {
 		Use:   use + " PROJECT/BRANCH",
 		Short: short,
 		Args:  exactArgs(1),
-		RunE:  func(c *cobra.Command, args []string) error { return runBranchProtect(c.Context(), g, o, args[0], protect) },
+		RunE: func(c *cobra.Command, args []string) error {
+			return runBranchProtect(c.Context(), g, o, args[0], protect)
+		},
 	}
 	o.AddFlags(c.Flags())
 	return c
