@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -366,5 +367,14 @@ func SourceFromConninfo(conninfo, password string) (Source, error) {
 	if err != nil {
 		return Source{}, fmt.Errorf("source %q: %w", conninfo, err)
 	}
-	return Source{Host: cfg.Host, Port: int(cfg.Port), User: cfg.User, Database: cfg.Database, Password: password, SSL: map[string]string{}}, nil
+	src := Source{Host: cfg.Host, Port: int(cfg.Port), User: cfg.User, Database: cfg.Database, Password: password, SSL: map[string]string{}}
+	// The TLS settings as Conninfo wrote them (pgconn keeps only their effect).
+	for _, m := range conninfoSSL.FindAllStringSubmatch(conninfo, -1) {
+		if isSSLKey(m[1]) {
+			src.SSL[m[1]] = strings.NewReplacer(`\'`, `'`, `\\`, `\`).Replace(m[2])
+		}
+	}
+	return src, nil
 }
+
+var conninfoSSL = regexp.MustCompile(`(ssl[a-z]+)='((?:[^'\\]|\\.)*)'`)

@@ -67,3 +67,48 @@ func TestHBALine(t *testing.T) {
 		t.Fatal(got)
 	}
 }
+
+func TestWALFileName(t *testing.T) {
+	for _, c := range []struct {
+		tli  uint32
+		lsn  string
+		want string
+	}{
+		{1, "0/1000000", "000000010000000000000001"},
+		{1, "0/FFFFFFF", "00000001000000000000000F"},
+		{2, "1/0", "000000020000000100000000"},
+		{3, "16/B374D848", "0000000300000016000000B3"},
+	} {
+		got, err := walFileName(c.tli, c.lsn, 16<<20)
+		if err != nil || got != c.want {
+			t.Errorf("walFileName(%d, %s) = %s, %v; want %s", c.tli, c.lsn, got, err, c.want)
+		}
+	}
+	if _, err := walFileName(1, "nope", 16<<20); err == nil {
+		t.Error("a bad LSN was accepted")
+	}
+}
+
+func TestPassfileRoundTrip(t *testing.T) {
+	s := Source{Host: "db:1", Port: 5432, User: `re\pl`, Password: `p:a\ss`}
+	path := filepath.Join(t.TempDir(), "pgpass")
+	if err := os.WriteFile(path, []byte(s.Passfile()), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadPassfilePassword(path)
+	if err != nil || got != s.Password {
+		t.Fatalf("password read back %q, %v; want %q", got, err, s.Password)
+	}
+}
+
+func TestSourceFromConninfo(t *testing.T) {
+	s := Source{Host: "db", Port: 6432, User: "repl", Database: "it's", SSL: map[string]string{"sslmode": "require"}}
+	got, err := SourceFromConninfo(s.Conninfo("", nil), "pw")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Host != "db" || got.Port != 6432 || got.User != "repl" || got.Database != "it's" || got.Password != "pw" ||
+		got.SSL["sslmode"] != "require" || len(got.SSL) != 1 {
+		t.Fatalf("got %+v", got)
+	}
+}
