@@ -18,7 +18,8 @@ func newBranchCommand(g *Globals) *cobra.Command {
 	return groupCommand("branch", []string{"br"}, "Create, reset, start, stop and delete branches",
 		newBranchCreateCommand(g), newBranchListCommand(g), newBranchGetCommand(g), newBranchDeleteCommand(g),
 		newBranchResetCommand(g), newBranchPasswordCommand(g), newBranchEnvCommand(g), newBranchStartCommand(g), newBranchStopCommand(g), newBranchRestartCommand(g),
-		newBranchProtectCommand(g, true), newBranchProtectCommand(g, false), newBranchSetCommand(g))
+		newBranchProtectCommand(g, true), newBranchProtectCommand(g, false), newBranchSetCommand(g),
+		newBranchRenameCommand(g), newBranchPromoteCommand(g))
 }
 
 // branchCreateOptions are the flags of velo branch create.

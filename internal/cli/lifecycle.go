@@ -164,3 +164,105 @@ func runPrune(ctx context.Context, g *Globals, o pruneOptions) error {
 		}
 	})
 }
+
+func newBranchRenameCommand(g *Globals) *cobra.Command {
+	var o jsonOptions
+	c := &cobra.Command{
+		Use:   "rename PROJECT/BRANCH PROJECT/NEW",
+		Short: "Rename a branch; its server, port, password, data and descendants stay",
+		Args:  exactArgs(2),
+		RunE: func(c *cobra.Command, args []string) error {
+			return runBranchRename(c.Context(), g, o, args[0], args[1])
+		},
+	}
+	o.AddFlags(c.Flags())
+	return c
+}
+
+func runBranchRename(ctx context.Context, g *Globals, o jsonOptions, from, to string) error {
+	p := g.printer(o.JSON, false)
+	e, err := g.open(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	if err := e.RenameBranch(ctx, from, to); err != nil {
+		return err
+	}
+	return printBranchResult(ctx, p, e, to, func(w io.Writer) {
+		fmt.Fprintf(w, "Renamed %s to %s (same server, port and password; run velo service-file --write again if you wrote one)\n", from, to)
+	})
+}
+
+// branchPromoteOptions are the flags of velo branch promote.
+type branchPromoteOptions struct {
+	Name string
+	JSON bool
+}
+
+func (o *branchPromoteOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Name, "name", "", "what the old main is called afterwards (default main-old-YYYYMMDD)")
+	jsonFlag(fs, &o.JSON)
+}
+
+func newBranchPromoteCommand(g *Globals) *cobra.Command {
+	var o branchPromoteOptions
+	c := &cobra.Command{
+		Use:   "promote PROJECT/BRANCH",
+		Short: "Make a branch its project's main; the old main stays as a branch",
+		Args:  exactArgs(1),
+		RunE:  func(c *cobra.Command, args []string) error { return runBranchPromote(c.Context(), g, o, args[0]) },
+	}
+	o.AddFlags(c.Flags())
+	return c
+}
+
+func runBranchPromote(ctx context.Context, g *Globals, o branchPromoteOptions, ref string) error {
+	p := g.printer(o.JSON, false)
+	e, err := g.open(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	res, err := e.PromoteBranch(ctx, ref, o.Name)
+	if err != nil {
+		return err
+	}
+	if p.JSON() {
+		main, err := e.Branch(ctx, res.Main.Branch)
+		if err != nil {
+			return err
+		}
+		old, err := e.Branch(ctx, res.OldMain.Branch)
+		if err != nil {
+			return err
+		}
+		return p.Document(view.Promote{Main: view.NewBranch(main), OldMain: view.NewBranch(old)})
+	}
+	p.Printf("Promoted %s: it is now %s (port %d)\nThe old main is now %s (port %d)\nEach server kept its port and password: clients of port %d now reach the old main\n",
+		ref, res.Main.Branch, res.Main.Port, res.OldMain.Branch, res.OldMain.Port, res.OldMain.Port)
+	return nil
+}
+
+func newProjectRenameCommand(g *Globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rename OLD NEW",
+		Short: "Rename a project; its branches, servers, ports, passwords and data stay",
+		Args:  exactArgs(2),
+		RunE:  func(c *cobra.Command, args []string) error { return runProjectRename(c.Context(), g, args[0], args[1]) },
+	}
+}
+
+func runProjectRename(ctx context.Context, g *Globals, oldName, newName string) error {
+	p := g.printer(false, false)
+	e, err := g.open(ctx, p)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	if err := e.RenameProject(ctx, oldName, newName); err != nil {
+		return err
+	}
+	p.Printf("Renamed project %s to %s: its branches are %s/BRANCH, on the same ports; its CA certificate moved to the new project's directory (velo project get %s shows it; run velo service-file --write again if you wrote one)\n", oldName, newName, newName, newName)
+	return nil
+}

@@ -16,7 +16,7 @@ import (
 
 func newProjectCommand(g *Globals) *cobra.Command {
 	return groupCommand("project", []string{"proj"}, "Create, list, inspect and delete projects",
-		newProjectCreateCommand(g), newProjectListCommand(g), newProjectGetCommand(g), newProjectDeleteCommand(g), newProjectRefreshCommand(g))
+		newProjectCreateCommand(g), newProjectListCommand(g), newProjectGetCommand(g), newProjectDeleteCommand(g), newProjectRefreshCommand(g), newProjectRenameCommand(g))
 }
 
 // projectCreateOptions are the flags of velo project create.

@@ -9,6 +9,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -31,6 +32,7 @@ const (
 	RepairStartServer     = "start-server"
 	RepairFinishOperation = "finish-operation"
 	RepairDropSlot        = "drop-slot"
+	RepairMoveCA          = "move-ca"
 )
 
 type action struct {
@@ -223,6 +225,7 @@ func (p *planner) interrupted() {
 				Message: fmt.Sprintf("in progress: %q (pid %d, since %s)", o.Command, o.PID, o.StartedAt.Local().Format(time.DateTime))}})
 			continue
 		}
+		p.renamedProjects(o)
 		var restarts []string
 		for _, st := range o.Steps {
 			b := s.stoppedBy(st)
@@ -264,6 +267,36 @@ func (p *planner) interrupted() {
 			finding: Finding{Section: SectionOperations, Subject: fmt.Sprintf("operation #%d", id), Status: LevelFailed, Message: msg,
 				Fix: "velo doctor --repair finishes or undoes it (velo doctor --repair --dry-run shows how)"},
 			do: func(ctx context.Context) error { return e.Store.FinishOperation(ctx, id) },
+		})
+	}
+}
+
+// renamedProjects finishes what a killed project rename left: the records
+// renamed, the CA directory still under the old name.
+func (p *planner) renamedProjects(o state.Operation) {
+	e := p.e
+	for _, st := range o.Steps {
+		oldName, newName, ok := renamedProject(st.Subject)
+		if st.Action != "rename-project" || !ok {
+			continue
+		}
+		if _, err := e.Store.Q().Project(context.Background(), newName); err != nil {
+			continue // the records were not renamed: nothing was
+		}
+		if _, err := e.Store.Q().Project(context.Background(), oldName); err == nil {
+			continue // a project of the old name again: its CA is its own
+		}
+		if _, err := os.Stat(e.caDir(oldName)); err != nil {
+			continue
+		}
+		p.actions = append(p.actions, action{
+			RepairAction: RepairAction{Action: RepairMoveCA, Subject: "project " + newName,
+				Text:   fmt.Sprintf("move project %s's certificate authority from %s to %s", newName, e.caDir(oldName), e.caDir(newName)),
+				Reason: fmt.Sprintf("the interrupted %q renamed the project but not its CA directory", o.Command)},
+			finding: Finding{Section: SectionProjects, Subject: newName, Status: LevelFailed,
+				Message: fmt.Sprintf("project %s's certificate authority is still in %s (a project rename was interrupted)", newName, e.caDir(oldName)),
+				Fix:     "velo doctor --repair moves it"},
+			do: func(ctx context.Context) error { return e.moveCA(oldName, newName) },
 		})
 	}
 }

@@ -291,3 +291,11 @@ func (Conn) JSONDocument()          {}
 func (StartResults) JSONDocument()  {}
 func (StopResults) JSONDocument()   {}
 func (Prune) JSONDocument()         {}
+
+// Promote is branch promote: the new main and the old one, renamed.
+type Promote struct {
+	Main    Branch `json:"main"`
+	OldMain Branch `json:"old_main"`
+}
+
+func (Promote) JSONDocument() {}

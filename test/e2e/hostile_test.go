@@ -100,6 +100,8 @@ type leaf struct {
 	optional bool
 	arg      string
 	flags    [][2]string // name, value ("" for a bare boolean)
+	// first is a valid argument before the one varied (rename's OLD).
+	first string
 }
 
 // stringFlag is what a string flag takes: the rules its refusals state,
@@ -173,6 +175,9 @@ func TestHostileInput(t *testing.T) {
 		"branch unprotect":      {kind: argRef, arg: "demo/dev"},
 		"branch set":            {kind: argRef, arg: "demo/dev"},
 		"prune":                 {},
+		"project rename":        {kind: argName, first: "demo", arg: "other"},
+		"branch rename":         {kind: argRef, first: "demo/dev", arg: "demo/other"},
+		"branch promote":        {kind: argRef, arg: "demo/dev"},
 	}
 	// Flags that only count beside another.
 	needs := map[string][][2]string{
@@ -275,6 +280,9 @@ func TestHostileInput(t *testing.T) {
 		}
 		seen[path] = true
 		cmd := strings.Fields(path)
+		if l.first != "" {
+			cmd = append(cmd, l.first)
+		}
 		base := func(skip string) []string {
 			args := append([]string{}, cmd...)
 			for _, f := range l.flags {

@@ -173,6 +173,15 @@ func TestJSONOutput(t *testing.T) {
 	if rs := check(0, "branch", "start", "--all").([]any); len(rs) != 0 {
 		t.Errorf("start --all after stop --all started %v", rs)
 	}
+
+	// Rename and promote print what they renamed.
+	if b := obj(check(0, "branch", "rename", "j/at", "j/then")); b["name"] != "j/then" {
+		t.Errorf("branch rename --json = %v", b)
+	}
+	pr := obj(check(0, "branch", "promote", "j/dev", "--name", "before"))
+	if m, old := obj(pr["main"]), obj(pr["old_main"]); m["name"] != "j/main" || old["name"] != "j/before" || old["parent"] != "j/main" || m["parent"] != nil {
+		t.Errorf("branch promote --json = %v", pr)
+	}
 }
 
 var (

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +21,7 @@ func TestLifecycle(t *testing.T) {
 			e.create("l")
 			e.psql("l/main", "CREATE TABLE t AS SELECT 1 AS v")
 			lifecycleProtectAndPrune(t, e)
+			lifecycleRenameAndPromote(t, e)
 		})
 	}
 }
@@ -75,4 +78,120 @@ func lifecycleProtectAndPrune(t *testing.T, e *env) {
 	}
 	e.ok("branch", "unprotect", "l/keep")
 	e.ok("branch", "delete", "l/keep")
+}
+
+// lifecycleRenameAndPromote: a renamed branch and project answer on their
+// old ports with their data; a rename to a name in use, of main, or across
+// projects is refused; a promoted branch is main, branched from as main,
+// with the old main kept under the name printed; promote of main refused.
+func lifecycleRenameAndPromote(t *testing.T, e *env) {
+	e.ok("branch", "create", "l/dev")
+	e.psql("l/dev", "INSERT INTO t VALUES (2)")
+	e.ok("branch", "create", "l/feat", "--parent", "l/dev")
+	e.ok("branch", "create", "l/other")
+	e.ok("branch", "protect", "l/other")
+	devPort, mainPort := e.conn("l/dev").Port, e.conn("l/main").Port
+
+	e.refused([]string{"l/other is protected", "renamed over"}, "branch", "rename", "l/dev", "l/other")
+	e.ok("branch", "unprotect", "l/other")
+	e.refused([]string{"l/other already exists"}, "branch", "rename", "l/dev", "l/other")
+	e.refused([]string{"main branch", "velo branch promote"}, "branch", "rename", "l/main", "l/trunk")
+	e.refused([]string{"different projects"}, "branch", "rename", "l/dev", "m/dev")
+	e.refused([]string{"already the project's main"}, "branch", "promote", "l/main")
+
+	e.ok("branch", "rename", "l/dev", "l/work")
+	if c := e.conn("l/work"); c.Port != devPort {
+		t.Errorf("l/work is on port %d, was %d as l/dev", c.Port, devPort)
+	}
+	if got := e.rows("l/work", "SELECT v FROM t ORDER BY v"); got != "1,2" {
+		t.Errorf("renamed l/work holds %s, want 1,2", got)
+	}
+	var feat struct{ Parent string }
+	if err := json.Unmarshal([]byte(e.ok("branch", "get", "l/feat", "--json").stdout), &feat); err != nil || feat.Parent != "l/work" {
+		t.Errorf("l/feat's parent after the rename: %q (%v), want l/work", feat.Parent, err)
+	}
+
+	e.ok("project", "rename", "l", "m")
+	e.refused([]string{"project l does not exist"}, "project", "get", "l")
+	c := e.conn("m/work")
+	if c.Port != devPort {
+		t.Errorf("m/work is on port %d, was %d", c.Port, devPort)
+	}
+	// The old port, verified against the project's CA at its new place.
+	var proj struct {
+		CACert string `json:"ca_cert"`
+	}
+	if err := json.Unmarshal([]byte(e.ok("project", "get", "m", "--json").stdout), &proj); err != nil || !strings.Contains(proj.CACert, "/projects/m/") {
+		t.Errorf("project m's CA: %q (%v), want it under projects/m/", proj.CACert, err)
+	}
+	e.ok("branch", "restart", "m/work")
+	if got := e.rows("m/work", "SELECT v FROM t ORDER BY v"); got != "1,2" {
+		t.Errorf("m/work after restart holds %s, want 1,2", got)
+	}
+
+	r := e.ok("branch", "promote", "m/work")
+	old := "m/main-old-" + time.Now().UTC().Format("20060102")
+	if !strings.Contains(r.stdout, old) {
+		t.Errorf("promote does not print the old main's name %s:\n%s", old, r.stdout)
+	}
+	if c := e.conn("m/main"); c.Port != devPort {
+		t.Errorf("new m/main is on port %d, want %d (it kept its port)", c.Port, devPort)
+	}
+	if c := e.conn(old); c.Port != mainPort {
+		t.Errorf("%s is on port %d, want %d", old, c.Port, mainPort)
+	}
+	e.ok("branch", "create", "m/next")
+	if got := e.rows("m/next", "SELECT v FROM t ORDER BY v"); got != "1,2" {
+		t.Errorf("a branch of the new main holds %s, want 1,2", got)
+	}
+	if got := e.rows(old, "SELECT v FROM t ORDER BY v"); got != "1" {
+		t.Errorf("the old main holds %s, want 1", got)
+	}
+	// The old main is an ordinary branch now: it can go.
+	e.ok("branch", "delete", old, "--force")
+	if r := e.ok("doctor"); strings.Contains(r.stdout, "FAIL") {
+		t.Errorf("doctor after rename and promote:\n%s", r.stdout)
+	}
+}
+
+// TestLifecycleRenameKilled kills project rename after it renamed the
+// records and before it moved the CA directory: velo doctor --repair
+// moves it, and the branches verify against the same CA.
+func TestLifecycleRenameKilled(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, "btrfs")
+	e.create("k")
+	var before struct {
+		CACert string `json:"ca_cert"`
+	}
+	_ = json.Unmarshal([]byte(e.ok("project", "get", "k", "--json").stdout), &before)
+	ca, err := os.ReadFile(before.CACert)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Killed at step 1 (journalled, nothing done), then at step 2 (the
+	// records renamed, the CA not moved yet).
+	e.extra = []string{"VELO_FAULT=step:1"}
+	e.run("project", "rename", "k", "z")
+	e.extra = nil
+	e.ok("doctor", "--repair")
+	e.ok("project", "get", "k")
+	e.extra = []string{"VELO_FAULT=step:2"}
+	e.run("project", "rename", "k", "q")
+	e.extra = nil
+	if _, err := os.Stat(filepath.Join(e.home, "projects", "k")); err != nil {
+		t.Fatalf("the kill at step 2 left no CA under projects/k: %v", err)
+	}
+	if r := e.run("doctor"); !strings.Contains(r.stdout, "rename was interrupted") {
+		t.Errorf("doctor does not report the interrupted rename:\n%s", r.stdout)
+	}
+	e.ok("doctor", "--repair")
+	if r := e.run("doctor"); r.code != 0 {
+		t.Errorf("doctor after the repair: %s", r)
+	}
+	got, err := os.ReadFile(filepath.Join(e.home, "projects", "q", "ca.crt"))
+	if err != nil || string(got) != string(ca) {
+		t.Errorf("project q's CA after the repair: %v; want the CA k had", err)
+	}
+	e.psql("q/main", "SELECT 1")
 }
