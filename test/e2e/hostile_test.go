@@ -189,6 +189,7 @@ func TestHostileInput(t *testing.T) {
 
 	pathExtra := []string{"/tmp/a\nb", "/tmp/\x1b[2J", "/" + longArg}
 	stringFlags := map[string]stringFlag{
+		"name":       {rules: []string{nameRule, "cannot be main"}, extra: []string{"main", "DEMO", "demo/x"}},
 		"pool":       {rules: []string{poolRule, printRule, pathLenRule}, legit: absPrintable, extra: pathExtra},
 		"storage":    {rules: []string{"choose one of zfs, btrfs, reflink, copy"}},
 		"image":      {rules: []string{"--image needs the Docker runtime"}},
