@@ -46,7 +46,7 @@ var sslKeys = []string{"sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", 
 // so that a typo does not silently connect elsewhere.
 var knownKeys = map[string]bool{
 	"host": true, "hostaddr": true, "port": true, "user": true, "dbname": true, "password": true,
-	"connect_timeout": true, "application_name": true, "sslpassword": false,
+	"connect_timeout": true, "application_name": true,
 }
 
 // ParseSource reads SOURCE: a postgres:// or postgresql:// URL, or
@@ -209,10 +209,6 @@ func keywordString(kv map[string]string) string {
 	var parts []string
 	for _, k := range keys {
 		parts = append(parts, k+"="+quoteConninfo(kv[k]))
-	}
-	// An empty string would make pgconn read nothing: say so explicitly.
-	if len(parts) == 0 {
-		return ""
 	}
 	return strings.Join(parts, " ")
 }
