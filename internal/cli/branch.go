@@ -27,6 +27,7 @@ type branchCreateOptions struct {
 	Parent, PITR string
 	IfNotExists  bool
 	Expiry       engine.ExpiryOptions
+	NewPassword  bool
 	JSON         bool
 }
 
@@ -35,6 +36,7 @@ func (o *branchCreateOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.PITR, "pitr", "", "recover to a point in time (RFC 3339 or '2 hours ago')")
 	fs.BoolVar(&o.IfNotExists, "if-not-exists", false, "succeed, changing nothing, when the branch exists with the same parent (a rerun CI job)")
 	expiryFlags(fs, &o.Expiry)
+	fs.BoolVar(&o.NewPassword, "new-password", false, "give the branch a superuser password of its own, set before it takes a login (default: its parent's, which is in the copied data)")
 	jsonFlag(fs, &o.JSON)
 }
 
@@ -57,7 +59,7 @@ func runBranchCreate(ctx context.Context, g *Globals, o branchCreateOptions, ref
 		return err
 	}
 	defer e.Close()
-	conn, err := e.CreateBranch(ctx, engine.CreateBranchOptions{Ref: ref, Parent: o.Parent, PITR: o.PITR, IfNotExists: o.IfNotExists, Expiry: o.Expiry})
+	conn, err := e.CreateBranch(ctx, engine.CreateBranchOptions{Ref: ref, Parent: o.Parent, PITR: o.PITR, IfNotExists: o.IfNotExists, Expiry: o.Expiry, NewPassword: o.NewPassword})
 	if err != nil {
 		return err
 	}

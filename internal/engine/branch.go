@@ -28,6 +28,10 @@ type CreateBranchOptions struct {
 	IfNotExists bool
 	// Expiry is when velo prune deletes the branch (--ttl, --expires-at).
 	Expiry ExpiryOptions
+	// NewPassword gives the branch a superuser password of its own, set
+	// before it takes a TCP login (newpassword.go); without it the branch
+	// has its parent's, which is in the cloned data.
+	NewPassword bool
 }
 
 // CreateBranch clones the parent's current data into a new running branch.
@@ -88,6 +92,11 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 			return err
 		}
 		b := state.Branch{ID: newID("b"), ProjectID: p.ID, Name: bn, ParentID: parent.ID, VolumeID: newID("v"), Port: port, Password: parent.Password, WantRunning: true, CreatedAt: time.Now(), ExpiresAt: expires}
+		if o.NewPassword {
+			if b.Password, err = pg.GeneratePassword(); err != nil {
+				return err
+			}
+		}
 		if !target.IsZero() {
 			if err := e.createPITR(ctx, op, p, d, parent, &b, target); err != nil {
 				return err
@@ -101,8 +110,20 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 		if err != nil {
 			return err
 		}
+		// An imported copy gets b's password from adoptCopy in any case.
+		own := b.Password != parent.Password && !imported(p)
+		if own {
+			if err := lockToSocket(spec); err != nil {
+				return err
+			}
+		}
 		if err := e.startNew(ctx, op, spec); err != nil {
 			return err
+		}
+		if own {
+			if err := e.ownPassword(ctx, spec, parent.Password); err != nil {
+				return err
+			}
 		}
 		if imported(p) {
 			if err := e.adoptCopy(ctx, p, b); err != nil {
@@ -611,6 +632,14 @@ func (e *Engine) ResetBranch(ctx context.Context, ref string, force bool) error 
 		if wasRunning {
 			op.onFail(func(ctx context.Context) error { _, err := e.Runtime.Start(ctx, oldSpec); return err })
 		}
+		// A branch with a password of its own keeps it, set before the
+		// new server takes a TCP login with the parent's.
+		own := b.Password != parent.Password && !imported(p)
+		if own {
+			if err := lockToSocket(spec); err != nil {
+				return err
+			}
+		}
 		if err := e.startNew(ctx, op, spec); err != nil {
 			return err
 		}
@@ -618,8 +647,8 @@ func (e *Engine) ResetBranch(ctx context.Context, ref string, force bool) error 
 			if err := e.adoptCopy(ctx, p, b); err != nil {
 				return err
 			}
-		} else if b.Password != parent.Password {
-			if err := setPassword(ctx, spec.Port, parent.Password, b.Password); err != nil {
+		} else if own {
+			if err := e.ownPassword(ctx, spec, parent.Password); err != nil {
 				return err
 			}
 		}

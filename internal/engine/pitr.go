@@ -130,6 +130,13 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 	if err != nil {
 		return err
 	}
+	// --new-password: no TCP login until the branch has its own (newpassword.go).
+	own := b.Password != parent.Password && !imported(p)
+	if own {
+		if err := lockToSocket(spec); err != nil {
+			return err
+		}
+	}
 	if err := op.record(ctx, "start-server", spec.DataDir); err != nil {
 		return err
 	}
@@ -144,6 +151,11 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 		return fmt.Errorf("recovery of %s/%s failed: %w", p.Name, b.Name, err)
 	}
 	op.onFail(func(ctx context.Context) error { return e.Runtime.Stop(ctx, spec, 5*time.Second) })
+	if own {
+		if err := e.ownPassword(ctx, spec, parent.Password); err != nil {
+			return err
+		}
+	}
 	if err := op.record(ctx, "write-state", "branch "+p.Name+"/"+b.Name); err != nil {
 		return err
 	}

@@ -8,27 +8,9 @@ import (
 	"strings"
 	"time"
 
-	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
 	"github.com/velohq/velo/internal/state"
 )
-
-// setPassword gives the superuser of the server on port a new password.
-// The server gets its SCRAM verifier, never the password itself, so that
-// no server log can hold it.
-func setPassword(ctx context.Context, port int, current, password string) error {
-	verifier, err := pg.ScramVerifier(password)
-	if err != nil {
-		return err
-	}
-	c, err := pg.Connect(ctx, port, current)
-	if err != nil {
-		return err
-	}
-	defer c.Close(context.WithoutCancel(ctx))
-	_, err = c.Exec(ctx, "ALTER ROLE postgres PASSWORD "+quoteLiteral(verifier))
-	return err
-}
 
 func quoteLiteral(s string) string {
 	out := []byte{'\''}

@@ -287,6 +287,25 @@ hostssl all             all             0.0.0.0/0               scram-sha-256
 hostssl all             all             ::/0                    scram-sha-256
 `
 
+// hbaSocketOnly admits the local socket alone: a server started with it
+// answers on TCP only with a refusal, so that a fresh clone can be given
+// its own password before anyone can log in with its parent's.
+const hbaSocketOnly = `# Written by velo for a first start: the local socket only, until the
+# branch has its own password; rewritten with the usual lines after.
+# TYPE  DATABASE        USER            ADDRESS                 METHOD
+local   all             all                                     scram-sha-256
+`
+
+// WriteHBASocketOnly replaces dataDir/pg_hba.conf with lines that admit
+// SCRAM logins over the local socket and nothing else (WriteHBA puts the
+// usual ones back).
+func WriteHBASocketOnly(dataDir string, owner *OSUser) error {
+	if err := writeFileAtomic(filepath.Join(dataDir, "pg_hba.conf"), []byte(hbaSocketOnly), 0o600, owner); err != nil {
+		return fmt.Errorf("write pg_hba.conf: %w", err)
+	}
+	return nil
+}
+
 // WriteHBA replaces dataDir/pg_hba.conf with velo's: scram-sha-256 over the
 // local socket, 127.0.0.1 and ::1, replication included, and over TLS only
 // from any other address (replication excluded), nothing else.

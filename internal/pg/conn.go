@@ -69,6 +69,31 @@ func Connect(ctx context.Context, port int, password string) (*pgx.Conn, error) 
 	return conn, nil
 }
 
+// ConnectSocket is Connect through the server's Unix socket in socketDir
+// (which only the server's user, and root, can enter), as the superuser
+// with a password.
+func ConnectSocket(ctx context.Context, socketDir string, port int, password string) (*pgx.Conn, error) {
+	cfg, err := pgx.ParseConfig("")
+	if err != nil {
+		return nil, err
+	}
+	cfg.TLSConfig = nil
+	cfg.Fallbacks = nil
+	cfg.ValidateConnect = nil
+	cfg.Host = socketDir
+	cfg.Port = uint16(port)
+	cfg.User = Superuser
+	cfg.Database = Superuser
+	cfg.Password = password
+	cfg.ConnectTimeout = 10 * time.Second
+	cfg.RuntimeParams = map[string]string{"application_name": "velo"}
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", SocketPath(socketDir, port), err)
+	}
+	return conn, nil
+}
+
 // closeConn ends a session politely, without waiting long on a server that
 // stopped answering and whatever the state of ctx.
 func closeConn(ctx context.Context, conn *pgx.Conn) {
