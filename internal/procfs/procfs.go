@@ -20,6 +20,7 @@ import (
 // Stat is the part of /proc/PID/stat Velo needs.
 type Stat struct {
 	State      byte   // 'R', 'S', 'Z'...
+	PPID       int    // the parent's PID
 	StartTicks uint64 // when the process started, in clock ticks after boot
 }
 
@@ -45,7 +46,7 @@ func ParseStat(data []byte) (Stat, error) {
 		return Stat{}, errors.New("/proc stat: no command name")
 	}
 	f := strings.Fields(string(data[i+1:]))
-	// f[0] is field 3 (state); starttime is field 22.
+	// f[0] is field 3 (state), f[1] field 4 (ppid); starttime is field 22.
 	if len(f) < 20 || len(f[0]) != 1 {
 		return Stat{}, errors.New("/proc stat: too few fields")
 	}
@@ -53,7 +54,11 @@ func ParseStat(data []byte) (Stat, error) {
 	if err != nil {
 		return Stat{}, fmt.Errorf("/proc stat: starttime %q", f[19])
 	}
-	return Stat{State: f[0][0], StartTicks: start}, nil
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return Stat{}, fmt.Errorf("/proc stat: ppid %q", f[1])
+	}
+	return Stat{State: f[0][0], PPID: ppid, StartTicks: start}, nil
 }
 
 // clockTicks is USER_HZ, the unit of /proc/PID/stat times. The kernel fixes

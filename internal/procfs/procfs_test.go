@@ -11,7 +11,7 @@ func TestParseStat(t *testing.T) {
 	// A command name with spaces and parentheses, as a process may choose.
 	line := "4242 (postgres: a) b) S 1 4242 4242 0 -1 4194560 100 0 0 0 0 0 0 0 20 0 1 0 123456 1000 10 18446744073709551615\n"
 	st, err := ParseStat([]byte(line))
-	if err != nil || st.State != 'S' || st.StartTicks != 123456 || st.Zombie() {
+	if err != nil || st.State != 'S' || st.PPID != 1 || st.StartTicks != 123456 || st.Zombie() {
 		t.Errorf("ParseStat = %+v, %v", st, err)
 	}
 	if _, err := ParseStat([]byte("4242 (x) S 1 2")); err == nil {

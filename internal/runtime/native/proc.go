@@ -133,7 +133,12 @@ func (r *Runtime) List(ctx context.Context) ([]runtime.Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	var out []runtime.Server
+	type found struct {
+		run  runtime.Server
+		ppid int
+	}
+	var all []found
+	dirOf := map[int]string{}
 	for _, pid := range pids {
 		args, err := procfs.Cmdline(pid)
 		if err != nil {
@@ -143,11 +148,22 @@ func (r *Runtime) List(ctx context.Context) ([]runtime.Server, error) {
 		if !ok {
 			continue
 		}
-		run := runtime.Server{DataDir: dir, PID: pid}
+		f := found{run: runtime.Server{DataDir: dir, PID: pid}}
 		if st, err := procfs.ReadStat(pid); err == nil {
-			run.StartedAt, _ = procfs.StartTime(st.StartTicks)
+			f.run.StartedAt, _ = procfs.StartTime(st.StartTicks)
+			f.ppid = st.PPID
 		}
-		out = append(out, run)
+		all = append(all, f)
+		dirOf[pid] = dir
+	}
+	// A backend the postmaster has just forked still shows the
+	// postmaster's command line until it sets its own title: a process
+	// whose parent serves the same data directory is not a server.
+	var out []runtime.Server
+	for _, f := range all {
+		if dirOf[f.ppid] != f.run.DataDir {
+			out = append(out, f.run)
+		}
 	}
 	return out, nil
 }
