@@ -44,19 +44,6 @@ func liveVolumes(bs []state.Branch) map[string]bool {
 	return out
 }
 
-// projectBases is pitrBases for one project, from its records.
-func (e *Engine) projectBases(ctx context.Context, p state.Project) (map[string]bool, error) {
-	snaps, err := e.Store.Q().Snapshots(ctx, p.ID)
-	if err != nil {
-		return nil, err
-	}
-	bs, err := e.Store.Q().Branches(ctx, p.ID)
-	if err != nil {
-		return nil, err
-	}
-	return pitrBases(snaps, liveVolumes(bs)), nil
-}
-
 // WindowChange is a branch's earliest reachable moment moved by removing
 // snapshots: To is nil when no snapshot of its volume is left, so no
 // point-in-time branch of it can be made until the next snapshot.
