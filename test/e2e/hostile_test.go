@@ -90,6 +90,7 @@ const (
 	argProjectOrRef
 	argSnapshot
 	argTopic
+	argPath // a directory: any printable path is one, so only the others are hostile
 )
 
 // leaf is how to call one command correctly: its argument (kind, whether
@@ -171,6 +172,10 @@ func TestHostileInput(t *testing.T) {
 		"completion powershell": {},
 		"help":                  {kind: argTopic, optional: true, arg: "branch"},
 		"project refresh":       {kind: argName, arg: "demo"},
+		"branch env":            {kind: argRef, arg: "demo/dev"},
+		"service-file":          {kind: argProjectOrRef, optional: true, arg: "demo/dev"},
+		"version":               {},
+		"man":                   {kind: argPath, arg: filepath.Join(scratch, "man")},
 		"branch protect":        {kind: argRef, arg: "demo/dev"},
 		"branch unprotect":      {kind: argRef, arg: "demo/dev"},
 		"branch set":            {kind: argRef, arg: "demo/dev"},
@@ -205,6 +210,7 @@ func TestHostileInput(t *testing.T) {
 		"database":   {rules: []string{"printable text of at most 63 bytes"}, legit: func(s string) bool { return printable(s) && len(s) <= 63 }, extra: []string{"a\u200bb", strings.Repeat("é", 32)}},
 		"ttl":        {rules: []string{"is not a time to live", "is too long"}, extra: []string{"2h ago", "0s", "-5m", "99999999999w", "1e9d", "2"}},
 		"expires-at": {rules: []string{timeRule, "is not in the future", "too far ahead", "too far back"}, extra: []string{"9999-12-31T00:00:00Z", "2 hours ago", "2025-13-45", "2000-01-01T00:00:00Z"}},
+		"format":     {rules: []string{"is not shell, dotenv or json"}},
 		"size":       {rules: []string{"give a positive size such as 20G"}, extra: []string{"-5G", "0", "99999999999T", "1e3G", "5 G"}},
 	}
 	intFlags := map[string][]string{
@@ -304,6 +310,7 @@ func TestHostileInput(t *testing.T) {
 		argRules := map[argKind][]string{
 			argNone: {argsRule}, argName: {nameRule}, argRef: {nameRule, refRule},
 			argProjectOrRef: {nameRule, refRule}, argSnapshot: {snapRule}, argTopic: {topicRule},
+			argPath: {printRule, pathLenRule, emptyRule},
 		}[l.kind]
 		for _, h := range argVariants(l.kind, snap, full[path]) {
 			check(argRules, positional(base(""), h)...)
@@ -467,6 +474,12 @@ func argVariants(kind argKind, snap string, all bool) []string {
 		}
 		if kind == argProjectOrRef {
 			out = append(out, "DEMO", "demo\n", "ｄemo")
+		}
+	case argPath:
+		for _, h := range hostileStrings {
+			if h == "" || !printable(h) || len(h) > 4095 {
+				out = append(out, h)
+			}
 		}
 	case argSnapshot:
 		out = append(out, hs...)
