@@ -385,3 +385,9 @@ func (s *Store) UnfinishedOperations(ctx context.Context) ([]Operation, error) {
 	}
 	return ops, nil
 }
+
+// SetPort gives a branch another port (a rebuild that found its own taken).
+func (t *Tx) SetPort(ctx context.Context, branchID string, port int) error {
+	_, err := t.q.ExecContext(ctx, `UPDATE branches SET port = ? WHERE id = ?`, port, branchID)
+	return err
+}

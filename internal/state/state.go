@@ -13,11 +13,13 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
 
-	_ "modernc.org/sqlite"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // Store is the state database.
@@ -126,6 +128,9 @@ type Snapshot struct {
 
 // Open opens (creating if needed) the database under home, which it makes
 // 0711: others may pass through to a subdirectory of their own, never list.
+// A database that SQLite finds damaged is refused with ErrCorrupt, and a
+// missing one with ErrMissing when backups of it exist: starting over
+// empty would make every volume and server of the home look orphaned.
 func Open(ctx context.Context, home string) (*Store, error) {
 	if err := os.MkdirAll(home, 0o711); err != nil {
 		return nil, fmt.Errorf("create %s: %w", home, err)
@@ -134,6 +139,27 @@ func Open(ctx context.Context, home string) (*Store, error) {
 		return nil, err
 	}
 	path := filepath.Join(home, "state.db")
+	if info, err := os.Stat(path); (errors.Is(err, fs.ErrNotExist) || (err == nil && info.Size() == 0)) && len(Backups(home)) > 0 {
+		return nil, fmt.Errorf("%w: %s is gone or empty, but %s holds backups of it; rebuild it with velo doctor --rebuild-state (it starts from the newest good backup and checks it against the storage and the running servers)",
+			ErrMissing, path, BackupDir(home))
+	}
+	s, err := OpenFile(ctx, path)
+	if errors.Is(err, ErrCorrupt) {
+		return nil, fmt.Errorf("%w; rebuild it with velo doctor --rebuild-state, which starts from the newest good backup in %s and checks it against the storage and the running servers",
+			err, BackupDir(home))
+	}
+	return s, err
+}
+
+// ErrCorrupt is returned when SQLite finds the database damaged.
+var ErrCorrupt = errors.New("the state database is corrupt")
+
+// ErrMissing is returned when the database is gone but its backups are not.
+var ErrMissing = errors.New("the state database is missing")
+
+// OpenFile opens (creating if needed) the database file at path, 0600, and
+// brings its schema up to date.
+func OpenFile(ctx context.Context, path string) (*Store, error) {
 	if f, err := os.OpenFile(path, os.O_RDONLY|os.O_CREATE, 0o600); err == nil {
 		f.Close()
 	}
@@ -149,14 +175,54 @@ func Open(ctx context.Context, home string) (*Store, error) {
 	}
 	db.SetMaxOpenConns(1)
 	s := &Store{db: db, path: path}
-	if err := s.migrate(ctx); err != nil {
+	err = s.migrate(ctx)
+	if err == nil {
+		// A page damaged where the schema check does not read shows here,
+		// before a command acts on half its records (a few ms: the
+		// database is small).
+		err = s.quickCheck(ctx)
+	}
+	if err != nil {
 		db.Close()
+		if isCorrupt(err) {
+			return nil, fmt.Errorf("%w: %s (%v)", ErrCorrupt, path, err)
+		}
 		return nil, fmt.Errorf("state database %s: %w", path, err)
 	}
 	for _, suffix := range []string{"-wal", "-shm"} {
 		_ = os.Chmod(path+suffix, 0o600)
 	}
 	return s, nil
+}
+
+// isCorrupt tells SQLite's "database disk image is malformed" and "file is
+// not a database" (SQLITE_CORRUPT, SQLITE_NOTADB, with their extended codes).
+func isCorrupt(err error) bool {
+	if errors.Is(err, errQuickCheck) {
+		return true
+	}
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB:
+		return true
+	}
+	return false
+}
+
+var errQuickCheck = errors.New("quick check")
+
+func (s *Store) quickCheck(ctx context.Context) error {
+	var res string
+	if err := s.db.QueryRowContext(ctx, `PRAGMA quick_check(1)`).Scan(&res); err != nil {
+		return err
+	}
+	if res != "ok" {
+		return fmt.Errorf("%w: %s", errQuickCheck, res)
+	}
+	return nil
 }
 
 // Close closes the database.
