@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -19,18 +21,26 @@ type doctorOptions struct {
 	JSON   bool
 	Repair bool
 	DryRun bool
+	// RebuildState makes the records again from the backups, the storage
+	// and the running servers; Force does so over a healthy state.db.
+	RebuildState bool
+	Force        bool
+	Pools        []string
 }
 
 func (o *doctorOptions) AddFlags(fs *pflag.FlagSet) {
 	jsonFlag(fs, &o.JSON)
 	fs.BoolVar(&o.Repair, "repair", false, "finish or undo interrupted commands and remove orphans")
-	fs.BoolVar(&o.DryRun, "dry-run", false, "with --repair: list what it would do, and do nothing")
+	fs.BoolVar(&o.DryRun, "dry-run", false, "with --repair or --rebuild-state: list what it would do, and do nothing")
+	fs.BoolVar(&o.RebuildState, "rebuild-state", false, "make the state database again from its backups, the storage and the running servers")
+	fs.BoolVar(&o.Force, "force", false, "with --rebuild-state: rebuild even though state.db is healthy")
+	fs.StringArrayVar(&o.Pools, "pool", nil, "with --rebuild-state: another pool to search (repeatable)")
 }
 
 func newDoctorCommand(g *Globals) *cobra.Command {
 	var o doctorOptions
 	c := &cobra.Command{
-		Use:   "doctor [--repair [--dry-run]]",
+		Use:   "doctor [--repair [--dry-run]] [--rebuild-state [--force] [--pool P]... [--dry-run]]",
 		Short: "Check the host, pools, state and branches against reality; --repair mends what interrupted commands left",
 		Long: `velo doctor checks the host (OS, filesystems, tools, Postgres), every pool in
 use, the state database, and every project and branch against the storage and
@@ -39,7 +49,18 @@ archives that no record names, records whose volume is gone) and commands that
 were interrupted. It exits 1 when something failed; warnings alone exit 0.
 
 velo doctor --repair finishes or undoes interrupted commands and removes the
-orphans, touching only what Velo named; --dry-run lists what it would do.`,
+orphans, touching only what Velo named; --dry-run lists what it would do. It
+never stops, removes or destroys what belongs to this home but has no record
+(a running server, its archive, socket directory and log, a volume whose
+identity file names this home): it reports them, with --rebuild-state as the fix.
+
+velo doctor --rebuild-state makes the state database again when it is lost or
+corrupt: from the newest backup in $VELO_HOME/backups that passes SQLite's
+check, corrected by the storage (each volume's identity file names its home,
+project and branch) and the running servers, with the passwords from
+$VELO_HOME/secrets. It lists what it could not recover. It refuses while
+state.db is healthy unless --force (the old file is kept aside); --pool names
+more pools to search than those the backup and the running servers name.`,
 		Args: exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error { return runDoctor(c.Context(), g, o) },
 	}
@@ -48,8 +69,17 @@ orphans, touching only what Velo named; --dry-run lists what it would do.`,
 }
 
 func runDoctor(ctx context.Context, g *Globals, o doctorOptions) error {
-	if o.DryRun && !o.Repair {
-		return usageError{errors.New("--dry-run goes with --repair: velo doctor --repair --dry-run")}
+	if o.DryRun && !o.Repair && !o.RebuildState {
+		return usageError{errors.New("--dry-run goes with --repair or --rebuild-state: velo doctor --repair --dry-run")}
+	}
+	if o.Repair && o.RebuildState {
+		return usageError{errors.New("--repair and --rebuild-state are two steps: first velo doctor --rebuild-state, then velo doctor --repair")}
+	}
+	if (o.Force || len(o.Pools) > 0) && !o.RebuildState {
+		return usageError{errors.New("--force and --pool go with --rebuild-state: velo doctor --rebuild-state --force")}
+	}
+	if o.RebuildState {
+		return runRebuildState(ctx, g, o)
 	}
 	p := g.printer(o.JSON, !o.Repair)
 	e, err := g.open(ctx, p)
@@ -197,4 +227,80 @@ func plural(n int, one, many string) string {
 		return "1 " + one
 	}
 	return fmt.Sprintf("%d %s", n, many)
+}
+
+func runRebuildState(ctx context.Context, g *Globals, o doctorOptions) error {
+	for _, p := range o.Pools {
+		if p == "" {
+			return usageError{errors.New("--pool needs a value: a ZFS pool name or an absolute path")}
+		}
+	}
+	home, err := Home()
+	if err != nil {
+		return err
+	}
+	p := g.printer(o.JSON, false)
+	// Not g.open: the state database is what may not open.
+	e := engine.NewWithoutState(engine.Config{Home: home, Runtime: g.Runtime, Pools: g.Pools, Progress: p.Progress(),
+		Command: "velo " + strings.Join(redactArgs(g.Args), " ")})
+	rep, err := e.RebuildState(ctx, engine.RebuildOptions{Force: o.Force, DryRun: o.DryRun, Pools: o.Pools})
+	if err != nil {
+		return err
+	}
+	return p.Result(view.NewRebuild(rep), func(w io.Writer) { printRebuild(w, rep) })
+}
+
+func printRebuild(w io.Writer, rep engine.RebuildReport) {
+	if rep.DryRun {
+		fmt.Fprintln(w, "Dry run: nothing is changed. The rebuilt records would be:")
+	}
+	if rep.Base == "" {
+		fmt.Fprintln(w, "From the storage alone (no good backup of the state database was found)")
+	} else {
+		fmt.Fprintf(w, "From %s (written %s), checked against the storage and the running servers\n", rep.Base, rep.BaseTime.Local().Format(time.DateTime))
+	}
+	for _, d := range rep.Damaged {
+		fmt.Fprintf(w, "  skipped damaged backup %s\n", d)
+	}
+	fmt.Fprintf(w, "Pools searched: %s\n", listOrNone(rep.Pools))
+	fmt.Fprintf(w, "Projects: %s\n", listOrNone(rep.Projects))
+	fmt.Fprintln(w, "Branches:")
+	for _, b := range rep.Branches {
+		state, parent := "stopped", ""
+		if b.Running {
+			state = "running"
+		}
+		if b.Parent != "" {
+			parent = ", parent " + b.Parent
+		}
+		fmt.Fprintf(w, "  %s: port %d, %s%s (from the %s)\n", b.Branch, b.Port, state, parent, b.From)
+	}
+	fmt.Fprintf(w, "Snapshots: %d\n", rep.Snapshots)
+	if len(rep.Changes) > 0 {
+		fmt.Fprintln(w, "Corrected by the storage and the servers:")
+		for _, c := range rep.Changes {
+			fmt.Fprintf(w, "  - %s\n", c)
+		}
+	}
+	if len(rep.NotRecovered) > 0 {
+		fmt.Fprintln(w, "Not recovered:")
+		for _, c := range rep.NotRecovered {
+			fmt.Fprintf(w, "  ✗ %s\n", c)
+		}
+	}
+	if rep.DryRun {
+		fmt.Fprintln(w, "Run velo doctor --rebuild-state without --dry-run to write them.")
+		return
+	}
+	if rep.KeptAside != "" {
+		fmt.Fprintf(w, "The state database it replaced is kept as %s.\n", rep.KeptAside)
+	}
+	fmt.Fprintln(w, "State rebuilt. Run velo doctor to check.")
+}
+
+func listOrNone(items []string) string {
+	if len(items) == 0 {
+		return "none"
+	}
+	return strings.Join(items, ", ")
 }

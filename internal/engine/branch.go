@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path/filepath"
 	"sort"
 	"strings"
 	"time"
@@ -262,6 +263,11 @@ func (e *Engine) takeSnapshot(ctx context.Context, op *op, p state.Project, d st
 			snap.WALStart = live.backup.StartWAL
 		}
 	}
+	if err == nil {
+		// Beside the volume, what the snapshot's record will hold, for a
+		// rebuild of the records from the storage.
+		err = writeSnapshotNote(filepath.Dir(srcSpec.DataDir), snap)
+	}
 	if err != nil {
 		// The snapshot may exist even though a later step failed.
 		_ = ignoreNotFound(d.DestroySnapshot(context.WithoutCancel(ctx), snap.ID))
@@ -333,6 +339,10 @@ func (e *Engine) cloneSnapshot(ctx context.Context, op *op, p state.Project, d s
 			if err := pg.PrepareImported(spec.DataDir, spec.RunAs); err != nil {
 				return err
 			}
+		}
+		// The notes of the parent's snapshots describe the parent's volume.
+		if err := os.RemoveAll(filepath.Join(vol, snapshotNotes)); err != nil {
+			return err
 		}
 		if snap.BackupLabel != "" {
 			if err := pg.WriteBackupLabel(spec.DataDir, snap.BackupLabel, spec.RunAs); err != nil {
@@ -488,6 +498,9 @@ func (e *Engine) deleteBranch(ctx context.Context, op *op, p state.Project, d st
 		return tx.RetireVolume(ctx, p.ID, b.VolumeID)
 	}); err != nil {
 		return err
+	}
+	if err == nil {
+		markRetired(filepath.Dir(spec.DataDir))
 	}
 	removeBranchFiles(e, b)
 	return e.gc(ctx, op, p, d)
@@ -666,6 +679,7 @@ func (e *Engine) ResetBranch(ctx context.Context, ref string, force bool) error 
 		}); err != nil {
 			return err
 		}
+		markRetired(filepath.Dir(oldSpec.DataDir))
 		op.commit()
 		if !wasRunning {
 			// Reset keeps a stopped branch stopped.

@@ -142,7 +142,7 @@ func (e *Engine) Repair(ctx context.Context, dryRun bool) (RepairReport, error) 
 
 func (s *survey) refuseDamagedState() error {
 	if s.integrityErr != nil {
-		return fmt.Errorf("the state database %s is damaged (%v); repair will not act on damaged records: salvage it first (see velo doctor)", s.statePath, s.integrityErr)
+		return fmt.Errorf("the state database %s is damaged (%v); repair will not act on damaged records: make them again first with velo doctor --rebuild-state (it starts from the newest good backup and keeps the damaged file aside)", s.statePath, s.integrityErr)
 	}
 	return nil
 }

@@ -119,7 +119,7 @@ func (s *survey) stateFinding() Finding {
 	f := Finding{Section: SectionState, Subject: "state.db", Status: LevelOK, Message: "integrity ok (" + s.statePath + ")"}
 	if s.integrityErr != nil {
 		f.Status, f.Message = LevelFailed, fmt.Sprintf("%s: %v", s.statePath, s.integrityErr)
-		f.Fix = fmt.Sprintf("stop using velo, keep a copy of the file, and salvage it: sqlite3 %s .recover | sqlite3 %s.recovered, then move the recovered file into place", s.statePath, s.statePath)
+		f.Fix = "velo doctor --rebuild-state makes the records again from the newest good backup, the storage and the running servers (the damaged file is kept aside)"
 	}
 	return f
 }

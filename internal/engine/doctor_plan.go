@@ -103,6 +103,10 @@ func (p *planner) orphanServers(ctx context.Context) {
 		if owned[sv.canonical] {
 			continue
 		}
+		if u, ok := e.homeServer(s, sv); ok && !s.journalNamed[u.volumeID] {
+			p.left = append(p.left, s.keepUnrecordedServer(sv, u))
+			continue
+		}
 		pl, vol := e.volumeOf(ctx, s, sv.canonical)
 		if pl == nil {
 			continue // not Velo's

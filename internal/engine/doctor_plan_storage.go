@@ -55,19 +55,32 @@ func (p *planner) storage(ctx context.Context) {
 		}
 		f := facts
 		f.Entries = nil
-		seeds := map[string]string{} // volume → the archive that names its home
+		seeds := map[string]string{}   // volume → the archive that names its home
+		own := map[string]unrecorded{} // volumes of this home that lost their record
 		for _, id := range sortedKeys(pl.entries) {
 			en := pl.entries[id]
 			f.Entries = append(f.Entries, en)
 			if en.Kind == storage.KindVolume && !f.Branches[id] && !f.Retired[id] {
 				if path, err := pl.d.Path(ctx, id); err == nil {
-					if archive, ok := pg.ForeignDataDir(dataDir(path), s.archiveBase); ok {
+					if u, ok := p.e.homeVolume(s, path); ok && !s.journalNamed[id] {
+						own[id] = u
+					} else if archive, ok := pg.ForeignDataDir(dataDir(path), s.archiveBase); ok {
 						seeds[id] = archive
 					}
 				}
 			}
 		}
+		// What this home has without a record is kept as another home's
+		// is, with the snapshots and clones linked to it.
+		ownSeeds := map[string]string{}
+		for id := range own {
+			ownSeeds[id] = ""
+		}
+		ownClosure := foreignClosure(f, ownSeeds)
 		f.Foreign = foreignClosure(f, seeds)
+		for id := range ownClosure {
+			f.Foreign[id] = true
+		}
 		steps, kept := planDestroy(f)
 		for _, st := range steps {
 			p.destroy(pl, st, facts)
@@ -82,6 +95,11 @@ func (p *planner) storage(ctx context.Context) {
 			fd := Finding{Section: SectionOrphans, Subject: string(en.Kind) + " " + en.ID, Status: LevelWarning,
 				Message: fmt.Sprintf("%s %s in %s: no record names it, but a recorded volume was cloned from it", en.Kind, en.ID, pl.label()),
 				Fix:     "nothing to do: it goes when what depends on it goes"}
+			if ownClosure[en.ID] {
+				u, seed := own[en.ID]
+				p.left = append(p.left, s.keepUnrecordedEntry(string(en.Kind), en.ID, pl.label(), u, seed))
+				continue
+			}
 			if f.Foreign[en.ID] {
 				fd.Message = fmt.Sprintf("%s %s in %s belongs to another Velo home", en.Kind, en.ID, pl.label())
 				if a := seeds[en.ID]; a != "" {
@@ -134,7 +152,7 @@ func (p *planner) destroy(pl *pool, st destroyStep, f storageFacts) {
 func (p *planner) archives() {
 	s := p.s
 	for _, name := range s.archives {
-		if p.named[name] {
+		if p.named[name] || s.keepVolumes[name] {
 			continue
 		}
 		dir := filepath.Join(s.archiveBase, name)
@@ -184,7 +202,7 @@ func (p *planner) strayFiles() {
 	}
 	for _, path := range append(append([]string(nil), s.sockets...), s.logs...) {
 		id := strings.TrimSuffix(filepath.Base(path), ".log")
-		if live[id] {
+		if live[id] || s.keepBranches[id] {
 			continue
 		}
 		p.orphan(LevelWarning, RepairRemoveFile, path, "remove "+path, fmt.Sprintf("%s belongs to no branch", path), "removes it",

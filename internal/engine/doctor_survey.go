@@ -79,6 +79,11 @@ type survey struct {
 	installsErr  error
 	runAs        *pg.OSUser
 	runAsErr     error
+	// journalNamed: storage an unfinished command journalled making;
+	// keepVolumes and keepBranches: what this home has without a record,
+	// whose archives, socket directories and logs stay (doctor_unrecorded.go).
+	journalNamed              map[string]bool
+	keepVolumes, keepBranches map[string]bool
 }
 
 func (e *Engine) survey(ctx context.Context, locked bool, ownOp int64) (*survey, error) {
@@ -191,6 +196,7 @@ func (e *Engine) survey(ctx context.Context, locked bool, ownOp int64) (*survey,
 			s.pools = append(s.pools, pl)
 		}
 	}
+	e.surveyUnrecorded(ctx, s)
 	return s, nil
 }
 

@@ -153,6 +153,11 @@ func (e *Engine) mutate(ctx context.Context, fn func(op *op) error) error {
 			err = ferr
 		}
 	}
+	// A copy of the records after every change: losing state.db then
+	// loses at most the change being made (velo doctor --rebuild-state).
+	if _, berr := e.Store.Backup(context.WithoutCancel(ctx), state.KeepBackups); berr != nil {
+		e.Progress.Note("could not back up the state database: %v", berr)
+	}
 	return err
 }
 
@@ -437,7 +442,10 @@ func (e *Engine) configureLoad(p state.Project, b state.Branch, spec runtime.Spe
 	} else if err := pg.WriteHBA(spec.DataDir, spec.RunAs); err != nil {
 		return err
 	}
-	return pg.WriteConfig(spec.DataDir, pg.Config{Port: spec.Port, ListenAddresses: pg.ListenAddresses(listenOf(p)), SocketDir: spec.SocketDir, TLS: true, Extra: settings, BulkLoad: bulkLoad, MaxWALSenders: maxSenders}, spec.RunAs)
+	if err := pg.WriteConfig(spec.DataDir, pg.Config{Port: spec.Port, ListenAddresses: pg.ListenAddresses(listenOf(p)), SocketDir: spec.SocketDir, TLS: true, Extra: settings, BulkLoad: bulkLoad, MaxWALSenders: maxSenders}, spec.RunAs); err != nil {
+		return err
+	}
+	return e.writeIdentity(p, b, spec.DataDir)
 }
 
 // freePort picks a port no branch holds and nothing listens on.

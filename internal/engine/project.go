@@ -505,6 +505,7 @@ func (e *Engine) projectInfo(p state.Project, branches int) ProjectInfo {
 func removeBranchFiles(e *Engine, b state.Branch) {
 	_ = os.RemoveAll(e.socketDir(b))
 	_ = os.Remove(e.logFile(b))
+	_ = os.Remove(e.secretFile(b.ID))
 }
 
 // poolInUse reports whether a project of ps other than p keeps its data in

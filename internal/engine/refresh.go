@@ -146,6 +146,7 @@ func (e *Engine) RefreshProject(ctx context.Context, name string) error {
 		}); err != nil {
 			return err
 		}
+		markRetired(filepath.Dir(oldSpec.DataDir))
 		op.commit()
 		if !wasRunning {
 			// Refresh keeps a stopped main stopped.

@@ -139,7 +139,7 @@ func Open(ctx context.Context, home string) (*Store, error) {
 		return nil, err
 	}
 	path := filepath.Join(home, "state.db")
-	if info, err := os.Stat(path); (errors.Is(err, fs.ErrNotExist) || (err == nil && info.Size() == 0)) && len(Backups(home)) > 0 {
+	if lost(path) && len(Backups(home)) > 0 {
 		return nil, fmt.Errorf("%w: %s is gone or empty, but %s holds backups of it; rebuild it with velo doctor --rebuild-state (it starts from the newest good backup and checks it against the storage and the running servers)",
 			ErrMissing, path, BackupDir(home))
 	}
@@ -149,6 +149,20 @@ func Open(ctx context.Context, home string) (*Store, error) {
 			err, BackupDir(home))
 	}
 	return s, err
+}
+
+// lost tells a database file that is gone, or empty with no WAL beside it
+// (a new database in WAL mode may be empty while its WAL holds it all).
+func lost(path string) bool {
+	info, err := os.Stat(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return true
+	}
+	if err != nil || info.Size() > 0 {
+		return false
+	}
+	wal, err := os.Stat(path + "-wal")
+	return errors.Is(err, fs.ErrNotExist) || (err == nil && wal.Size() == 0)
 }
 
 // ErrCorrupt is returned when SQLite finds the database damaged.

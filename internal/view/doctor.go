@@ -89,5 +89,54 @@ func NewRepair(rep engine.RepairReport) Repair {
 	return v
 }
 
-func (Doctor) JSONDocument() {}
-func (Repair) JSONDocument() {}
+// Rebuild is velo doctor --rebuild-state.
+type Rebuild struct {
+	DryRun bool `json:"dry_run"`
+	// Base is the database the rebuild started from (state.db or a
+	// backup); absent when it started from the storage alone.
+	Base     string     `json:"base,omitempty"`
+	BaseTime *time.Time `json:"base_time,omitempty"`
+	// DamagedBackups are the backups skipped because they failed SQLite's check.
+	DamagedBackups []string        `json:"damaged_backups"`
+	Pools          []string        `json:"pools"` // DRIVER:POOL
+	Projects       []string        `json:"projects"`
+	Branches       []RebuiltBranch `json:"branches"`
+	Snapshots      int             `json:"snapshots"`
+	// Changes are what the storage and the servers corrected in the base.
+	Changes      []string `json:"changes"`
+	NotRecovered []string `json:"not_recovered"`
+	// KeptAside is where the state.db that was replaced went.
+	KeptAside string `json:"kept_aside,omitempty"`
+}
+
+// RebuiltBranch is one branch of the rebuilt records.
+type RebuiltBranch struct {
+	Name   string `json:"name"`             // PROJECT/BRANCH
+	Parent string `json:"parent,omitempty"` // PROJECT/BRANCH
+	Port   int    `json:"port"`
+	Volume string `json:"volume"`
+	State  string `json:"state"` // running, stopped
+	From   string `json:"from"`  // records (the base) or storage
+}
+
+// NewRebuild is the view of rep.
+func NewRebuild(rep engine.RebuildReport) Rebuild {
+	v := Rebuild{DryRun: rep.DryRun, Base: rep.Base, DamagedBackups: rep.Damaged, Pools: rep.Pools, Projects: rep.Projects,
+		Branches: []RebuiltBranch{}, Snapshots: rep.Snapshots, Changes: rep.Changes, NotRecovered: rep.NotRecovered, KeptAside: rep.KeptAside}
+	if !rep.BaseTime.IsZero() {
+		t := rep.BaseTime.UTC()
+		v.BaseTime = &t
+	}
+	for _, b := range rep.Branches {
+		state := "stopped"
+		if b.Running {
+			state = "running"
+		}
+		v.Branches = append(v.Branches, RebuiltBranch{Name: b.Branch, Parent: b.Parent, Port: b.Port, Volume: b.Volume, State: state, From: b.From})
+	}
+	return v
+}
+
+func (Doctor) JSONDocument()  {}
+func (Repair) JSONDocument()  {}
+func (Rebuild) JSONDocument() {}

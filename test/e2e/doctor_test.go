@@ -145,7 +145,10 @@ func testDoctorStorageOrphans(e *env) {
 }
 
 // testDoctorRecordDeleted drops the record of a running branch behind
-// velo's back: its server, volume and archive become orphans.
+// velo's back. Its volume's identity file says it is this home's doc/lost:
+// doctor reports the server and the volume with the rebuild as the fix,
+// repair leaves them (and the archive, socket directory and log) alone,
+// and velo doctor --rebuild-state --force brings the record back.
 func testDoctorRecordDeleted(e *env) {
 	e.ok("branch", "create", "doc/lost")
 	info := e.doctorBranch("doc/lost")
@@ -153,20 +156,31 @@ func testDoctorRecordDeleted(e *env) {
 		e.t.Fatalf("doc/lost is not running: %+v", info)
 	}
 	e.behindVelo("DELETE FROM branches WHERE name = 'lost'")
-	e.assertDoctorFinds(fmt.Sprintf("server pid %d", info.PID), "which no branch owns", "stops it",
-		"volume "+info.Volume, filepath.Join(e.home, "wal", info.Volume))
-	if !processAlive(info.PID) {
-		e.t.Fatal("the orphan server is gone before the repair")
-	}
-	e.repairCycle(fmt.Sprintf("stop orphan server (pid %d)", info.PID), "destroy volume "+info.Volume)
-	if processAlive(info.PID) {
-		e.t.Errorf("orphan server %d still runs after the repair", info.PID)
-	}
-	for _, en := range e.poolEntries() {
-		if en.ID == info.Volume {
-			e.t.Errorf("orphan volume %s is still in the pool", info.Volume)
+	r := e.run("doctor")
+	for _, w := range []string{fmt.Sprintf("server pid %d", info.PID), "is doc/lost of this home", "volume " + info.Volume,
+		"fix: velo doctor --rebuild-state --force"} {
+		if r.code != 1 || !strings.Contains(r.stdout, w) {
+			e.t.Errorf("doctor does not say %q (want exit 1):\n%s", w, r)
 		}
 	}
+	before := e.fingerprint(false)
+	dry := e.ok("doctor", "--repair", "--dry-run")
+	if strings.Contains(dry.stdout, "would stop") || strings.Contains(dry.stdout, "would destroy volume "+info.Volume) ||
+		strings.Contains(dry.stdout, "would remove WAL archive") || strings.Contains(dry.stdout, "would remove "+e.home) {
+		e.t.Errorf("repair plans to touch doc/lost, whose record is gone:\n%s", dry.stdout)
+	}
+	e.ok("doctor", "--repair")
+	if after := e.fingerprint(false); after != before || !processAlive(info.PID) {
+		e.t.Errorf("repair touched doc/lost (server alive: %v):\nbefore %s\nafter  %s", processAlive(info.PID), before, after)
+	}
+	e.ok("doctor", "--rebuild-state", "--force")
+	if got := e.doctorBranch("doc/lost"); got.State != "running" || got.PID != info.PID || got.Volume != info.Volume {
+		e.t.Errorf("doc/lost after the rebuild = %+v, want it as it was: %+v", got, info)
+	}
+	if got := e.rows("doc/lost", "SELECT v FROM t ORDER BY v"); got != "1,2,3" {
+		e.t.Errorf("doc/lost after the rebuild has rows %s", got)
+	}
+	e.ok("branch", "delete", "doc/lost")
 	e.assertDoctorHealthy()
 }
 

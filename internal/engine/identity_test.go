@@ -1,0 +1,69 @@
+package engine
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/velohq/velo/internal/state"
+)
+
+func TestIdentityRoundTrip(t *testing.T) {
+	home, vol := t.TempDir(), t.TempDir()
+	e := &Engine{Home: home}
+	p := state.Project{ID: "p1", Name: "demo", Driver: "btrfs", Pool: "/pool", PGMajor: 17, ArchiveTimeout: 60, CreatedAt: time.Now()}
+	b := state.Branch{ID: "b2", ProjectID: "p1", Name: "dev", ParentID: "b1", VolumeID: "v2", OriginSnapshotID: "s1", Port: 5433, Password: "secret-password-of-24chars", CreatedAt: time.Now()}
+	if err := e.writeIdentity(p, b, filepath.Join(vol, "pgdata")); err != nil {
+		t.Fatal(err)
+	}
+	id, err := readIdentity(vol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.Home != home || id.Project.Name != "demo" || id.Project.PGMajor != 17 || id.Branch.ParentID != "b1" || id.Branch.Port != 5433 || id.Retired {
+		t.Errorf("identity = %+v", id)
+	}
+	raw, _ := os.ReadFile(filepath.Join(vol, identityFile))
+	if len(raw) == 0 || strings.Contains(string(raw), b.Password) {
+		t.Errorf("the identity file holds the password (or nothing):\n%s", raw)
+	}
+	if pw, err := e.readSecret("b2"); err != nil || pw != b.Password {
+		t.Errorf("secret = %q, %v", pw, err)
+	}
+	for path, want := range map[string]os.FileMode{e.secretsDir(): 0o700, e.secretFile("b2"): 0o600} {
+		if info, err := os.Stat(path); err != nil || info.Mode().Perm() != want {
+			t.Errorf("%s: %v, want mode %v", path, err, want)
+		}
+	}
+	markRetired(vol)
+	if id, err := readIdentity(vol); err != nil || !id.Retired {
+		t.Errorf("after markRetired: %+v, %v", id, err)
+	}
+	s := state.Snapshot{ID: "s9", BranchID: "b2", VolumeID: "v2", Label: "before", User: true, BackupLabel: "START WAL LOCATION: 0/2000028", CreatedAt: time.Now().UTC()}
+	if err := writeSnapshotNote(vol, s); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := readSnapshotNote(vol, "s9"); err != nil || n.Label != "before" || !n.User || n.BackupLabel != s.BackupLabel || !n.CreatedAt.Equal(s.CreatedAt) {
+		t.Errorf("note = %+v, %v", n, err)
+	}
+}
+
+func TestJournalNamed(t *testing.T) {
+	ops := []state.Operation{{Steps: []state.Step{
+		{Action: "create-volume", Subject: "btrfs:/mnt/pool:v1"},
+		{Action: "snapshot", Subject: "zfs:tank:s2"},
+		{Action: "clone", Subject: "copy:/a:b/c:v3"},
+		{Action: "start-server", Subject: "/mnt/pool/velo/vol/v9/pgdata"},
+	}}}
+	got := journalNamed(ops)
+	for _, id := range []string{"v1", "s2", "v3"} {
+		if !got[id] {
+			t.Errorf("%s is not journal-named: %v", id, got)
+		}
+	}
+	if len(got) != 3 {
+		t.Errorf("journalNamed = %v", got)
+	}
+}
