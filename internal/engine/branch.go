@@ -499,7 +499,7 @@ func (e *Engine) deleteBranch(ctx context.Context, op *op, p state.Project, d st
 	}); err != nil {
 		return err
 	}
-	if err == nil {
+	if spec.DataDir != "" {
 		markRetired(filepath.Dir(spec.DataDir))
 	}
 	removeBranchFiles(e, b)

@@ -125,7 +125,7 @@ func TestJSONOutput(t *testing.T) {
 		{"wal", "info"}, {"wal", "info", "j"}, {"wal", "info", "j/main"},
 		{"snapshot", "cleanup", "j/main", "--days", "36500", "--dry-run"},
 		{"wal", "cleanup", "j/main", "--days", "36500", "--dry-run"},
-		{"doctor"}, {"doctor", "--repair", "--dry-run"}, {"version"},
+		{"doctor"}, {"doctor", "--repair", "--dry-run"}, {"version"}, {"doctor", "--rebuild-state", "--force", "--dry-run"},
 	} {
 		check(0, args...)
 	}
