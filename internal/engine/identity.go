@@ -64,6 +64,9 @@ type identityBranch struct {
 	OriginSnapshotID string    `json:"origin_snapshot_id,omitempty"`
 	Port             int       `json:"port"`
 	CreatedAt        time.Time `json:"created_at"`
+	// PITRTarget and ExpiresAt are zero when the branch has none.
+	PITRTarget time.Time `json:"pitr_target,omitzero"`
+	ExpiresAt  time.Time `json:"expires_at,omitzero"`
 }
 
 // snapshotNote is the content of one file in snapshotNotes.
@@ -83,7 +86,7 @@ func identityOf(home string, p state.Project, b state.Branch, parentName string)
 		Project: identityProject{ID: p.ID, Name: p.Name, Driver: p.Driver, Pool: p.Pool, PGMajor: p.PGMajor,
 			ArchiveTimeout: p.ArchiveTimeout, Listen: p.Listen, CreatedAt: p.CreatedAt.UTC(), Source: p.Source},
 		Branch: identityBranch{ID: b.ID, Name: b.Name, ParentID: b.ParentID, ParentName: parentName, VolumeID: b.VolumeID,
-			OriginSnapshotID: b.OriginSnapshotID, Port: b.Port, CreatedAt: b.CreatedAt.UTC()}}
+			OriginSnapshotID: b.OriginSnapshotID, Port: b.Port, CreatedAt: b.CreatedAt.UTC(), PITRTarget: b.PITRTarget, ExpiresAt: b.ExpiresAt}}
 }
 
 // writeIdentity records in b's volume (its root, dataDir's parent) whose

@@ -296,7 +296,8 @@ func (e *Engine) reconcile(ctx context.Context, st *state.Store, extra []string,
 			continue
 		}
 		b := state.Branch{ID: bid, ProjectID: p.ID, Name: id.Branch.Name, ParentID: id.Branch.ParentID, VolumeID: v.id,
-			OriginSnapshotID: v.origin, Port: id.Branch.Port, WantRunning: v.running, CreatedAt: id.Branch.CreatedAt}
+			OriginSnapshotID: v.origin, Port: id.Branch.Port, WantRunning: v.running, CreatedAt: id.Branch.CreatedAt,
+			PITRTarget: id.Branch.PITRTarget, ExpiresAt: id.Branch.ExpiresAt}
 		if pw, err := e.readSecret(bid); err == nil {
 			b.Password = pw
 		}
