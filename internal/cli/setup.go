@@ -1,8 +1,10 @@
 package cli
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"os/user"
@@ -18,8 +20,10 @@ import (
 // setupOptions are the flags of velo setup.
 type setupOptions struct {
 	poolFile, size, fs, mount string
-	systemd                   bool
-	unitDir                   string
+	systemd, completion       bool
+	unitDir, completionDir    string
+	// bashCompletion writes the bash completion script (from the command tree).
+	bashCompletion func(io.Writer) error
 	// given are the flags set on the command line, which setup checks
 	// against each other.
 	given map[string]bool
@@ -32,6 +36,8 @@ func (o *setupOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.mount, "mount", "", "where to mount the pool (default: the image path without its extension)")
 	fs.BoolVar(&o.systemd, "systemd", false, "install velo.service, which starts the branches that were running at boot")
 	fs.StringVar(&o.unitDir, "unit-dir", "/etc/systemd/system", "where velo.service goes")
+	fs.BoolVar(&o.completion, "completion", false, "install the bash completion of velo (as velo completion bash prints it)")
+	fs.StringVar(&o.completionDir, "completion-dir", "/etc/bash_completion.d", "where the bash completion goes")
 }
 
 // check refuses flags that only count beside another.
@@ -46,18 +52,22 @@ func (o setupOptions) check() error {
 	if o.given["unit-dir"] && !o.systemd {
 		return usageError{fmt.Errorf("--unit-dir goes with --systemd")}
 	}
+	if o.given["completion-dir"] && !o.completion {
+		return usageError{fmt.Errorf("--completion-dir goes with --completion")}
+	}
 	return nil
 }
 
 func newSetupCommand(g *Globals) *cobra.Command {
 	var o setupOptions
 	c := &cobra.Command{
-		Use:   "setup [--pool-file PATH --size 20G [--fs btrfs|xfs]] [--systemd]",
+		Use:   "setup [--pool-file PATH --size 20G [--fs btrfs|xfs]] [--systemd] [--completion]",
 		Short: "Prepare this host: a loop-backed pool, a boot unit; says what it did",
 		Args:  exactArgs(0),
 		RunE: func(c *cobra.Command, args []string) error {
 			o.given = map[string]bool{}
 			c.Flags().Visit(func(f *pflag.Flag) { o.given[f.Name] = true })
+			o.bashCompletion = func(w io.Writer) error { return c.Root().GenBashCompletionV2(w, true) }
 			return runSetup(c.Context(), g, o)
 		},
 	}
@@ -94,6 +104,11 @@ func runSetup(ctx context.Context, g *Globals, o setupOptions) error {
 	}
 	if o.systemd {
 		if err := (hostsetup.UnitOptions{Dir: o.unitDir}).Validate(); err != nil {
+			return usageError{err}
+		}
+	}
+	if o.completion {
+		if err := hostsetup.CheckPath("completion-dir", o.completionDir); err != nil {
 			return usageError{err}
 		}
 	}
@@ -145,6 +160,19 @@ func runSetup(ctx context.Context, g *Globals, o setupOptions) error {
 		did, err := hostsetup.Unit(ctx, hostsetup.UnitOptions{Dir: o.unitDir, Velo: exe, Home: home, User: setupUser(), Enable: true}, args)
 		for _, d := range did {
 			fmt.Fprintf(w, "  ▸ %s\n", d)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if o.completion {
+		var script bytes.Buffer
+		if err := o.bashCompletion(&script); err != nil {
+			return err
+		}
+		did, err := hostsetup.Completion(o.completionDir, script.Bytes(), args)
+		if did != "" {
+			fmt.Fprintf(w, "  ▸ %s\n", did)
 		}
 		if err != nil {
 			return err

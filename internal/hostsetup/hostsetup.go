@@ -4,6 +4,7 @@
 package hostsetup
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -56,6 +57,10 @@ func ParseSize(s string) (int64, error) {
 
 // checkPath checks a path given on the command line: absolute, and
 // printable, since it goes into /etc/fstab lines and messages.
+// CheckPath refuses a path flag's value that is not an absolute path of
+// printable text.
+func CheckPath(flag, p string) error { return checkPath(flag, p) }
+
 func checkPath(flag, p string) error {
 	if !filepath.IsAbs(p) {
 		return errdefs.Invalid("--%s %s must be an absolute path", flag, ui.Quote(p))
@@ -295,4 +300,61 @@ func maybeEnable(ctx context.Context, o UnitOptions) error {
 		return err
 	}
 	return run(ctx, "systemctl", "enable", "velo.service")
+}
+
+// Completion installs the bash completion script as DIR/velo (bash-completion
+// reads /etc/bash_completion.d at every shell's start): written under a
+// temporary name and renamed, so a shell never reads half of it, and left
+// alone when it is already the same. It says what it did.
+func Completion(dir string, script []byte, args []string) (string, error) {
+	if err := checkPath("completion-dir", dir); err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, "velo")
+	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, script) {
+		return "bash completion already in place: " + path, nil
+	}
+	if os.Geteuid() != 0 && !writable(dir) {
+		return "", errdefs.Mark(ErrNeedsRoot, fmt.Errorf("installing the bash completion into %s needs root; run: sudo velo %s", dir, strings.Join(args, " ")))
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	tmp, err := os.CreateTemp(dir, ".velo-")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(tmp.Name())
+	if _, err := tmp.Write(script); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Chmod(0o644); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return "", err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", err
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return "", err
+	}
+	return "installed the bash completion: " + path + " (new shells complete velo)", nil
+}
+
+// writable reports whether this user may make files in dir (or, when it
+// does not exist yet, in the directory that would hold it).
+func writable(dir string) bool {
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(d); err == nil {
+			return unix.Access(d, unix.W_OK) == nil
+		}
+		if d == filepath.Dir(d) {
+			return false
+		}
+	}
 }

@@ -186,7 +186,8 @@ func TestHostileInput(t *testing.T) {
 	}
 	// Flags that only count beside another.
 	needs := map[string][][2]string{
-		"unit-dir": {{"systemd", ""}},
+		"unit-dir":       {{"systemd", ""}},
+		"completion-dir": {{"completion", ""}},
 		// Nothing listens on port 1: a value that passes its check would
 		// fail to connect (exit 1), so the test sees it.
 		"database": {{"from", "postgresql://velo@127.0.0.1:1/postgres"}, {"logical", ""}},
@@ -194,24 +195,25 @@ func TestHostileInput(t *testing.T) {
 
 	pathExtra := []string{"/tmp/a\nb", "/tmp/\x1b[2J", "/" + longArg}
 	stringFlags := map[string]stringFlag{
-		"name":       {rules: []string{nameRule, "cannot be main"}, extra: []string{"main", "DEMO", "demo/x"}},
-		"pool":       {rules: []string{poolRule, printRule, pathLenRule}, legit: absPrintable, extra: pathExtra},
-		"storage":    {rules: []string{"choose one of zfs, btrfs, reflink, copy"}},
-		"image":      {rules: []string{"--image needs the Docker runtime"}},
-		"parent":     {rules: []string{nameRule, refRule}, extra: []string{"demo/dev\n", "demo/dеv", "DEMO/main"}},
-		"pitr":       {rules: []string{timeRule, "too far back", "is in the future"}, extra: []string{"9999-12-31T00:00:00Z", "3000000000w", "99999999999 weeks ago", "-5m", "1e9d", "2025-13-45"}},
-		"label":      {rules: []string{labelRule}, legit: func(s string) bool { return printable(s) && len([]rune(s)) <= 100 }, extra: []string{"a\u200bb", strings.Repeat("é", 101)}},
-		"listen":     {rules: []string{"--listen must be", "it must be"}, legit: func(s string) bool { return strings.TrimSpace(s) == "" }, extra: []string{"0.0.0.0;id", "*,127.0.0.1", "fe80::1%eth0"}},
-		"pool-file":  {rules: []string{absRule, printRule, "is not a regular file", pathLenRule}, extra: pathExtra},
-		"mount":      {rules: []string{absRule, printRule, "is not empty", "is not a directory", pathLenRule}, extra: pathExtra},
-		"unit-dir":   {rules: []string{absRule, printRule, pathLenRule}, legit: absPrintable, extra: pathExtra},
-		"fs":         {rules: []string{"choose btrfs or xfs"}},
-		"from":       {rules: []string{"is neither a postgresql:// URL nor service=NAME"}},
-		"database":   {rules: []string{"printable text of at most 63 bytes"}, legit: func(s string) bool { return printable(s) && len(s) <= 63 }, extra: []string{"a\u200bb", strings.Repeat("é", 32)}},
-		"ttl":        {rules: []string{"is not a time to live", "is too long"}, extra: []string{"2h ago", "0s", "-5m", "99999999999w", "1e9d", "2"}},
-		"expires-at": {rules: []string{timeRule, "is not in the future", "too far ahead", "too far back"}, extra: []string{"9999-12-31T00:00:00Z", "2 hours ago", "2025-13-45", "2000-01-01T00:00:00Z"}},
-		"format":     {rules: []string{"is not shell, dotenv or json"}},
-		"size":       {rules: []string{"give a positive size such as 20G"}, extra: []string{"-5G", "0", "99999999999T", "1e3G", "5 G"}},
+		"name":           {rules: []string{nameRule, "cannot be main"}, extra: []string{"main", "DEMO", "demo/x"}},
+		"pool":           {rules: []string{poolRule, printRule, pathLenRule}, legit: absPrintable, extra: pathExtra},
+		"storage":        {rules: []string{"choose one of zfs, btrfs, reflink, copy"}},
+		"image":          {rules: []string{"--image needs the Docker runtime"}},
+		"parent":         {rules: []string{nameRule, refRule}, extra: []string{"demo/dev\n", "demo/dеv", "DEMO/main"}},
+		"pitr":           {rules: []string{timeRule, "too far back", "is in the future"}, extra: []string{"9999-12-31T00:00:00Z", "3000000000w", "99999999999 weeks ago", "-5m", "1e9d", "2025-13-45"}},
+		"label":          {rules: []string{labelRule}, legit: func(s string) bool { return printable(s) && len([]rune(s)) <= 100 }, extra: []string{"a\u200bb", strings.Repeat("é", 101)}},
+		"listen":         {rules: []string{"--listen must be", "it must be"}, legit: func(s string) bool { return strings.TrimSpace(s) == "" }, extra: []string{"0.0.0.0;id", "*,127.0.0.1", "fe80::1%eth0"}},
+		"pool-file":      {rules: []string{absRule, printRule, "is not a regular file", pathLenRule}, extra: pathExtra},
+		"mount":          {rules: []string{absRule, printRule, "is not empty", "is not a directory", pathLenRule}, extra: pathExtra},
+		"unit-dir":       {rules: []string{absRule, printRule, pathLenRule}, legit: absPrintable, extra: pathExtra},
+		"fs":             {rules: []string{"choose btrfs or xfs"}},
+		"from":           {rules: []string{"is neither a postgresql:// URL nor service=NAME"}},
+		"database":       {rules: []string{"printable text of at most 63 bytes"}, legit: func(s string) bool { return printable(s) && len(s) <= 63 }, extra: []string{"a\u200bb", strings.Repeat("é", 32)}},
+		"ttl":            {rules: []string{"is not a time to live", "is too long"}, extra: []string{"2h ago", "0s", "-5m", "99999999999w", "1e9d", "2"}},
+		"expires-at":     {rules: []string{timeRule, "is not in the future", "too far ahead", "too far back"}, extra: []string{"9999-12-31T00:00:00Z", "2 hours ago", "2025-13-45", "2000-01-01T00:00:00Z"}},
+		"completion-dir": {rules: []string{absRule, printRule, pathLenRule}, legit: absPrintable, extra: pathExtra},
+		"format":         {rules: []string{"is not shell, dotenv or json"}},
+		"size":           {rules: []string{"give a positive size such as 20G"}, extra: []string{"-5G", "0", "99999999999T", "1e3G", "5 G"}},
 	}
 	intFlags := map[string][]string{
 		"days":       {"-1", "36501", "99999999999999999999", "1e9", "0x10", "abc", "1.5", "", " 1"},

@@ -60,4 +60,24 @@ func TestSetupPoolFile(t *testing.T) {
 	if r := e.ok("setup", "--systemd", "--unit-dir", units); !strings.Contains(r.stdout, "already in place") {
 		t.Errorf("second --systemd:\n%s", r.stdout)
 	}
+
+	// The bash completion, as velo completion bash prints it, where
+	// bash-completion reads it; a second run finds it in place.
+	completions := filepath.Join(dir, "bash_completion.d")
+	r = e.ok("setup", "--completion", "--completion-dir", completions)
+	script, err := os.ReadFile(filepath.Join(completions, "velo"))
+	if err != nil {
+		t.Fatalf("no completion written: %v\n%s", err, r)
+	}
+	if want := e.ok("completion", "bash").stdout; string(script) != want {
+		t.Errorf("installed completion differs from velo completion bash (%d bytes, want %d)", len(script), len(want))
+	}
+	if fi, err := os.Stat(filepath.Join(completions, "velo")); err != nil || fi.Mode().Perm() != 0o644 {
+		t.Errorf("completion file mode: %v %v", fi.Mode(), err)
+	}
+	if r := e.ok("setup", "--completion", "--completion-dir", completions); !strings.Contains(r.stdout, "already in place") {
+		t.Errorf("second --completion:\n%s", r.stdout)
+	}
+	e.refused([]string{"goes with --completion"}, "setup", "--completion-dir", completions)
+	e.refused([]string{"must be an absolute path"}, "setup", "--completion", "--completion-dir", "relative/dir")
 }
