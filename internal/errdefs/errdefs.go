@@ -28,9 +28,11 @@ type kind struct{ name string }
 func (k *kind) Error() string { return k.name }
 
 // The kinds. Exit codes (cmd/velo): ErrUsage, ErrInvalid, ErrNotFound,
-// ErrAlreadyExists, ErrFailedPrecondition and ErrUnsupported are bad usage
-// or bad input, refused before anything changed (2); ErrNoSpace,
-// ErrEnvironment and anything else are failures (1).
+// ErrAlreadyExists and ErrFailedPrecondition are bad usage or bad input,
+// refused before anything changed (2); ErrUnsupported, ErrNoSpace,
+// ErrEnvironment and anything else are failures (1). An unsupported
+// storage named on the command line is bad input: the caller marks it
+// ErrInvalid, the outermost kind deciding.
 var (
 	// ErrUsage: the command line itself is wrong (unknown command or
 	// flag, wrong number of arguments, a flag's value of the wrong type).
