@@ -25,6 +25,7 @@ func newBranchCommand(g *Globals) *cobra.Command {
 // branchCreateOptions are the flags of velo branch create.
 type branchCreateOptions struct {
 	Parent, PITR string
+	FromSnapshot string
 	IfNotExists  bool
 	Expiry       engine.ExpiryOptions
 	NewPassword  bool
@@ -34,6 +35,7 @@ type branchCreateOptions struct {
 func (o *branchCreateOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Parent, "parent", "", "branch to copy (default PROJECT/main)")
 	fs.StringVar(&o.PITR, "pitr", "", "recover to a point in time (RFC 3339 or '2 hours ago')")
+	fs.StringVar(&o.FromSnapshot, "from-snapshot", "", "clone this snapshot (ID or unique prefix, as velo snapshot list shows) instead of the parent's current data")
 	fs.BoolVar(&o.IfNotExists, "if-not-exists", false, "succeed, changing nothing, when the branch exists with the same parent (a rerun CI job)")
 	expiryFlags(fs, &o.Expiry)
 	fs.BoolVar(&o.NewPassword, "new-password", false, "give the branch a superuser password of its own, set before it takes a login (default: its parent's, which is in the copied data)")
@@ -59,7 +61,7 @@ func runBranchCreate(ctx context.Context, g *Globals, o branchCreateOptions, ref
 		return err
 	}
 	defer e.Close()
-	conn, err := e.CreateBranch(ctx, engine.CreateBranchOptions{Ref: ref, Parent: o.Parent, PITR: o.PITR, IfNotExists: o.IfNotExists, Expiry: o.Expiry, NewPassword: o.NewPassword})
+	conn, err := e.CreateBranch(ctx, engine.CreateBranchOptions{Ref: ref, Parent: o.Parent, PITR: o.PITR, IfNotExists: o.IfNotExists, Expiry: o.Expiry, NewPassword: o.NewPassword, FromSnapshot: o.FromSnapshot})
 	if err != nil {
 		return err
 	}

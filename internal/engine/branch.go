@@ -33,6 +33,9 @@ type CreateBranchOptions struct {
 	// before it takes a TCP login (newpassword.go); without it the branch
 	// has its parent's, which is in the cloned data.
 	NewPassword bool
+	// FromSnapshot is a snapshot ID or unique prefix to clone instead of
+	// the parent's current data (fromsnapshot.go).
+	FromSnapshot string
 }
 
 // CreateBranch clones the parent's current data into a new running branch.
@@ -51,6 +54,14 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 			return Conn{}, errdefs.Invalid("--parent %s is in project %s, but a branch of %s must come from %s itself", o.Parent, ppn, pn, pn)
 		}
 		parentRef = o.Parent
+	}
+	if o.FromSnapshot != "" {
+		if o.PITR != "" || o.Parent != "" {
+			return Conn{}, errdefs.Invalid("--from-snapshot names the data itself: give it without --pitr or --parent")
+		}
+		if err := ValidateSnapshotPrefix(o.FromSnapshot); err != nil {
+			return Conn{}, fmt.Errorf("--from-snapshot: %w", err)
+		}
 	}
 	var target time.Time
 	if o.PITR != "" {
@@ -76,6 +87,12 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 		if err != nil {
 			return err
 		}
+		var from *state.Snapshot
+		if o.FromSnapshot != "" {
+			if from, parent, err = e.snapshotParent(ctx, p, o.FromSnapshot); err != nil {
+				return err
+			}
+		}
 		if old, err := e.Store.Q().Branch(ctx, p.ID, bn); err == nil {
 			if !o.IfNotExists {
 				return errdefs.AlreadyExists("branch %s/%s already exists; reset it with velo branch reset %s/%s, or pick another name", pn, bn, pn, bn)
@@ -97,6 +114,14 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 			if b.Password, err = pg.GeneratePassword(); err != nil {
 				return err
 			}
+		}
+		if from != nil {
+			if err := e.createFromSnapshot(ctx, op, p, d, *from, &b, parent.Password); err != nil {
+				return err
+			}
+			op.commit()
+			result = e.conn(p, b, false)
+			return nil
 		}
 		if !target.IsZero() {
 			if err := e.createPITR(ctx, op, p, d, parent, &b, target); err != nil {

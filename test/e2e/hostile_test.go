@@ -195,6 +195,7 @@ func TestHostileInput(t *testing.T) {
 
 	pathExtra := []string{"/tmp/a\nb", "/tmp/\x1b[2J", "/" + longArg}
 	stringFlags := map[string]stringFlag{
+		"from-snapshot":  {rules: []string{snapRule, "no snapshot has an ID starting with"}, extra: []string{"zzzz", "S123", "s12"}},
 		"name":           {rules: []string{nameRule, "cannot be main"}, extra: []string{"main", "DEMO", "demo/x"}},
 		"pool":           {rules: []string{poolRule, printRule, pathLenRule}, legit: absPrintable, extra: pathExtra},
 		"storage":        {rules: []string{"choose one of zfs, btrfs, reflink, copy"}},

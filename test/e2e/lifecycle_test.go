@@ -22,6 +22,7 @@ func TestLifecycle(t *testing.T) {
 			e.psql("l/main", "CREATE TABLE t AS SELECT 1 AS v")
 			lifecycleProtectAndPrune(t, e)
 			lifecycleRenameAndPromote(t, e)
+			lifecycleFromSnapshot(t, e)
 		})
 	}
 }
@@ -194,4 +195,21 @@ func TestLifecycleRenameKilled(t *testing.T) {
 		t.Errorf("project q's CA after the repair: %v; want the CA k had", err)
 	}
 	e.psql("q/main", "SELECT 1")
+}
+
+// lifecycleFromSnapshot: a branch made from a snapshot (by a prefix of its
+// ID) holds the snapshot's rows, not its branch's current ones.
+func lifecycleFromSnapshot(t *testing.T, e *env) {
+	id := strings.TrimSpace(e.ok("snapshot", "create", "m/main", "--label", "before-3").stdout)
+	e.psql("m/main", "INSERT INTO t VALUES (3)")
+	e.refused([]string{"without --pitr or --parent"}, "branch", "create", "m/x", "--from-snapshot", id, "--pitr", "1m ago")
+	e.refused([]string{"no snapshot has an ID starting with"}, "branch", "create", "m/x", "--from-snapshot", "zzzz")
+	e.ok("branch", "create", "m/then", "--from-snapshot", id[:6])
+	if got := e.rows("m/then", "SELECT v FROM t ORDER BY v"); got != "1,2" {
+		t.Errorf("m/then from snapshot %s holds %s, want 1,2", id, got)
+	}
+	var b struct{ Parent string }
+	if err := json.Unmarshal([]byte(e.ok("branch", "get", "m/then", "--json").stdout), &b); err != nil || b.Parent != "m/main" {
+		t.Errorf("m/then's parent %q (%v), want m/main", b.Parent, err)
+	}
 }
