@@ -62,6 +62,11 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 		if err := ValidateSnapshotPrefix(o.FromSnapshot); err != nil {
 			return Conn{}, fmt.Errorf("--from-snapshot: %w", err)
 		}
+		// A prefix that names nothing is refused before the lock, which
+		// a changing command holds (and backs the state up under).
+		if _, err := e.resolveSnapshot(ctx, o.FromSnapshot); err != nil {
+			return Conn{}, err
+		}
 	}
 	var target time.Time
 	if o.PITR != "" {
