@@ -155,6 +155,10 @@ func (e *Engine) mutate(ctx context.Context, fn func(op *op) error) error {
 	}
 	// A copy of the records after every change: losing state.db then
 	// loses at most the change being made (velo doctor --rebuild-state).
+	// A refused or fully undone command changed nothing: no copy.
+	if err != nil && o.undoneOK {
+		return err
+	}
 	if _, berr := e.Store.Backup(context.WithoutCancel(ctx), state.KeepBackups); berr != nil {
 		e.Progress.Note("could not back up the state database: %v", berr)
 	}

@@ -197,7 +197,7 @@ func TestHostileInput(t *testing.T) {
 	stringFlags := map[string]stringFlag{
 		"from-snapshot":  {rules: []string{snapRule, "no snapshot has an ID starting with"}, extra: []string{"zzzz", "S123", "s12"}},
 		"name":           {rules: []string{nameRule, "cannot be main"}, extra: []string{"main", "DEMO", "demo/x"}},
-		"pool":           {rules: []string{poolRule, printRule, pathLenRule}, legit: absPrintable, extra: pathExtra},
+		"pool":           {rules: []string{poolRule, printRule, pathLenRule, "go with --rebuild-state"}, legit: absPrintable, extra: pathExtra},
 		"storage":        {rules: []string{"choose one of zfs, btrfs, reflink, copy"}},
 		"image":          {rules: []string{"--image needs the Docker runtime"}},
 		"parent":         {rules: []string{nameRule, refRule}, extra: []string{"demo/dev\n", "demo/dеv", "DEMO/main"}},

@@ -246,8 +246,17 @@ func TestLockedDown(t *testing.T) {
 		}
 	}
 	filepath.WalkDir(e.home, func(path string, de os.DirEntry, err error) error {
-		if err != nil || de.IsDir() || strings.HasPrefix(de.Name(), "state.db") {
-			return nil // the state database keeps the password, 0600
+		if err != nil || de.IsDir() {
+			return nil
+		}
+		// The state database keeps the password, and so do its backups
+		// and the secrets kept for a rebuild: each 0600.
+		rel, _ := filepath.Rel(e.home, path)
+		if strings.HasPrefix(de.Name(), "state.db") || strings.HasPrefix(rel, "backups/") || strings.HasPrefix(rel, "secrets/") {
+			if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o077 != 0 {
+				t.Errorf("%s holds the password and is %v, not 0600", path, fi.Mode().Perm())
+			}
+			return nil
 		}
 		if b, err := os.ReadFile(path); err == nil && strings.Contains(string(b), password) {
 			t.Errorf("the password is in %s", path)
