@@ -156,7 +156,11 @@ func (e *Engine) SetBranch(ctx context.Context, ref string, o ExpiryOptions) err
 				return err
 			}
 		}
-		return e.Store.Q().SetExpiry(ctx, b.ID, at)
+		if err := e.Store.Q().SetExpiry(ctx, b.ID, at); err != nil {
+			return err
+		}
+		e.refreshIdentities(ctx, p.ID)
+		return nil
 	})
 }
 

@@ -50,7 +50,11 @@ func (e *Engine) RenameProject(ctx context.Context, oldName, newName string) err
 		if err := op.record(ctx, "move-ca", oldName+">"+newName); err != nil {
 			return err
 		}
-		return e.moveCA(oldName, newName)
+		if err := e.moveCA(oldName, newName); err != nil {
+			return err
+		}
+		e.refreshIdentities(ctx, p.ID)
+		return nil
 	})
 }
 
@@ -102,7 +106,11 @@ func (e *Engine) RenameBranch(ctx context.Context, from, to string) error {
 		if err := op.record(ctx, "rename-branch", b.ID+">"+tbn); err != nil {
 			return err
 		}
-		return e.Store.Q().RenameBranch(ctx, b.ID, tbn)
+		if err := e.Store.Q().RenameBranch(ctx, b.ID, tbn); err != nil {
+			return err
+		}
+		e.refreshIdentities(ctx, p.ID)
+		return nil
 	})
 }
 
@@ -179,6 +187,7 @@ func (e *Engine) PromoteBranch(ctx context.Context, ref, oldName string) (Promot
 		}); err != nil {
 			return err
 		}
+		e.refreshIdentities(ctx, p.ID)
 		main.Name, b.Name = oldName, MainBranch
 		res = PromoteResult{Main: e.conn(p, b, false), OldMain: e.conn(p, main, false)}
 		return nil
@@ -206,4 +215,34 @@ func (e *Engine) freeName(ctx context.Context, p state.Project, base string) (st
 func renamedProject(subject string) (oldName, newName string, ok bool) {
 	oldName, newName, ok = strings.Cut(subject, ">")
 	return oldName, newName, ok && oldName != "" && newName != ""
+}
+
+// refreshIdentities writes again the identity file of every branch of
+// project projectID (identity.go), which carries the names, parents and
+// expiry that rename, promote and branch set change: a rebuild of the
+// state from the storage then finds what the records say. The records are
+// already changed; a file that cannot be written is a warning, and the
+// branch's next start writes it again.
+func (e *Engine) refreshIdentities(ctx context.Context, projectID string) {
+	p, err := e.Store.Q().ProjectByID(ctx, projectID)
+	if err != nil {
+		return
+	}
+	bs, err := e.Store.Q().Branches(ctx, p.ID)
+	if err != nil {
+		return
+	}
+	d, err := e.driver(ctx, p)
+	if err != nil {
+		return
+	}
+	for _, b := range bs {
+		vol, err := d.Path(ctx, b.VolumeID)
+		if err != nil {
+			continue
+		}
+		if err := e.writeIdentity(p, b, dataDir(vol)); err != nil {
+			e.Progress.Warn("%v (the branch's next start writes it again)", err)
+		}
+	}
 }

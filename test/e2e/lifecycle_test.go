@@ -141,6 +141,22 @@ func lifecycleRenameAndPromote(t *testing.T, e *env) {
 	if c := e.conn(old); c.Port != mainPort {
 		t.Errorf("%s is on port %d, want %d", old, c.Port, mainPort)
 	}
+	// The identity file beside the data says the new names (a rebuild of
+	// the state from the storage reads it).
+	var got struct {
+		DataDir string `json:"data_dir"`
+	}
+	_ = json.Unmarshal([]byte(e.ok("branch", "get", "m/main", "--json").stdout), &got)
+	var id struct {
+		Project struct{ Name string } `json:"project"`
+		Branch  struct {
+			Name     string
+			ParentID string `json:"parent_id"`
+		} `json:"branch"`
+	}
+	if raw, err := os.ReadFile(filepath.Join(filepath.Dir(got.DataDir), "velo-volume.json")); err != nil || json.Unmarshal(raw, &id) != nil || id.Project.Name != "m" || id.Branch.Name != "main" || id.Branch.ParentID != "" {
+		t.Errorf("m/main's identity after rename and promote: %+v (%v); want project m, branch main, no parent", id, err)
+	}
 	e.ok("branch", "create", "m/next")
 	if got := e.rows("m/next", "SELECT v FROM t ORDER BY v"); got != "1,2" {
 		t.Errorf("a branch of the new main holds %s, want 1,2", got)
