@@ -141,25 +141,8 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 		if err != nil {
 			return err
 		}
-		// An imported copy gets b's password from adoptCopy in any case.
-		own := b.Password != parent.Password && !imported(p)
-		if own {
-			if err := lockToSocket(spec); err != nil {
-				return err
-			}
-		}
-		if err := e.startNew(ctx, op, spec); err != nil {
+		if err := e.startClone(ctx, op, p, b, spec, parent.Password); err != nil {
 			return err
-		}
-		if own {
-			if err := e.ownPassword(ctx, spec, parent.Password); err != nil {
-				return err
-			}
-		}
-		if imported(p) {
-			if err := e.adoptCopy(ctx, p, b); err != nil {
-				return err
-			}
 		}
 		b.OriginSnapshotID = snap.ID
 		if err := op.record(ctx, "write-state", "branch "+pn+"/"+bn); err != nil {
@@ -677,23 +660,8 @@ func (e *Engine) ResetBranch(ctx context.Context, ref string, force bool) error 
 		}
 		// A branch with a password of its own keeps it, set before the
 		// new server takes a TCP login with the parent's.
-		own := b.Password != parent.Password && !imported(p)
-		if own {
-			if err := lockToSocket(spec); err != nil {
-				return err
-			}
-		}
-		if err := e.startNew(ctx, op, spec); err != nil {
+		if err := e.startClone(ctx, op, p, b, spec, parent.Password); err != nil {
 			return err
-		}
-		if imported(p) {
-			if err := e.adoptCopy(ctx, p, b); err != nil {
-				return err
-			}
-		} else if own {
-			if err := e.ownPassword(ctx, spec, parent.Password); err != nil {
-				return err
-			}
 		}
 		if err := op.record(ctx, "swap-volume", b.VolumeID+">"+fresh.VolumeID); err != nil {
 			return err
@@ -713,13 +681,20 @@ func (e *Engine) ResetBranch(ctx context.Context, ref string, force bool) error 
 		op.commit()
 		if !wasRunning {
 			// Reset keeps a stopped branch stopped.
-			if err := op.record(ctx, "stop-server", spec.DataDir); err != nil {
-				return err
-			}
-			if err := e.Runtime.Stop(ctx, spec, 10*time.Second); err != nil {
+			if err := e.stopAgain(ctx, op, spec); err != nil {
 				return err
 			}
 		}
 		return e.gc(ctx, op, p, d)
 	})
+}
+
+// stopAgain stops the server a clone-then-swap command (reset, refresh)
+// started only to check its new data, so that what was stopped stays
+// stopped.
+func (e *Engine) stopAgain(ctx context.Context, op *op, spec runtime.Spec) error {
+	if err := op.record(ctx, "stop-server", spec.DataDir); err != nil {
+		return err
+	}
+	return e.Runtime.Stop(ctx, spec, 10*time.Second)
 }

@@ -54,24 +54,8 @@ func (e *Engine) createFromSnapshot(ctx context.Context, op *op, p state.Project
 	if err != nil {
 		return err
 	}
-	own := b.Password != inData && !imported(p)
-	if own {
-		if err := lockToSocket(spec); err != nil {
-			return err
-		}
-	}
-	if err := e.startNew(ctx, op, spec); err != nil {
+	if err := e.startClone(ctx, op, p, *b, spec, inData); err != nil {
 		return err
-	}
-	if own {
-		if err := e.ownPassword(ctx, spec, inData); err != nil {
-			return err
-		}
-	}
-	if imported(p) {
-		if err := e.adoptCopy(ctx, p, *b); err != nil {
-			return err
-		}
 	}
 	b.OriginSnapshotID = snap.ID
 	if err := op.record(ctx, "write-state", "branch "+p.Name+"/"+b.Name); err != nil {

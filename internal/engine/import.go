@@ -110,23 +110,14 @@ func (e *Engine) createPhysical(ctx context.Context, o CreateProjectOptions, lis
 		}
 		// A base snapshot, as every project gets: --pitr reaches any
 		// moment since the import from it and main's archive.
-		base, _, err := e.takeSnapshot(ctx, op, p, d, b, "", false)
+		base, err := e.takeBase(ctx, op, p, d, b)
 		if err != nil {
 			return err
 		}
-		op.onFail(func(ctx context.Context) error { return ignoreNotFound(d.DestroySnapshot(ctx, base.ID)) })
 		if err := op.record(ctx, "write-state", "project "+p.Name); err != nil {
 			return err
 		}
-		if err := e.Store.Tx(ctx, func(tx *state.Tx) error {
-			if err := tx.InsertProject(ctx, p); err != nil {
-				return err
-			}
-			if err := tx.InsertBranch(ctx, b); err != nil {
-				return err
-			}
-			return tx.InsertSnapshot(ctx, p.ID, base)
-		}); err != nil {
+		if err := e.insertNewProject(ctx, p, b, base); err != nil {
 			return err
 		}
 		op.commit()

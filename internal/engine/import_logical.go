@@ -431,11 +431,10 @@ func (e *Engine) createLogical(ctx context.Context, o CreateProjectOptions, src 
 		}
 		// A base snapshot, as project create takes: main's point-in-time
 		// window opens at the import.
-		base, _, err := e.takeSnapshot(ctx, op, p, d, b, "", false)
+		base, err := e.takeBase(ctx, op, p, d, b)
 		if err != nil {
 			return err
 		}
-		op.onFail(func(ctx context.Context) error { return ignoreNotFound(d.DestroySnapshot(ctx, base.ID)) })
 		if err := op.record(ctx, "write-state", "project "+p.Name); err != nil {
 			return err
 		}
@@ -455,15 +454,7 @@ func (e *Engine) createLogical(ctx context.Context, o CreateProjectOptions, src 
 			}
 			op.onFail(func(context.Context) error { return removeIfExists(path) })
 		}
-		if err := e.Store.Tx(ctx, func(tx *state.Tx) error {
-			if err := tx.InsertProject(ctx, p); err != nil {
-				return err
-			}
-			if err := tx.InsertBranch(ctx, b); err != nil {
-				return err
-			}
-			return tx.InsertSnapshot(ctx, p.ID, base)
-		}); err != nil {
+		if err := e.insertNewProject(ctx, p, b, base); err != nil {
 			return err
 		}
 		op.commit()

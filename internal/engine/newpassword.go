@@ -7,6 +7,7 @@ import (
 
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
+	"github.com/velohq/velo/internal/state"
 )
 
 // A clone holds its parent's roles and passwords (they are in its data).
@@ -16,6 +17,29 @@ import (
 // and root can enter); the password is changed through the socket, then
 // the usual pg_hba.conf is written and reloaded. No restart: pg_hba.conf
 // is read again at a reload, listen_addresses only at a start.
+
+// startClone starts a configured clone that becomes branch b. Its data
+// holds the password inData; when b's differs, the clone takes no TCP
+// login until it has b's (lockToSocket, ownPassword). An imported
+// project's copy knows neither: adoptCopy gives it b's password.
+func (e *Engine) startClone(ctx context.Context, op *op, p state.Project, b state.Branch, spec runtime.Spec, inData string) error {
+	own := b.Password != inData && !imported(p)
+	if own {
+		if err := lockToSocket(spec); err != nil {
+			return err
+		}
+	}
+	if err := e.startNew(ctx, op, spec); err != nil {
+		return err
+	}
+	if imported(p) {
+		return e.adoptCopy(ctx, p, b)
+	}
+	if own {
+		return e.ownPassword(ctx, spec, inData)
+	}
+	return nil
+}
 
 // lockToSocket readies a configured, not yet started clone for that start.
 func lockToSocket(spec runtime.Spec) error {

@@ -171,26 +171,14 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 		} else if err := e.startNew(ctx, op, spec); err != nil {
 			return err
 		}
-		// A base snapshot, so that main can be recovered to any moment
-		// after its creation, not only after someone's first snapshot
-		// (window.go says why nothing removes it on the side).
-		base, _, err := e.takeSnapshot(ctx, op, p, d, b, "", false)
+		base, err := e.takeBase(ctx, op, p, d, b)
 		if err != nil {
 			return err
 		}
-		op.onFail(func(ctx context.Context) error { return ignoreNotFound(d.DestroySnapshot(ctx, base.ID)) })
 		if err := op.record(ctx, "write-state", "project "+p.Name); err != nil {
 			return err
 		}
-		if err := e.Store.Tx(ctx, func(tx *state.Tx) error {
-			if err := tx.InsertProject(ctx, p); err != nil {
-				return err
-			}
-			if err := tx.InsertBranch(ctx, b); err != nil {
-				return err
-			}
-			return tx.InsertSnapshot(ctx, p.ID, base)
-		}); err != nil {
+		if err := e.insertNewProject(ctx, p, b, base); err != nil {
 			return err
 		}
 		op.commit()
@@ -517,4 +505,31 @@ func poolInUse(ps []state.Project, p state.Project) bool {
 		}
 	}
 	return false
+}
+
+// takeBase takes a new project's base snapshot of main, undone with op: main
+// can then be recovered to any moment after its creation (or import), not
+// only after someone's first snapshot; window.go says why nothing removes
+// it on the side.
+func (e *Engine) takeBase(ctx context.Context, op *op, p state.Project, d storage.Driver, b state.Branch) (state.Snapshot, error) {
+	base, _, err := e.takeSnapshot(ctx, op, p, d, b, "", false)
+	if err != nil {
+		return base, err
+	}
+	op.onFail(func(ctx context.Context) error { return ignoreNotFound(d.DestroySnapshot(ctx, base.ID)) })
+	return base, nil
+}
+
+// insertNewProject records a new project, its main and main's base
+// snapshot in one transaction: all three or none.
+func (e *Engine) insertNewProject(ctx context.Context, p state.Project, b state.Branch, base state.Snapshot) error {
+	return e.Store.Tx(ctx, func(tx *state.Tx) error {
+		if err := tx.InsertProject(ctx, p); err != nil {
+			return err
+		}
+		if err := tx.InsertBranch(ctx, b); err != nil {
+			return err
+		}
+		return tx.InsertSnapshot(ctx, p.ID, base)
+	})
 }

@@ -150,10 +150,7 @@ func (e *Engine) RefreshProject(ctx context.Context, name string) error {
 		op.commit()
 		if !wasRunning {
 			// Refresh keeps a stopped main stopped.
-			if err := op.record(ctx, "stop-server", spec.DataDir); err != nil {
-				return err
-			}
-			if err := e.Runtime.Stop(ctx, spec, 10*time.Second); err != nil {
+			if err := e.stopAgain(ctx, op, spec); err != nil {
 				return err
 			}
 		}

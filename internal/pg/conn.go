@@ -45,24 +45,7 @@ func MaskedConnString(host string, port int) string {
 // 127.0.0.1:port as the superuser. TLS is off: the server listens on loopback
 // only.
 func Connect(ctx context.Context, port int, password string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig(ConnString(LocalHost, port, password) + "?sslmode=disable")
-	if err != nil {
-		// The string is built here; only a bad port could make it fail.
-		return nil, fmt.Errorf("connection settings for port %d: %w", port, err)
-	}
-	// The PG* environment variables of whoever runs velo (PGSSLMODE,
-	// PGOPTIONS, PGTARGETSESSIONATTRS...) must not change what velo
-	// connects to or how.
-	cfg.TLSConfig = nil
-	cfg.Fallbacks = nil
-	cfg.ValidateConnect = nil
-	cfg.Host = LocalHost
-	cfg.Port = uint16(port)
-	cfg.User = Superuser
-	cfg.Database = Superuser
-	cfg.Password = password
-	cfg.RuntimeParams = map[string]string{"application_name": "velo"}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	conn, err := connectTo(ctx, LocalHost, port, Superuser, Superuser, password, 0)
 	if err != nil {
 		return nil, fmt.Errorf("connect to 127.0.0.1:%d: %w", port, err)
 	}
@@ -73,25 +56,39 @@ func Connect(ctx context.Context, port int, password string) (*pgx.Conn, error) 
 // (which only the server's user, and root, can enter), as the superuser
 // with a password.
 func ConnectSocket(ctx context.Context, socketDir string, port int, password string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig("")
-	if err != nil {
-		return nil, err
-	}
-	cfg.TLSConfig = nil
-	cfg.Fallbacks = nil
-	cfg.ValidateConnect = nil
-	cfg.Host = socketDir
-	cfg.Port = uint16(port)
-	cfg.User = Superuser
-	cfg.Database = Superuser
-	cfg.Password = password
-	cfg.ConnectTimeout = 10 * time.Second
-	cfg.RuntimeParams = map[string]string{"application_name": "velo"}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	conn, err := connectTo(ctx, socketDir, port, Superuser, Superuser, password, 10*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s: %w", SocketPath(socketDir, port), err)
 	}
 	return conn, nil
+}
+
+// connectTo opens a session on one of velo's own servers: host (an address
+// or a socket directory), port, role, database and password are all it
+// takes. The PG* environment variables of whoever runs velo (PGSSLMODE,
+// PGOPTIONS, PGTARGETSESSIONATTRS...) must not change what velo connects
+// to or how; timeout 0 leaves pgx's (PGCONNECT_TIMEOUT, else none).
+func connectTo(ctx context.Context, host string, port int, role, database, password string, timeout time.Duration) (*pgx.Conn, error) {
+	// sslmode=disable given, so that a PGSSLMODE of the caller's (say
+	// verify-full with a root certificate of another server) is not read.
+	cfg, err := pgx.ParseConfig("sslmode=disable")
+	if err != nil {
+		// Only the caller's PG* environment could make it fail.
+		return nil, fmt.Errorf("connection settings (check the PG* environment variables): %w", err)
+	}
+	cfg.TLSConfig = nil
+	cfg.Fallbacks = nil
+	cfg.ValidateConnect = nil
+	cfg.Host = host
+	cfg.Port = uint16(port)
+	cfg.User = role
+	cfg.Database = database
+	cfg.Password = password
+	if timeout > 0 {
+		cfg.ConnectTimeout = timeout
+	}
+	cfg.RuntimeParams = map[string]string{"application_name": "velo"}
+	return pgx.ConnectConfig(ctx, cfg)
 }
 
 // closeConn ends a session politely, without waiting long on a server that

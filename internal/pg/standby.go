@@ -118,22 +118,8 @@ func WriteHBAPeer(dataDir string, owner *OSUser, p Peer) error {
 // ConnectLocal opens a session as role over the server's local socket in
 // socketDir (peer authentication, see WriteHBAPeer).
 func ConnectLocal(ctx context.Context, socketDir string, port int, role string) (*pgx.Conn, error) {
-	cfg, err := pgx.ParseConfig("")
-	if err != nil {
-		return nil, err
-	}
-	cfg.TLSConfig = nil
-	cfg.Fallbacks = nil
-	cfg.ValidateConnect = nil
-	cfg.Host = socketDir
-	cfg.Port = uint16(port)
-	cfg.User = role
 	// template1 is in every cluster; postgres need not be.
-	cfg.Database = "template1"
-	cfg.Password = ""
-	cfg.ConnectTimeout = 10 * time.Second
-	cfg.RuntimeParams = map[string]string{"application_name": "velo"}
-	conn, err := pgx.ConnectConfig(ctx, cfg)
+	conn, err := connectTo(ctx, socketDir, port, role, "template1", "", 10*time.Second)
 	if err != nil {
 		return nil, fmt.Errorf("connect to %s as %s: %w", SocketPath(socketDir, port), role, err)
 	}
