@@ -145,7 +145,7 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 			return err
 		}
 		b.OriginSnapshotID = snap.ID
-		if err := op.record(ctx, "write-state", "branch "+pn+"/"+bn); err != nil {
+		if err := op.record(ctx, stepWriteState, subject{Record: "branch", ID: pn + "/" + bn}); err != nil {
 			return err
 		}
 		if err := e.Store.Tx(ctx, func(tx *state.Tx) error {
@@ -228,7 +228,7 @@ func (e *Engine) takeSnapshot(ctx context.Context, op *op, p state.Project, d st
 	if err := e.ensureDirs(); err != nil {
 		return snap, nil, err
 	}
-	if err := op.record(ctx, "snapshot", d.Name()+":"+p.Pool+":"+snap.ID); err != nil {
+	if err := op.record(ctx, stepSnapshot, subject{Driver: d.Name(), Pool: p.Pool, ID: snap.ID}); err != nil {
 		return snap, nil, err
 	}
 	step := func() error {
@@ -323,7 +323,7 @@ func (e *Engine) cloneSnapshot(ctx context.Context, op *op, p state.Project, d s
 	if err != nil {
 		return runtime.Spec{}, err
 	}
-	if err := op.record(ctx, "clone", d.Name()+":"+p.Pool+":"+b.VolumeID); err != nil {
+	if err := op.record(ctx, stepClone, subject{Driver: d.Name(), Pool: p.Pool, ID: b.VolumeID}); err != nil {
 		return runtime.Spec{}, err
 	}
 	var vol string
@@ -339,7 +339,7 @@ func (e *Engine) cloneSnapshot(ctx context.Context, op *op, p state.Project, d s
 		extra = withFreshCloneSync(extra)
 	}
 	spec := e.specAt(in, u, b, vol)
-	if err := op.record(ctx, "configure", spec.DataDir); err != nil {
+	if err := op.record(ctx, stepConfigure, subject{Path: spec.DataDir}); err != nil {
 		return spec, err
 	}
 	err = e.Progress.Step("Configure", func() error {
@@ -489,7 +489,7 @@ func (e *Engine) DeleteBranch(ctx context.Context, ref string, force bool) error
 func (e *Engine) deleteBranch(ctx context.Context, op *op, p state.Project, d storage.Driver, b state.Branch) error {
 	spec, err := e.observeSpec(ctx, p, b)
 	if err == nil {
-		if err := op.record(ctx, "stop-server", spec.DataDir); err != nil {
+		if err := op.record(ctx, stepStopServer, subject{Path: spec.DataDir}); err != nil {
 			return err
 		}
 		if err := e.Progress.Step("Stop "+p.Name+"/"+b.Name, func() error {
@@ -501,7 +501,7 @@ func (e *Engine) deleteBranch(ctx context.Context, op *op, p state.Project, d st
 	} else if !errors.Is(err, errdefs.ErrNotFound) {
 		return err
 	}
-	if err := op.record(ctx, "delete-branch", b.ID); err != nil {
+	if err := op.record(ctx, stepDeleteBranch, subject{ID: b.ID}); err != nil {
 		return err
 	}
 	if err := e.Store.Tx(ctx, func(tx *state.Tx) error {
@@ -551,7 +551,7 @@ func (e *Engine) gc(ctx context.Context, op *op, p state.Project, d storage.Driv
 			if hasDependents[s.ID] || (s.User && s.BranchID != "") || bases[s.ID] {
 				continue
 			}
-			if err := op.record(ctx, "destroy-snapshot", s.ID); err != nil {
+			if err := op.record(ctx, stepDestroySnapshot, subject{ID: s.ID}); err != nil {
 				return err
 			}
 			if err := e.Progress.Step("Destroy snapshot "+s.ID, func() error { return ignoreNotFound(d.DestroySnapshot(ctx, s.ID)) }); err != nil {
@@ -570,7 +570,7 @@ func (e *Engine) gc(ctx context.Context, op *op, p state.Project, d storage.Driv
 			if hasDependents[v] {
 				continue
 			}
-			if err := op.record(ctx, "destroy-volume", v); err != nil {
+			if err := op.record(ctx, stepDestroyVolume, subject{ID: v}); err != nil {
 				return err
 			}
 			if err := e.Progress.Step("Destroy volume "+v, func() error { return ignoreNotFound(d.DestroyVolume(ctx, v)) }); err != nil {
@@ -645,7 +645,7 @@ func (e *Engine) ResetBranch(ctx context.Context, ref string, force bool) error 
 			}
 			wasRunning = st.State == runtime.Running
 		}
-		if err := op.record(ctx, "stop-server", oldSpec.DataDir); err != nil {
+		if err := op.record(ctx, stepStopServer, subject{Path: oldSpec.DataDir}); err != nil {
 			return err
 		}
 		if err := e.Progress.Step("Stop old server", func() error {
@@ -663,7 +663,7 @@ func (e *Engine) ResetBranch(ctx context.Context, ref string, force bool) error 
 		if err := e.startClone(ctx, op, p, b, spec, parent.Password); err != nil {
 			return err
 		}
-		if err := op.record(ctx, "swap-volume", b.VolumeID+">"+fresh.VolumeID); err != nil {
+		if err := op.record(ctx, stepSwapVolume, subject{ID: b.VolumeID, To: fresh.VolumeID}); err != nil {
 			return err
 		}
 		if err := e.Store.Tx(ctx, func(tx *state.Tx) error {
@@ -693,7 +693,7 @@ func (e *Engine) ResetBranch(ctx context.Context, ref string, force bool) error 
 // started only to check its new data, so that what was stopped stays
 // stopped.
 func (e *Engine) stopAgain(ctx context.Context, op *op, spec runtime.Spec) error {
-	if err := op.record(ctx, "stop-server", spec.DataDir); err != nil {
+	if err := op.record(ctx, stepStopServer, subject{Path: spec.DataDir}); err != nil {
 		return err
 	}
 	return e.Runtime.Stop(ctx, spec, 10*time.Second)

@@ -122,7 +122,7 @@ func (e *Engine) Repair(ctx context.Context, dryRun bool) (RepairReport, error) 
 			}
 			ra := a.RepairAction
 			if failed == nil {
-				err := op.record(ctx, "repair:"+ra.Action, ra.Subject)
+				err := op.record(ctx, repairStep(ra.Action), subject{ID: ra.Subject})
 				if err == nil {
 					err = e.Progress.Step(ra.Text, func() error { return a.do(ctx) })
 				}

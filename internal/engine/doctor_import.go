@@ -32,7 +32,7 @@ var passfileName = regexp.MustCompile(`^(p[a-z0-9]+)\.pgpass$`)
 
 // orphanSources finds, for imports whose project was never recorded (the
 // command was killed), the replication slot they journalled making on the
-// source (create-slot: "SLOT CONNINFO") and the password files in the
+// source (create-slot) and the password files in the
 // sources directory that no project owns. The slot is dropped before the
 // password file that reaches it goes.
 func (e *Engine) orphanSources(s *survey) []orphanSource {
@@ -45,11 +45,11 @@ func (e *Engine) orphanSources(s *survey) []orphanSource {
 		if s.inProgress[o.ID] {
 			continue
 		}
-		for _, st := range o.Steps {
-			if st.Action != "create-slot" {
+		for _, st := range o.steps {
+			if st.kind != stepCreateSlot || !st.valid {
 				continue
 			}
-			slot, conninfo, _ := strings.Cut(st.Subject, " ")
+			slot, conninfo := st.subj.ID, st.subj.Conninfo
 			id := strings.TrimPrefix(slot, "velo_")
 			if known[id] {
 				continue

@@ -223,6 +223,15 @@ func (p *planner) emptyProjects() {
 func (p *planner) interrupted() {
 	s, e := p.s, p.e
 	started := map[string]bool{}
+	// What the plan mends so far is what the interrupted commands left
+	// (and orphans of any other cause: which is which the journal does not
+	// say). None of it, and a command's entry is closed with nothing to undo.
+	mends := 0
+	for _, a := range p.actions {
+		if a.do != nil {
+			mends++
+		}
+	}
 	for _, o := range s.ops {
 		if s.inProgress[o.ID] {
 			p.actions = append(p.actions, action{finding: Finding{Section: SectionOperations, Subject: fmt.Sprintf("operation #%d", o.ID), Status: LevelOK,
@@ -231,7 +240,7 @@ func (p *planner) interrupted() {
 		}
 		p.renamedProjects(o)
 		var restarts []string
-		for _, st := range o.Steps {
+		for _, st := range o.steps {
 			b := s.stoppedBy(st)
 			if b == nil || p.dropped[b.b.ID] || started[b.b.ID] || b.statusErr != nil || b.dataGone || b.status.State == runtime.Running || !b.b.WantRunning {
 				continue
@@ -260,14 +269,19 @@ func (p *planner) interrupted() {
 			})
 		}
 		msg := fmt.Sprintf("interrupted: %q (pid %d, started %s) did not finish; its steps: %s", o.Command, o.PID,
-			o.StartedAt.Local().Format(time.DateTime), stepsText(o.Steps))
+			o.StartedAt.Local().Format(time.DateTime), stepsText(o.steps))
 		if len(restarts) > 0 {
 			msg += "; it stopped " + strings.Join(restarts, ", ")
+		}
+		reason := "its leftovers are repaired above"
+		if mends == 0 && len(restarts) == 0 {
+			reason = "it left nothing to undo"
+			msg += "; it left nothing to undo"
 		}
 		id := o.ID
 		p.actions = append(p.actions, action{
 			RepairAction: RepairAction{Action: RepairFinishOperation, Subject: fmt.Sprintf("operation #%d", id),
-				Text: fmt.Sprintf("close operation #%d (%q)", id, o.Command), Reason: "its leftovers are repaired above"},
+				Text: fmt.Sprintf("close operation #%d (%q)", id, o.Command), Reason: reason},
 			finding: Finding{Section: SectionOperations, Subject: fmt.Sprintf("operation #%d", id), Status: LevelFailed, Message: msg,
 				Fix: "velo doctor --repair finishes or undoes it (velo doctor --repair --dry-run shows how)"},
 			do: func(ctx context.Context) error { return e.Store.FinishOperation(ctx, id) },
@@ -277,13 +291,13 @@ func (p *planner) interrupted() {
 
 // renamedProjects finishes what a killed project rename left: the records
 // renamed, the CA directory still under the old name.
-func (p *planner) renamedProjects(o state.Operation) {
+func (p *planner) renamedProjects(o journalOp) {
 	e := p.e
-	for _, st := range o.Steps {
-		oldName, newName, ok := renamedProject(st.Subject)
-		if st.Action != "rename-project" || !ok {
+	for _, st := range o.steps {
+		if st.kind != stepRenameProject || !st.valid {
 			continue
 		}
+		oldName, newName := st.subj.ID, st.subj.To
 		if _, err := e.Store.Q().Project(context.Background(), newName); err != nil {
 			continue // the records were not renamed: nothing was
 		}

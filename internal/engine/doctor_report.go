@@ -8,7 +8,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/velohq/velo/internal/state"
 )
 
 // Level says how bad a finding is: ok, a warning (doctor still exits 0),
@@ -104,8 +103,8 @@ func (s *survey) report(findings []Finding) DoctorReport {
 	}
 	for _, o := range s.ops {
 		info := OperationInfo{ID: o.ID, Command: o.Command, PID: o.PID, StartedAt: o.StartedAt, Steps: []StepInfo{}, InProgress: s.inProgress[o.ID]}
-		for _, st := range o.Steps {
-			info.Steps = append(info.Steps, StepInfo{Action: st.Action, Subject: st.Subject, At: st.At})
+		for _, st := range o.steps {
+			info.Steps = append(info.Steps, StepInfo{Action: string(st.kind), Subject: st.text, At: st.at})
 		}
 		rep.Operations = append(rep.Operations, info)
 	}
@@ -123,13 +122,13 @@ func (s *survey) report(findings []Finding) DoctorReport {
 	return rep
 }
 
-func stepsText(steps []state.Step) string {
+func stepsText(steps []step) string {
 	if len(steps) == 0 {
 		return "none"
 	}
 	var out []string
 	for _, st := range steps {
-		out = append(out, st.Action+" "+st.Subject)
+		out = append(out, string(st.kind)+" "+st.text)
 	}
 	return strings.Join(out, ", ")
 }

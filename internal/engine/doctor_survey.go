@@ -73,7 +73,7 @@ type survey struct {
 	archives     []string
 	logs         []string // branch log files: logs/ID.log
 	sockets      []string // socket directories, when under this home
-	ops          []state.Operation
+	ops          []journalOp
 	inProgress   map[int64]bool
 	installs     []pg.Install
 	installsErr  error
@@ -166,7 +166,7 @@ func (e *Engine) survey(ctx context.Context, locked bool, ownOp int64) (*survey,
 	if err != nil {
 		return nil, err
 	}
-	for _, o := range ops {
+	for _, o := range readJournal(ops) {
 		if o.ID == ownOp {
 			continue
 		}
@@ -182,9 +182,12 @@ func (e *Engine) survey(ctx context.Context, locked bool, ownOp int64) (*survey,
 	// first project create there) leaves its storage where no project
 	// points: the pools its journal names are searched too.
 	for _, o := range s.ops {
-		for _, st := range o.Steps {
-			driver, name, ok := journalPool(st)
-			if !ok || pools[driver+":"+name] != nil {
+		for _, st := range o.steps {
+			if !st.madeStorage() {
+				continue
+			}
+			driver, name := st.subj.Driver, st.subj.Pool
+			if pools[driver+":"+name] != nil {
 				continue
 			}
 			pl := e.openPool(ctx, state.Project{Name: "(interrupted command)", Driver: driver, Pool: name})
@@ -198,22 +201,6 @@ func (e *Engine) survey(ctx context.Context, locked bool, ownOp int64) (*survey,
 	}
 	e.surveyUnrecorded(ctx, s)
 	return s, nil
-}
-
-// journalPool reads the pool a journalled step made storage in: the
-// subject of create-volume, snapshot and clone is DRIVER:POOL:ID.
-func journalPool(st state.Step) (driver, pool string, ok bool) {
-	switch st.Action {
-	case "create-volume", "snapshot", "clone":
-	default:
-		return "", "", false
-	}
-	driver, rest, ok1 := strings.Cut(st.Subject, ":")
-	i := strings.LastIndexByte(rest, ':')
-	if !ok1 || i <= 0 || driver == "" {
-		return "", "", false
-	}
-	return driver, rest[:i], true
 }
 
 // checkBranches finds each branch's volume, server and archive, in parallel.
@@ -290,15 +277,18 @@ func (e *Engine) listServers(ctx context.Context) ([]server, error) {
 
 // stoppedBy returns the branch a journalled step stopped, if any: a
 // stop-server names a data directory; start, stop and restart name P/B.
-func (s *survey) stoppedBy(st state.Step) *branchState {
+func (s *survey) stoppedBy(st step) *branchState {
+	if !st.valid {
+		return nil
+	}
 	for _, b := range s.branches {
-		switch st.Action {
-		case "stop-server":
-			if b.dataDir != "" && (filepath.Clean(st.Subject) == filepath.Clean(b.dataDir) || canonical(st.Subject) == b.canonical) {
+		switch st.kind {
+		case stepStopServer:
+			if b.dataDir != "" && (filepath.Clean(st.subj.Path) == filepath.Clean(b.dataDir) || canonical(st.subj.Path) == b.canonical) {
 				return b
 			}
-		case "server":
-			if st.Subject == b.ref() {
+		case stepServer:
+			if st.subj.Branch == b.ref() {
 				return b
 			}
 		}

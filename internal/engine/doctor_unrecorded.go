@@ -36,14 +36,14 @@ func (u unrecorded) what() string {
 }
 
 // journalNamed lists the storage IDs that unfinished commands journalled
-// making (create-volume, clone and snapshot name DRIVER:POOL:ID): those
-// are repair's to undo, whatever their identity says.
-func journalNamed(ops []state.Operation) map[string]bool {
+// making (create-volume, clone and snapshot): those are repair's to undo,
+// whatever their identity says.
+func journalNamed(ops []journalOp) map[string]bool {
 	out := map[string]bool{}
 	for _, o := range ops {
-		for _, st := range o.Steps {
-			if _, _, ok := journalPool(st); ok {
-				out[st.Subject[strings.LastIndexByte(st.Subject, ':')+1:]] = true
+		for _, st := range o.steps {
+			if st.madeStorage() {
+				out[st.subj.ID] = true
 			}
 		}
 	}

@@ -15,7 +15,6 @@ import (
 	"regexp"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/velohq/velo/internal/errdefs"
@@ -123,104 +122,6 @@ func newID(prefix string) string {
 		panic(err)
 	}
 	return prefix + hex.EncodeToString(b)
-}
-
-// mutate runs fn holding the lock, inside a journalled operation.
-func (e *Engine) mutate(ctx context.Context, fn func(op *op) error) error {
-	lock, err := state.Acquire(ctx, e.Home, e.Command, e.LockWait, func(h state.Holder) {
-		e.Progress.Warn("waiting for another velo (pid %d, %q) to finish...", h.PID, h.Command)
-	})
-	if err != nil {
-		return err
-	}
-	defer lock.Release()
-	id, err := e.Store.BeginOperation(ctx, e.Command)
-	if err != nil {
-		return err
-	}
-	o := &op{e: e, id: id}
-	err = fn(o)
-	if err != nil {
-		o.rollback()
-	} else {
-		// Every step is taken, the journal entry still open.
-		fault("finish")
-	}
-	// A finished operation, successful or undone, needs no repair. If the
-	// undo itself failed, the journal stays open for velo doctor.
-	if err == nil || o.undoneOK {
-		if ferr := e.Store.FinishOperation(context.WithoutCancel(ctx), id); ferr != nil && err == nil {
-			err = ferr
-		}
-	}
-	// A copy of the records after every change: losing state.db then
-	// loses at most the change being made (velo doctor --rebuild-state).
-	// A refused or fully undone command changed nothing: no copy.
-	if err != nil && o.undoneOK {
-		return err
-	}
-	if _, berr := e.Store.Backup(context.WithoutCancel(ctx), state.KeepBackups); berr != nil {
-		e.Progress.Note("could not back up the state database: %v", berr)
-	}
-	return err
-}
-
-// op is one journalled command: each step is recorded before it is taken,
-// with an undo run if a later step fails.
-type op struct {
-	e        *Engine
-	id       int64
-	steps    int // steps journalled so far
-	undo     []func(context.Context) error
-	undoneOK bool
-}
-
-// record journals an action on a subject before it is taken.
-func (o *op) record(ctx context.Context, action, subject string) error {
-	if err := o.e.Store.RecordStep(ctx, o.id, action, subject); err != nil {
-		return err
-	}
-	o.steps++
-	fault("after:"+action, fmt.Sprintf("step:%d", o.steps))
-	return nil
-}
-
-// fault kills velo with SIGKILL when VELO_FAULT names one of points, so
-// that tests can make the state a crash there leaves; unset, it does
-// nothing. The points: after:ACTION, right after journalling ACTION and
-// before taking it; step:N, right after journalling the operation's N-th
-// step (so N = 1, 2, ... reaches every step without knowing its name, and
-// step N+1 is "step N done, the next not begun"); finish, once every step
-// is done and before the journal entry is closed.
-func fault(points ...string) {
-	f := os.Getenv("VELO_FAULT")
-	if f == "" {
-		return
-	}
-	for _, p := range points {
-		if f == p {
-			_ = syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		}
-	}
-}
-
-// onFail registers an undo for what was just done.
-func (o *op) onFail(fn func(context.Context) error) { o.undo = append(o.undo, fn) }
-
-// commit forgets the undos: from here on the change stands.
-func (o *op) commit() { o.undo = nil }
-
-func (o *op) rollback() {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	o.undoneOK = true
-	for i := len(o.undo) - 1; i >= 0; i-- {
-		if err := o.undo[i](ctx); err != nil {
-			o.undoneOK = false
-			// A warning, printed under --json too: the user must run doctor.
-			o.e.Progress.Warn("undo failed: %v (run velo doctor)", err)
-		}
-	}
 }
 
 func (e *Engine) install(ctx context.Context, major int) (pg.Install, error) {

@@ -58,7 +58,7 @@ func (e *Engine) createFromSnapshot(ctx context.Context, op *op, p state.Project
 		return err
 	}
 	b.OriginSnapshotID = snap.ID
-	if err := op.record(ctx, "write-state", "branch "+p.Name+"/"+b.Name); err != nil {
+	if err := op.record(ctx, stepWriteState, subject{Record: "branch", ID: p.Name + "/" + b.Name}); err != nil {
 		return err
 	}
 	return e.Store.Q().InsertBranch(ctx, *b)

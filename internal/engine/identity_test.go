@@ -57,7 +57,7 @@ func TestJournalNamed(t *testing.T) {
 		{Action: "clone", Subject: "copy:/a:b/c:v3"},
 		{Action: "start-server", Subject: "/mnt/pool/velo/vol/v9/pgdata"},
 	}}}
-	got := journalNamed(ops)
+	got := journalNamed(readJournal(ops))
 	for _, id := range []string{"v1", "s2", "v3"} {
 		if !got[id] {
 			t.Errorf("%s is not journal-named: %v", id, got)

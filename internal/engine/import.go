@@ -81,7 +81,7 @@ func (e *Engine) createPhysical(ctx context.Context, o CreateProjectOptions, lis
 		if err := e.ensureDirs(); err != nil {
 			return err
 		}
-		if err := op.record(ctx, "create-volume", d.Name()+":"+p.Pool+":"+b.VolumeID); err != nil {
+		if err := op.record(ctx, stepCreateVolume, subject{Driver: d.Name(), Pool: p.Pool, ID: b.VolumeID}); err != nil {
 			return err
 		}
 		var vol string
@@ -114,7 +114,7 @@ func (e *Engine) createPhysical(ctx context.Context, o CreateProjectOptions, lis
 		if err != nil {
 			return err
 		}
-		if err := op.record(ctx, "write-state", "project "+p.Name); err != nil {
+		if err := op.record(ctx, stepWriteState, subject{Record: "project", ID: p.Name}); err != nil {
 			return err
 		}
 		if err := e.insertNewProject(ctx, p, b, base); err != nil {
@@ -218,7 +218,7 @@ func (e *Engine) standbyPassfile(projectID string) string {
 func (e *Engine) populateImport(ctx context.Context, op *op, p state.Project, spec runtime.Spec, pl *importPlan) error {
 	if p.Source.Following {
 		path := e.standbyPassfile(p.ID)
-		if err := op.record(ctx, "write-source-passfile", path); err != nil {
+		if err := op.record(ctx, stepWriteSourcePassfile, subject{Path: path}); err != nil {
 			return err
 		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {
@@ -232,12 +232,12 @@ func (e *Engine) populateImport(ctx context.Context, op *op, p state.Project, sp
 	if p.Source.Slot != "" {
 		// Journalled before pg_basebackup makes it, so that a kill leaves
 		// a record naming the slot to drop.
-		if err := op.record(ctx, "create-slot", p.Source.Slot+" "+pl.src.Conninfo("", nil)); err != nil {
+		if err := op.record(ctx, stepCreateSlot, subject{ID: p.Source.Slot, Conninfo: pl.src.Conninfo("", nil)}); err != nil {
 			return err
 		}
 		op.onFail(func(ctx context.Context) error { return pg.DropSlot(ctx, pl.src, p.Source.Slot) })
 	}
-	if err := op.record(ctx, "basebackup", spec.DataDir); err != nil {
+	if err := op.record(ctx, stepBasebackup, subject{Path: spec.DataDir}); err != nil {
 		return err
 	}
 	err := e.Progress.Transfer("Base backup", func(report func(done, total int64)) error {
@@ -247,7 +247,7 @@ func (e *Engine) populateImport(ctx context.Context, op *op, p state.Project, sp
 	if err != nil {
 		return fmt.Errorf("%w (nothing is kept; retry when the source is back)", err)
 	}
-	if err := op.record(ctx, "configure", spec.DataDir); err != nil {
+	if err := op.record(ctx, stepConfigure, subject{Path: spec.DataDir}); err != nil {
 		return err
 	}
 	return e.Progress.Step("Configure", func() error {
@@ -442,7 +442,7 @@ func (e *Engine) forgetSource(ctx context.Context, op *op, p state.Project) erro
 		if err != nil {
 			return err
 		}
-		if err := op.record(ctx, "drop-slot", fmt.Sprintf("%s:%d:%s", src.Host, src.Port, p.Source.Slot)); err != nil {
+		if err := op.record(ctx, stepDropSlot, subject{Host: src.Host, Port: src.Port, ID: p.Source.Slot}); err != nil {
 			return err
 		}
 		if err := e.Progress.Step("Drop slot "+p.Source.Slot+" on the source", func() error {

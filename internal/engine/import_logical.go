@@ -235,7 +235,7 @@ func (e *Engine) importInto(ctx context.Context, op *op, p state.Project, d stor
 		if err := os.RemoveAll(dir); err != nil {
 			return spec, err
 		}
-		if err := op.record(ctx, "dump", db); err != nil {
+		if err := op.record(ctx, stepDump, subject{ID: db}); err != nil {
 			return spec, err
 		}
 		if err := e.Progress.Step("Dump "+db, func() error {
@@ -243,7 +243,7 @@ func (e *Engine) importInto(ctx context.Context, op *op, p state.Project, d stor
 		}); err != nil {
 			return spec, fmt.Errorf("dump database %s of the source %s: %w", db, src.name(), err)
 		}
-		if err := op.record(ctx, "restore", db); err != nil {
+		if err := op.record(ctx, stepRestore, subject{ID: db}); err != nil {
 			return spec, err
 		}
 		if err := e.Progress.Step("Restore "+db, func() error {
@@ -255,7 +255,7 @@ func (e *Engine) importInto(ctx context.Context, op *op, p state.Project, d stor
 			return spec, err
 		}
 	}
-	if err := op.record(ctx, "stop-server", spec.DataDir); err != nil {
+	if err := op.record(ctx, stepStopServer, subject{Path: spec.DataDir}); err != nil {
 		return spec, err
 	}
 	if err := e.Progress.Step("Stop after the import", func() error { return e.Runtime.Stop(ctx, spec, time.Minute) }); err != nil {
@@ -282,7 +282,7 @@ func targetConninfo(dir string, port int, password string) (string, error) {
 // even a verifier of the credential used on the source. It reports whether
 // the roles are missing, so that ownership must be left out of the restore.
 func (e *Engine) restoreRoles(ctx context.Context, op *op, src *logicalSource, f sourceFacts, port int, password string) (noOwner bool, err error) {
-	if err := op.record(ctx, "restore-roles", src.name()); err != nil {
+	if err := op.record(ctx, stepRestoreRoles, subject{ID: src.name()}); err != nil {
 		return false, err
 	}
 	var restored int
@@ -435,7 +435,7 @@ func (e *Engine) createLogical(ctx context.Context, o CreateProjectOptions, src 
 		if err != nil {
 			return err
 		}
-		if err := op.record(ctx, "write-state", "project "+p.Name); err != nil {
+		if err := op.record(ctx, stepWriteState, subject{Record: "project", ID: p.Name}); err != nil {
 			return err
 		}
 		if src.Password != "" {
@@ -443,7 +443,7 @@ func (e *Engine) createLogical(ctx context.Context, o CreateProjectOptions, src 
 			// its own (standbyPassfile): outside every volume, removed with
 			// the project, and by doctor when a kill left it without one.
 			path := e.standbyPassfile(p.ID)
-			if err := op.record(ctx, "write-source-passfile", path); err != nil {
+			if err := op.record(ctx, stepWriteSourcePassfile, subject{Path: path}); err != nil {
 				return err
 			}
 			if err := os.MkdirAll(filepath.Dir(path), 0o711); err != nil {

@@ -137,7 +137,7 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 			return err
 		}
 	}
-	if err := op.record(ctx, "start-server", spec.DataDir); err != nil {
+	if err := op.record(ctx, stepStartServer, subject{Path: spec.DataDir}); err != nil {
 		return err
 	}
 	replayCtx, cancel := context.WithTimeout(ctx, 2*time.Hour)
@@ -156,7 +156,7 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 			return err
 		}
 	}
-	if err := op.record(ctx, "write-state", "branch "+p.Name+"/"+b.Name); err != nil {
+	if err := op.record(ctx, stepWriteState, subject{Record: "branch", ID: p.Name + "/" + b.Name}); err != nil {
 		return err
 	}
 	// The recovery settings were for this start only.

@@ -175,7 +175,7 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 		if err != nil {
 			return err
 		}
-		if err := op.record(ctx, "write-state", "project "+p.Name); err != nil {
+		if err := op.record(ctx, stepWriteState, subject{Record: "project", ID: p.Name}); err != nil {
 			return err
 		}
 		if err := e.insertNewProject(ctx, p, b, base); err != nil {
@@ -282,7 +282,7 @@ func (e *Engine) releasePool(d storage.Driver) {
 // import, see importSettings); freshCA makes the project a new certificate
 // authority first. The server is not started.
 func (e *Engine) initVolume(ctx context.Context, op *op, p state.Project, d storage.Driver, in pg.Install, u *pg.OSUser, b state.Branch, freshCA, bulkLoad bool) (runtime.Spec, error) {
-	if err := op.record(ctx, "create-volume", d.Name()+":"+p.Pool+":"+b.VolumeID); err != nil {
+	if err := op.record(ctx, stepCreateVolume, subject{Driver: d.Name(), Pool: p.Pool, ID: b.VolumeID}); err != nil {
 		return runtime.Spec{}, err
 	}
 	var vol string
@@ -296,7 +296,7 @@ func (e *Engine) initVolume(ctx context.Context, op *op, p state.Project, d stor
 	}
 	op.onFail(func(ctx context.Context) error { return d.DestroyVolume(ctx, b.VolumeID) })
 	spec := e.specAt(in, u, b, vol)
-	if err := op.record(ctx, "initdb", spec.DataDir); err != nil {
+	if err := op.record(ctx, stepInitdb, subject{Path: spec.DataDir}); err != nil {
 		return spec, err
 	}
 	err = e.Progress.Step(fmt.Sprintf("Initialize PostgreSQL %s", in.Version), func() error {
@@ -325,7 +325,7 @@ func (e *Engine) initVolume(ctx context.Context, op *op, p state.Project, d stor
 
 // startNew starts a server made by this operation, undone on failure.
 func (e *Engine) startNew(ctx context.Context, op *op, spec runtime.Spec) error {
-	if err := op.record(ctx, "start-server", spec.DataDir); err != nil {
+	if err := op.record(ctx, stepStartServer, subject{Path: spec.DataDir}); err != nil {
 		return err
 	}
 	err := e.Progress.Step("PostgreSQL ready", func() error {
@@ -401,7 +401,7 @@ func (e *Engine) DeleteProject(ctx context.Context, name string, force bool) err
 		if err := e.gc(ctx, op, p, d); err != nil {
 			return err
 		}
-		if err := op.record(ctx, "delete-project", p.Name); err != nil {
+		if err := op.record(ctx, stepDeleteProject, subject{ID: p.Name}); err != nil {
 			return err
 		}
 		if err := e.Store.Tx(ctx, func(tx *state.Tx) error { return tx.DeleteProject(ctx, p.ID) }); err != nil {

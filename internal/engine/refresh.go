@@ -103,7 +103,7 @@ func (e *Engine) RefreshProject(ctx context.Context, name string) error {
 			return err
 		}
 		wasRunning := st.State == runtime.Running
-		if err := op.record(ctx, "stop-server", oldSpec.DataDir); err != nil {
+		if err := op.record(ctx, stepStopServer, subject{Path: oldSpec.DataDir}); err != nil {
 			return err
 		}
 		if err := e.Progress.Step("Stop old main", func() error {
@@ -127,7 +127,7 @@ func (e *Engine) RefreshProject(ctx context.Context, name string) error {
 			return err
 		}
 		op.onFail(func(ctx context.Context) error { return ignoreNotFound(d.DestroySnapshot(ctx, base.ID)) })
-		if err := op.record(ctx, "swap-volume", b.VolumeID+">"+fresh.VolumeID); err != nil {
+		if err := op.record(ctx, stepSwapVolume, subject{ID: b.VolumeID, To: fresh.VolumeID}); err != nil {
 			return err
 		}
 		source := *p.Source

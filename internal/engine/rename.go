@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/velohq/velo/internal/errdefs"
@@ -41,13 +40,13 @@ func (e *Engine) RenameProject(ctx context.Context, oldName, newName string) err
 		// The records first, then the CA directory: a kill between them
 		// leaves the records renamed and the CA under the old name, which
 		// velo doctor --repair moves (moveCA).
-		if err := op.record(ctx, "rename-project", oldName+">"+newName); err != nil {
+		if err := op.record(ctx, stepRenameProject, subject{ID: oldName, To: newName}); err != nil {
 			return err
 		}
 		if err := e.Store.Q().RenameProject(ctx, p.ID, newName); err != nil {
 			return err
 		}
-		if err := op.record(ctx, "move-ca", oldName+">"+newName); err != nil {
+		if err := op.record(ctx, stepMoveCA, subject{ID: oldName, To: newName}); err != nil {
 			return err
 		}
 		if err := e.moveCA(oldName, newName); err != nil {
@@ -103,7 +102,7 @@ func (e *Engine) RenameBranch(ctx context.Context, from, to string) error {
 		} else if !errors.Is(err, errdefs.ErrNotFound) {
 			return err
 		}
-		if err := op.record(ctx, "rename-branch", b.ID+">"+tbn); err != nil {
+		if err := op.record(ctx, stepRenameBranch, subject{ID: b.ID, To: tbn}); err != nil {
 			return err
 		}
 		if err := e.Store.Q().RenameBranch(ctx, b.ID, tbn); err != nil {
@@ -166,7 +165,7 @@ func (e *Engine) PromoteBranch(ctx context.Context, ref, oldName string) (Promot
 			return err
 		}
 		// One transaction: a kill leaves the old names or the new ones.
-		if err := op.record(ctx, "promote", b.ID+">"+oldName); err != nil {
+		if err := op.record(ctx, stepPromote, subject{ID: b.ID, To: oldName}); err != nil {
 			return err
 		}
 		if err := e.Store.Tx(ctx, func(tx *state.Tx) error {
@@ -209,12 +208,6 @@ func (e *Engine) freeName(ctx context.Context, p state.Project, base string) (st
 		}
 	}
 	return "", errdefs.AlreadyExists("branches %s to %s-999 all exist; give the old main a name with --name", base, base)
-}
-
-// renamedProject reads a rename-project step's subject: OLD>NEW.
-func renamedProject(subject string) (oldName, newName string, ok bool) {
-	oldName, newName, ok = strings.Cut(subject, ">")
-	return oldName, newName, ok && oldName != "" && newName != ""
 }
 
 // refreshIdentities writes again the identity file of every branch of

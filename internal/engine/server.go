@@ -89,7 +89,7 @@ type ServerResult struct {
 // reboot, say), with its port and password unchanged. It goes on past a
 // branch that fails and reports them all.
 func (e *Engine) StartAll(ctx context.Context) ([]ServerResult, error) {
-	out, failed, err := e.eachBranch(ctx, "start-all", func(p state.Project, b state.Branch) (bool, bool, error) {
+	out, failed, err := e.eachBranch(ctx, stepStartAll, func(p state.Project, b state.Branch) (bool, bool, error) {
 		if !b.WantRunning {
 			return false, false, nil
 		}
@@ -106,7 +106,7 @@ func (e *Engine) StartAll(ctx context.Context) ([]ServerResult, error) {
 // --all leaves them stopped), children before parents. It goes on past a
 // branch that fails and reports them all.
 func (e *Engine) StopAll(ctx context.Context) ([]ServerResult, error) {
-	out, failed, err := e.eachBranch(ctx, "stop-all", func(p state.Project, b state.Branch) (bool, bool, error) {
+	out, failed, err := e.eachBranch(ctx, stepStopAll, func(p state.Project, b state.Branch) (bool, bool, error) {
 		spec, err := e.spec(ctx, p, b)
 		if err != nil {
 			return true, false, err
@@ -126,11 +126,11 @@ func (e *Engine) StopAll(ctx context.Context) ([]ServerResult, error) {
 // eachBranch runs fn on every branch of every project under one lock and
 // journal entry: parents first when starting, children first when
 // stopping. fn says whether the branch is reported and whether it changed.
-func (e *Engine) eachBranch(ctx context.Context, action string, fn func(state.Project, state.Branch) (report, changed bool, err error)) ([]ServerResult, []string, error) {
+func (e *Engine) eachBranch(ctx context.Context, kind stepKind, fn func(state.Project, state.Branch) (report, changed bool, err error)) ([]ServerResult, []string, error) {
 	out := []ServerResult{}
 	var failed []string
 	err := e.mutate(ctx, func(op *op) error {
-		if err := op.record(ctx, action, ""); err != nil {
+		if err := op.record(ctx, kind, subject{}); err != nil {
 			return err
 		}
 		projects, err := e.Store.Q().Projects(ctx)
@@ -143,7 +143,7 @@ func (e *Engine) eachBranch(ctx context.Context, action string, fn func(state.Pr
 				return err
 			}
 			bs = treeOrder(bs)
-			if action == "stop-all" {
+			if kind == stepStopAll {
 				slices.Reverse(bs)
 			}
 			for _, b := range bs {
@@ -279,7 +279,7 @@ func (e *Engine) lockedBranch(ctx context.Context, ref string, fn func(projectBr
 		if err != nil {
 			return err
 		}
-		if err := op.record(ctx, "server", fmt.Sprintf("%s/%s", p.Name, b.Name)); err != nil {
+		if err := op.record(ctx, stepServer, subject{Branch: p.Name + "/" + b.Name}); err != nil {
 			return err
 		}
 		return fn(projectBranch{p, b})

@@ -67,7 +67,7 @@ func (e *Engine) CreateSnapshot(ctx context.Context, ref, label string) (Snapsho
 			return err
 		}
 		op.onFail(func(ctx context.Context) error { return ignoreNotFound(d.DestroySnapshot(ctx, snap.ID)) })
-		if err := op.record(ctx, "write-state", "snapshot "+snap.ID); err != nil {
+		if err := op.record(ctx, stepWriteState, subject{Record: "snapshot", ID: snap.ID}); err != nil {
 			return err
 		}
 		if err := e.Store.Q().InsertSnapshot(ctx, p.ID, snap); err != nil {
@@ -287,7 +287,7 @@ func (e *Engine) DeleteSnapshot(ctx context.Context, prefix string) (string, err
 // destroySnapshot destroys one snapshot, storage first, then its record,
 // then whatever it kept alive.
 func (e *Engine) destroySnapshot(ctx context.Context, op *op, p state.Project, d storage.Driver, s state.Snapshot) error {
-	if err := op.record(ctx, "destroy-snapshot", s.ID); err != nil {
+	if err := op.record(ctx, stepDestroySnapshot, subject{ID: s.ID}); err != nil {
 		return err
 	}
 	if err := e.Progress.Step("Destroy snapshot "+s.ID, func() error { return ignoreNotFound(d.DestroySnapshot(ctx, s.ID)) }); err != nil {

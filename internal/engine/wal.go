@@ -346,7 +346,7 @@ func (e *Engine) CleanupWAL(ctx context.Context, ref string, days int, dryRun bo
 		if dryRun {
 			return nil
 		}
-		if err := op.record(ctx, "wal-cleanup", dir); err != nil {
+		if err := op.record(ctx, stepWALCleanup, subject{Path: dir}); err != nil {
 			return err
 		}
 		for _, name := range res.Removed {

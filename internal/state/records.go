@@ -318,10 +318,12 @@ type Operation struct {
 	Steps     []Step
 }
 
-// Step is one action an operation recorded before taking it.
+// Step is one action an operation recorded before taking it, as stored:
+// the engine's journal (engine/journal.go) writes and reads these strings
+// through its typed step kinds and subjects.
 type Step struct {
-	Action  string // e.g. "create-volume", "start-server"
-	Subject string // what it acts on, e.g. a volume ID
+	Action  string // the step's kind, e.g. "create-volume", "start-server"
+	Subject string // what it acts on, in the kind's layout, e.g. DRIVER:POOL:ID
 	At      time.Time
 }
 
@@ -365,7 +367,11 @@ func (s *Store) UnfinishedOperations(ctx context.Context) ([]Operation, error) {
 		o.StartedAt = parseTime(started)
 		ops = append(ops, o)
 	}
+	err = rows.Err()
 	rows.Close()
+	if err != nil {
+		return nil, err
+	}
 	for i := range ops {
 		srows, err := s.db.QueryContext(ctx, `SELECT action, subject, at FROM operation_steps WHERE operation_id = ? ORDER BY seq`, ops[i].ID)
 		if err != nil {
@@ -381,7 +387,11 @@ func (s *Store) UnfinishedOperations(ctx context.Context) ([]Operation, error) {
 			st.At = parseTime(at)
 			ops[i].Steps = append(ops[i].Steps, st)
 		}
+		err = srows.Err()
 		srows.Close()
+		if err != nil {
+			return nil, err
+		}
 	}
 	return ops, nil
 }
