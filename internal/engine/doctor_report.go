@@ -7,7 +7,6 @@ import (
 	"sort"
 	"strings"
 	"time"
-
 )
 
 // Level says how bad a finding is: ok, a warning (doctor still exits 0),
