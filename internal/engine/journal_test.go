@@ -8,10 +8,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/velohq/velo/internal/runtime/native"
 	"github.com/velohq/velo/internal/state"
-	"github.com/velohq/velo/internal/storage/drivers"
-	"github.com/velohq/velo/internal/ui"
 )
 
 // TestJournalSubjectsRoundTrip: every step kind's subject reads back as it
@@ -84,12 +81,7 @@ func TestJournalReadsOldRows(t *testing.T) {
 func TestDoctorRepairsOldJournalEntry(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	e, err := New(ctx, Config{Home: filepath.Join(dir, "home"), Runtime: native.New(), Pools: drivers.Pools{},
-		Progress: ui.NewPrinter(&bytes.Buffer{}, &bytes.Buffer{}, true, false).Progress(), Command: "velo test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := bareEngine(t, filepath.Join(dir, "home"), &bytes.Buffer{}, true)
 	pool := filepath.Join(dir, "pool")
 	d, err := e.openDriver(ctx, "copy", pool)
 	if err != nil {
@@ -165,18 +157,13 @@ func TestDoctorRepairsOldJournalEntry(t *testing.T) {
 func TestRollbackTellsNothingFromUndone(t *testing.T) {
 	ctx := context.Background()
 	var stderr bytes.Buffer
-	e, err := New(ctx, Config{Home: filepath.Join(t.TempDir(), "home"), Runtime: native.New(), Pools: drivers.Pools{},
-		Progress: ui.NewPrinter(&bytes.Buffer{}, &stderr, false, false).Progress(), Command: "velo test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := bareEngine(t, filepath.Join(t.TempDir(), "home"), &stderr, false)
 	failed := errors.New("step failed")
 	var outcomes []undoOutcome
 	for _, undos := range []int{0, 2} {
 		stderr.Reset()
 		ran := 0
-		err = e.mutate(ctx, func(op *op) error {
+		err := e.mutate(ctx, func(op *op) error {
 			for range undos {
 				op.onFail(func(context.Context) error { ran++; return nil })
 			}

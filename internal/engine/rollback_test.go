@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -13,20 +14,29 @@ import (
 	"github.com/velohq/velo/internal/ui"
 )
 
+// bareEngine is an engine on a new home with the native runtime and the
+// drivers, its progress on stderr (quiet as under --json): enough for the
+// journal and doctor's reading of it, without root or Postgres.
+func bareEngine(t *testing.T, home string, stderr io.Writer, quiet bool) *Engine {
+	t.Helper()
+	e, err := New(context.Background(), Config{Home: home, Runtime: native.New(), Pools: drivers.Pools{},
+		Progress: ui.NewPrinter(&bytes.Buffer{}, stderr, quiet, false).Progress(), Command: "velo test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { e.Close() })
+	return e
+}
+
 // TestUndoFailureWarnsWhenQuiet: a command whose step fails and whose undo
 // fails too says so on stderr even with its progress quiet (--json, a read
 // command), and its journal entry stays open for velo doctor.
 func TestUndoFailureWarnsWhenQuiet(t *testing.T) {
 	ctx := context.Background()
 	var stderr bytes.Buffer
-	e, err := New(ctx, Config{Home: filepath.Join(t.TempDir(), "home"), Runtime: native.New(), Pools: drivers.Pools{},
-		Progress: ui.NewPrinter(&bytes.Buffer{}, &stderr, true, false).Progress(), Command: "velo test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer e.Close()
+	e := bareEngine(t, filepath.Join(t.TempDir(), "home"), &stderr, true)
 	failed := errors.New("step failed")
-	err = e.mutate(ctx, func(op *op) error {
+	err := e.mutate(ctx, func(op *op) error {
 		op.onFail(func(context.Context) error { return errors.New("volume v1 is busy") })
 		return failed
 	})
