@@ -55,8 +55,7 @@ func newBranchCreateCommand(g *Globals) *cobra.Command {
 }
 
 func runBranchCreate(ctx context.Context, g *Globals, o branchCreateOptions, ref string) error {
-	p := g.printer(o.JSON, false)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, false)
 	if err != nil {
 		return err
 	}
@@ -116,8 +115,7 @@ func runBranchList(ctx context.Context, g *Globals, o branchListOptions, project
 	if err := checkQuiet(o.Quiet, o.JSON); err != nil {
 		return err
 	}
-	p := g.printer(o.JSON, true)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, true)
 	if err != nil {
 		return err
 	}
@@ -187,8 +185,7 @@ func newBranchGetCommand(g *Globals) *cobra.Command {
 }
 
 func runBranchGet(ctx context.Context, g *Globals, o jsonOptions, ref string) error {
-	p := g.printer(o.JSON, true)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, true)
 	if err != nil {
 		return err
 	}
@@ -251,8 +248,7 @@ func newBranchDeleteCommand(g *Globals) *cobra.Command {
 }
 
 func runBranchDelete(ctx context.Context, g *Globals, o forceOptions, ref string) error {
-	p := g.printer(false, false)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, false, false)
 	if err != nil {
 		return err
 	}
@@ -277,8 +273,7 @@ func newBranchResetCommand(g *Globals) *cobra.Command {
 }
 
 func runBranchReset(ctx context.Context, g *Globals, o forceOptions, ref string) error {
-	p := g.printer(o.JSON, false)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, false)
 	if err != nil {
 		return err
 	}
@@ -303,8 +298,7 @@ func newBranchPasswordCommand(g *Globals) *cobra.Command {
 }
 
 func runBranchPassword(ctx context.Context, g *Globals, o jsonOptions, ref string) error {
-	p := g.printer(o.JSON, true)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, true)
 	if err != nil {
 		return err
 	}
@@ -359,8 +353,7 @@ func runBranchStart(ctx context.Context, g *Globals, o serverOptions, args []str
 	if err := o.check("start", "left running", args); err != nil {
 		return err
 	}
-	p := g.printer(o.JSON, false)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, false)
 	if err != nil {
 		return err
 	}
@@ -418,8 +411,7 @@ func runBranchStop(ctx context.Context, g *Globals, o serverOptions, args []stri
 	if err := o.check("stop", "running", args); err != nil {
 		return err
 	}
-	p := g.printer(o.JSON, false)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, false)
 	if err != nil {
 		return err
 	}
@@ -459,8 +451,7 @@ func newBranchRestartCommand(g *Globals) *cobra.Command {
 }
 
 func runBranchRestart(ctx context.Context, g *Globals, o jsonOptions, ref string) error {
-	p := g.printer(o.JSON, false)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, false)
 	if err != nil {
 		return err
 	}

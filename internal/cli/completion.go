@@ -86,7 +86,7 @@ func (g *Globals) complete(ctx context.Context, what names, prefix string) ([]st
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	e, err := g.open(ctx, g.printer(false, true))
+	_, e, err := g.open(ctx, false, true)
 	if err != nil {
 		return nil, none
 	}

@@ -81,8 +81,7 @@ func runDoctor(ctx context.Context, g *Globals, o doctorOptions) error {
 	if o.RebuildState {
 		return runRebuildState(ctx, g, o)
 	}
-	p := g.printer(o.JSON, !o.Repair)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, !o.Repair)
 	if err != nil {
 		return err
 	}
@@ -235,14 +234,13 @@ func runRebuildState(ctx context.Context, g *Globals, o doctorOptions) error {
 			return usageError{errors.New("--pool needs a value: a ZFS pool name or an absolute path")}
 		}
 	}
-	home, err := Home()
+	p := g.printer(o.JSON, false)
+	cfg, err := g.config(p)
 	if err != nil {
 		return err
 	}
-	p := g.printer(o.JSON, false)
 	// Not g.open: the state database is what may not open.
-	e := engine.NewWithoutState(engine.Config{Home: home, Runtime: g.Runtime, Pools: g.Pools, Progress: p.Progress(),
-		Command: "velo " + strings.Join(redactArgs(g.Args), " ")})
+	e := engine.NewWithoutState(cfg)
 	rep, err := e.RebuildState(ctx, engine.RebuildOptions{Force: o.Force, DryRun: o.DryRun, Pools: o.Pools})
 	if err != nil {
 		return err

@@ -51,8 +51,7 @@ func runBranchEnv(ctx context.Context, g *Globals, o branchEnvOptions, ref strin
 	if err := validateRef(ref); err != nil {
 		return err
 	}
-	p := g.printer(o.Format == "json", true)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.Format == "json", true)
 	if err != nil {
 		return err
 	}
@@ -112,8 +111,7 @@ func runServiceFile(ctx context.Context, g *Globals, o serviceFileOptions, sel s
 	if o.Write && sel != "" {
 		return usageError{fmt.Errorf("--write writes every branch (the block is rewritten whole): leave out %s", ui.Quote(sel))}
 	}
-	p := g.printer(false, true)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, false, true)
 	if err != nil {
 		return err
 	}

@@ -42,8 +42,7 @@ func newBranchProtectCommand(g *Globals, protect bool) *cobra.Command {
 }
 
 func runBranchProtect(ctx context.Context, g *Globals, o jsonOptions, ref string, protect bool) error {
-	p := g.printer(o.JSON, false)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, false)
 	if err != nil {
 		return err
 	}
@@ -85,8 +84,7 @@ func newBranchSetCommand(g *Globals) *cobra.Command {
 }
 
 func runBranchSet(ctx context.Context, g *Globals, o branchSetOptions, ref string) error {
-	p := g.printer(o.JSON, false)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, false)
 	if err != nil {
 		return err
 	}
@@ -138,8 +136,7 @@ func newPruneCommand(g *Globals) *cobra.Command {
 }
 
 func runPrune(ctx context.Context, g *Globals, o pruneOptions) error {
-	p := g.printer(o.JSON, false)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, false)
 	if err != nil {
 		return err
 	}
@@ -180,8 +177,7 @@ func newBranchRenameCommand(g *Globals) *cobra.Command {
 }
 
 func runBranchRename(ctx context.Context, g *Globals, o jsonOptions, from, to string) error {
-	p := g.printer(o.JSON, false)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, false)
 	if err != nil {
 		return err
 	}
@@ -218,8 +214,7 @@ func newBranchPromoteCommand(g *Globals) *cobra.Command {
 }
 
 func runBranchPromote(ctx context.Context, g *Globals, o branchPromoteOptions, ref string) error {
-	p := g.printer(o.JSON, false)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, false)
 	if err != nil {
 		return err
 	}
@@ -254,8 +249,7 @@ func newProjectRenameCommand(g *Globals) *cobra.Command {
 }
 
 func runProjectRename(ctx context.Context, g *Globals, oldName, newName string) error {
-	p := g.printer(false, false)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, false, false)
 	if err != nil {
 		return err
 	}

@@ -65,8 +65,7 @@ func runProjectCreate(ctx context.Context, g *Globals, o projectCreateOptions, n
 			return err
 		}
 	}
-	p := g.printer(o.JSON, false)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, false)
 	if err != nil {
 		return err
 	}
@@ -142,8 +141,7 @@ func runProjectList(ctx context.Context, g *Globals, o listOptions) error {
 	if err := checkQuiet(o.Quiet, o.JSON); err != nil {
 		return err
 	}
-	p := g.printer(o.JSON, true)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, true)
 	if err != nil {
 		return err
 	}
@@ -183,8 +181,7 @@ func newProjectGetCommand(g *Globals) *cobra.Command {
 }
 
 func runProjectGet(ctx context.Context, g *Globals, o jsonOptions, name string) error {
-	p := g.printer(o.JSON, true)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, true)
 	if err != nil {
 		return err
 	}
@@ -206,8 +203,7 @@ func newProjectDeleteCommand(g *Globals) *cobra.Command {
 }
 
 func runProjectDelete(ctx context.Context, g *Globals, o forceOptions, name string) error {
-	p := g.printer(false, false)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, false, false)
 	if err != nil {
 		return err
 	}
@@ -232,8 +228,7 @@ until the new one is ready. Branches keep their own data.`,
 }
 
 func runProjectRefresh(ctx context.Context, g *Globals, name string) error {
-	p := g.printer(false, false)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, false, false)
 	if err != nil {
 		return err
 	}

@@ -66,14 +66,32 @@ func (g *Globals) printer(asJSON, quiet bool) *ui.Printer {
 	return ui.NewPrinter(g.Stdout, g.Stderr, asJSON, quiet)
 }
 
-// open opens the engine for a command: the one place a command gets one,
-// with the home, the runtime and pools cmd/velo built, and p's progress.
-func (g *Globals) open(ctx context.Context, p *ui.Printer) (*engine.Engine, error) {
+// open opens the engine for a command, and the printer it prints with
+// (JSON or text; quiet progress for a read command): the one place a
+// command gets them, with the home, the runtime and pools cmd/velo built.
+// The caller closes the engine.
+func (g *Globals) open(ctx context.Context, asJSON, quiet bool) (*ui.Printer, *engine.Engine, error) {
+	p := g.printer(asJSON, quiet)
+	cfg, err := g.config(p)
+	if err != nil {
+		return nil, nil, err
+	}
+	e, err := engine.New(ctx, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return p, e, nil
+}
+
+// config is the engine's configuration for a command printing with p:
+// the home, the runtime and pools cmd/velo built, and the command line
+// (secrets redacted) its journal entries name.
+func (g *Globals) config(p *ui.Printer) (engine.Config, error) {
 	home, err := Home()
 	if err != nil {
-		return nil, err
+		return engine.Config{}, err
 	}
-	return engine.New(ctx, engine.Config{Home: home, Runtime: g.Runtime, Pools: g.Pools, Progress: p.Progress(), Command: "velo " + strings.Join(redactArgs(g.Args), " ")})
+	return engine.Config{Home: home, Runtime: g.Runtime, Pools: g.Pools, Progress: p.Progress(), Command: "velo " + strings.Join(redactArgs(g.Args), " ")}, nil
 }
 
 // NewRoot builds the velo command tree.

@@ -44,8 +44,7 @@ func newSnapshotCreateCommand(g *Globals) *cobra.Command {
 }
 
 func runSnapshotCreate(ctx context.Context, g *Globals, o snapshotCreateOptions, ref string) error {
-	p := g.printer(o.JSON, false)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, false)
 	if err != nil {
 		return err
 	}
@@ -80,8 +79,7 @@ func runSnapshotList(ctx context.Context, g *Globals, o listOptions, ref string)
 	if err := checkQuiet(o.Quiet, o.JSON); err != nil {
 		return err
 	}
-	p := g.printer(o.JSON, true)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, true)
 	if err != nil {
 		return err
 	}
@@ -120,8 +118,7 @@ func newSnapshotDeleteCommand(g *Globals) *cobra.Command {
 }
 
 func runSnapshotDelete(ctx context.Context, g *Globals, prefix string) error {
-	p := g.printer(false, false)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, false, false)
 	if err != nil {
 		return err
 	}
@@ -197,8 +194,7 @@ func runSnapshotCleanup(ctx context.Context, g *Globals, o snapshotCleanupOption
 	if err := o.check("snapshot cleanup"); err != nil {
 		return err
 	}
-	p := g.printer(o.JSON, false)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, false)
 	if err != nil {
 		return err
 	}

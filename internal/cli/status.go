@@ -40,8 +40,7 @@ func newStatusCommand(g *Globals) *cobra.Command {
 const sizeFlagHelp = "show each branch's space on btrfs, XFS and copy too, where it takes time in proportion to the data (ZFS always shows it)"
 
 func runStatus(ctx context.Context, g *Globals, o statusOptions) error {
-	p := g.printer(o.JSON, true)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, true)
 	if err != nil {
 		return err
 	}

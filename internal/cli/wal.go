@@ -36,8 +36,7 @@ func newWALInfoCommand(g *Globals) *cobra.Command {
 }
 
 func runWALInfo(ctx context.Context, g *Globals, o jsonOptions, ref string) error {
-	p := g.printer(o.JSON, true)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, true)
 	if err != nil {
 		return err
 	}
@@ -102,8 +101,7 @@ func runWALCleanup(ctx context.Context, g *Globals, o cleanupOptions, ref string
 	if err := o.check("wal cleanup"); err != nil {
 		return err
 	}
-	p := g.printer(o.JSON, false)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, false)
 	if err != nil {
 		return err
 	}
