@@ -84,11 +84,15 @@ type ContainerConfig struct {
 	HostConfig HostConfig
 }
 
-// ContainerCreate creates the container name (not started) and returns its
-// ID.
+// ContainerCreate creates the container name (not started; "" lets the
+// engine name it) and returns its ID.
 func (c *Client) ContainerCreate(ctx context.Context, name string, cfg ContainerConfig) (string, error) {
 	var out struct{ ID string }
-	err := c.do(ctx, http.MethodPost, "/containers/create", url.Values{"name": {name}}, cfg, &out)
+	q := url.Values{}
+	if name != "" {
+		q.Set("name", name)
+	}
+	err := c.do(ctx, http.MethodPost, "/containers/create", q, cfg, &out)
 	return out.ID, err
 }
 

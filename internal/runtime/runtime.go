@@ -69,6 +69,19 @@ type Spec struct {
 	// real connection and never reaches the server's command line or
 	// environment.
 	Password string
+
+	// Image is the container image a container runtime runs the server
+	// from ("" for the native runtime); Install then names the binaries as
+	// they are inside the image, and RunAs the image's postgres user.
+	Image string
+	// Mounts are more host directories the server reads or writes (the WAL
+	// archive), for a runtime that must make them visible: a container
+	// runtime mounts each at the same path, as it does DataDir, SocketDir
+	// and LogFile.
+	Mounts []string
+	// Labels say whose server this is (Velo's home, project and branch),
+	// for a runtime that labels what it runs; never a secret.
+	Labels map[string]string
 }
 
 // Handle identifies a running server, as Start and Status found it. It is

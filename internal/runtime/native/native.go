@@ -12,7 +12,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -27,6 +26,7 @@ import (
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/procfs"
 	"github.com/velohq/velo/internal/runtime"
+	"github.com/velohq/velo/internal/runtime/serverfiles"
 )
 
 const (
@@ -46,8 +46,6 @@ const (
 	// immediateWait is how long an immediate shutdown asked for directly
 	// (Stop with no timeout) gets before SIGKILL.
 	immediateWait = 10 * time.Second
-	// logTailLines is how much of the server log a start error quotes.
-	logTailLines = 20
 )
 
 // Runtime is the native runtime. The zero value is not used; call New.
@@ -66,7 +64,7 @@ func (r *Runtime) Name() string { return "native" }
 
 // Start implements runtime.Runtime.
 func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (runtime.Handle, error) {
-	if err := validate(s); err != nil {
+	if err := serverfiles.Validate(s); err != nil {
 		return runtime.Handle{}, fmt.Errorf("%w: %v", runtime.ErrStartFailed, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -77,7 +75,7 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (runtime.Handle, er
 		ctx, cancel = context.WithTimeout(ctx, defaultStartTimeout)
 		defer cancel()
 	}
-	dataDir, err := canonicalDir(s.DataDir)
+	dataDir, err := serverfiles.CanonicalDir(s.DataDir)
 	if err != nil {
 		return runtime.Handle{}, fmt.Errorf("%w: data directory: %v", runtime.ErrStartFailed, err)
 	}
@@ -100,18 +98,18 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (runtime.Handle, er
 		return runtime.Handle{}, fmt.Errorf("%w: %v", runtime.ErrStartFailed, err)
 	}
 	if s.SocketDir != "" {
-		if err := ensureSocketDir(s.SocketDir, s.RunAs); err != nil {
+		if err := serverfiles.EnsureSocketDir(s.SocketDir, s.RunAs); err != nil {
 			return runtime.Handle{}, fmt.Errorf("%w: socket directory: %v", runtime.ErrStartFailed, err)
 		}
 		// No postgres runs on dataDir, so the socket and its lock file in
 		// this server's private directory are stale (a SIGKILL, a reboot).
 		// Postgres refuses to start while the lock names a live PID, and
 		// after a reboot, or with a zombie, that PID may be anyone's.
-		if err := clearStaleSockets(s.SocketDir); err != nil {
+		if err := serverfiles.ClearStaleSockets(s.SocketDir); err != nil {
 			return runtime.Handle{}, fmt.Errorf("%w: socket directory: %v", runtime.ErrStartFailed, err)
 		}
 	}
-	logf, logStart, err := openLog(s.LogFile, s.RunAs)
+	logf, logStart, err := serverfiles.OpenLog(s.LogFile, s.RunAs)
 	if err != nil {
 		return runtime.Handle{}, fmt.Errorf("%w: log file: %v", runtime.ErrStartFailed, err)
 	}
@@ -170,7 +168,7 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (runtime.Handle, er
 			}
 			cancel()
 		}
-		return runtime.Handle{}, fmt.Errorf("%w: %s: %w; %s", runtime.ErrStartFailed, dataDir, err, logTail(s.LogFile, logStart))
+		return runtime.Handle{}, fmt.Errorf("%w: %s: %w; %s", runtime.ErrStartFailed, dataDir, err, serverfiles.LogTail(s.LogFile, logStart))
 	}
 	slog.DebugContext(ctx, "postgres started", "data_dir", dataDir, "pid", h.PID, "port", h.Port, "took", time.Since(began))
 	return h, nil
@@ -181,7 +179,7 @@ func (r *Runtime) Stop(ctx context.Context, s runtime.Spec, timeout time.Duratio
 	if timeout < 0 {
 		timeout = defaultStopTimeout
 	}
-	dataDir, err := canonicalDir(s.DataDir)
+	dataDir, err := serverfiles.CanonicalDir(s.DataDir)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil // nothing can run on a data directory that is gone
@@ -218,7 +216,7 @@ func (r *Runtime) Peek(ctx context.Context, s runtime.Spec) (runtime.Status, err
 }
 
 func (r *Runtime) peek(s runtime.Spec) (runtime.Status, process, string, error) {
-	dataDir, err := canonicalDir(s.DataDir)
+	dataDir, err := serverfiles.CanonicalDir(s.DataDir)
 	if err != nil {
 		return runtime.Status{}, process{}, "", fmt.Errorf("status: data directory: %w", err)
 	}
@@ -237,51 +235,18 @@ func (r *Runtime) peek(s runtime.Spec) (runtime.Status, process, string, error) 
 	return runtime.Status{State: runtime.Running, PID: p.PID, Port: port, StartedAt: at}, p, dataDir, nil
 }
 
-// validate checks a Spec before anything is done with it.
-func validate(s runtime.Spec) error {
-	switch {
-	case s.Install.BinDir == "":
-		return errors.New("spec has no Postgres install")
-	case s.DataDir == "":
-		return errors.New("spec has no data directory")
-	case s.Port < 1 || s.Port > 65535:
-		return fmt.Errorf("port %d out of range 1-65535", s.Port)
-	case s.LogFile == "":
-		return errors.New("spec has no log file")
-	}
-	if s.SocketDir != "" {
-		if !filepath.IsAbs(s.SocketDir) {
-			return fmt.Errorf("socket directory %q is not an absolute path", s.SocketDir)
-		}
-		if p := pg.SocketPath(s.SocketDir, s.Port); len(p) > 107 {
-			return fmt.Errorf("socket path %s is longer than the 107 bytes Linux allows; use a shorter socket directory", p)
-		}
-	}
-	return nil
-}
-
-// canonicalDir returns dir absolute with symlinks resolved, as the kernel
-// reports a process's current directory.
-func canonicalDir(dir string) (string, error) {
-	abs, err := filepath.Abs(dir)
-	if err != nil {
-		return "", err
-	}
-	return filepath.EvalSymlinks(abs)
-}
-
 // findPostmaster returns the postmaster running on dataDir: the process
 // postmaster.pid names, when it is alive, not a zombie, and a postgres
 // working on dataDir. Anything else (no file, a dead PID, a PID reused by
 // another program) means no server runs.
-func findPostmaster(dataDir string) (process, pidFile, bool) {
-	pf, err := readPIDFile(dataDir)
+func findPostmaster(dataDir string) (process, serverfiles.PIDFile, bool) {
+	pf, err := serverfiles.ReadPIDFile(dataDir)
 	if err != nil {
-		return process{}, pidFile{}, false
+		return process{}, serverfiles.PIDFile{}, false
 	}
 	p, ok := postgresOn(pf.PID, dataDir)
 	if !ok {
-		return process{}, pidFile{}, false
+		return process{}, serverfiles.PIDFile{}, false
 	}
 	return p, pf, true
 }
@@ -305,7 +270,7 @@ func clearStale(ctx context.Context, dataDir string) error {
 	if err != nil {
 		return err
 	}
-	pf, perr := parsePIDFile(data)
+	pf, perr := serverfiles.ParsePIDFile(data)
 	if perr == nil && !pidExists(pf.PID) {
 		return nil
 	}
@@ -487,7 +452,7 @@ func waitReady(ctx context.Context, s runtime.Spec, dataDir string, p process, p
 // included.
 func probe(ctx context.Context, s runtime.Spec, dataDir string, p process, port int) bool {
 	if s.Install.Major == 0 || s.Install.Major >= 10 { // the status line came with 10
-		pf, err := readPIDFile(dataDir)
+		pf, err := serverfiles.ReadPIDFile(dataDir)
 		if err != nil || pf.PID != p.PID || (pf.Status != "ready" && pf.Status != "standby") {
 			return false
 		}
@@ -505,96 +470,10 @@ func probe(ctx context.Context, s runtime.Spec, dataDir string, p process, port 
 		return false
 	}
 	if dir != dataDir {
-		if c, err := canonicalDir(dir); err != nil || c != dataDir {
+		if c, err := serverfiles.CanonicalDir(dir); err != nil || c != dataDir {
 			slog.WarnContext(ctx, "port answered by another server", "port", port, "want", dataDir, "got", dir)
 			return false
 		}
 	}
 	return true
-}
-
-// clearStaleSockets removes Postgres's socket files and their lock files
-// from a private socket directory.
-func clearStaleSockets(dir string) error {
-	names, err := filepath.Glob(filepath.Join(dir, ".s.PGSQL.*"))
-	if err != nil {
-		return err
-	}
-	for _, n := range names {
-		if err := os.Remove(n); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return err
-		}
-	}
-	return nil
-}
-
-// ensureSocketDir creates the socket directory, 0700 and owned by owner,
-// when it is missing. An existing one is left as it is.
-func ensureSocketDir(dir string, owner *pg.OSUser) error {
-	if fi, err := os.Stat(dir); err == nil {
-		if !fi.IsDir() {
-			return fmt.Errorf("%s is not a directory", dir)
-		}
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
-		return err
-	}
-	if err := os.Mkdir(dir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
-		return err
-	}
-	return pg.Chown(dir, owner)
-}
-
-// openLog opens the log file for appending (created 0600, owned by owner)
-// and returns where this start's lines begin.
-func openLog(path string, owner *pg.OSUser) (*os.File, int64, error) {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return nil, 0, err
-	}
-	_, statErr := os.Stat(path)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
-	if err != nil {
-		return nil, 0, err
-	}
-	if errors.Is(statErr, os.ErrNotExist) && owner != nil {
-		if err := f.Chown(owner.UID, owner.GID); err != nil {
-			f.Close()
-			return nil, 0, err
-		}
-	}
-	off, err := f.Seek(0, io.SeekEnd)
-	if err != nil {
-		f.Close()
-		return nil, 0, err
-	}
-	return f, off, nil
-}
-
-// logTail quotes the last lines the server wrote to its log since offset:
-// Postgres's own reason for failing.
-func logTail(path string, offset int64) string {
-	const maxRead = 64 << 10
-	f, err := os.Open(path)
-	if err != nil {
-		return fmt.Sprintf("log %s unreadable: %v", path, err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return fmt.Sprintf("log %s unreadable: %v", path, err)
-	}
-	if offset > fi.Size() { // truncated or replaced since
-		offset = 0
-	}
-	if fi.Size()-offset > maxRead {
-		offset = fi.Size() - maxRead
-	}
-	buf := make([]byte, fi.Size()-offset)
-	n, _ := f.ReadAt(buf, offset)
-	text := strings.TrimSpace(string(buf[:n]))
-	if text == "" {
-		return "the log " + path + " says nothing"
-	}
-	return "last lines of " + path + ":\n" + pg.LastLines(text, logTailLines)
 }

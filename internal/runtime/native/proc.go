@@ -2,7 +2,6 @@ package native
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -11,50 +10,6 @@ import (
 	"github.com/velohq/velo/internal/procfs"
 	"github.com/velohq/velo/internal/runtime"
 )
-
-// pidFile is what a postmaster writes to DataDir/postmaster.pid: its PID,
-// data directory, start time, port, socket directory, listen address, shared
-// memory key and, from Postgres 10, a status word ("starting", "ready",
-// "stopping", "standby"). Lines after the first may not be written yet while
-// the server starts.
-type pidFile struct {
-	PID     int
-	DataDir string
-	Port    int
-	Status  string
-}
-
-// readPIDFile parses dataDir/postmaster.pid; a missing file is an
-// os.ErrNotExist error.
-func readPIDFile(dataDir string) (pidFile, error) {
-	data, err := os.ReadFile(filepath.Join(dataDir, "postmaster.pid"))
-	if err != nil {
-		return pidFile{}, err
-	}
-	return parsePIDFile(data)
-}
-
-func parsePIDFile(data []byte) (pidFile, error) {
-	lines := strings.Split(string(data), "\n")
-	var pf pidFile
-	pid, err := strconv.Atoi(strings.TrimSpace(lines[0]))
-	if err != nil || pid <= 0 {
-		// A postmaster of an old single-user backend writes -PID; a file
-		// being written may be empty. Neither names a server to talk to.
-		return pidFile{}, fmt.Errorf("postmaster.pid: bad PID line %q", lines[0])
-	}
-	pf.PID = pid
-	if len(lines) > 1 {
-		pf.DataDir = strings.TrimSpace(lines[1])
-	}
-	if len(lines) > 3 {
-		pf.Port, _ = strconv.Atoi(strings.TrimSpace(lines[3]))
-	}
-	if len(lines) > 7 {
-		pf.Status = strings.TrimSpace(lines[7])
-	}
-	return pf, nil
-}
 
 // process is a live process as found in /proc.
 type process struct {

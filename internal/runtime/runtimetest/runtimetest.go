@@ -72,13 +72,37 @@ var checks = []check{
 	{"ListFindsItsServers", testListFindsItsServers},
 }
 
+// Options fit the suite to a runtime that does not run the host's
+// binaries as the host's postgres user: a container runtime. The data
+// directories are still initdb'd by the host's install of Major; then
+// they belong to Owner, and the specs name Image and Install.
+type Options struct {
+	Major   int        // run with the host's install of this major only
+	Image   string     // put in every spec
+	Install pg.Install // the binaries as the runtime sees them (in the image)
+	Owner   *pg.OSUser // owns the data directories and runs the servers
+	// Shown, when set, returns everything the runtime shows about the
+	// running server of spec to anyone who asks it (`docker inspect`);
+	// the password must not be in it.
+	Shown func(t *testing.T, spec runtime.Spec) string
+}
+
 // Suite runs the conformance checks against runtimes made by newRuntime.
 func Suite(t *testing.T, newRuntime func() runtime.Runtime) {
+	SuiteWith(t, newRuntime, Options{})
+}
+
+// SuiteWith is Suite for a runtime with Options.
+func SuiteWith(t *testing.T, newRuntime func() runtime.Runtime, o Options) {
 	if specFile := os.Getenv(helperEnv); specFile != "" {
 		runHelper(t, newRuntime, specFile)
 		return
 	}
+	if o.Major != 0 {
+		t.Setenv(MajorEnv, strconv.Itoa(o.Major))
+	}
 	for _, env := range environments(t) {
+		env.opts = o
 		t.Run(fmt.Sprintf("pg%d", env.install.Major), func(t *testing.T) {
 			for _, c := range checks {
 				t.Run(c.name, func(t *testing.T) {
@@ -121,6 +145,7 @@ type environment struct {
 	base     string // 0711, so that runAs can reach what is below
 	template string
 	password string
+	opts     Options
 }
 
 func environments(tb testing.TB) []*environment {
@@ -222,7 +247,14 @@ func (env *environment) newFixture(tb testing.TB, rt runtime.Runtime) *fixture {
 	if err := os.Chmod(data, 0o700); err != nil {
 		tb.Fatal(err)
 	}
-	if err := pg.Chown(data, env.runAs); err != nil {
+	owner, install := env.runAs, env.install
+	if env.opts.Owner != nil {
+		owner = env.opts.Owner
+	}
+	if env.opts.Install.BinDir != "" {
+		install = env.opts.Install
+	}
+	if err := pg.Chown(data, owner); err != nil {
 		tb.Fatal(err)
 	}
 	port, err := pg.FreePort(nil)
@@ -230,7 +262,7 @@ func (env *environment) newFixture(tb testing.TB, rt runtime.Runtime) *fixture {
 		tb.Fatal(err)
 	}
 	sock := filepath.Join(dir, "s")
-	if err := pg.WriteConfig(data, pg.Config{Port: port, SocketDir: sock}, env.runAs); err != nil {
+	if err := pg.WriteConfig(data, pg.Config{Port: port, SocketDir: sock}, owner); err != nil {
 		tb.Fatal(err)
 	}
 	f := &fixture{
@@ -238,13 +270,14 @@ func (env *environment) newFixture(tb testing.TB, rt runtime.Runtime) *fixture {
 		env: env,
 		dir: dir,
 		spec: runtime.Spec{
-			Install:   env.install,
+			Install:   install,
 			DataDir:   data,
 			Port:      port,
 			SocketDir: sock,
 			LogFile:   filepath.Join(dir, "log", "postgres.log"),
-			RunAs:     env.runAs,
+			RunAs:     owner,
 			Password:  env.password,
+			Image:     env.opts.Image,
 		},
 	}
 	// Registered after the RemoveAll, so it runs before it.
@@ -389,6 +422,9 @@ func testStartThenQuery(t *testing.T, f *fixture) {
 		t.Errorf("current_user = %s, want %s", got, pg.Superuser)
 	}
 	assertRunning(t, f.status(t), h)
+	if f.env.opts.Shown != nil && strings.Contains(f.env.opts.Shown(t, f.spec), f.spec.Password) {
+		t.Errorf("the password appears in what %s shows of the server", f.rt.Name())
+	}
 	if f.spec.SocketDir != "" {
 		if _, err := os.Stat(pg.SocketPath(f.spec.SocketDir, f.spec.Port)); err != nil {
 			t.Errorf("no Unix socket: %v", err)

@@ -1,0 +1,53 @@
+package docker_test
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/velohq/velo/internal/errdefs"
+	"github.com/velohq/velo/internal/runtime/docker"
+	"github.com/velohq/velo/internal/testenv"
+)
+
+// TestInspectImage: the tests' image is found to hold PostgreSQL 15 and
+// its postgres user (read from the image, not assumed); an image the
+// engine lacks is not found with the docker pull to run; an image without
+// Postgres is refused as invalid input.
+func TestInspectImage(t *testing.T) {
+	d := testenv.RequireDocker(t)
+	image := testenv.PostGISImage(t, d)
+	rt := docker.New(d.Client, nil)
+	ctx := context.Background()
+	img, err := rt.InspectImage(ctx, image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img.Install.Major != 15 || img.Install.BinDir != "/usr/lib/postgresql/15/bin" || img.User.UID <= 0 || img.ID == "" {
+		t.Errorf("InspectImage(%s) = %+v, want PostgreSQL 15 in /usr/lib/postgresql/15/bin and a postgres uid", image, img)
+	}
+
+	_, err = rt.InspectImage(ctx, "velo-test-no-such-image:1")
+	if !errors.Is(err, errdefs.ErrNotFound) || !strings.Contains(err.Error(), "docker pull velo-test-no-such-image:1") {
+		t.Errorf("InspectImage of a missing image: %v, want not found naming the docker pull", err)
+	}
+
+	// An image with a root user and nothing else.
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	passwd := "root:x:0:0:root:/root:/bin/sh\n"
+	tw.WriteHeader(&tar.Header{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755})
+	tw.WriteHeader(&tar.Header{Name: "etc/passwd", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(passwd))})
+	tw.Write([]byte(passwd))
+	tw.Close()
+	if err := d.Client.ImportImage(ctx, "velo-test-no-postgres", "1", &buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	_, err = rt.InspectImage(ctx, "velo-test-no-postgres:1")
+	if !errors.Is(err, errdefs.ErrInvalid) || !strings.Contains(err.Error(), "PostgreSQL") {
+		t.Errorf("InspectImage of an image without Postgres: %v, want invalid saying it needs PostgreSQL", err)
+	}
+}
