@@ -107,6 +107,23 @@ func (c *Client) Ping(ctx context.Context) error {
 	return c.do(ctx, http.MethodGet, "/_ping", nil, nil, nil)
 }
 
+// head sends a HEAD request and returns the answer's headers.
+func (c *Client) head(ctx context.Context, path string, query url.Values) (http.Header, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodHead, c.base+path+"?"+query.Encode(), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("docker engine at %s: %w", c.host, err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode >= 300 {
+		return nil, &Error{Status: resp.StatusCode, Message: resp.Status}
+	}
+	return resp.Header, nil
+}
+
 // do sends one request; a JSON body is encoded from in unless in is an
 // io.Reader (sent as a tar archive), and a JSON answer decoded into out
 // unless out is nil.

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"bufio"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -223,4 +224,30 @@ func (c *Client) ContainerLogs(ctx context.Context, id string) (string, error) {
 		raw = raw[n:]
 	}
 	return b.String(), nil
+}
+
+// PathStat is what the engine tells of a path in a container.
+type PathStat struct {
+	Name       string
+	Size       int64
+	Mode       uint32 // as Go's os.FileMode
+	LinkTarget string
+}
+
+// StatPath stats path in a container (created or running), or returns an
+// error IsNotFound accepts when there is nothing there.
+func (c *Client) StatPath(ctx context.Context, id, path string) (PathStat, error) {
+	h, err := c.head(ctx, "/containers/"+url.PathEscape(id)+"/archive", url.Values{"path": {path}})
+	if err != nil {
+		return PathStat{}, err
+	}
+	raw, err := base64.StdEncoding.DecodeString(h.Get("X-Docker-Container-Path-Stat"))
+	if err != nil {
+		return PathStat{}, fmt.Errorf("stat %s: %w", path, err)
+	}
+	var st PathStat
+	if err := json.Unmarshal(raw, &st); err != nil {
+		return PathStat{}, fmt.Errorf("stat %s: %w", path, err)
+	}
+	return st, nil
 }

@@ -1,10 +1,11 @@
 // Package docker runs Postgres servers in containers through a Docker
 // engine's API: one container per running server, made from the Spec's
 // image, on the host's network (the server listens on 127.0.0.1 as a
-// native one does), with the data directory, socket directory, log file
-// and any further directory (the WAL archive) bind-mounted at the paths
-// they have on the host. The container runs as the image's postgres user,
-// who owns the data directory.
+// native one does), with the data directory, socket directory and any
+// further directory (the WAL archive) bind-mounted at the paths they have
+// on the host. The container runs as the image's postgres user, who owns
+// the data directory. The server's output is kept by the engine while the
+// container runs and copied into the Spec's log file when it goes.
 //
 // A container's name comes from its data directory, so every call finds
 // the same container again; what runs is read from the engine (the
@@ -46,6 +47,8 @@ const (
 	LabelHome    = "dev.velo.home"
 	LabelProject = "dev.velo.project"
 	LabelBranch  = "dev.velo.branch"
+	// LabelProbe marks the throwaway containers InspectImage runs.
+	LabelProbe = "dev.velo.probe"
 )
 
 const (
@@ -122,6 +125,7 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (runtime.Handle, er
 		}
 		// Exited (killed, crashed, a reboot): its data directory is all
 		// that matters; a fresh container takes over.
+		r.keepEngineLog(ctx, ct.ID, s.LogFile)
 		if err := r.c.ContainerRemove(ctx, ct.ID, true); err != nil {
 			return runtime.Handle{}, fmt.Errorf("%w: remove the exited container %s: %w", runtime.ErrStartFailed, name, err)
 		}
@@ -155,8 +159,9 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (runtime.Handle, er
 	}
 	h, err := r.waitReady(ctx, s, dataDir, name)
 	if err != nil {
-		// Exited, or not ready in time: take it down, so that a failed
-		// Start leaves nothing behind.
+		// Exited, or not ready in time: keep what the server said, and
+		// take it down, so that a failed Start leaves nothing behind.
+		r.keepEngineLog(ctx, name, s.LogFile)
 		r.remove(ctx, name)
 		return runtime.Handle{}, fmt.Errorf("%w: %s: %w; %s", runtime.ErrStartFailed, dataDir, err, serverfiles.LogTail(s.LogFile, logStart))
 	}
@@ -164,14 +169,14 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (runtime.Handle, er
 	return h, nil
 }
 
-// startScript sends the server's output to the bind-mounted log, as the
-// native runtime does: "$1" is the log, the rest the server's command. A
-// fixed script; nothing is spliced into it.
-const startScript = `log=$1; shift; exec "$@" >>"$log" 2>&1 </dev/null`
-
 func (r *Runtime) create(ctx context.Context, s runtime.Spec, dataDir, name string) error {
-	cmd := []string{"velo-postgres", s.LogFile, s.Install.Bin("postgres"), "-D", dataDir, "-p", strconv.Itoa(s.Port)}
-	mounts := []dockerapi.Mount{{Type: "bind", Source: dataDir, Target: dataDir}, {Type: "bind", Source: s.LogFile, Target: s.LogFile}}
+	// The server's output goes to the engine's log of the container
+	// (docker logs NAME), copied into s.LogFile when the container goes
+	// (keepEngineLog): redirecting it into the file would need a shell, and
+	// Postgres's logging collector dies with the container before it writes
+	// why a start failed.
+	cmd := []string{s.Install.Bin("postgres"), "-D", dataDir, "-p", strconv.Itoa(s.Port)}
+	mounts := []dockerapi.Mount{{Type: "bind", Source: dataDir, Target: dataDir}}
 	if s.SocketDir != "" {
 		sock := filepath.Clean(s.SocketDir)
 		cmd = append(cmd, "-k", pg.QuoteListElement(sock))
@@ -194,8 +199,7 @@ func (r *Runtime) create(ctx context.Context, s runtime.Spec, dataDir, name stri
 	}
 	id, err := r.c.ContainerCreate(ctx, name, dockerapi.ContainerConfig{
 		Image:      s.Image,
-		Entrypoint: []string{"/bin/sh", "-c", startScript},
-		Cmd:        cmd,
+		Entrypoint: cmd,
 		User:       user,
 		WorkingDir: dataDir,
 		Labels:     labels,
@@ -210,6 +214,23 @@ func (r *Runtime) create(ctx context.Context, s runtime.Spec, dataDir, name stri
 		return fmt.Errorf("start container %s: %w", name, err)
 	}
 	return nil
+}
+
+// keepEngineLog appends what the container wrote to its standard output
+// and error (the engine keeps it) to the server's log file.
+func (r *Runtime) keepEngineLog(ctx context.Context, name, logFile string) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	out, err := r.c.ContainerLogs(ctx, name)
+	if err != nil || out == "" || logFile == "" {
+		return
+	}
+	f, err := os.OpenFile(logFile, os.O_WRONLY|os.O_APPEND, 0)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	f.WriteString(out)
 }
 
 // remove takes a container down whatever state it is in, past ctx's end.
@@ -268,6 +289,7 @@ func (r *Runtime) Stop(ctx context.Context, s runtime.Spec, timeout time.Duratio
 	if ct.State.Running {
 		return fmt.Errorf("stop postgres on %s: container %s survived SIGKILL for %v", dataDir, name, killWait)
 	}
+	r.keepEngineLog(ctx, name, s.LogFile)
 	if err := r.c.ContainerRemove(ctx, name, true); err != nil {
 		return fmt.Errorf("stop postgres on %s: remove container %s: %w", dataDir, name, err)
 	}

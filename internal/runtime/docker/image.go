@@ -3,6 +3,8 @@ package docker
 import (
 	"context"
 	"fmt"
+	"io/fs"
+	"path"
 	"strconv"
 	"strings"
 	"time"
@@ -21,13 +23,21 @@ type Image struct {
 	User    pg.OSUser  // the image's postgres user: 999 in Debian-based images, 70 in Alpine ones
 }
 
-// findScript prints the directory of the image's postgres binary and its
-// version: the one on PATH (the official images put it there), else
-// Debian's layout. A fixed script; nothing is spliced into it.
-const findScript = `for d in "$(dirname "$(command -v postgres 2>/dev/null || echo /nonexistent/postgres)")" /usr/lib/postgresql/*/bin /usr/local/pgsql/bin /usr/local/bin /usr/bin; do
-	if [ -x "$d/postgres" ]; then echo "bindir=$d"; exec "$d/postgres" --version; fi
-done
-exit 3`
+// binDirs are where an image may keep its postgres binary besides the
+// directories on its PATH (the official images put it there): Debian's
+// layout, one directory per major.
+func binDirs(env []string) []string {
+	var dirs []string
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "PATH="); ok {
+			dirs = append(dirs, strings.Split(v, ":")...)
+		}
+	}
+	for major := 20; major >= 10; major-- {
+		dirs = append(dirs, fmt.Sprintf("/usr/lib/postgresql/%d/bin", major))
+	}
+	return append(dirs, "/usr/local/pgsql/bin")
+}
 
 // InspectImage finds the Postgres in the image ref and its postgres user,
 // by reading the image's /etc/passwd and running `postgres --version` in a
@@ -44,46 +54,56 @@ func (r *Runtime) InspectImage(ctx context.Context, ref string) (Image, error) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
-	id, err := r.c.ContainerCreate(ctx, "", dockerapi.ContainerConfig{
-		Image:      img.ID,
-		Entrypoint: []string{"/bin/sh", "-c", findScript},
-		User:       "0:0",
-		Labels:     map[string]string{"dev.velo.probe": "1"},
-		HostConfig: dockerapi.HostConfig{NetworkMode: "none"},
-	})
+	// A created container, never started, to read files from.
+	look, err := r.c.ContainerCreate(ctx, "", dockerapi.ContainerConfig{Image: img.ID, Entrypoint: []string{"velo-no-such-program"}, Labels: map[string]string{LabelProbe: "1"}})
 	if err != nil {
-		return Image{}, errdefs.Invalid("image %s cannot run a shell (%v): Velo needs an image with PostgreSQL and /bin/sh", ref, err)
+		return Image{}, errdefs.Environment("image %s: create a container to look into it: %v", ref, err)
 	}
-	defer r.c.ContainerRemove(context.WithoutCancel(ctx), id, true)
-	passwd, err := r.c.ReadFile(ctx, id, "/etc/passwd")
+	defer r.c.ContainerRemove(context.WithoutCancel(ctx), look, true)
+	passwd, err := r.c.ReadFile(ctx, look, "/etc/passwd")
 	if err != nil {
-		return Image{}, errdefs.Invalid("image %s has no /etc/passwd (%v): Velo needs an image with PostgreSQL and its postgres user", ref, err)
+		return Image{}, errdefs.Invalid("image %s has no /etc/passwd (%v): Velo needs a PostgreSQL image, with its postgres user", ref, err)
 	}
 	user, ok := postgresUser(string(passwd))
 	if !ok {
-		return Image{}, errdefs.Invalid("image %s has no postgres user in /etc/passwd: is it a PostgreSQL image?", ref)
+		return Image{}, errdefs.Invalid("image %s has no postgres user in /etc/passwd: Velo needs a PostgreSQL image", ref)
 	}
+	bindir := ""
+	for _, d := range binDirs(img.Config.Env) {
+		if d == "" || !strings.HasPrefix(d, "/") {
+			continue
+		}
+		if st, err := r.c.StatPath(ctx, look, path.Join(d, "postgres")); err == nil && !fs.FileMode(st.Mode).IsDir() {
+			bindir = d
+			break
+		}
+	}
+	if bindir == "" {
+		return Image{}, errdefs.Invalid("image %s has no PostgreSQL server (no postgres program on its PATH or under /usr/lib/postgresql): Velo needs a PostgreSQL image", ref)
+	}
+	// postgres --version, run in a throwaway container of the image.
+	id, err := r.c.ContainerCreate(ctx, "", dockerapi.ContainerConfig{
+		Image:      img.ID,
+		Entrypoint: []string{path.Join(bindir, "postgres"), "--version"},
+		User:       fmt.Sprintf("%d:%d", user.UID, user.GID),
+		Labels:     map[string]string{LabelProbe: "1"},
+		HostConfig: dockerapi.HostConfig{NetworkMode: "none"},
+	})
+	if err != nil {
+		return Image{}, errdefs.Environment("image %s: create a probe container: %v", ref, err)
+	}
+	defer r.c.ContainerRemove(context.WithoutCancel(ctx), id, true)
 	if err := r.c.ContainerStart(ctx, id); err != nil {
-		return Image{}, errdefs.Invalid("image %s: start a probe container: %v", ref, err)
+		return Image{}, errdefs.Invalid("image %s: run %s/postgres --version: %v", ref, bindir, err)
 	}
 	code, err := r.c.ContainerWait(ctx, id)
 	if err != nil {
 		return Image{}, errdefs.Environment("image %s: probe container: %v", ref, err)
 	}
 	out, _ := r.c.ContainerLogs(ctx, id)
-	bindir := ""
-	for _, l := range strings.Split(out, "\n") {
-		if v, ok := strings.CutPrefix(l, "bindir="); ok {
-			bindir = strings.TrimSpace(v)
-		}
-	}
-	if code != 0 || bindir == "" {
-		return Image{}, errdefs.Invalid("image %s has no PostgreSQL server (no postgres program on its PATH or under /usr/lib/postgresql): is it a PostgreSQL image?", ref)
-	}
-	_, rest, _ := strings.Cut(out, "bindir="+bindir)
-	major, version, err := pg.ParseVersion(rest)
-	if err != nil {
-		return Image{}, errdefs.Invalid("image %s: postgres --version said %q: %v", ref, strings.TrimSpace(rest), err)
+	major, version, err := pg.ParseVersion(out)
+	if code != 0 || err != nil {
+		return Image{}, errdefs.Invalid("image %s: %s/postgres --version exited %d saying %q: Velo needs a PostgreSQL image", ref, bindir, code, strings.TrimSpace(out))
 	}
 	return Image{Ref: ref, ID: img.ID, Install: pg.Install{Major: major, Version: version, BinDir: bindir}, User: user}, nil
 }
