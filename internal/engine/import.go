@@ -244,6 +244,9 @@ func (e *Engine) populateImport(ctx context.Context, op *op, p state.Project, sp
 		return pg.BaseBackup(ctx, pg.BaseBackupOptions{Install: spec.Install, Source: pl.src, DataDir: spec.DataDir, RunAs: spec.RunAs,
 			TempDir: e.runDir(), Slot: p.Source.Slot, Progress: report})
 	})
+	if errors.Is(err, errdefs.ErrNoSpace) {
+		return fmt.Errorf("%w; no space left on pool %s, which filled during the copy; nothing is kept: free space (velo status shows what uses it) or pick a larger --pool, then retry", err, p.Pool)
+	}
 	if err != nil {
 		return fmt.Errorf("%w (nothing is kept; retry when the source is back)", err)
 	}

@@ -105,6 +105,12 @@ func BaseBackup(ctx context.Context, o BaseBackupOptions) error {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		for _, l := range tail.lines {
+			if i := strings.Index(l, "could not "); i >= 0 && strings.Contains(l, "No space left on device") {
+				// The copy's filesystem filled: not the source's fault.
+				return errdefs.NoSpace("base backup of %s failed: %s", o.Source.Display(), l[i:])
+			}
+		}
 		return fmt.Errorf("base backup of %s failed (%v): %s", o.Source.Display(), err, redact(errors.New(tail.String()), o.Source.Password))
 	}
 	return nil

@@ -32,24 +32,7 @@ func TestImportFaults(t *testing.T) {
 	}
 	nothingLeft := func(what string, r result) {
 		t.Helper()
-		if strings.Contains(r.stdout+r.stderr, sourceReplPassword) {
-			t.Errorf("%s: the output shows the source's password:\n%s", what, r)
-		}
-		if ps := e.ok("project", "list", "--json").stdout; strings.TrimSpace(ps) != "[]" {
-			t.Errorf("%s: a project is left: %s", what, ps)
-		}
-		for _, dir := range []string{filepath.Join(e.pool, "velo", "vol"), filepath.Join(e.home, "sources"), filepath.Join(e.home, "wal")} {
-			if left, _ := os.ReadDir(dir); len(left) > 0 {
-				t.Errorf("%s: %s holds %s", what, dir, left[0].Name())
-			}
-		}
-		if got := src.sql("SELECT count(*) FROM pg_replication_slots"); got != "0" {
-			t.Errorf("%s: %s slots on the source", what, got)
-		}
-		killed := e.run("doctor", "--json")
-		if killed.code != 0 {
-			t.Errorf("%s: doctor finds something: %s", what, killed)
-		}
+		e.importLeftNothing(src, what, r)
 	}
 	cases := []struct {
 		name, password string

@@ -28,27 +28,35 @@ const (
 type prodSource struct {
 	t       testing.TB
 	dir     string
+	bin     string // the source's initdb and pg_ctl
 	port    int
 	stopped bool
 	bench   *exec.Cmd
 	benchMu sync.Mutex
 }
 
-// newSource initdbs, starts and loads a source of pgbench scale.
+// newProdSource initdbs, starts and loads a PostgreSQL 15 source of
+// pgbench scale.
 func newProdSource(t testing.TB, scale int) *prodSource {
+	t.Helper()
+	return newProdSourceOf(t, pg15, scale)
+}
+
+// newProdSourceOf is newProdSource with the server of the install in bin.
+func newProdSourceOf(t testing.TB, bin string, scale int) *prodSource {
 	t.Helper()
 	testenv.RequireRoot(t)
 	if _, err := os.Stat(filepath.Join(pg15, "pg_basebackup")); err != nil {
 		testenv.Skip(t, "postgresql-15", "Debian's postgresql-15 is not installed (scripts/install-deps.sh installs it)")
 	}
-	s := &prodSource{t: t, dir: tmpDir(t, "velo-source-")}
+	s := &prodSource{t: t, bin: bin, dir: tmpDir(t, "velo-source-")}
 	s.port = freeSourcePort(t)
 	pw := filepath.Join(s.dir, "pw")
 	os.WriteFile(pw, []byte(sourceSuperPassword+"\n"), 0o600)
 	data := filepath.Join(s.dir, "data")
 	os.Chown(s.dir, pgUID(t), pgUID(t))
 	os.Chown(pw, pgUID(t), pgUID(t))
-	s.asPostgres(pg15+"/initdb", "-D", data, "-U", "postgres", "--auth=scram-sha-256", "--pwfile="+pw, "-E", "UTF8", "--locale=C")
+	s.asPostgres(bin+"/initdb", "-D", data, "-U", "postgres", "--auth=scram-sha-256", "--pwfile="+pw, "-E", "UTF8", "--locale=C")
 	os.Remove(pw)
 	conf := fmt.Sprintf("port = %d\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\nwal_level = replica\nmax_wal_senders = 10\n", s.port, s.dir)
 	appendFile(t, filepath.Join(data, "postgresql.conf"), conf)
@@ -60,7 +68,7 @@ func newProdSource(t testing.TB, scale int) *prodSource {
 	s.start()
 	t.Cleanup(func() {
 		s.stopBench()
-		s.asPostgresErr(pg15+"/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
+		s.asPostgresErr(bin+"/pg_ctl", "-D", data, "-m", "immediate", "-w", "stop")
 	})
 	s.sql(fmt.Sprintf(`CREATE ROLE repl LOGIN REPLICATION PASSWORD '%s';
 		CREATE ROLE norepl LOGIN PASSWORD '%s';
@@ -137,13 +145,13 @@ func (s *prodSource) asPostgresErr(args ...string) (string, error) {
 func (s *prodSource) data() string { return filepath.Join(s.dir, "data") }
 
 func (s *prodSource) start() {
-	s.asPostgres(pg15+"/pg_ctl", "-D", s.data(), "-l", filepath.Join(s.dir, "log"), "-w", "start")
+	s.asPostgres(s.bin+"/pg_ctl", "-D", s.data(), "-l", filepath.Join(s.dir, "log"), "-w", "start")
 	s.stopped = false
 }
 
 // restart stops the source (fast) and starts it again.
 func (s *prodSource) restart() {
-	s.asPostgres(pg15+"/pg_ctl", "-D", s.data(), "-m", "fast", "-w", "stop")
+	s.asPostgres(s.bin+"/pg_ctl", "-D", s.data(), "-m", "fast", "-w", "stop")
 	time.Sleep(500 * time.Millisecond)
 	s.start()
 }
