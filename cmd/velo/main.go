@@ -10,7 +10,10 @@ import (
 	"syscall"
 
 	"github.com/velohq/velo/internal/cli"
+	"github.com/velohq/velo/internal/dockerapi"
+	"github.com/velohq/velo/internal/engine"
 	"github.com/velohq/velo/internal/errdefs"
+	"github.com/velohq/velo/internal/runtime/docker"
 	"github.com/velohq/velo/internal/runtime/native"
 	"github.com/velohq/velo/internal/storage/drivers"
 	"github.com/velohq/velo/internal/ui"
@@ -34,7 +37,7 @@ func main() {
 	defer stop()
 	// The engine's parts are built here and given to it, so that the
 	// engine never picks a runtime or a storage driver itself.
-	g := &cli.Globals{Stdout: stdout, Stderr: stderr, Args: os.Args[1:], Runtime: native.New(), Pools: drivers.Pools{}}
+	g := &cli.Globals{Stdout: stdout, Stderr: stderr, Args: os.Args[1:], Runtime: native.New(), Pools: drivers.Pools{}, Containers: connectDocker}
 	root := cli.NewRoot(g)
 	root.SetArgs(os.Args[1:])
 	err := root.ExecuteContext(ctx)
@@ -42,6 +45,21 @@ func main() {
 		fmt.Fprintf(stderr, "velo: %v\n", err)
 	}
 	os.Exit(exitCode(err))
+}
+
+// connectDocker connects to the Docker engine as the docker CLI finds it
+// (DOCKER_HOST, else the default socket), for the projects made with
+// --image; the containers it makes carry the home's label.
+func connectDocker(ctx context.Context, home string) (engine.Containers, error) {
+	c, err := dockerapi.FromEnv()
+	if err != nil {
+		return nil, errdefs.Invalid("%s: %v", dockerapi.HostEnv, err)
+	}
+	if err := c.Ping(ctx); err != nil {
+		return nil, errdefs.Environment("no Docker engine answers at %s (%v): start one (systemctl start docker, or dockerd), or set %s to one that runs; or drop --image to run the host's PostgreSQL",
+			c.Host(), err, dockerapi.HostEnv)
+	}
+	return docker.New(c, map[string]string{docker.LabelHome: home}), nil
 }
 
 // exitCode maps errors to exit codes in one place, by their kind alone

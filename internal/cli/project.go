@@ -32,7 +32,7 @@ func (o *projectCreateOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Pool, "pool", "", "ZFS pool name or absolute path to keep the data in")
 	fs.StringVar(&o.Storage, "storage", "", "force a storage driver: zfs, btrfs, reflink or copy")
 	intVar(fs, &o.PGVersion, "pg-version", 0, "PostgreSQL major version (default: the highest installed)")
-	fs.StringVar(&o.Image, "image", "", "Docker image (not available yet)")
+	fs.StringVar(&o.Image, "image", "", "run the servers in containers of this Docker image with PostgreSQL in it (docker pull it first; the engine is DOCKER_HOST's, else /var/run/docker.sock)")
 	fs.DurationVar(&o.ArchiveTimeout, "archive-timeout", time.Minute, "longest time a commit waits before its WAL is archived (so reachable by --pitr)")
 	fs.StringVar(&o.From, "from", "", "import an existing server: a libpq URL (postgresql://USER@HOST:PORT/DB) or service=NAME; the password comes from PGPASSWORD, ~/.pgpass or the service file (a URL's shows in ps)")
 	fs.BoolVar(&o.Logical, "logical", false, "with --from: dump and restore instead of a base backup (any source major up to --pg-version)")
@@ -98,6 +98,9 @@ func printProject(ctx context.Context, p *ui.Printer, e *engine.Engine, name str
 	}
 	return p.Result(view.NewProjectDetail(info, bs), func(w io.Writer) {
 		fmt.Fprintf(w, "Project:    %s\nStorage:    %s on %s\nPostgreSQL: %d\nListen:     %s\n", info.Name, info.Storage, info.Pool, info.PGMajor, info.Listen)
+		if info.Image != "" {
+			fmt.Fprintf(w, "Image:      %s (runtime %s)\n", info.Image, info.Runtime)
+		}
 		if info.CACert != "" {
 			fmt.Fprintf(w, "TLS CA:     %s\n", info.CACert)
 		}

@@ -38,6 +38,9 @@ type Globals struct {
 	Runtime runtime.Runtime
 	// Pools builds the storage drivers (drivers.Pools{}).
 	Pools engine.Pools
+	// Containers connects to the Docker engine for projects made with
+	// --image.
+	Containers engine.ConnectContainers
 }
 
 // Home is VELO_HOME, default ~/.velo.
@@ -91,7 +94,7 @@ func (g *Globals) config(p *ui.Printer) (engine.Config, error) {
 	if err != nil {
 		return engine.Config{}, err
 	}
-	return engine.Config{Home: home, Runtime: g.Runtime, Pools: g.Pools, Progress: p.Progress(), Command: "velo " + strings.Join(redactArgs(g.Args), " ")}, nil
+	return engine.Config{Home: home, Runtime: g.Runtime, Pools: g.Pools, Containers: g.Containers, Progress: p.Progress(), Command: "velo " + strings.Join(redactArgs(g.Args), " ")}, nil
 }
 
 // NewRoot builds the velo command tree.

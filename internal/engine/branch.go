@@ -315,11 +315,7 @@ func withFreshCloneSync(extra map[string]string) map[string]string {
 // and extra holds settings for the first start (recovery). The server is
 // not started.
 func (e *Engine) cloneSnapshot(ctx context.Context, op *op, p state.Project, d storage.Driver, snap state.Snapshot, b state.Branch, prepare func(runtime.Spec) error, extra map[string]string) (runtime.Spec, error) {
-	in, err := e.install(ctx, p.PGMajor)
-	if err != nil {
-		return runtime.Spec{}, err
-	}
-	u, err := e.osUser()
+	in, u, err := e.server(ctx, p)
 	if err != nil {
 		return runtime.Spec{}, err
 	}
@@ -338,7 +334,7 @@ func (e *Engine) cloneSnapshot(ctx context.Context, op *op, p state.Project, d s
 	if d.Capabilities().OwnFilesystem {
 		extra = withFreshCloneSync(extra)
 	}
-	spec := e.specAt(in, u, b, vol)
+	spec := e.specAt(p, in, u, b, vol)
 	if err := op.record(ctx, stepConfigure, subject{Path: spec.DataDir}); err != nil {
 		return spec, err
 	}

@@ -217,6 +217,10 @@ func (e *Engine) checkBranches(ctx context.Context, s *survey) {
 			if s.installsErr != nil {
 				err = s.installsErr
 			}
+			if b.p.Image != "" {
+				// Its Postgres is in its image, not on the host.
+				in, err = pg.Install{Major: b.p.PGMajor}, nil
+			}
 			b.installed = err
 			if b.pool.err != nil {
 				b.volErr = b.pool.err
@@ -227,7 +231,7 @@ func (e *Engine) checkBranches(ctx context.Context, s *survey) {
 				b.volErr = err
 				return
 			}
-			spec := e.specAt(in, s.runAs, b.b, path)
+			spec := e.specAt(b.p, in, s.runAs, b.b, path)
 			b.dataDir, b.canonical = spec.DataDir, canonical(spec.DataDir)
 			if b.dataGone = dataGone(spec.DataDir); b.dataGone {
 				b.status = runtime.Status{State: runtime.Stopped}

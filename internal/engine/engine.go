@@ -20,6 +20,7 @@ import (
 	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
+	"github.com/velohq/velo/internal/runtime/docker"
 	"github.com/velohq/velo/internal/state"
 	"github.com/velohq/velo/internal/storage"
 	"github.com/velohq/velo/internal/ui"
@@ -43,6 +44,9 @@ type Config struct {
 	Progress *ui.Progress
 	// Command is the command line, recorded in the journal and the lock.
 	Command string
+	// Containers connects to the container engine that projects made with
+	// --image run in; nil refuses --image.
+	Containers ConnectContainers
 }
 
 // Engine runs Velo's use cases against one VELO_HOME.
@@ -64,6 +68,12 @@ type Engine struct {
 	runAs    *pg.OSUser
 	runAsSet bool
 
+	// connect, ctr and images: the container runtime, connected to on
+	// first use (under mu), and the images inspected.
+	connect ConnectContainers
+	ctr     Containers
+	images  map[string]docker.Image
+
 	// driversMu guards drivers, which status's goroutines read; it is not
 	// mu, which install holds while it runs programs.
 	driversMu sync.Mutex
@@ -79,8 +89,17 @@ func New(ctx context.Context, c Config) (*Engine, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Engine{Home: c.Home, Store: st, Runtime: c.Runtime, Pools: c.Pools, Progress: c.Progress, Command: c.Command,
-		LockWait: 5 * time.Minute, drivers: map[string]storage.Driver{}}, nil
+	e := newEngine(c)
+	e.Store = st
+	return e, nil
+}
+
+// newEngine is an Engine of c without its state opened.
+func newEngine(c Config) *Engine {
+	e := &Engine{Home: c.Home, Pools: c.Pools, Progress: c.Progress, Command: c.Command,
+		LockWait: 5 * time.Minute, drivers: map[string]storage.Driver{}, connect: c.Containers, images: map[string]docker.Image{}}
+	e.Runtime = &runtimes{e: e, native: c.Runtime}
+	return e
 }
 
 // Close releases the state database.
@@ -242,6 +261,10 @@ func (e *Engine) specFor(ctx context.Context, p state.Project, b state.Branch, n
 
 // observeSpecPath is observeSpec for a volume path already known.
 func (e *Engine) observeSpecPath(ctx context.Context, p state.Project, b state.Branch, volumePath string) (runtime.Spec, error) {
+	if p.Image != "" {
+		// Seen and stopped through the engine alone.
+		return e.specAt(p, pg.Install{Major: p.PGMajor}, nil, b, volumePath), nil
+	}
 	in, err := e.install(ctx, p.PGMajor)
 	if errors.Is(err, errdefs.ErrEnvironment) {
 		in, err = pg.Install{Major: p.PGMajor}, nil
@@ -253,24 +276,20 @@ func (e *Engine) observeSpecPath(ctx context.Context, p state.Project, b state.B
 	if err != nil {
 		return runtime.Spec{}, err
 	}
-	return e.specAt(in, u, b, volumePath), nil
+	return e.specAt(p, in, u, b, volumePath), nil
 }
 
 // specPath is spec for a branch whose volume path is already known.
 func (e *Engine) specPath(ctx context.Context, p state.Project, b state.Branch, volumePath string) (runtime.Spec, error) {
-	in, err := e.install(ctx, p.PGMajor)
+	in, u, err := e.server(ctx, p)
 	if err != nil {
 		return runtime.Spec{}, err
 	}
-	u, err := e.osUser()
-	if err != nil {
-		return runtime.Spec{}, err
-	}
-	return e.specAt(in, u, b, volumePath), nil
+	return e.specAt(p, in, u, b, volumePath), nil
 }
 
-func (e *Engine) specAt(in pg.Install, u *pg.OSUser, b state.Branch, volumePath string) runtime.Spec {
-	return runtime.Spec{
+func (e *Engine) specAt(p state.Project, in pg.Install, u *pg.OSUser, b state.Branch, volumePath string) runtime.Spec {
+	s := runtime.Spec{
 		Install:   in,
 		DataDir:   dataDir(volumePath),
 		Port:      b.Port,
@@ -279,6 +298,8 @@ func (e *Engine) specAt(in pg.Install, u *pg.OSUser, b state.Branch, volumePath 
 		RunAs:     u,
 		Password:  b.Password,
 	}
+	e.dress(p, b, &s)
+	return s
 }
 
 func (e *Engine) ensureDirs() error {

@@ -92,7 +92,7 @@ func (e *Engine) createPhysical(ctx context.Context, o CreateProjectOptions, lis
 			return err
 		}
 		op.onFail(func(ctx context.Context) error { return d.DestroyVolume(ctx, b.VolumeID) })
-		spec := e.specAt(in, u, b, vol)
+		spec := e.specAt(p, in, u, b, vol)
 		if err := e.populateImport(ctx, op, p, spec, plan); err != nil {
 			return err
 		}

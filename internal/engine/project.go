@@ -98,7 +98,12 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 		return Conn{}, err
 	}
 	if o.Image != "" {
-		return Conn{}, errdefs.Invalid("--image needs the Docker runtime, which Velo does not have yet; use --pg-version N to pick a host Postgres")
+		if err := ValidateImage(o.Image); err != nil {
+			return Conn{}, err
+		}
+	}
+	if o.Image != "" && (o.From != "" || o.Logical || o.NoFollow || o.Slot || len(o.Databases) > 0) {
+		return Conn{}, errdefs.Invalid("--image with --from is not supported: an import runs the host's PostgreSQL; drop --image")
 	}
 	if o.ArchiveTimeout == 0 {
 		o.ArchiveTimeout = time.Minute
@@ -132,18 +137,15 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 			return err
 		}
 		e.Progress.Title("Creating project %s...", o.Name)
-		in, err := e.install(ctx, o.PGVersion)
-		if errors.Is(err, errdefs.ErrEnvironment) {
-			// A major that is not there is, at create, a wrong --pg-version.
-			return errdefs.Mark(errdefs.ErrInvalid, err)
-		} else if err != nil {
-			return err
-		}
-		u, err := e.osUser()
+		in, u, err := e.newServer(ctx, o)
 		if err != nil {
 			return err
 		}
-		p := state.Project{ID: newID("p"), Name: o.Name, PGMajor: in.Major, ArchiveTimeout: int(o.ArchiveTimeout / time.Second), Listen: strings.Join(listen, ","), CreatedAt: time.Now()}
+		p := state.Project{ID: newID("p"), Name: o.Name, PGMajor: in.Major, ArchiveTimeout: int(o.ArchiveTimeout / time.Second), Listen: strings.Join(listen, ","), CreatedAt: time.Now(),
+			Runtime: state.RuntimeNative, Image: o.Image}
+		if o.Image != "" {
+			p.Runtime = state.RuntimeDocker
+		}
 		if err := e.selectStorage(ctx, o, &p); err != nil {
 			return err
 		}
@@ -211,6 +213,12 @@ func (e *Engine) existingProject(ctx context.Context, o CreateProjectOptions) (C
 		return Conn{}, true, differs("--storage", o.Storage, p.Driver)
 	case o.PGVersion != 0 && o.PGVersion != p.PGMajor:
 		return Conn{}, true, differs("--pg-version", fmt.Sprint(o.PGVersion), fmt.Sprint(p.PGMajor))
+	case o.Image != "" && o.Image != p.Image:
+		has := p.Image
+		if has == "" {
+			has = "none (the host's PostgreSQL)"
+		}
+		return Conn{}, true, differs("--image", o.Image, has)
 	}
 	main, err := e.branch(ctx, p, MainBranch)
 	if err != nil {
@@ -295,12 +303,16 @@ func (e *Engine) initVolume(ctx context.Context, op *op, p state.Project, d stor
 		return runtime.Spec{}, err
 	}
 	op.onFail(func(ctx context.Context) error { return d.DestroyVolume(ctx, b.VolumeID) })
-	spec := e.specAt(in, u, b, vol)
+	spec := e.specAt(p, in, u, b, vol)
 	if err := op.record(ctx, stepInitdb, subject{Path: spec.DataDir}); err != nil {
 		return spec, err
 	}
 	err = e.Progress.Step(fmt.Sprintf("Initialize PostgreSQL %s", in.Version), func() error {
-		if err := pg.InitDB(ctx, pg.InitOptions{Install: in, DataDir: spec.DataDir, Password: b.Password, RunAs: u}); err != nil {
+		o, err := e.initOptions(ctx, p, in, u, spec.DataDir, b.Password)
+		if err != nil {
+			return err
+		}
+		if err := pg.InitDB(ctx, o); err != nil {
 			return err
 		}
 		if freshCA {
@@ -446,6 +458,9 @@ type ProjectInfo struct {
 	// Source is where an imported project's data came from; nil for one
 	// made empty.
 	Source *SourceInfo
+	// Runtime runs the servers ("native", "docker"); Image is the
+	// container image of a docker project.
+	Runtime, Image string
 }
 
 // Projects lists the projects.
@@ -487,7 +502,7 @@ func (e *Engine) Project(ctx context.Context, name string) (ProjectInfo, error) 
 
 func (e *Engine) projectInfo(p state.Project, branches int) ProjectInfo {
 	return ProjectInfo{Name: p.Name, Storage: p.Driver, Pool: p.Pool, PGMajor: p.PGMajor, Branches: branches, CreatedAt: p.CreatedAt,
-		Listen: pg.ListenAddresses(listenOf(p)), CACert: e.caCert(p), Source: sourceInfo(p.Source)}
+		Listen: pg.ListenAddresses(listenOf(p)), CACert: e.caCert(p), Source: sourceInfo(p.Source), Runtime: p.Runtime, Image: p.Image}
 }
 
 func removeBranchFiles(e *Engine, b state.Branch) {

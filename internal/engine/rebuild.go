@@ -11,7 +11,6 @@ import (
 
 	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/state"
-	"github.com/velohq/velo/internal/storage"
 )
 
 // RebuildOptions are the flags of `velo doctor --rebuild-state`.
@@ -62,8 +61,7 @@ type RebuiltBranch struct {
 // NewWithoutState is an engine whose state database is not opened: for the
 // rebuild, which must run when it cannot be.
 func NewWithoutState(c Config) *Engine {
-	return &Engine{Home: c.Home, Runtime: c.Runtime, Pools: c.Pools, Progress: c.Progress, Command: c.Command,
-		LockWait: 5 * time.Minute, drivers: map[string]storage.Driver{}}
+	return newEngine(c)
 }
 
 // RebuildState makes the records again from the truth (DESIGN §5): it

@@ -94,7 +94,7 @@ func (e *Engine) RefreshProject(ctx context.Context, name string) error {
 			return err
 		}
 		removeBranchFiles(e, loading)
-		spec = e.specAt(in, u, fresh, filepath.Dir(spec.DataDir))
+		spec = e.specAt(p, in, u, fresh, filepath.Dir(spec.DataDir))
 		if err := e.configure(p, fresh, spec, nil); err != nil {
 			return err
 		}

@@ -207,7 +207,7 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch, sizes bool) 
 				return
 			}
 			info.DataDir = spec.DataDir
-			if spec.Install.BinDir == "" {
+			if spec.Install.BinDir == "" && x.p.Image == "" {
 				// Seen and stoppable, but not startable: say why.
 				if _, err := e.install(ctx, x.p.PGMajor); err != nil {
 					info.Problem = err.Error()

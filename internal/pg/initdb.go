@@ -22,6 +22,11 @@ type InitOptions struct {
 	DataDir  string
 	Password string  // the superuser's password; never put on a command line
 	RunAs    *OSUser // owner of the cluster; nil means the current user
+	// Run, when set, runs initdb (argv: the program, then its arguments)
+	// somewhere else than on the host, as RunAs, with dir (the data
+	// directory's parent, which holds the password file) visible at the
+	// same path: in a container of an image. It returns initdb's output.
+	Run func(ctx context.Context, argv []string, dir string) ([]byte, error)
 }
 
 // InitDB creates a cluster in o.DataDir with initdb: superuser postgres,
@@ -79,17 +84,26 @@ func InitDB(ctx context.Context, o InitOptions) (err error) {
 	}
 
 	locale := "C"
-	if hasCUTF8(ctx) {
+	// Images have C.UTF-8: glibc's since 2.35, musl's always.
+	if o.Run != nil || hasCUTF8(ctx) {
 		locale = "C.UTF-8"
 	}
-	cmd := exec.CommandContext(ctx, o.Install.Bin("initdb"),
+	args := []string{
 		"-D", dataDir,
 		"-U", Superuser,
 		"--auth=scram-sha-256",
 		"--encoding=UTF8",
-		"--locale="+locale,
-		"--pwfile="+pw.Name(),
-	)
+		"--locale=" + locale,
+		"--pwfile=" + pw.Name(),
+	}
+	if o.Run != nil {
+		out, err := o.Run(ctx, append([]string{o.Install.Bin("initdb")}, args...), parent)
+		if err != nil {
+			return fmt.Errorf("initdb %s: %w\n%s", dataDir, err, LastLines(string(out), 20))
+		}
+		return nil
+	}
+	cmd := exec.CommandContext(ctx, o.Install.Bin("initdb"), args...)
 	cmd.Env = o.Install.Env()
 	cmd.Dir = dataDir
 	if o.RunAs != nil {

@@ -71,6 +71,8 @@ func TestPITRTargetMigration(t *testing.T) {
 		`ALTER TABLE branches DROP COLUMN pitr_target`,
 		`ALTER TABLE branches DROP COLUMN protected`,
 		`ALTER TABLE branches DROP COLUMN expires_at`,
+		`ALTER TABLE projects DROP COLUMN runtime`,
+		`ALTER TABLE projects DROP COLUMN image`,
 		fmt.Sprintf(`UPDATE schema_version SET version = %d`, 5),
 		`INSERT INTO projects (id, name, driver, pool, pg_major, created_at) VALUES ('p1', 'demo', 'copy', '/x', 17, '2026-01-01T00:00:00Z')`,
 		`INSERT INTO branches (id, project_id, name, volume_id, port, password, created_at) VALUES ('b1', 'p1', 'main', 'v1', 20001, 'pw', '2026-01-01T00:00:00Z')`,
@@ -85,6 +87,10 @@ func TestPITRTargetMigration(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	// A project from before --image runs natively.
+	if p, err := s.Q().Project(ctx, "demo"); err != nil || p.Runtime != RuntimeNative || p.Image != "" {
+		t.Fatalf("old project after migration: %+v, %v; want the native runtime, no image", p, err)
+	}
 	if b, err := s.Q().Branch(ctx, "p1", "main"); err != nil || !b.PITRTarget.IsZero() || b.Protected || !b.ExpiresAt.IsZero() {
 		t.Fatalf("old branch after migration: %+v, %v; want no PITR target, unprotected, no expiry", b, err)
 	}

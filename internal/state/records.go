@@ -55,8 +55,8 @@ func (t *Tx) InsertProject(ctx context.Context, p Project) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.q.ExecContext(ctx, `INSERT INTO projects (id, name, driver, pool, pg_major, archive_timeout, listen, created_at, source) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.ID, p.Name, p.Driver, p.Pool, p.PGMajor, p.ArchiveTimeout, p.Listen, fmtTime(p.CreatedAt), src)
+	_, err = t.q.ExecContext(ctx, `INSERT INTO projects (id, name, driver, pool, pg_major, archive_timeout, listen, created_at, source, runtime, image) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ID, p.Name, p.Driver, p.Pool, p.PGMajor, p.ArchiveTimeout, p.Listen, fmtTime(p.CreatedAt), src, runtimeName(p.Runtime), p.Image)
 	return err
 }
 
@@ -79,12 +79,12 @@ func encodeSource(s *Source) (string, error) {
 	return string(b), err
 }
 
-const projectCols = `id, name, driver, pool, pg_major, archive_timeout, listen, created_at, source`
+const projectCols = `id, name, driver, pool, pg_major, archive_timeout, listen, created_at, source, runtime, image`
 
 func scanProject(row scanner) (Project, error) {
 	var p Project
 	var created, src string
-	err := row.Scan(&p.ID, &p.Name, &p.Driver, &p.Pool, &p.PGMajor, &p.ArchiveTimeout, &p.Listen, &created, &src)
+	err := row.Scan(&p.ID, &p.Name, &p.Driver, &p.Pool, &p.PGMajor, &p.ArchiveTimeout, &p.Listen, &created, &src, &p.Runtime, &p.Image)
 	p.CreatedAt = parseTime(created)
 	if err == nil && src != "" {
 		p.Source = &Source{}
@@ -400,4 +400,12 @@ func (s *Store) UnfinishedOperations(ctx context.Context) ([]Operation, error) {
 func (t *Tx) SetPort(ctx context.Context, branchID string, port int) error {
 	_, err := t.q.ExecContext(ctx, `UPDATE branches SET port = ? WHERE id = ?`, port, branchID)
 	return err
+}
+
+// runtimeName is the runtime recorded for a project: native unless named.
+func runtimeName(r string) string {
+	if r == "" {
+		return RuntimeNative
+	}
+	return r
 }

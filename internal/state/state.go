@@ -46,7 +46,19 @@ type Project struct {
 	// Source is where the project was imported from; nil for one made
 	// empty.
 	Source *Source
+	// Runtime runs the project's servers: "native" (the host's binaries)
+	// or "docker" (containers of Image). Every branch inherits it.
+	Runtime string
+	// Image is the container image of a "docker" project, as the user
+	// named it; "" for a native one.
+	Image string
 }
+
+// Runtime names.
+const (
+	RuntimeNative = "native"
+	RuntimeDocker = "docker"
+)
 
 // Source is where an imported project's data came from. It holds no
 // secret: the password, when kept, is in a 0600 file of the project.
@@ -316,6 +328,10 @@ var migrations = []string{
 	// expired; expires_at is when velo prune deletes it ('' never).
 	`ALTER TABLE branches ADD COLUMN protected INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE branches ADD COLUMN expires_at TEXT NOT NULL DEFAULT '';`,
+	// The runtime of each project (--image): every project before it is
+	// native.
+	`ALTER TABLE projects ADD COLUMN runtime TEXT NOT NULL DEFAULT 'native';
+	ALTER TABLE projects ADD COLUMN image TEXT NOT NULL DEFAULT '';`,
 }
 
 // migrate brings the schema up to date. Velo processes may open a new

@@ -1,6 +1,8 @@
 package testenv
 
 import (
+	"archive/tar"
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -228,4 +230,29 @@ func lastLines(s string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// NoPostgresImage returns an image with an /etc/passwd naming root alone
+// and nothing else: what a user might give --image by mistake.
+func NoPostgresImage(t testing.TB, d *Docker) string {
+	t.Helper()
+	const repo, tag = "velo-test-no-postgres", "1"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := d.Client.ImageInspect(ctx, repo+":"+tag); err == nil {
+		return repo + ":" + tag
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	passwd := "root:x:0:0:root:/root:/nonexistent\n"
+	tw.WriteHeader(&tar.Header{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755})
+	tw.WriteHeader(&tar.Header{Name: "etc/passwd", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(passwd))})
+	tw.Write([]byte(passwd))
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Client.ImportImage(ctx, repo, tag, &buf, nil); err != nil {
+		t.Fatal(err)
+	}
+	return repo + ":" + tag
 }

@@ -130,6 +130,10 @@ type Project struct {
 	CreatedAt time.Time `json:"created_at"`
 	Listen    string    `json:"listen_addresses"`
 	CACert    string    `json:"ca_cert,omitempty"`
+	// Runtime runs the servers: "native" or "docker" (in containers of
+	// Image).
+	Runtime string `json:"runtime"`
+	Image   string `json:"image,omitempty"`
 	// Source is where an imported project came from.
 	Source *Source `json:"source,omitempty"`
 }
@@ -179,7 +183,7 @@ type Projects []Project
 // NewProject is the view of p.
 func NewProject(p engine.ProjectInfo) Project {
 	return Project{Name: p.Name, Storage: p.Storage, Pool: p.Pool, PGVersion: p.PGMajor, Branches: p.Branches,
-		CreatedAt: p.CreatedAt, Listen: p.Listen, CACert: p.CACert, Source: newSource(p.Source)}
+		CreatedAt: p.CreatedAt, Listen: p.Listen, CACert: p.CACert, Runtime: p.Runtime, Image: p.Image, Source: newSource(p.Source)}
 }
 
 // NewProjects is the view of ps.

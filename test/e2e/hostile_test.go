@@ -199,7 +199,7 @@ func TestHostileInput(t *testing.T) {
 		"name":           {rules: []string{nameRule, "cannot be main"}, extra: []string{"main", "DEMO", "demo/x"}},
 		"pool":           {rules: []string{poolRule, printRule, pathLenRule, "go with --rebuild-state"}, legit: absPrintable, extra: pathExtra},
 		"storage":        {rules: []string{"choose one of zfs, btrfs, reflink, copy"}},
-		"image":          {rules: []string{"--image needs the Docker runtime"}},
+		"image":          {rules: []string{"is not an image reference"}, legit: func(s string) bool { return s == "" }},
 		"parent":         {rules: []string{nameRule, refRule}, extra: []string{"demo/dev\n", "demo/dеv", "DEMO/main"}},
 		"pitr":           {rules: []string{timeRule, "too far back", "is in the future"}, extra: []string{"9999-12-31T00:00:00Z", "3000000000w", "99999999999 weeks ago", "-5m", "1e9d", "2025-13-45"}},
 		"label":          {rules: []string{labelRule}, legit: func(s string) bool { return printable(s) && len([]rune(s)) <= 100 }, extra: []string{"a\u200bb", strings.Repeat("é", 101)}},

@@ -129,3 +129,34 @@ func postgresUser(passwd string) (pg.OSUser, bool) {
 func (i Image) String() string {
 	return fmt.Sprintf("%s (PostgreSQL %s, user postgres uid %d)", i.Ref, i.Install.Version, i.User.UID)
 }
+
+// Run runs argv (the program, then its arguments) to its end in a
+// throwaway container of img, as the image's postgres user, without a
+// network, with dir bind-mounted at its own path, and returns its output.
+// A non-zero exit is an error.
+func (r *Runtime) Run(ctx context.Context, img Image, argv []string, dir string) ([]byte, error) {
+	id, err := r.c.ContainerCreate(ctx, "", dockerapi.ContainerConfig{
+		Image:      img.ID,
+		Entrypoint: argv,
+		User:       fmt.Sprintf("%d:%d", img.User.UID, img.User.GID),
+		WorkingDir: dir,
+		Labels:     map[string]string{LabelProbe: "1"},
+		HostConfig: dockerapi.HostConfig{NetworkMode: "none", Mounts: []dockerapi.Mount{{Type: "bind", Source: dir, Target: dir}}},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("create a container of %s: %w", img.Ref, err)
+	}
+	defer r.c.ContainerRemove(context.WithoutCancel(ctx), id, true)
+	if err := r.c.ContainerStart(ctx, id); err != nil {
+		return nil, fmt.Errorf("start a container of %s: %w", img.Ref, err)
+	}
+	code, err := r.c.ContainerWait(ctx, id)
+	out, _ := r.c.ContainerLogs(context.WithoutCancel(ctx), id)
+	if err != nil {
+		return []byte(out), err
+	}
+	if code != 0 {
+		return []byte(out), fmt.Errorf("%s exited %d in a container of %s", path.Base(argv[0]), code, img.Ref)
+	}
+	return []byte(out), nil
+}

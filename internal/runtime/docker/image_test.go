@@ -1,8 +1,6 @@
 package docker_test
 
 import (
-	"archive/tar"
-	"bytes"
 	"context"
 	"errors"
 	"strings"
@@ -35,18 +33,7 @@ func TestInspectImage(t *testing.T) {
 		t.Errorf("InspectImage of a missing image: %v, want not found naming the docker pull", err)
 	}
 
-	// An image with a root user and nothing else.
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	passwd := "root:x:0:0:root:/root:/bin/sh\n"
-	tw.WriteHeader(&tar.Header{Name: "etc/", Typeflag: tar.TypeDir, Mode: 0o755})
-	tw.WriteHeader(&tar.Header{Name: "etc/passwd", Typeflag: tar.TypeReg, Mode: 0o644, Size: int64(len(passwd))})
-	tw.Write([]byte(passwd))
-	tw.Close()
-	if err := d.Client.ImportImage(ctx, "velo-test-no-postgres", "1", &buf, nil); err != nil {
-		t.Fatal(err)
-	}
-	_, err = rt.InspectImage(ctx, "velo-test-no-postgres:1")
+	_, err = rt.InspectImage(ctx, testenv.NoPostgresImage(t, d))
 	if !errors.Is(err, errdefs.ErrInvalid) || !strings.Contains(err.Error(), "PostgreSQL") {
 		t.Errorf("InspectImage of an image without Postgres: %v, want invalid saying it needs PostgreSQL", err)
 	}
