@@ -43,6 +43,9 @@ type config struct {
 	keep         bool
 	alternatives bool
 	tpsRounds    int
+	// image, when set, also times branch create, reset and delete in a
+	// project of this Docker image (velo project create --image).
+	image string
 }
 
 func main() {
@@ -60,6 +63,7 @@ func main() {
 	flag.StringVar(&c.out, "out", "bench-results", "directory for results.csv, results.json, results.md and chart.png")
 	flag.BoolVar(&c.keep, "keep", false, "leave the pools and homes in place at the end")
 	flag.BoolVar(&c.alternatives, "alternatives", true, "measure TEMPLATE, pg_dump | pg_restore and pg_basebackup too (on the first driver's databases); false measures Velo alone, as after a change to it")
+	flag.StringVar(&c.image, "image", "", "also time branch create, reset and delete in a project made with --image IMG (a Docker image of the measured major, present in the engine DOCKER_HOST names), at every size")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		usage("unexpected argument %q", flag.Arg(0))

@@ -199,6 +199,8 @@ type measure struct {
 	password string
 	main     branchInfo
 	dbBytes  int64
+	// createArgs are more flags of the project's create (--image).
+	createArgs []string
 }
 
 // scaleFor is the pgbench scale that makes about mb of database: 1 GB is
@@ -207,7 +209,8 @@ func scaleFor(mb int) int { return max(1, (mb*68+512)/1024) }
 
 func (m *measure) setUp(ctx context.Context) error {
 	m.scale = scaleFor(m.size)
-	if _, err := m.v.run(ctx, "project", "create", m.project, "--pool", m.p.name, "--storage", m.p.driver, "--pg-version", strconv.Itoa(m.c.pgMajor)); err != nil {
+	args := append([]string{"project", "create", m.project, "--pool", m.p.name, "--storage", m.p.driver, "--pg-version", strconv.Itoa(m.c.pgMajor)}, m.createArgs...)
+	if _, err := m.v.run(ctx, args...); err != nil {
 		return err
 	}
 	out, err := m.v.run(ctx, "branch", "password", m.project+"/main", "--json")
@@ -270,6 +273,11 @@ func (m *measure) all(ctx context.Context, alternatives, smallest, largest bool)
 	if err := m.veloCommands(ctx); err != nil {
 		return err
 	}
+	if m.c.image != "" {
+		if err := m.imageCommands(ctx); err != nil {
+			return err
+		}
+	}
 	if err := m.floor(ctx); err != nil {
 		return err
 	}
@@ -294,6 +302,24 @@ func (m *measure) all(ctx context.Context, alternatives, smallest, largest bool)
 // veloCommands times branch create, reset and delete, each until done (and,
 // for create and reset, until the branch answers).
 func (m *measure) veloCommands(ctx context.Context) error {
+	return m.branchCommands(ctx, bench.VeloCreate, bench.VeloReset, bench.VeloDelete)
+}
+
+// imageCommands times the same in a project of the same size made with
+// --image, whose servers run in containers.
+func (m *measure) imageCommands(ctx context.Context) error {
+	im := &measure{c: m.c, v: m.v, p: m.p, rep: m.rep, size: m.size, project: m.project + "-img", createArgs: []string{"--image", m.c.image}}
+	if err := im.setUp(ctx); err != nil {
+		return err
+	}
+	err := im.branchCommands(ctx, bench.VeloCreateImage, bench.VeloResetImage, bench.VeloDeleteImage)
+	if _, derr := m.v.run(context.WithoutCancel(ctx), "project", "delete", im.project, "--force"); derr != nil && err == nil {
+		err = derr
+	}
+	return err
+}
+
+func (m *measure) branchCommands(ctx context.Context, createMethod, resetMethod, deleteMethod string) error {
 	var create, reset, del []time.Duration
 	for i := 0; i <= m.c.reps; i++ {
 		ref := fmt.Sprintf("%s/b%d", m.project, i)
@@ -318,9 +344,9 @@ func (m *measure) veloCommands(ctx context.Context) error {
 			create, reset, del = append(create, d), append(reset, r), append(del, x)
 		}
 	}
-	m.add(m.p.driver, bench.VeloCreate, bench.Summarize(create))
-	m.add(m.p.driver, bench.VeloReset, bench.Summarize(reset))
-	m.add(m.p.driver, bench.VeloDelete, bench.Summarize(del))
+	m.add(m.p.driver, createMethod, bench.Summarize(create))
+	m.add(m.p.driver, resetMethod, bench.Summarize(reset))
+	m.add(m.p.driver, deleteMethod, bench.Summarize(del))
 	return nil
 }
 

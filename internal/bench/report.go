@@ -22,15 +22,19 @@ const (
 	VeloCreate = "velo branch create"
 	VeloReset  = "velo branch reset"
 	VeloDelete = "velo branch delete"
-	VeloStatus = "velo status --json"
-	Template   = "CREATE DATABASE TEMPLATE"
-	DumpRestor = "pg_dump | pg_restore"
-	BaseBackup = "pg_basebackup + start"
-	FloorTotal = "floor: checkpoint+snapshot+clone+start"
-	FloorCkpt  = "floor: CHECKPOINT"
-	FloorSnap  = "floor: snapshot"
-	FloorClone = "floor: clone"
-	FloorStart = "floor: postgres start"
+	// The same in a project made with --image (velo-bench -image).
+	VeloCreateImage = "velo branch create --image"
+	VeloResetImage  = "velo branch reset --image"
+	VeloDeleteImage = "velo branch delete --image"
+	VeloStatus      = "velo status --json"
+	Template        = "CREATE DATABASE TEMPLATE"
+	DumpRestor      = "pg_dump | pg_restore"
+	BaseBackup      = "pg_basebackup + start"
+	FloorTotal      = "floor: checkpoint+snapshot+clone+start"
+	FloorCkpt       = "floor: CHECKPOINT"
+	FloorSnap       = "floor: snapshot"
+	FloorClone      = "floor: clone"
+	FloorStart      = "floor: postgres start"
 )
 
 // Alternatives are what a user does without Velo, in table order.
