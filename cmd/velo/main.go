@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/velohq/velo/internal/cli"
@@ -59,7 +60,7 @@ func connectDocker(ctx context.Context, home string) (engine.Containers, error) 
 		return nil, errdefs.Environment("no Docker engine answers at %s (%v): start one (systemctl start docker, or dockerd), or set %s to one that runs; or drop --image to run the host's PostgreSQL",
 			c.Host(), err, dockerapi.HostEnv)
 	}
-	return docker.New(c, map[string]string{docker.LabelHome: home}), nil
+	return docker.New(c, map[string]string{docker.LabelHome: home}).WithCache(filepath.Join(home, "cache", "images")), nil
 }
 
 // exitCode maps errors to exit codes in one place, by their kind alone

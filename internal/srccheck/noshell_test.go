@@ -51,6 +51,7 @@ var allowed = []struct{ file, what, why string }{
 	{"internal/pg/standby.go", "archive_cleanup_command", "the name of a setting removed from a copied source's postgresql.auto.conf, so that none of the source's commands runs here; nothing is set"},
 	{"internal/pg/standby.go", "recovery_end_command", "the name of a setting removed from a copied source's postgresql.auto.conf, so that none of the source's commands runs here; nothing is set"},
 	{"internal/pg/standby.go", "ssl_passphrase_command", "the name of a setting removed from a copied source's postgresql.auto.conf, so that none of the source's commands runs here; nothing is set"},
+	{"test/e2e/image_test.go", "bash", "scripts/demo.sh is the README's demo, a shell script users run; the test runs it with --image the way the README says"},
 	{"test/e2e/readme_test.go", "bash", "the README's verify-full psql line is a shell line users paste; the test runs it, as written, the way they do"},
 	{"test/e2e/import_test.go", "restore_command", "the test checks that a branch's configuration holds no restore_command reaching the source; nothing is set"},
 }

@@ -39,6 +39,7 @@ func TestImage(t *testing.T) {
 			e.extra = append(e.extra, "DOCKER_HOST="+d.Host)
 			t.Cleanup(func() { removeContainers(t, d, e.home) })
 			testImageRefusals(e, d, image, noPostgres)
+			testImageDemo(e, image)
 			testImageBranches(e, d, image)
 		})
 	}
@@ -56,6 +57,21 @@ func testImageRefusals(e *env, d *testenv.Docker, image, noPostgres string) {
 	if out := e.ok("project", "list", "--json").stdout; strings.TrimSpace(out) != "[]" {
 		e.t.Errorf("projects after the refusals: %s", out)
 	}
+}
+
+// testImageDemo runs the seed's demo (scripts/demo.sh, which checks its
+// own rows) on a project of the image.
+func testImageDemo(e *env, image string) {
+	script, err := filepath.Abs("../../scripts/demo.sh")
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	cmd := exec.Command("bash", script, "--pool", e.pool, "--image", image)
+	cmd.Env = append(append(os.Environ(), "VELO="+veloBin, "VELO_HOME="+e.home), e.extra...)
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "Done:") {
+		e.t.Fatalf("demo.sh --image %s: %v\n%s", image, err, out)
+	}
+	e.ok("project", "delete", "demo", "--force")
 }
 
 func testImageBranches(e *env, d *testenv.Docker, image string) {

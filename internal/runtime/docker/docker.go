@@ -70,6 +70,8 @@ type Runtime struct {
 	// labels go on every container and are what List selects by: Velo's
 	// home, so that two homes never see each other's containers.
 	labels map[string]string
+	// cacheDir keeps what InspectImage found, by image ID ("": none).
+	cacheDir string
 }
 
 var (

@@ -2,9 +2,12 @@ package docker
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"io/fs"
+	"os"
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -52,6 +55,19 @@ func (r *Runtime) InspectImage(ctx context.Context, ref string) (Image, error) {
 	if err != nil {
 		return Image{}, errdefs.Environment("the Docker engine at %s: %v", r.c.Host(), err)
 	}
+	if c, ok := r.cachedImage(img.ID); ok {
+		c.Ref = ref
+		return c, nil
+	}
+	found, err := r.probeImage(ctx, ref, img)
+	if err == nil {
+		r.cacheImage(found)
+	}
+	return found, err
+}
+
+// probeImage is InspectImage for an image not in the cache.
+func (r *Runtime) probeImage(ctx context.Context, ref string, img dockerapi.Image) (Image, error) {
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	// A created container, never started, to read files from.
@@ -159,4 +175,52 @@ func (r *Runtime) Run(ctx context.Context, img Image, argv []string, dir string)
 		return []byte(out), fmt.Errorf("%s exited %d in a container of %s", path.Base(argv[0]), code, img.Ref)
 	}
 	return []byte(out), nil
+}
+
+// WithCache keeps what InspectImage finds in dir, by image ID: an ID is
+// the hash of the image's content, so what was found for it stays true,
+// and a command spares the two throwaway containers of a look.
+func (r *Runtime) WithCache(dir string) *Runtime {
+	r.cacheDir = dir
+	return r
+}
+
+func (r *Runtime) cacheFile(id string) string {
+	return filepath.Join(r.cacheDir, strings.TrimPrefix(id, "sha256:")+".json")
+}
+
+func (r *Runtime) cachedImage(id string) (Image, bool) {
+	if r.cacheDir == "" || id == "" {
+		return Image{}, false
+	}
+	data, err := os.ReadFile(r.cacheFile(id))
+	if err != nil {
+		return Image{}, false
+	}
+	var img Image
+	if json.Unmarshal(data, &img) != nil || img.ID != id || img.Install.BinDir == "" || img.User.UID == 0 {
+		return Image{}, false
+	}
+	return img, true
+}
+
+// cacheImage writes the entry under a temporary name and renames it into
+// place; a failure only costs the next command a look.
+func (r *Runtime) cacheImage(img Image) {
+	if r.cacheDir == "" || img.ID == "" {
+		return
+	}
+	data, err := json.Marshal(img)
+	if err != nil || os.MkdirAll(r.cacheDir, 0o700) != nil {
+		return
+	}
+	tmp, err := os.CreateTemp(r.cacheDir, ".image-*")
+	if err != nil {
+		return
+	}
+	_, werr := tmp.Write(data)
+	cerr := tmp.Close()
+	if werr != nil || cerr != nil || os.Rename(tmp.Name(), r.cacheFile(img.ID)) != nil {
+		os.Remove(tmp.Name())
+	}
 }

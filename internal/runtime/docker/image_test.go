@@ -3,6 +3,8 @@ package docker_test
 import (
 	"context"
 	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -36,5 +38,33 @@ func TestInspectImage(t *testing.T) {
 	_, err = rt.InspectImage(ctx, testenv.NoPostgresImage(t, d))
 	if !errors.Is(err, errdefs.ErrInvalid) || !strings.Contains(err.Error(), "PostgreSQL") {
 		t.Errorf("InspectImage of an image without Postgres: %v, want invalid saying it needs PostgreSQL", err)
+	}
+}
+
+// TestInspectImageCache: what InspectImage found is kept by image ID and
+// given back alike; an entry that does not read back is looked again.
+func TestInspectImageCache(t *testing.T) {
+	d := testenv.RequireDocker(t)
+	image := testenv.PostGISImage(t, d)
+	dir := t.TempDir()
+	rt := docker.New(d.Client, nil).WithCache(dir)
+	ctx := context.Background()
+	first, err := rt.InspectImage(ctx, image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	entries, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	if len(entries) != 1 {
+		t.Fatalf("cache entries after a look: %v, want one", entries)
+	}
+	again, err := rt.InspectImage(ctx, image)
+	if err != nil || again != first {
+		t.Errorf("from the cache: %+v (%v), want %+v", again, err, first)
+	}
+	if err := os.WriteFile(entries[0], []byte("{broken"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if third, err := rt.InspectImage(ctx, image); err != nil || third != first {
+		t.Errorf("after a broken entry: %+v (%v), want %+v", third, err, first)
 	}
 }
