@@ -183,6 +183,7 @@ func TestHostileInput(t *testing.T) {
 		"project rename":        {kind: argName, first: "demo", arg: "other"},
 		"branch rename":         {kind: argRef, first: "demo/dev", arg: "demo/other"},
 		"branch promote":        {kind: argRef, arg: "demo/dev"},
+		"diff":                  {kind: argRef, arg: "demo/dev"},
 	}
 	// Flags that only count beside another.
 	needs := map[string][][2]string{
@@ -215,12 +216,14 @@ func TestHostileInput(t *testing.T) {
 		"completion-dir": {rules: []string{absRule, printRule, pathLenRule}, legit: absPrintable, extra: pathExtra},
 		"format":         {rules: []string{"is not shell, dotenv or json"}},
 		"size":           {rules: []string{"give a positive size such as 20G"}, extra: []string{"-5G", "0", "99999999999T", "1e3G", "5 G"}},
+		"table":          {rules: []string{"no such table", "is not a table name", "a table of the system's"}, extra: []string{"pg_catalog.pg_class", "a.b.c.d"}},
 	}
 	intFlags := map[string][]string{
 		"days":       {"-1", "36501", "99999999999999999999", "1e9", "0x10", "abc", "1.5", "", " 1"},
 		"pg-version": {"-1", "99999999999999999999", "0x11", "abc", "17.2", ""},
+		"rows":       {"-1", "99999999999999999999", "0x10", "abc", "1.5", ""},
 	}
-	intRules := []string{intRule, rangeRule, "must be between 0 and 36500", "is not a Postgres major version"}
+	intRules := []string{intRule, rangeRule, "must be between 0 and 36500", "is not a Postgres major version", "give a count of 0 or more"}
 	durations := []string{"-1s", "0", "0s", "25h", "1500ms", "abc", "5", "99999999999h", ""}
 	durRules := []string{durRule, "must be whole seconds between 1s and 24h"}
 	unknownFlags := []string{"--$(id)", "--" + longArg, "--a\x1bb", "-Z", "---x", "--de\u200dmo", "--dеmo"}

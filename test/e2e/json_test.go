@@ -126,6 +126,7 @@ func TestJSONOutput(t *testing.T) {
 		{"snapshot", "cleanup", "j/main", "--days", "36500", "--dry-run"},
 		{"wal", "cleanup", "j/main", "--days", "36500", "--dry-run"},
 		{"doctor"}, {"doctor", "--repair", "--dry-run"}, {"version"}, {"doctor", "--rebuild-state", "--force", "--dry-run"},
+		{"diff", "j/dev", "--rows", "2", "--grants"}, {"diff", "j/main", "j/dev"},
 	} {
 		check(0, args...)
 	}

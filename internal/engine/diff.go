@@ -1,0 +1,198 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/velohq/velo/internal/diff"
+	"github.com/velohq/velo/internal/errdefs"
+	"github.com/velohq/velo/internal/pg"
+	"github.com/velohq/velo/internal/runtime"
+	"github.com/velohq/velo/internal/state"
+	"github.com/velohq/velo/internal/storage"
+)
+
+// DiffOptions are the arguments and flags of `velo diff`.
+type DiffOptions struct {
+	Old string // PROJECT/BRANCH
+	New string // PROJECT/BRANCH; "": Old against its origin snapshot
+	diff.Options
+}
+
+// Diff compares a branch with the state it was made from (its origin
+// snapshot), or two branches of one project as they are now. The origin is
+// read through a server of its own: a clone of the snapshot, started on a
+// private socket (no TCP), stopped and destroyed once read; a kill on the
+// way leaves it to velo doctor --repair, which the journal tells.
+func (e *Engine) Diff(ctx context.Context, o DiffOptions) (*diff.Result, error) {
+	pn, _, err := ParseRef(o.Old)
+	if err != nil {
+		return nil, err
+	}
+	if o.New != "" {
+		qn, _, err := ParseRef(o.New)
+		if err != nil {
+			return nil, err
+		}
+		if qn != pn {
+			return nil, errdefs.Invalid("%s and %s are branches of different projects: velo diff compares branches of one project (each is a copy of the same cluster)", o.Old, o.New)
+		}
+	}
+	var res *diff.Result
+	err = e.mutate(ctx, func(op *op) error {
+		p, b, err := e.ref(ctx, o.Old)
+		if err != nil {
+			return err
+		}
+		d, err := e.driver(ctx, p)
+		if err != nil {
+			return err
+		}
+		newer, err := e.liveSide(ctx, p, b)
+		if err != nil {
+			return err
+		}
+		older, cleanup := newer, func(context.Context) error { return nil }
+		if o.New != "" {
+			_, c, err := e.ref(ctx, o.New)
+			if err != nil {
+				return err
+			}
+			if newer, err = e.liveSide(ctx, p, c); err != nil {
+				return err
+			}
+		} else if older, cleanup, err = e.originSide(ctx, op, p, d, b); err != nil {
+			return err
+		}
+		opts := o.Options
+		opts.Blocks = blockFinder(d)
+		err = e.Progress.Step("Compare", func() error {
+			res, err = diff.Compare(ctx, older, newer, opts)
+			return err
+		})
+		if err != nil {
+			return err // the journal's undo removes the copy
+		}
+		return cleanup(context.WithoutCancel(ctx))
+	})
+	return res, err
+}
+
+// blockFinder is how d tells the blocks two files share.
+func blockFinder(storage.Driver) diff.BlockFinder { return diff.ByteFinder{} }
+
+// liveSide is branch b read through its running server.
+func (e *Engine) liveSide(ctx context.Context, p state.Project, b state.Branch) (diff.Side, error) {
+	spec, err := e.observeSpec(ctx, p, b)
+	if err != nil {
+		return diff.Side{}, err
+	}
+	st, err := e.Runtime.Status(ctx, spec)
+	if err != nil {
+		return diff.Side{}, err
+	}
+	ref := p.Name + "/" + b.Name
+	if st.State != runtime.Running {
+		return diff.Side{}, errdefs.FailedPrecondition("%s is stopped: velo diff reads a branch through its server; start it with velo branch start %s", ref, ref)
+	}
+	return diff.Side{Name: ref, DataDir: spec.DataDir, Dial: func(ctx context.Context) (*pgx.Conn, error) { return e.dial(ctx, p, b) }}, nil
+}
+
+// originSide starts a server on a clone of b's origin snapshot, on a
+// socket of its own and no TCP; cleanup stops and destroys it (so does the
+// journal's undo if a later step fails).
+func (e *Engine) originSide(ctx context.Context, op *op, p state.Project, d storage.Driver, b state.Branch) (diff.Side, func(context.Context) error, error) {
+	ref := p.Name + "/" + b.Name
+	if b.OriginSnapshotID == "" {
+		return diff.Side{}, nil, errdefs.FailedPrecondition("%s was not made from a snapshot (a project's main branch): compare it with another branch, velo diff %s %s/OTHER", ref, ref, p.Name)
+	}
+	snap, err := e.Store.Q().Snapshot(ctx, b.OriginSnapshotID)
+	if err != nil {
+		return diff.Side{}, nil, fmt.Errorf("the origin snapshot of %s: %w", ref, err)
+	}
+	// The snapshot's data holds the password its branch had.
+	inData := b.Password
+	if src, err := e.Store.Q().BranchByID(ctx, snap.BranchID); err == nil {
+		inData = src.Password
+	}
+	port, err := e.freePort(ctx)
+	if err != nil {
+		return diff.Side{}, nil, err
+	}
+	tmp := state.Branch{ID: newID("b"), ProjectID: p.ID, Name: "diff-" + b.Name, ParentID: b.ID, VolumeID: newID("v"), Port: port, Password: inData, CreatedAt: time.Now()}
+	if err := e.ensureDirs(); err != nil {
+		return diff.Side{}, nil, err
+	}
+	e.Progress.Title("Reading %s as it was made (snapshot %s)...", ref, snap.ID)
+	var recovery map[string]string
+	if snap.BackupLabel != "" {
+		// A copy made inside the backup protocol: replayed from its
+		// branch's archive up to the end of the backup, as the branch was.
+		recovery = map[string]string{
+			"restore_command":        fmt.Sprintf("cp '%s/%%f' '%%p'", e.archiveDir(snap.VolumeID)),
+			"recovery_target":        "immediate",
+			"recovery_target_action": "promote",
+			"hot_standby":            "off",
+		}
+	}
+	spec, err := e.cloneSnapshot(ctx, op, p, d, snap, tmp, func(spec runtime.Spec) error {
+		if recovery == nil {
+			return nil
+		}
+		return touchOwned(filepath.Join(spec.DataDir, "recovery.signal"), spec.RunAs)
+	}, recovery)
+	if err != nil {
+		return diff.Side{}, nil, err
+	}
+	// Its socket alone: nothing but velo reaches the copy.
+	if err := lockToSocket(spec); err != nil {
+		return diff.Side{}, nil, err
+	}
+	// Its log and socket directory go with it (the undos run last first).
+	leftovers := func(context.Context) error {
+		_ = os.Remove(spec.LogFile)
+		if err := os.Remove(e.secretFile(tmp.ID)); err != nil && !os.IsNotExist(err) {
+			return err
+		}
+		return os.RemoveAll(spec.SocketDir)
+	}
+	op.onFail(leftovers)
+	if err := e.startNew(ctx, op, spec); err != nil {
+		return diff.Side{}, nil, err
+	}
+	cleanup := func(ctx context.Context) error {
+		return e.Progress.Step("Remove the copy of the origin", func() error {
+			if err := e.Runtime.Stop(ctx, spec, 10*time.Second); err != nil {
+				return err
+			}
+			if err := ignoreNotFound(d.DestroyVolume(ctx, tmp.VolumeID)); err != nil {
+				return err
+			}
+			if err := os.RemoveAll(e.archiveDir(tmp.VolumeID)); err != nil {
+				return err
+			}
+			return leftovers(ctx)
+		})
+	}
+	side := diff.Side{Name: ref + "@" + snap.ID, DataDir: spec.DataDir, Dial: func(ctx context.Context) (*pgx.Conn, error) {
+		return pg.ConnectSocket(ctx, spec.SocketDir, spec.Port, inData)
+	}}
+	return side, cleanup, nil
+}
+
+// touchOwned makes an empty file owned by u.
+func touchOwned(path string, u *pg.OSUser) error {
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY, 0o600)
+	if err != nil {
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return pg.Chown(path, u)
+}
