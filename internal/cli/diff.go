@@ -86,8 +86,7 @@ func runDiff(ctx context.Context, g *Globals, o diffOptions, ref, other string) 
 			return errdefs.Invalid("--table %s is not a table name (TABLE or SCHEMA.TABLE, at most 140 bytes, no control characters)", ui.Quote(t))
 		}
 	}
-	p := g.printer(o.JSON, true)
-	e, err := g.open(ctx, p)
+	p, e, err := g.open(ctx, o.JSON, true)
 	if err != nil {
 		return err
 	}
