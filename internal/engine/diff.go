@@ -133,12 +133,7 @@ func (e *Engine) originSide(ctx context.Context, op *op, p state.Project, d stor
 	if snap.BackupLabel != "" {
 		// A copy made inside the backup protocol: replayed from its
 		// branch's archive up to the end of the backup, as the branch was.
-		recovery = map[string]string{
-			"restore_command":        fmt.Sprintf("cp '%s/%%f' '%%p'", e.archiveDir(snap.VolumeID)),
-			"recovery_target":        "immediate",
-			"recovery_target_action": "promote",
-			"hot_standby":            "off",
-		}
+		recovery = recoveryFrom(e.archiveDir(snap.VolumeID), map[string]string{"recovery_target": "immediate"})
 	}
 	spec, err := e.cloneSnapshot(ctx, op, p, d, snap, tmp, func(spec runtime.Spec) error {
 		if recovery == nil {

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"time"
@@ -102,17 +103,11 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 			return errdefs.FailedPrecondition("--pitr %s is after the newest archived WAL of %s/%s (it is stopped); the latest reachable moment is %s", utc(target), p.Name, parent.Name, latestBound(latest))
 		}
 	}
-	recovery := map[string]string{
-		// Reads the parent's archive, never writes to it. Postgres runs
-		// restore_command itself; the paths are Velo's own IDs.
-		"restore_command":           fmt.Sprintf("cp '%s/%%f' '%%p'", archive),
+	recovery := recoveryFrom(archive, map[string]string{
 		"recovery_target_time":      target.UTC().Format("2006-01-02 15:04:05.999999-07"),
-		"recovery_target_action":    "promote",
 		"recovery_target_timeline":  "current",
 		"recovery_target_inclusive": "true",
-		// No connections until promoted: ready means recovered.
-		"hot_standby": "off",
-	}
+	})
 	spec, err := e.cloneSnapshot(ctx, op, p, d, *base, *b, func(spec runtime.Spec) error {
 		f, err := os.OpenFile(filepath.Join(spec.DataDir, "recovery.signal"), os.O_CREATE|os.O_WRONLY, 0o600)
 		if err != nil {
@@ -170,4 +165,19 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 	}
 	b.OriginSnapshotID, b.PITRTarget = base.ID, target
 	return e.Store.Q().InsertBranch(ctx, *b)
+}
+
+// recoveryFrom is the settings of a recovery that reads archive up to
+// target (recovery_target_* settings), then promotes.
+func recoveryFrom(archive string, target map[string]string) map[string]string {
+	out := map[string]string{
+		// Reads the archive, never writes to it. Postgres runs
+		// restore_command itself; the paths are Velo's own IDs.
+		"restore_command":        fmt.Sprintf("cp '%s/%%f' '%%p'", archive),
+		"recovery_target_action": "promote",
+		// No connections until promoted: ready means recovered.
+		"hot_standby": "off",
+	}
+	maps.Copy(out, target)
+	return out
 }
