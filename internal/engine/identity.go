@@ -53,6 +53,10 @@ type identityProject struct {
 	CreatedAt      time.Time `json:"created_at"`
 	// Source is where an imported project came from (it holds no secret).
 	Source *state.Source `json:"source,omitempty"`
+	// Runtime and Image: a project made with --image runs in containers
+	// of Image ("" runtime in files from before it: native).
+	Runtime string `json:"runtime,omitempty"`
+	Image   string `json:"image,omitempty"`
 }
 
 type identityBranch struct {
@@ -84,7 +88,8 @@ type snapshotNote struct {
 func identityOf(home string, p state.Project, b state.Branch, parentName string) volumeIdentity {
 	return volumeIdentity{Version: 1, Home: home, WrittenAt: time.Now().UTC(),
 		Project: identityProject{ID: p.ID, Name: p.Name, Driver: p.Driver, Pool: p.Pool, PGMajor: p.PGMajor,
-			ArchiveTimeout: p.ArchiveTimeout, Listen: p.Listen, CreatedAt: p.CreatedAt.UTC(), Source: p.Source},
+			ArchiveTimeout: p.ArchiveTimeout, Listen: p.Listen, CreatedAt: p.CreatedAt.UTC(), Source: p.Source,
+			Runtime: p.Runtime, Image: p.Image},
 		Branch: identityBranch{ID: b.ID, Name: b.Name, ParentID: b.ParentID, ParentName: parentName, VolumeID: b.VolumeID,
 			OriginSnapshotID: b.OriginSnapshotID, Port: b.Port, CreatedAt: b.CreatedAt.UTC(), PITRTarget: b.PITRTarget, ExpiresAt: b.ExpiresAt}}
 }

@@ -281,7 +281,10 @@ func (e *Engine) reconcile(ctx context.Context, st *state.Store, extra []string,
 		if !ok {
 			p = state.Project{ID: id.Project.ID, Name: id.Project.Name, Driver: id.Project.Driver, Pool: id.Project.Pool,
 				PGMajor: id.Project.PGMajor, ArchiveTimeout: id.Project.ArchiveTimeout, Listen: id.Project.Listen, CreatedAt: id.Project.CreatedAt,
-				Source: id.Project.Source}
+				Source: id.Project.Source, Runtime: id.Project.Runtime, Image: id.Project.Image}
+			if p.Runtime == "" {
+				p.Runtime = state.RuntimeNative
+			}
 			if other := m.projectNamed(p.Name); other != "" {
 				lost("volume %s in %s: branch %s/%s of a project %s (id %s), but the records have another project of that name (id %s); not recorded",
 					v.id, volPool[v].key, p.Name, id.Branch.Name, p.Name, p.ID, other)

@@ -180,6 +180,13 @@ func testImageBranches(e *env, d *testenv.Docker, image string) {
 		}
 	}
 
+	// The volume's identity (what --rebuild-state reads when state.db is
+	// lost) names the image, so a rebuilt project still runs in it.
+	idFile, err := os.ReadFile(filepath.Join(filepath.Dir(dataDirOf(e, "gis/geo")), "velo-volume.json"))
+	if err != nil || !strings.Contains(string(idFile), image) {
+		t.Errorf("gis/geo's identity file lacks the image %s (%v):\n%s", image, err, idFile)
+	}
+
 	// An orphan: a container of this home on a data directory no branch
 	// has (what a command killed half way leaves); doctor finds it by its
 	// label and --repair removes it.
