@@ -45,7 +45,9 @@ type config struct {
 	tpsRounds    int
 	// image, when set, also times branch create, reset and delete in a
 	// project of this Docker image (velo project create --image).
-	image string
+	image      string
+	imports    bool // measure the physical import (velo project create --from)
+	onlyImport bool // measure branch create and the import only
 }
 
 func main() {
@@ -64,7 +66,10 @@ func main() {
 	flag.BoolVar(&c.keep, "keep", false, "leave the pools and homes in place at the end")
 	flag.BoolVar(&c.alternatives, "alternatives", true, "measure TEMPLATE, pg_dump | pg_restore and pg_basebackup too (on the first driver's databases); false measures Velo alone, as after a change to it")
 	flag.StringVar(&c.image, "image", "", "also time branch create, reset and delete in a project made with --image IMG (a Docker image of the measured major, present in the engine DOCKER_HOST names), at every size")
+	flag.BoolVar(&c.imports, "import", true, "measure a physical import too: velo project create --from a plain server holding the same database, against pg_basebackup by hand into the pool; branch create on the following main; its replay lag under pgbench")
+	flag.BoolVar(&c.onlyImport, "only-import", false, "measure branch create and the import only (implies --import)")
 	flag.Parse()
+	c.imports = c.imports || c.onlyImport
 	if flag.NArg() > 0 {
 		usage("unexpected argument %q", flag.Arg(0))
 	}

@@ -61,11 +61,12 @@ func run(ctx context.Context, c config) (*bench.Report, error) {
 // velo runs the velo binary on one home.
 type velo struct {
 	bin, home string
+	env       []string // besides VELO_HOME (PGPASSWORD for an import)
 }
 
 func (v velo) run(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, v.bin, args...)
-	cmd.Env = append(os.Environ(), "VELO_HOME="+v.home)
+	cmd.Env = append(append(os.Environ(), "VELO_HOME="+v.home), v.env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err := cmd.Run(); err != nil {
@@ -277,6 +278,14 @@ func (m *measure) all(ctx context.Context, alternatives, smallest, largest bool)
 		if err := m.imageCommands(ctx); err != nil {
 			return err
 		}
+	}
+	if m.c.imports {
+		if err := m.imports(ctx); err != nil {
+			return err
+		}
+	}
+	if m.c.onlyImport {
+		return nil
 	}
 	if err := m.floor(ctx); err != nil {
 		return err

@@ -66,6 +66,12 @@ func (r *Report) Chart(w io.Writer) error {
 		p.Add(ln, sc)
 		p.Legend.Add(l.name, ln, sc)
 	}
+	// One size, or one figure: a log axis needs a range, not a point.
+	for _, a := range []*plot.Axis{&p.X, &p.Y} {
+		if a.Min == a.Max && a.Min > 0 {
+			a.Min, a.Max = a.Min/2, a.Max*2
+		}
+	}
 	p.Legend.TextStyle.Color = color.Black
 	wt, err := p.WriterTo(9*vg.Inch, 6*vg.Inch, "png")
 	if err != nil {

@@ -35,6 +35,12 @@ const (
 	FloorSnap       = "floor: snapshot"
 	FloorClone      = "floor: clone"
 	FloorStart      = "floor: postgres start"
+	// The physical import, per driver: pg_basebackup by hand into a
+	// plain directory on the pool, against velo project create --from
+	// the same server; branch create on the following main.
+	ImportByHand = "pg_basebackup by hand"
+	ImportVelo   = "velo project create --from"
+	ImportBranch = "velo branch create (following main)"
 )
 
 // Alternatives are what a user does without Velo, in table order.
@@ -107,6 +113,21 @@ type Report struct {
 	Branches int       `json:"status_branches"`
 	Results  []Result  `json:"results"`
 	Costs    []Cost    `json:"costs"`
+	Lags     []Lag     `json:"replay_lags,omitempty"`
+}
+
+// Lag is a following main's replay lag under pgbench on its source, as
+// velo project get --json says it, sampled about once a second.
+type Lag struct {
+	Driver        string  `json:"driver"`
+	SizeMB        int     `json:"size_mb"`
+	SourceTPS     float64 `json:"source_tps"`
+	Samples       int     `json:"samples"`
+	Streaming     int     `json:"samples_streaming"` // the others were catching up or worse
+	MedianBytes   int64   `json:"median_bytes"`
+	MaxBytes      int64   `json:"max_bytes"`
+	MedianSeconds float64 `json:"median_seconds"`
+	MaxSeconds    float64 `json:"max_seconds"`
 }
 
 // Find returns the result for driver, size and method.
@@ -220,6 +241,7 @@ func (r *Report) Markdown(w io.Writer) {
 	if r.hasAlternatives() {
 		r.alternativesTable(w)
 	}
+	r.importTable(w)
 	if len(r.Costs) > 0 {
 		fmt.Fprintf(w, "\n### The cost of a running branch\n\n| driver | size | main TPS | branch TPS | branch / main | idle server PSS | idle server RSS | branch's own disk after changed rows |\n|---|---|---|---|---|---|---|---|\n")
 		for _, c := range r.Costs {
@@ -337,3 +359,47 @@ func (r *Report) alternativesTable(w io.Writer) {
 		fmt.Fprintf(w, "| %s |\n", strings.Join(cells, " | "))
 	}
 }
+
+// importTable writes the physical import's figures, if measured: the
+// import against pg_basebackup by hand (goal ≤ 1.1×), branch create on a
+// following main against one on an ordinary main (goal ≤ 1.2×), and the
+// replay lag.
+func (r *Report) importTable(w io.Writer) {
+	head := []string{"driver", "size", ImportByHand, ImportVelo, "velo / by hand", ImportBranch, VeloCreate, "following / ordinary"}
+	var rows []string
+	for _, d := range r.Drivers() {
+		for _, s := range r.Sizes() {
+			v, ok := r.Find(d, s, ImportVelo)
+			if !ok {
+				continue
+			}
+			h, _ := r.Find(d, s, ImportByHand)
+			f, _ := r.Find(d, s, ImportBranch)
+			o, _ := r.Find(d, s, VeloCreate)
+			rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s |", d, r.sizeLabel(s), r.cell(d, s, ImportByHand), r.cell(d, s, ImportVelo),
+				ratio2(v.Median, h.Median), r.cell(d, s, ImportBranch), r.cell(d, s, VeloCreate), ratio2(f.Median, o.Median)))
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n### Physical import (median, min–max)\n\n| %s |\n|%s\n%s\n", strings.Join(head, " | "), strings.Repeat("---|", len(head)), strings.Join(rows, "\n"))
+	if len(r.Lags) > 0 {
+		fmt.Fprintf(w, "\n### Replay lag of the following main under pgbench on the source\n\n| driver | size | source TPS | samples | streaming | bytes median | bytes max | seconds median | seconds max |\n|---|---|---|---|---|---|---|---|---|\n")
+		for _, l := range r.Lags {
+			fmt.Fprintf(w, "| %s | %d MB | %.0f | %d | %d | %s | %s | %.2f | %.2f |\n", l.Driver, l.SizeMB, l.SourceTPS, l.Samples, l.Streaming,
+				kB(l.MedianBytes), kB(l.MaxBytes), l.MedianSeconds, l.MaxSeconds)
+		}
+	}
+}
+
+// ratio2 is a/b with two decimals, for the import's goals (≤ 1.1×, ≤ 1.2×).
+func ratio2(a, b time.Duration) string {
+	if a <= 0 || b <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2fx", float64(a)/float64(b))
+}
+
+// kB formats bytes in kB.
+func kB(b int64) string { return fmt.Sprintf("%d kB", b>>10) }

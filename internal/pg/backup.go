@@ -108,7 +108,7 @@ func (b *Backup) Stop(ctx context.Context) (BackupResult, error) {
 		return BackupResult{}, fmt.Errorf("backup stop on port %d: %w", b.port, err)
 	}
 	var err error
-	if res.StopWAL, err = WALFileName(ctx, b.conn, res.StopLSN); err != nil {
+	if res.StopWAL, err = walFileNameEnd(ctx, b.conn, res.StopLSN); err != nil {
 		return BackupResult{}, fmt.Errorf("backup stop on port %d: %w", b.port, err)
 	}
 	b.stopped = true
@@ -222,6 +222,20 @@ func isWALName(name string) bool {
 // standby; this works on both, from the timeline of the last checkpoint
 // (or restartpoint) and wal_segment_size.
 func WALFileName(ctx context.Context, conn *pgx.Conn, lsn string) (string, error) {
+	return walFileNameOn(ctx, conn, lsn, false)
+}
+
+// walFileNameEnd names the last WAL segment file a copy ending at lsn
+// needs: where lsn is a segment's first byte (a hot standby's backup
+// stopping right after a segment switch on its source), the segment
+// before, which pg_walfile_name gives on a primary too; the one lsn
+// starts, which the standby may not have received yet, holds nothing the
+// copy needs.
+func walFileNameEnd(ctx context.Context, conn *pgx.Conn, lsn string) (string, error) {
+	return walFileNameOn(ctx, conn, lsn, true)
+}
+
+func walFileNameOn(ctx context.Context, conn *pgx.Conn, lsn string, end bool) (string, error) {
 	var tli uint32
 	var segSize int64
 	var recovery bool
@@ -235,7 +249,26 @@ func WALFileName(ctx context.Context, conn *pgx.Conn, lsn string) (string, error
 		err := conn.QueryRow(ctx, "SELECT pg_walfile_name($1::pg_lsn)", lsn).Scan(&name)
 		return name, err
 	}
+	if end {
+		if prev, ok := lsnBefore(lsn, segSize); ok {
+			lsn = prev
+		}
+	}
 	return walFileName(tli, lsn, segSize)
+}
+
+// lsnBefore is the LSN one byte before lsn when lsn starts a segment of
+// segSize bytes.
+func lsnBefore(lsn string, segSize int64) (string, bool) {
+	hi, lo, ok := strings.Cut(lsn, "/")
+	h, err1 := strconv.ParseUint(hi, 16, 32)
+	l, err2 := strconv.ParseUint(lo, 16, 32)
+	pos := h<<32 | l
+	if !ok || err1 != nil || err2 != nil || segSize <= 0 || pos == 0 || pos%uint64(segSize) != 0 {
+		return lsn, false
+	}
+	pos--
+	return fmt.Sprintf("%X/%X", pos>>32, pos&0xFFFFFFFF), true
 }
 
 // walFileName is the segment file name of lsn ("16/B374D848") on

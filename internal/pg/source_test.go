@@ -84,6 +84,11 @@ func TestWALFileName(t *testing.T) {
 			t.Errorf("walFileName(%d, %s) = %s, %v; want %s", c.tli, c.lsn, got, err, c.want)
 		}
 	}
+	for lsn, want := range map[string]string{"0/1000000": "0/FFFFFF", "1/0": "0/FFFFFFFF", "0/1000028": "0/1000028", "0/0": "0/0"} {
+		if got, _ := lsnBefore(lsn, 16<<20); got != want {
+			t.Errorf("lsnBefore(%s) = %s, want %s", lsn, got, want)
+		}
+	}
 	if _, err := walFileName(1, "nope", 16<<20); err == nil {
 		t.Error("a bad LSN was accepted")
 	}
