@@ -118,7 +118,7 @@ as its own Postgres server.`,
 	root.SetErr(g.Stderr)
 	root.SetFlagErrorFunc(flagError)
 	root.SetVersionTemplate("{{.Version}}")
-	root.AddCommand(newProjectCommand(g), newBranchCommand(g), newSnapshotCommand(g), newWALCommand(g), newDiffCommand(g), newStatusCommand(g), newPruneCommand(g), newDoctorCommand(g), newSetupCommand(g), newServiceFileCommand(g), newVersionCommand(g), newManCommand(g))
+	root.AddCommand(newProjectCommand(g), newBranchCommand(g), newSnapshotCommand(g), newWALCommand(g), newDiffCommand(g), newStatusCommand(g), newPruneCommand(g), newDoctorCommand(g), newSetupCommand(g), newServiceFileCommand(g), newServeCommand(g), newVersionCommand(g), newManCommand(g))
 	root.SetHelpCommand(newHelpCommand(root))
 	strictCompletion(root)
 	completeNames(g, root)

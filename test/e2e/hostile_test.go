@@ -180,6 +180,7 @@ func TestHostileInput(t *testing.T) {
 		"branch unprotect":      {kind: argRef, arg: "demo/dev"},
 		"branch set":            {kind: argRef, arg: "demo/dev"},
 		"prune":                 {},
+		"serve":                 {},
 		"project rename":        {kind: argName, first: "demo", arg: "other"},
 		"branch rename":         {kind: argRef, first: "demo/dev", arg: "demo/other"},
 		"branch promote":        {kind: argRef, arg: "demo/dev"},

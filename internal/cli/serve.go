@@ -1,0 +1,90 @@
+package cli
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"strconv"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+
+	"github.com/velohq/velo/internal/engine"
+	"github.com/velohq/velo/internal/serve"
+	"github.com/velohq/velo/internal/ui"
+)
+
+// DefaultServeListen is where velo serve's router listens by default: one
+// loopback port for every branch.
+const DefaultServeListen = "127.0.0.1:6543"
+
+// serveOptions are the flags of velo serve.
+type serveOptions struct{ Listen string }
+
+func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Listen, "listen", DefaultServeListen, "address of the router, HOST:PORT; loopback only (other addresses will need TLS)")
+}
+
+func newServeCommand(g *Globals) *cobra.Command {
+	var o serveOptions
+	c := &cobra.Command{
+		Use:   "serve",
+		Short: "Route every branch through one port (runs in the foreground)",
+		Long: `velo serve runs in the foreground and routes PostgreSQL connections on one
+port to the branches' own servers: the database name says the branch,
+dbname=PROJECT/BRANCH (database postgres) or PROJECT/BRANCH/DATABASE, e.g.
+
+  psql "postgresql://postgres@127.0.0.1:6543/demo/dev"
+
+The client authenticates to the branch's own server with the branch's
+password (velo branch password); velo serve holds none. Branches are found
+in the state at each connection, so a branch the CLI creates or starts is
+routed at once.`,
+		Args: exactArgs(0),
+		RunE: func(c *cobra.Command, args []string) error { return runServe(c.Context(), g, o) },
+	}
+	o.AddFlags(c.Flags())
+	return c
+}
+
+// checkLoopback refuses a listen address that is not HOST:PORT on loopback.
+func checkLoopback(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if n, perr := strconv.ParseUint(port, 10, 16); err != nil || perr != nil || n == 0 {
+		return usageError{fmt.Errorf("--listen must be HOST:PORT on loopback with a port of 1 to 65535, e.g. %s; got %s", DefaultServeListen, ui.Quote(addr))}
+	}
+	if host == "localhost" {
+		return nil
+	}
+	if ip, err := netip.ParseAddr(host); err != nil || !ip.IsLoopback() {
+		return usageError{fmt.Errorf("--listen must be HOST:PORT on loopback (127.0.0.1, ::1, localhost) until velo serve speaks TLS; got %s", ui.Quote(addr))}
+	}
+	return nil
+}
+
+// engineResolver finds branches for the router through the engine.
+type engineResolver struct{ e *engine.Engine }
+
+func (r engineResolver) Resolve(ctx context.Context, project, branch string) (string, error) {
+	return r.e.Address(ctx, project, branch)
+}
+
+func runServe(ctx context.Context, g *Globals, o serveOptions) error {
+	if err := checkLoopback(o.Listen); err != nil {
+		return err
+	}
+	_, e, err := g.open(ctx, false, false)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	ln, err := net.Listen("tcp", o.Listen)
+	if err != nil {
+		return fmt.Errorf("velo serve: %w", err)
+	}
+	router := &serve.Router{Resolver: engineResolver{e}, Log: slog.Default()}
+	fmt.Fprintf(g.Stderr, "velo serve: routing on %s (dbname=PROJECT/BRANCH[/DATABASE])\n", ln.Addr())
+	return serve.Run(ctx, serve.Listener{Name: "router", Ln: ln, Serve: router.Serve})
+}
