@@ -368,10 +368,18 @@ func (e *Engine) configureLoad(p state.Project, b state.Branch, spec runtime.Spe
 	} else if err := pg.WriteHBA(spec.DataDir, spec.RunAs); err != nil {
 		return err
 	}
-	if err := pg.WriteConfig(spec.DataDir, pg.Config{Port: spec.Port, ListenAddresses: pg.ListenAddresses(listenOf(p)), SocketDir: spec.SocketDir, TLS: true, Extra: settings, BulkLoad: bulkLoad, MaxWALSenders: maxSenders}, spec.RunAs); err != nil {
+	if err := pg.WriteConfig(spec.DataDir, pg.Config{Port: spec.Port, ListenAddresses: pg.ListenAddresses(listenOf(p)), SocketDir: spec.SocketDir, TLS: true, Extra: settings, BulkLoad: bulkLoad, MaxWALSenders: maxSenders, CopyOnWrite: e.copyOnWrite(p)}, spec.RunAs); err != nil {
 		return err
 	}
 	return e.writeIdentity(p, b, spec.DataDir)
+}
+
+// copyOnWrite reports whether p's storage shares blocks between clones
+// (pg.Config.CopyOnWrite). The driver is open already wherever a data
+// directory is configured; if it cannot be opened, Postgres's defaults stay.
+func (e *Engine) copyOnWrite(p state.Project) bool {
+	d, err := e.driver(context.Background(), p)
+	return err == nil && d.Capabilities().SpaceEfficient
 }
 
 // freePort picks a port no branch holds and nothing listens on.

@@ -42,6 +42,14 @@ type Config struct {
 	// MaxWALSenders raises max_wal_senders above velo's 4: a hot standby
 	// must have at least its primary's.
 	MaxWALSenders int
+	// CopyOnWrite is for a data directory on copy-on-write storage (zfs,
+	// btrfs, reflink): new WAL segments are made sparse (wal_init_zero off)
+	// and old ones removed rather than renamed for reuse (wal_recycle off),
+	// as PostgreSQL documents for such filesystems. Zeroing a segment
+	// there reserves nothing (every write allocates new blocks anyway) and
+	// costs 16 MB of the branch's own space per segment; a recycled
+	// segment keeps blocks a snapshot or a clone may share.
+	CopyOnWrite bool
 }
 
 // fixedSettings are always written, after the per-server ones. fsync is
@@ -58,6 +66,7 @@ var controlled = map[string]bool{
 	"port": true, "listen_addresses": true, "unix_socket_directories": true,
 	"wal_level": true, "wal_keep_size": true, "max_wal_senders": true, "fsync": true,
 	"ssl": true, "ssl_cert_file": true, "ssl_key_file": true,
+	"wal_init_zero": true, "wal_recycle": true,
 }
 
 var settingName = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$`)
@@ -105,6 +114,9 @@ func RenderConfig(c Config) (string, error) {
 			kv[1] = strconv.Itoa(c.MaxWALSenders)
 		}
 		fmt.Fprintf(&b, "%s = %s\n", kv[0], QuoteValue(kv[1]))
+	}
+	if c.CopyOnWrite {
+		b.WriteString("wal_init_zero = 'off'\nwal_recycle = 'off'\n")
 	}
 	keys := make([]string, 0, len(c.Extra))
 	for k := range c.Extra {

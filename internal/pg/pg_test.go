@@ -153,8 +153,19 @@ func TestRenderConfig(t *testing.T) {
 			t.Errorf("velo.conf lacks %q:\n%s", want, text)
 		}
 	}
+	if strings.Contains(text, "wal_init_zero") || strings.Contains(text, "wal_recycle") {
+		t.Errorf("velo.conf off copy-on-write storage changes WAL segment handling:\n%s", text)
+	}
+	cow, err := RenderConfig(Config{Port: 5433, CopyOnWrite: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(cow, "wal_init_zero = 'off'\nwal_recycle = 'off'\n") {
+		t.Errorf("velo.conf on copy-on-write storage lacks wal_init_zero and wal_recycle off:\n%s", cow)
+	}
 	bad := []Config{
 		{Port: 0},
+		{Port: 5433, Extra: map[string]string{"wal_init_zero": "on"}},
 		{Port: 70000},
 		{Port: 5433, Extra: map[string]string{"fsync": "off"}},
 		{Port: 5433, Extra: map[string]string{"PORT": "1"}},
