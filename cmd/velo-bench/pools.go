@@ -8,7 +8,9 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -84,6 +86,24 @@ func makePool(ctx context.Context, c config, driver string) (*pool, error) {
 		}}, nil
 	}
 	return nil, fmt.Errorf("unknown driver %s", driver)
+}
+
+// used is the pool's used space in bytes, after a sync so that what was
+// written is allocated: `zfs get used` on zfs, statfs elsewhere.
+func (p *pool) used(ctx context.Context) (int64, error) {
+	syscall.Sync()
+	if p.driver == "zfs" {
+		out, err := exec.CommandContext(ctx, "zfs", "get", "-Hp", "-o", "value", "used", p.name).Output()
+		if err != nil {
+			return 0, fmt.Errorf("zfs get used %s: %w", p.name, err)
+		}
+		return strconv.ParseInt(strings.TrimSpace(string(out)), 10, 64)
+	}
+	var st syscall.Statfs_t
+	if err := syscall.Statfs(p.mount, &st); err != nil {
+		return 0, fmt.Errorf("statfs %s: %w", p.mount, err)
+	}
+	return int64(st.Blocks-st.Bfree) * st.Bsize, nil
 }
 
 var errMissing = errors.New("missing")

@@ -486,9 +486,18 @@ func (m *measure) cost(ctx context.Context) error {
 	// Disk: a fresh branch, then more and more rows changed.
 	disk := map[int]int64{}
 	ref2 := m.project + "/disk"
+	before, err := m.p.used(ctx)
+	if err != nil {
+		return err
+	}
 	if _, err := m.v.run(ctx, "branch", "create", ref2); err != nil {
 		return err
 	}
+	after, err := m.p.used(ctx)
+	if err != nil {
+		return err
+	}
+	logf("%s %d MB: pool used grew by %s across a branch create", m.p.driver, m.size, bench.MB(after-before))
 	b2, err := m.v.branch(ctx, ref2)
 	if err != nil {
 		return err
@@ -507,7 +516,9 @@ func (m *measure) cost(ctx context.Context) error {
 		disk[n] = b2.Exclusive
 		logf("%s %d MB: branch's own disk after %d rows changed: %s", m.p.driver, m.size, n, bench.MB(b2.Exclusive))
 	}
-	m.setCost(func(c *bench.Cost) { c.SizeMB, c.MainTPS, c.BranchTP, c.DiskAfter = m.size, mt, bt, disk })
+	m.setCost(func(c *bench.Cost) {
+		c.SizeMB, c.MainTPS, c.BranchTP, c.DiskAfter, c.PoolGrowth = m.size, mt, bt, disk, after-before
+	})
 	for _, r := range []string{ref, ref2} {
 		if _, err := m.v.run(ctx, "branch", "delete", r); err != nil {
 			return err

@@ -97,6 +97,10 @@ type Cost struct {
 	// DiskAfter maps rows changed (UPDATE of pgbench_accounts, then
 	// CHECKPOINT) to the bytes the branch holds alone.
 	DiskAfter map[int]int64 `json:"disk_after_rows"`
+	// PoolGrowth is how much the pool's used space grew across the
+	// create of that fresh branch (the parent's own writes included:
+	// on reflink, the WAL segment pg_backup_stop's switch fills).
+	PoolGrowth int64 `json:"pool_growth_bytes"`
 	// IdlePSS and IdleRSS are the proportional and resident memory of an
 	// idle branch's server (postmaster and its children), median over
 	// the branches of the status run.
@@ -243,7 +247,7 @@ func (r *Report) Markdown(w io.Writer) {
 	}
 	r.importTable(w)
 	if len(r.Costs) > 0 {
-		fmt.Fprintf(w, "\n### The cost of a running branch\n\n| driver | size | main TPS | branch TPS | branch / main | idle server PSS | idle server RSS | branch's own disk after changed rows |\n|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(w, "\n### The cost of a running branch\n\n| driver | size | main TPS | branch TPS | branch / main | idle server PSS | idle server RSS | pool growth at create | branch's own disk after changed rows |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, c := range r.Costs {
 			var rows []int
 			for n := range c.DiskAfter {
@@ -258,8 +262,8 @@ func (r *Report) Markdown(w io.Writer) {
 			if c.MainTPS > 0 {
 				ratio = fmt.Sprintf("%.2f", c.BranchTP/c.MainTPS)
 			}
-			fmt.Fprintf(w, "| %s | %d MB | %.0f | %.0f | %s | %s | %s | %s |\n", c.Driver, c.SizeMB, c.MainTPS, c.BranchTP, ratio,
-				MB(c.IdlePSS), MB(c.IdleRSS), strings.Join(disk, "; "))
+			fmt.Fprintf(w, "| %s | %d MB | %.0f | %.0f | %s | %s | %s | %s | %s |\n", c.Driver, c.SizeMB, c.MainTPS, c.BranchTP, ratio,
+				MB(c.IdlePSS), MB(c.IdleRSS), MB(c.PoolGrowth), strings.Join(disk, "; "))
 		}
 	}
 }
