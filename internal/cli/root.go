@@ -41,6 +41,9 @@ type Globals struct {
 	// Containers connects to the Docker engine for projects made with
 	// --image.
 	Containers engine.ConnectContainers
+	// Steps prints a changing command's steps on Stderr under --json too:
+	// the HTTP API runs commands with it and streams them (serve.go).
+	Steps bool
 }
 
 // Home is VELO_HOME, default ~/.velo.
@@ -66,6 +69,9 @@ func Home() (string, error) {
 // stderr unless the output is JSON or quiet (read commands); warnings on
 // stderr always.
 func (g *Globals) printer(asJSON, quiet bool) *ui.Printer {
+	if g.Steps {
+		return ui.NewStepsPrinter(g.Stdout, g.Stderr, asJSON, quiet)
+	}
 	return ui.NewPrinter(g.Stdout, g.Stderr, asJSON, quiet)
 }
 
@@ -118,7 +124,7 @@ as its own Postgres server.`,
 	root.SetErr(g.Stderr)
 	root.SetFlagErrorFunc(flagError)
 	root.SetVersionTemplate("{{.Version}}")
-	root.AddCommand(newProjectCommand(g), newBranchCommand(g), newSnapshotCommand(g), newWALCommand(g), newDiffCommand(g), newStatusCommand(g), newPruneCommand(g), newDoctorCommand(g), newSetupCommand(g), newServiceFileCommand(g), newServeCommand(g), newVersionCommand(g), newManCommand(g))
+	root.AddCommand(newProjectCommand(g), newBranchCommand(g), newSnapshotCommand(g), newWALCommand(g), newDiffCommand(g), newStatusCommand(g), newPruneCommand(g), newDoctorCommand(g), newSetupCommand(g), newServiceFileCommand(g), newServeCommand(g), newVersionCommand(g), newManCommand(g), newTokenCommand(g), newUICommand(g))
 	root.SetHelpCommand(newHelpCommand(root))
 	strictCompletion(root)
 	completeNames(g, root)

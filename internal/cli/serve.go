@@ -21,10 +21,13 @@ import (
 const DefaultServeListen = "127.0.0.1:6543"
 
 // serveOptions are the flags of velo serve.
-type serveOptions struct{ Listen string }
+type serveOptions struct{ Listen, HTTP, TLSCert, TLSKey string }
 
 func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Listen, "listen", DefaultServeListen, "address of the router, HOST:PORT; loopback only (other addresses will need TLS)")
+	fs.StringVar(&o.HTTP, "http", defaultHTTP, "address of the HTTP API and the web page (HOST:PORT); other than loopback it is served over TLS")
+	fs.StringVar(&o.TLSCert, "tls-cert", "", "certificate (PEM) for the API (default: one from velo serve's own CA in VELO_HOME/api/ca when --http is not loopback)")
+	fs.StringVar(&o.TLSKey, "tls-key", "", "the key of --tls-cert (PEM)")
 }
 
 func newServeCommand(g *Globals) *cobra.Command {
@@ -75,16 +78,32 @@ func runServe(ctx context.Context, g *Globals, o serveOptions) error {
 	if err := checkLoopback(o.Listen); err != nil {
 		return err
 	}
+	home, err := Home()
+	if err != nil {
+		return err
+	}
+	h, err := newHTTPService(g, home, o.HTTP, o.TLSCert, o.TLSKey)
+	if err != nil {
+		return err
+	}
 	_, e, err := g.open(ctx, false, false)
 	if err != nil {
+		h.ln.Close()
 		return err
 	}
 	defer e.Close()
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
+		h.ln.Close()
 		return fmt.Errorf("velo serve: %w", err)
+	}
+	if err := h.announce(g.Stdout); err != nil {
+		ln.Close()
+		h.ln.Close()
+		return err
 	}
 	router := &serve.Router{Resolver: engineResolver{e}, Log: slog.Default()}
 	fmt.Fprintf(g.Stderr, "velo serve: routing on %s (dbname=PROJECT/BRANCH[/DATABASE])\n", ln.Addr())
-	return serve.Run(ctx, serve.Listener{Name: "router", Ln: ln, Serve: router.Serve})
+	return serve.Run(ctx, serve.Listener{Name: "router", Ln: ln, Serve: router.Serve},
+		serve.Listener{Name: "http", Ln: h.ln, Serve: func(ctx context.Context, _ net.Listener) error { return h.serve(ctx) }})
 }

@@ -26,6 +26,17 @@ func NewPrinter(stdout, stderr io.Writer, asJSON, quiet bool) *Printer {
 	return &Printer{stdout: stdout, json: asJSON, progress: p}
 }
 
+// NewStepsPrinter is NewPrinter that prints a changing command's steps on
+// stderr even under asJSON: the HTTP API (internal/api) streams them
+// beside the one JSON document. Read commands (quiet) stay quiet.
+func NewStepsPrinter(stdout, stderr io.Writer, asJSON, quiet bool) *Printer {
+	p := NewPrinter(stdout, stderr, asJSON, quiet)
+	if asJSON && !quiet {
+		p.progress = NewProgress(stderr)
+	}
+	return p
+}
+
 // JSON reports whether the command prints JSON.
 func (p *Printer) JSON() bool { return p.json }
 

@@ -1,0 +1,228 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/velohq/velo/internal/errdefs"
+)
+
+// TestOpenAPI: openapi.json is the document the routes make, and names
+// every route's method and path.
+func TestOpenAPI(t *testing.T) {
+	want, err := openAPI()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if os.Getenv("VELO_UPDATE_OPENAPI") != "" {
+		if err := os.WriteFile("openapi.json", want, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	if !bytes.Equal(want, openAPIJSON) {
+		t.Fatal("openapi.json is not what the routes make; run VELO_UPDATE_OPENAPI=1 go test ./internal/api -run TestOpenAPI")
+	}
+	var doc struct {
+		Paths map[string]map[string]any `json:"paths"`
+	}
+	if err := json.Unmarshal(openAPIJSON, &doc); err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, r := range append(routes, extraRoutes...) {
+		if doc.Paths[r.path][strings.ToLower(r.method)] == nil {
+			t.Errorf("openapi.json lacks %s %s", r.method, r.path)
+		}
+	}
+	for _, ops := range doc.Paths {
+		n += len(ops)
+	}
+	if n != len(routes)+len(extraRoutes) {
+		t.Errorf("openapi.json has %d operations, the routes %d", n, len(routes)+len(extraRoutes))
+	}
+}
+
+// recorder is a Runner that records the command line it is given and
+// answers with out or err.
+type recorder struct {
+	args []string
+	out  string
+	err  error
+}
+
+func (r *recorder) run(_ context.Context, args []string, stdout, stderr io.Writer) error {
+	r.args = args
+	io.WriteString(stderr, "  ▸ Clone   0.1s\nwarning: careful\n")
+	io.WriteString(stdout, r.out)
+	return r.err
+}
+
+func testServer(t *testing.T, rec *recorder) (*httptest.Server, string, string) {
+	a := NewAuth(t.TempDir(), false)
+	full, err := a.CreateToken(RoleFull)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ro, err := a.CreateToken(RoleReadOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(New(rec.run, a))
+	t.Cleanup(srv.Close)
+	return srv, full, ro
+}
+
+func call(t *testing.T, srv *httptest.Server, tok, method, path, body string, hdr ...string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
+	if tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	for i := 0; i+1 < len(hdr); i += 2 {
+		req.Header.Set(hdr[i], hdr[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(b)
+}
+
+// TestCommandLines: a route's path, body and query make the command line
+// the CLI would be given, with "--" before the names.
+func TestCommandLines(t *testing.T) {
+	rec := &recorder{out: `{"name":"d/x"}`}
+	srv, full, _ := testServer(t, rec)
+	for _, c := range []struct{ method, path, body, want string }{
+		{"POST", "/api/v1/projects/d/branches", `{"name":"x","pitr":"2 hours ago","new_password":true,"new_password":false}`, "branch create --json --pitr=2 hours ago -- d/x"},
+		{"POST", "/api/v1/projects/d/branches", `{"name":"-x","parent":"--force"}`, "branch create --json --parent=--force -- d/-x"},
+		{"POST", "/api/v1/branches/d/x/rename", `{"new_name":"y"}`, "branch rename --json -- d/x d/y"},
+		{"DELETE", "/api/v1/branches/d/x?force=true", ``, "branch delete --force -- d/x"},
+		{"POST", "/api/v1/projects", `{"name":"p","database":["a","b"],"pg_version":17}`, "project create --json --pg-version=17 --database=a --database=b -- p"},
+		{"POST", "/api/v1/projects/p/rename", `{"new_name":"q"}`, "project rename -- p q"},
+		{"GET", "/api/v1/status?size=true", ``, "status --json --size --"},
+		{"POST", "/api/v1/branches/d/x/promote", `{"name":"old"}`, "branch promote --json --name=old -- d/x"},
+	} {
+		rec.args = nil
+		st, body := call(t, srv, full, c.method, c.path, c.body)
+		if st >= 300 || strings.Join(rec.args, " ") != c.want {
+			t.Errorf("%s %s %s: %d %s; ran %q, want %q", c.method, c.path, c.body, st, body, strings.Join(rec.args, " "), c.want)
+		}
+	}
+}
+
+// TestBadRequests: what is refused before any command runs.
+func TestBadRequests(t *testing.T) {
+	rec := &recorder{out: "{}"}
+	srv, full, ro := testServer(t, rec)
+	for _, c := range []struct {
+		tok, method, path, body string
+		status                  int
+		want                    string
+	}{
+		{"", "GET", "/api/v1/status", "", 401, "missing or wrong token"},
+		{"velo_wrong", "GET", "/api/v1/status", "", 401, "missing or wrong token"},
+		{ro, "POST", "/api/v1/projects/d/branches", `{"name":"x"}`, 403, "read-only"},
+		{ro, "GET", "/api/v1/branches/d/x/password", "", 403, "read-only"},
+		{full, "POST", "/api/v1/projects/d/branches", `{"name":`, 400, "not a JSON object"},
+		{full, "POST", "/api/v1/projects/d/branches", `["x"]`, 400, "not a JSON object"},
+		{full, "POST", "/api/v1/projects/d/branches", `{"name":"x","colour":"red"}`, 400, `unknown field \"colour\"`},
+		{full, "POST", "/api/v1/projects/d/branches", `{"name":7}`, 400, `field \"name\" must be a string`},
+		{full, "POST", "/api/v1/projects/d/branches", `{"name":"` + strings.Repeat("a", maxBody) + `"}`, 400, "larger than"},
+		{full, "POST", "/api/v1/projects/d/branches?name=x", `{}`, 400, "JSON body, not the query"},
+		{full, "GET", "/api/v1/status?token=abc", "", 400, "never in a URL"},
+		{full, "GET", "/api/v1/status?colour=red", "", 400, `unknown parameter \"colour\"`},
+		{full, "GET", "/api/v1/status?size=maybe", "", 400, "true or false"},
+		{full, "GET", "/api/v1/nothing", "", 404, "no endpoint"},
+	} {
+		rec.args = nil
+		st, body := call(t, srv, c.tok, c.method, c.path, c.body)
+		if st != c.status || !strings.Contains(body, c.want) || rec.args != nil {
+			t.Errorf("%s %s %.40s: %d %s (ran %v); want %d %q and nothing run", c.method, c.path, c.body, st, body, rec.args, c.status, c.want)
+		}
+	}
+}
+
+// TestErrorKinds: a command's error answers with its kind's status and
+// the command's own message.
+func TestErrorKinds(t *testing.T) {
+	rec := &recorder{}
+	srv, full, _ := testServer(t, rec)
+	for k, st := range map[error]int{errdefs.ErrInvalid: 400, errdefs.ErrUsage: 400, errdefs.ErrNotFound: 404, errdefs.ErrAlreadyExists: 409, errdefs.ErrFailedPrecondition: 412} {
+		rec.err = errdefs.New(k, "the rule, said")
+		got, body := call(t, srv, full, "POST", "/api/v1/branches/d/x/start", "")
+		if got != st || !strings.Contains(body, `"error":"the rule, said"`) {
+			t.Errorf("%v: %d %s; want %d", k, got, body, st)
+		}
+	}
+}
+
+// TestStream: with Accept: application/x-ndjson the steps come first,
+// then the result.
+func TestStream(t *testing.T) {
+	rec := &recorder{out: `{"name":"d/x"}` + "\n"}
+	srv, full, _ := testServer(t, rec)
+	st, body := call(t, srv, full, "POST", "/api/v1/projects/d/branches", `{"name":"x"}`, "Accept", "application/x-ndjson")
+	want := `{"step":"▸ Clone   0.1s"}` + "\n" + `{"warning":"careful"}` + "\n" + `{"result":{"name":"d/x"}}` + "\n"
+	if st != 200 || body != want {
+		t.Errorf("%d %q; want %q", st, body, want)
+	}
+}
+
+// TestLoginCode: a page link's code makes one session, once; the
+// session's changing calls need the CSRF header.
+func TestLoginCode(t *testing.T) {
+	rec := &recorder{out: "{}"}
+	home := t.TempDir()
+	a := NewAuth(home, false)
+	srv := httptest.NewServer(New(rec.run, a))
+	defer srv.Close()
+	if err := a.SetAddress(srv.URL); err != nil {
+		t.Fatal(err)
+	}
+	link, err := a.PageLink()
+	if err != nil {
+		t.Fatal(err)
+	}
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := noRedirect.Get(link)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	cookies := res.Cookies()
+	if res.StatusCode != http.StatusSeeOther || len(cookies) != 1 || !cookies[0].HttpOnly || cookies[0].SameSite != http.SameSiteStrictMode {
+		t.Fatalf("login: %d %v", res.StatusCode, cookies)
+	}
+	if res, _ := noRedirect.Get(link); res.StatusCode != 401 {
+		t.Errorf("the link worked twice: %d", res.StatusCode)
+	}
+	ck := cookies[0].Name + "=" + cookies[0].Value
+	st, body := call(t, srv, "", "GET", "/api/v1/session", "", "Cookie", ck)
+	var s struct{ Role, CSRF string }
+	if st != 200 || json.Unmarshal([]byte(body), &s) != nil || s.CSRF == "" {
+		t.Fatalf("session: %d %s", st, body)
+	}
+	if st, _ := call(t, srv, "", "POST", "/api/v1/branches/d/x/stop", "", "Cookie", ck); st != 403 {
+		t.Errorf("a cookie's changing call without CSRF: %d, want 403", st)
+	}
+	if st, _ := call(t, srv, "", "POST", "/api/v1/branches/d/x/stop", "", "Cookie", ck, csrfHeader, "wrong"); st != 403 {
+		t.Errorf("a cookie's changing call with a wrong CSRF: %d, want 403", st)
+	}
+	if st, body := call(t, srv, "", "POST", "/api/v1/branches/d/x/stop", "", "Cookie", ck, csrfHeader, s.CSRF); st != 200 {
+		t.Errorf("a cookie's changing call with CSRF: %d %s", st, body)
+	}
+	if fi, err := os.Stat(home + "/api/codes"); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("codes file: %v %v", fi, err)
+	}
+}

@@ -1,0 +1,337 @@
+package api
+
+import (
+	"bufio"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gofrs/flock"
+
+	"github.com/velohq/velo/internal/errdefs"
+)
+
+// Auth checks the API's callers. Its files are in VELO_HOME/api, each
+// 0600 in a 0700 directory:
+//
+//	tokens   one line a token: the SHA-256 of the token and its role
+//	         (full or read-only); tokens themselves are never stored here
+//	token    the token velo serve made at its first start (full), for the
+//	         user to read and give to a client
+//	codes    one-time login codes for the page: SHA-256 and expiry
+//	address  where velo serve's page is, for velo ui
+//
+// velo token create and velo ui change them while velo serve runs: each
+// change is made under api/lock, written to a temporary file and renamed.
+type Auth struct {
+	dir    string
+	secure bool // the page is served over TLS: cookies are Secure
+
+	mu       sync.Mutex
+	sessions map[string]*session // by the SHA-256 of the cookie
+}
+
+type session struct {
+	role    string
+	csrf    string
+	expires time.Time
+}
+
+// Roles.
+const (
+	RoleFull     = "full"
+	RoleReadOnly = "read-only"
+)
+
+// codeLife is how long a page link works; a session lasts sessionLife.
+const (
+	codeLife    = 10 * time.Minute
+	sessionLife = 12 * time.Hour
+	cookieName  = "velo_session"
+	csrfHeader  = "X-Velo-CSRF"
+)
+
+// NewAuth reads and writes the files of home's api directory.
+func NewAuth(home string, secure bool) *Auth {
+	return &Auth{dir: filepath.Join(home, "api"), secure: secure, sessions: map[string]*session{}}
+}
+
+func hash(s string) string {
+	h := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(h[:])
+}
+
+func randomSecret() string {
+	b := make([]byte, 32)
+	rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// change runs fn on the lines of the api file name under the lock and
+// writes what it returns in their place (0600, by rename).
+func (a *Auth) change(name string, fn func(lines []string) []string) error {
+	if err := os.MkdirAll(a.dir, 0o700); err != nil {
+		return err
+	}
+	l := flock.New(filepath.Join(a.dir, "lock"))
+	if err := l.Lock(); err != nil {
+		return err
+	}
+	defer l.Unlock()
+	lines, err := a.lines(name)
+	if err != nil {
+		return err
+	}
+	return writeFile(filepath.Join(a.dir, name), strings.Join(fn(lines), ""))
+}
+
+func writeFile(path, content string) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(content); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// lines are the lines of an api file, each with its newline; none when
+// it does not exist.
+func (a *Auth) lines(name string) ([]string, error) {
+	f, err := os.Open(filepath.Join(a.dir, name))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if t := strings.TrimSpace(sc.Text()); t != "" {
+			out = append(out, t+"\n")
+		}
+	}
+	return out, sc.Err()
+}
+
+// CreateToken makes a token of role and records its hash; the token is
+// returned once, and stored nowhere but where the caller puts it.
+func (a *Auth) CreateToken(role string) (string, error) {
+	if role != RoleFull && role != RoleReadOnly {
+		return "", errdefs.Invalid("role %q is neither %s nor %s", role, RoleFull, RoleReadOnly)
+	}
+	tok := "velo_" + randomSecret()
+	err := a.change("tokens", func(lines []string) []string {
+		return append(lines, fmt.Sprintf("%s %s %s\n", hash(tok), role, time.Now().UTC().Format(time.RFC3339)))
+	})
+	return tok, err
+}
+
+// FirstToken is the path of the token velo serve made at its first start,
+// made now if there is none.
+func (a *Auth) FirstToken() (string, error) {
+	path := filepath.Join(a.dir, "token")
+	if _, err := os.Stat(path); err == nil {
+		return path, nil
+	}
+	tok, err := a.CreateToken(RoleFull)
+	if err != nil {
+		return "", err
+	}
+	return path, writeFile(path, tok+"\n")
+}
+
+// role is the role of a presented token, or "" for none: every stored
+// hash is compared, each in constant time.
+func (a *Auth) role(tok string) string {
+	lines, err := a.lines("tokens")
+	if err != nil || tok == "" {
+		return ""
+	}
+	h := []byte(hash(tok))
+	role := ""
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) >= 2 && subtle.ConstantTimeCompare(h, []byte(f[0])) == 1 {
+			role = f[1]
+		}
+	}
+	return role
+}
+
+// NewCode makes a one-time login code for the page, good for codeLife.
+func (a *Auth) NewCode() (string, error) {
+	code := randomSecret()
+	now := time.Now()
+	err := a.change("codes", func(lines []string) []string {
+		keep := []string{}
+		for _, l := range lines {
+			if f := strings.Fields(l); len(f) == 2 && unexpired(f[1], now) {
+				keep = append(keep, l)
+			}
+		}
+		return append(keep, fmt.Sprintf("%s %d\n", hash(code), now.Add(codeLife).Unix()))
+	})
+	return code, err
+}
+
+func unexpired(unix string, now time.Time) bool {
+	n, err := strconv.ParseInt(unix, 10, 64)
+	return err == nil && now.Unix() < n
+}
+
+// useCode reports whether code is a login code not used or expired, and
+// uses it up.
+func (a *Auth) useCode(code string) bool {
+	if code == "" {
+		return false
+	}
+	h := []byte(hash(code))
+	ok := false
+	now := time.Now()
+	err := a.change("codes", func(lines []string) []string {
+		keep := []string{}
+		for _, l := range lines {
+			f := strings.Fields(l)
+			if len(f) != 2 || !unexpired(f[1], now) {
+				continue
+			}
+			if subtle.ConstantTimeCompare(h, []byte(f[0])) == 1 {
+				ok = true
+				continue
+			}
+			keep = append(keep, l)
+		}
+		return keep
+	})
+	return err == nil && ok
+}
+
+// SetAddress records where the page is, for velo ui.
+func (a *Auth) SetAddress(base string) error {
+	return a.change("address", func([]string) []string { return []string{base + "\n"} })
+}
+
+// PageLink is a new link to the page of the velo serve running for this
+// home: its address with a new one-time code.
+func (a *Auth) PageLink() (string, error) {
+	lines, err := a.lines("address")
+	if err != nil {
+		return "", err
+	}
+	if len(lines) == 0 {
+		return "", errdefs.FailedPrecondition("velo serve --http has not run in this VELO_HOME (%s); start it with velo serve", filepath.Dir(a.dir))
+	}
+	code, err := a.NewCode()
+	if err != nil {
+		return "", err
+	}
+	return loginURL(strings.TrimSpace(lines[0]), code), nil
+}
+
+// caller is who made a request.
+type caller struct {
+	role    string
+	session *session // set when the caller is the page (cookie)
+}
+
+// authed checks a request's caller before h: 401 without a valid token
+// or session, 403 for a read-only caller on a full route or a cookie
+// session's changing call without its CSRF token.
+func (s *Server) authed(full bool, h func(http.ResponseWriter, *http.Request, *caller)) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := s.auth.check(r)
+		if c == nil {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="velo"`)
+			writeError(w, http.StatusUnauthorized, "unauthorized", "missing or wrong token: send Authorization: Bearer TOKEN (the token velo serve made is in VELO_HOME/api/token; velo token create makes more)")
+			return
+		}
+		if full && c.role != RoleFull {
+			writeError(w, http.StatusForbidden, "forbidden", "this token is read-only; the call changes something or shows a secret (make a full token with velo token create)")
+			return
+		}
+		if c.session != nil && r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if subtle.ConstantTimeCompare([]byte(r.Header.Get(csrfHeader)), []byte(c.session.csrf)) != 1 {
+				writeError(w, http.StatusForbidden, "forbidden", "a changing call from the page needs its "+csrfHeader+" header (GET /api/v1/session)")
+				return
+			}
+		}
+		h(w, r, c)
+	})
+}
+
+func (a *Auth) check(r *http.Request) *caller {
+	if h := r.Header.Get("Authorization"); h != "" {
+		tok, ok := strings.CutPrefix(h, "Bearer ")
+		if !ok {
+			return nil
+		}
+		if role := a.role(strings.TrimSpace(tok)); role != "" {
+			return &caller{role: role}
+		}
+		return nil
+	}
+	ck, err := r.Cookie(cookieName)
+	if err != nil {
+		return nil
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	ses := a.sessions[hash(ck.Value)]
+	if ses == nil || time.Now().After(ses.expires) {
+		return nil
+	}
+	return &caller{role: ses.role, session: ses}
+}
+
+// login exchanges a one-time code for a session cookie (HttpOnly,
+// SameSite=Strict) and sends the browser to the page, the code gone from
+// its address bar.
+func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
+	if !a.useCode(r.URL.Query().Get("code")) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusUnauthorized)
+		fmt.Fprintln(w, "This link was used already or has expired. Run velo ui for a new one.")
+		return
+	}
+	id := randomSecret()
+	a.mu.Lock()
+	a.sessions[hash(id)] = &session{role: RoleFull, csrf: randomSecret(), expires: time.Now().Add(sessionLife)}
+	a.mu.Unlock()
+	http.SetCookie(w, &http.Cookie{Name: cookieName, Value: id, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: a.secure, MaxAge: int(sessionLife.Seconds())})
+	http.Redirect(w, r, "/ui/", http.StatusSeeOther)
+}
+
+// session tells the page its role and CSRF token.
+func (s *Server) session(w http.ResponseWriter, _ *http.Request, c *caller) {
+	v := map[string]string{"role": c.role}
+	if c.session != nil {
+		v["csrf"] = c.session.csrf
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,179 @@
+package api
+
+import (
+	"strings"
+)
+
+// route is one endpoint of /api/v1 and the velo command it runs. The API
+// runs the CLI's own command (cli.Run) with the route's arguments, so that
+// an endpoint takes the names, times and sizes the command takes, refuses
+// what it refuses with the same rule, takes the same lock, and answers
+// with the same JSON document as the command's --json.
+type route struct {
+	method, path string // path with {project}, {branch} or {id} segments
+	command      string // "branch create"
+	summary      string
+	// ref is the command's first argument: "project" ({project}),
+	// "branch" ({project}/{branch}), "id", "query" (the query's branch,
+	// optional) or "" (none); name, when set, is a body field that is the
+	// last argument (with ref "project" it names a branch of it).
+	ref, name string
+	fields    []field
+	// full: the call changes something or shows a secret; a read-only
+	// token is refused (403) and a cookie session must send its CSRF token.
+	full bool
+	// json: the command takes --json; the answer is its document.
+	// Without it the answer is 204 No Content.
+	json bool
+}
+
+// field is a body field (POST) or query parameter (GET, DELETE) and the
+// command's flag it becomes.
+type field struct {
+	name, kind, help string // kind: string, bool, int, strings
+}
+
+// flag is the field's flag: its name with dashes.
+func (f field) flag() string { return "--" + strings.ReplaceAll(f.name, "_", "-") }
+
+var (
+	fForce    = field{"force", "bool", "as the command's --force"}
+	fTTL      = field{"ttl", "string", "delete the branch this long from now, at the next prune (90s, 30m, 2h, 1d, 2w)"}
+	fExpires  = field{"expires_at", "string", "delete the branch at this time (RFC 3339; no zone means UTC)"}
+	fDryRun   = field{"dry_run", "bool", "list what would be done, do nothing"}
+	fDays     = field{"days", "int", "older than this many days"}
+	fNameBody = field{"name", "string", "the name (required)"}
+	fNewName  = field{"new_name", "string", "the new name (required)"}
+)
+
+// routes are every endpoint that runs a command. TestOpenAPI checks
+// openapi.json against them, and TestRoutesCoverCommands that every
+// command but the host's own (setup, serve, ...) has one.
+var routes = []route{
+	{method: "GET", path: "/api/v1/status", command: "status", summary: "Pools, projects and branches with their live state (velo status --json)", json: true,
+		fields: []field{{"size", "bool", "each branch's space on btrfs, XFS and copy too"}}},
+	{method: "GET", path: "/api/v1/version", command: "version", summary: "The version of velo serving", json: true},
+	{method: "GET", path: "/api/v1/doctor", command: "doctor", summary: "Doctor's findings, read-only (velo doctor --json)", json: true},
+	{method: "POST", path: "/api/v1/prune", command: "prune", summary: "Delete the expired branches", json: true, full: true, fields: []field{fDryRun}},
+
+	{method: "GET", path: "/api/v1/projects", command: "project list", summary: "List projects", json: true},
+	{method: "POST", path: "/api/v1/projects", command: "project create", summary: "Create a project and its main branch", json: true, full: true, name: "name",
+		fields: []field{fNameBody, {"pool", "string", "ZFS pool name or absolute path"}, {"storage", "string", "zfs, btrfs, reflink or copy"},
+			{"pg_version", "int", "PostgreSQL major version"}, {"from", "string", "import an existing server (libpq URL or service=NAME)"},
+			{"logical", "bool", "with from: dump and restore"}, {"no_follow", "bool", "with from: one copy, promoted"},
+			{"slot", "bool", "with from: a replication slot on the source"}, {"database", "strings", "with from and logical: databases to import"},
+			{"listen", "string", "addresses the servers listen on besides 127.0.0.1"}, {"if_not_exists", "bool", "succeed, changing nothing, when it exists"}}},
+	{method: "GET", path: "/api/v1/projects/{project}", command: "project get", summary: "A project and its branches", ref: "project", json: true},
+	{method: "DELETE", path: "/api/v1/projects/{project}", command: "project delete", summary: "Delete a project", ref: "project", full: true, fields: []field{fForce}},
+	{method: "POST", path: "/api/v1/projects/{project}/rename", command: "project rename", summary: "Rename a project", ref: "project", name: "new_name", full: true, fields: []field{fNewName}},
+	{method: "POST", path: "/api/v1/projects/{project}/refresh", command: "project refresh", summary: "Import a logically imported project's source again", ref: "project", full: true},
+
+	{method: "GET", path: "/api/v1/branches", command: "branch list", summary: "List every branch", json: true},
+	{method: "GET", path: "/api/v1/projects/{project}/branches", command: "branch list", summary: "List a project's branches", ref: "project", json: true},
+	{method: "POST", path: "/api/v1/projects/{project}/branches", command: "branch create", summary: "Create a branch (point-in-time with pitr, from a snapshot with from_snapshot)", ref: "project", name: "name", json: true, full: true,
+		fields: []field{fNameBody, {"parent", "string", "branch to copy (default PROJECT/main)"}, {"pitr", "string", "recover to a point in time (RFC 3339 or '2 hours ago')"},
+			{"from_snapshot", "string", "clone this snapshot (ID or unique prefix)"}, fTTL, fExpires,
+			{"new_password", "bool", "a superuser password of its own"}, {"if_not_exists", "bool", "succeed, changing nothing, when it exists with the same parent"}}},
+	{method: "GET", path: "/api/v1/branches/{project}/{branch}", command: "branch get", summary: "A branch: its server, space and files", ref: "branch", json: true},
+	{method: "DELETE", path: "/api/v1/branches/{project}/{branch}", command: "branch delete", summary: "Delete a branch", ref: "branch", full: true, fields: []field{fForce}},
+	{method: "POST", path: "/api/v1/branches/{project}/{branch}/reset", command: "branch reset", summary: "Replace a branch's data with its parent's current data", ref: "branch", json: true, full: true, fields: []field{fForce}},
+	{method: "POST", path: "/api/v1/branches/{project}/{branch}/start", command: "branch start", summary: "Start a branch's server", ref: "branch", json: true, full: true},
+	{method: "POST", path: "/api/v1/branches/{project}/{branch}/stop", command: "branch stop", summary: "Stop a branch's server", ref: "branch", json: true, full: true},
+	{method: "POST", path: "/api/v1/branches/{project}/{branch}/restart", command: "branch restart", summary: "Restart a branch's server", ref: "branch", json: true, full: true},
+	{method: "GET", path: "/api/v1/branches/{project}/{branch}/password", command: "branch password", summary: "A branch's connection details with its password", ref: "branch", json: true, full: true},
+	{method: "POST", path: "/api/v1/branches/{project}/{branch}/set", command: "branch set", summary: "Change a branch's expiry", ref: "branch", json: true, full: true,
+		fields: []field{fTTL, fExpires, {"no_expiry", "bool", "the branch never expires"}}},
+	{method: "POST", path: "/api/v1/branches/{project}/{branch}/protect", command: "branch protect", summary: "Protect a branch", ref: "branch", json: true, full: true},
+	{method: "POST", path: "/api/v1/branches/{project}/{branch}/unprotect", command: "branch unprotect", summary: "Remove a branch's protection", ref: "branch", json: true, full: true},
+	{method: "POST", path: "/api/v1/branches/{project}/{branch}/rename", command: "branch rename", summary: "Rename a branch (new_name is the branch's new name in its project)", ref: "branch", name: "new_name", json: true, full: true, fields: []field{fNewName}},
+	{method: "POST", path: "/api/v1/branches/{project}/{branch}/promote", command: "branch promote", summary: "Make a branch its project's main", ref: "branch", json: true, full: true,
+		fields: []field{{"name", "string", "what the old main is called afterwards"}}},
+	{method: "GET", path: "/api/v1/branches/{project}/{branch}/snapshots", command: "snapshot list", summary: "A branch's snapshots", ref: "branch", json: true},
+	{method: "POST", path: "/api/v1/branches/{project}/{branch}/snapshots", command: "snapshot create", summary: "Snapshot a branch", ref: "branch", json: true, full: true,
+		fields: []field{{"label", "string", "a label to remember it by"}}},
+	{method: "POST", path: "/api/v1/branches/{project}/{branch}/snapshots/cleanup", command: "snapshot cleanup", summary: "Delete a branch's snapshots older than days", ref: "branch", json: true, full: true, fields: []field{fDays, fDryRun}},
+	{method: "GET", path: "/api/v1/branches/{project}/{branch}/wal", command: "wal info", summary: "A branch's WAL archive and the range point-in-time branches reach", ref: "branch", json: true},
+	{method: "POST", path: "/api/v1/branches/{project}/{branch}/wal/cleanup", command: "wal cleanup", summary: "Delete archived WAL older than days", ref: "branch", json: true, full: true, fields: []field{fDays, fDryRun}},
+
+	{method: "GET", path: "/api/v1/snapshots", command: "snapshot list", summary: "Every snapshot", json: true},
+	{method: "DELETE", path: "/api/v1/snapshots/{id}", command: "snapshot delete", summary: "Delete a snapshot (ID or unique prefix)", ref: "id", full: true},
+	{method: "GET", path: "/api/v1/wal", command: "wal info", summary: "Every branch's WAL archive", json: true},
+}
+
+// notRouted are the commands with no endpoint, and why: they act on the
+// host or the terminal, or must not be reachable from the network.
+var notRouted = map[string]string{
+	"setup": "host setup, as root", "service-file": "host setup", "man": "terminal", "completion bash": "terminal",
+	"completion zsh": "terminal", "completion fish": "terminal", "completion": "terminal", "help": "terminal",
+	"serve": "the server itself", "ui": "prints the page's link", "token create": "makes tokens; on the host only",
+	"diff": "not routed yet", "branch env": "shell variables; GET .../password has the same",
+}
+
+// args is the command line of r for the path values pv and the body's or
+// query's values.
+func (r route) args(pv func(string) string, vals map[string]any) []string {
+	args := strings.Fields(r.command)
+	if r.json {
+		args = append(args, "--json")
+	}
+	for _, f := range r.fields {
+		v, ok := vals[f.name]
+		if !ok || f.name == r.name {
+			continue
+		}
+		switch x := v.(type) {
+		case bool:
+			if x {
+				args = append(args, f.flag())
+			}
+		case string:
+			args = append(args, f.flag()+"="+x)
+		case int64:
+			args = append(args, f.flag()+"="+itoa(x))
+		case []string:
+			for _, s := range x {
+				args = append(args, f.flag()+"="+s)
+			}
+		}
+	}
+	// After "--" nothing is a flag: a name that starts with a dash is
+	// refused by the name's rule, never read as a flag.
+	args = append(args, "--")
+	var name string
+	if r.name != "" {
+		name, _ = vals[r.name].(string)
+	}
+	switch r.ref {
+	case "project":
+		if r.command == "branch create" {
+			return append(args, pv("project")+"/"+name)
+		}
+		args = append(args, pv("project"))
+	case "branch":
+		ref := pv("project") + "/" + pv("branch")
+		args = append(args, ref)
+		if r.command == "branch rename" {
+			return append(args, pv("project")+"/"+name)
+		}
+	case "id":
+		args = append(args, pv("id"))
+	}
+	if r.name != "" {
+		args = append(args, name)
+	}
+	return args
+}
+
+// Commands are the velo commands the API has an endpoint for, or has
+// none for on purpose (notRouted), for the CLI's test that every command
+// is one or the other.
+func Commands() map[string]bool {
+	m := map[string]bool{}
+	for _, r := range routes {
+		m[r.command] = true
+	}
+	for c := range notRouted {
+		m[c] = true
+	}
+	return m
+}
