@@ -77,9 +77,9 @@ func openAPI() ([]byte, error) {
 		paths[r.path][strings.ToLower(r.method)] = op
 	}
 	doc := map[string]any{
-		"openapi": "3.1.0",
-		"info":    map[string]any{"title": "Velo API", "version": "1", "description": "Velo's commands over HTTP. Served by velo serve --http; every call needs Authorization: Bearer TOKEN."},
-		"paths":   paths,
+		"openapi":  "3.1.0",
+		"info":     map[string]any{"title": "Velo API", "version": "1", "description": "Velo's commands over HTTP. Served by velo serve --http; every call needs Authorization: Bearer TOKEN."},
+		"paths":    paths,
 		"security": []any{map[string]any{"bearer": []string{}}},
 		"components": map[string]any{
 			"securitySchemes": map[string]any{"bearer": map[string]string{"type": "http", "scheme": "bearer"}},

@@ -104,7 +104,7 @@ var routes = []route{
 // host or the terminal, or must not be reachable from the network.
 var notRouted = map[string]string{
 	"setup": "host setup, as root", "service-file": "host setup", "man": "terminal", "completion bash": "terminal",
-	"completion zsh": "terminal", "completion fish": "terminal", "completion": "terminal", "help": "terminal",
+	"completion zsh": "terminal", "completion fish": "terminal", "completion powershell": "terminal", "completion": "terminal", "help": "terminal",
 	"serve": "the server itself", "ui": "prints the page's link", "token create": "makes tokens; on the host only",
 	"diff": "not routed yet", "branch env": "shell variables; GET .../password has the same",
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/velohq/velo/internal/api"
 	"github.com/velohq/velo/internal/engine"
 	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/runtime/native"
@@ -158,4 +159,25 @@ func TestStatusFits80Columns(t *testing.T) {
 			}
 		}
 	}
+}
+
+// TestAPICoversCommands: every command has an endpoint of the HTTP API,
+// or is listed in internal/api as having none on purpose.
+func TestAPICoversCommands(t *testing.T) {
+	g, _, _ := testGlobals(t)
+	have := api.Commands()
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		path := strings.TrimPrefix(strings.TrimPrefix(c.CommandPath(), "velo"), " ")
+		if !c.HasSubCommands() {
+			if !have[path] {
+				t.Errorf("velo %s has no endpoint in internal/api routes (nor a reason in notRouted)", path)
+			}
+			return
+		}
+		for _, s := range c.Commands() {
+			walk(s)
+		}
+	}
+	walk(NewRoot(g))
 }

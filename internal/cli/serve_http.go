@@ -11,11 +11,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/velohq/velo/internal/api"
 	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/pg"
+	"github.com/velohq/velo/internal/ui"
 )
 
 // defaultHTTP is where velo serve's API and page listen unless --http
@@ -50,17 +52,25 @@ type httpService struct {
 // from velo serve's own certificate authority (VELO_HOME/api/ca, its
 // ca.crt for clients to trust).
 func newHTTPService(g *Globals, home, addr, cert, key string) (*httpService, error) {
-	host, _, err := net.SplitHostPort(addr)
-	if err != nil {
-		return nil, errdefs.Invalid("--http %q is not HOST:PORT (%v); for example 127.0.0.1:7780", addr, err)
-	}
-	if (cert == "") != (key == "") {
-		return nil, errdefs.Invalid("--tls-cert and --tls-key go together: give both or neither")
+	// Everything is checked before anything is made (the token, the CA).
+	host, port, err := net.SplitHostPort(addr)
+	if n, perr := strconv.ParseUint(port, 10, 16); err != nil || perr != nil || n == 0 {
+		return nil, errdefs.Invalid("--http %s is not HOST:PORT with a port from 1 to 65535; for example 127.0.0.1:7780", ui.Quote(addr))
 	}
 	ip, ipErr := netip.ParseAddr(host)
 	loopback := host == "localhost" || (ipErr == nil && ip.IsLoopback())
 	if host != "localhost" && ipErr != nil {
-		return nil, errdefs.Invalid("--http %q: the host must be an IP address or localhost", addr)
+		return nil, errdefs.Invalid("--http %s: the host must be an IP address or localhost", ui.Quote(addr))
+	}
+	if (cert == "") != (key == "") {
+		return nil, errdefs.Invalid("--tls-cert and --tls-key go together: give both or neither")
+	}
+	for _, f := range []string{cert, key} {
+		if f != "" {
+			if _, err := os.Stat(f); err != nil {
+				return nil, errdefs.Invalid("--tls-cert/--tls-key %s: cannot read it", ui.Quote(f))
+			}
+		}
 	}
 	var cfg *tls.Config
 	if !loopback || cert != "" {
@@ -71,7 +81,7 @@ func newHTTPService(g *Globals, home, addr, cert, key string) (*httpService, err
 		}
 		pair, err := tls.LoadX509KeyPair(cert, key)
 		if err != nil {
-			return nil, errdefs.Invalid("--tls-cert %s / --tls-key %s: %v", cert, key, err)
+			return nil, errdefs.Invalid("--tls-cert %s / --tls-key %s: cannot read it as a PEM certificate and its key: %v", ui.Quote(cert), ui.Quote(key), err)
 		}
 		cfg = &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS12}
 	}

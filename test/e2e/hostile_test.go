@@ -185,6 +185,8 @@ func TestHostileInput(t *testing.T) {
 		"branch rename":         {kind: argRef, first: "demo/dev", arg: "demo/other"},
 		"branch promote":        {kind: argRef, arg: "demo/dev"},
 		"diff":                  {kind: argRef, arg: "demo/dev"},
+		"token create":          {},
+		"ui":                    {},
 	}
 	// Flags that only count beside another.
 	needs := map[string][][2]string{
@@ -216,6 +218,9 @@ func TestHostileInput(t *testing.T) {
 		"expires-at":     {rules: []string{timeRule, "is not in the future", "too far ahead", "too far back"}, extra: []string{"9999-12-31T00:00:00Z", "2 hours ago", "2025-13-45", "2000-01-01T00:00:00Z"}},
 		"completion-dir": {rules: []string{absRule, printRule, pathLenRule}, legit: absPrintable, extra: pathExtra},
 		"format":         {rules: []string{"is not shell, dotenv or json"}},
+		"http":           {rules: []string{"is not HOST:PORT", "the host must be an IP address"}, extra: []string{"127.0.0.1:0", "127.0.0.1:65536", "example.com:80", "127.0.0.1:-1", ":80:80"}},
+		"tls-cert":       {rules: []string{"go together"}},
+		"tls-key":        {rules: []string{"go together"}},
 		"size":           {rules: []string{"give a positive size such as 20G"}, extra: []string{"-5G", "0", "99999999999T", "1e3G", "5 G"}},
 		"table":          {rules: []string{"no such table", "is not a table name", "a table of the system's"}, extra: []string{"pg_catalog.pg_class", "a.b.c.d"}},
 	}
