@@ -30,13 +30,16 @@ type apiServer struct {
 // for it to print its addresses; it is stopped (SIGTERM) at cleanup.
 func (e *env) serveAPI() *apiServer {
 	e.t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		e.t.Fatal(err)
+	free := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
 	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cmd := exec.Command(veloBin, "serve", "--http", addr)
+	addr, router := free(), free()
+	cmd := exec.Command(veloBin, "serve", "--http", addr, "--listen", router)
 	cmd.Env = append(append(os.Environ(), "VELO_HOME="+e.home, "VELO_DEBUG=1"), e.extra...)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
@@ -265,4 +268,3 @@ func jsonText(s string) string {
 	b, _ := json.Marshal(s)
 	return strings.Trim(string(b), `"`)
 }
-
