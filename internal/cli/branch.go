@@ -19,7 +19,7 @@ func newBranchCommand(g *Globals) *cobra.Command {
 		newBranchCreateCommand(g), newBranchListCommand(g), newBranchGetCommand(g), newBranchDeleteCommand(g),
 		newBranchResetCommand(g), newBranchPasswordCommand(g), newBranchEnvCommand(g), newBranchStartCommand(g), newBranchStopCommand(g), newBranchRestartCommand(g),
 		newBranchProtectCommand(g, true), newBranchProtectCommand(g, false), newBranchSetCommand(g),
-		newBranchRenameCommand(g), newBranchPromoteCommand(g))
+		newBranchRenameCommand(g), newBranchPromoteCommand(g), newBranchRestoreCommand(g))
 }
 
 // branchCreateOptions are the flags of velo branch create.

@@ -34,7 +34,7 @@ var jsonCommands = map[string]bool{
 	"project create": true, "project list": true, "project get": true,
 	"branch create": true, "branch list": true, "branch get": true, "branch reset": true, "branch password": true,
 	"branch start": true, "branch stop": true, "branch restart": true,
-	"branch protect": true, "branch unprotect": true, "branch set": true, "prune": true, "branch rename": true, "branch promote": true,
+	"branch protect": true, "branch unprotect": true, "branch set": true, "prune": true, "branch rename": true, "branch promote": true, "branch restore": true,
 	"snapshot create": true, "snapshot list": true, "snapshot cleanup": true,
 	"wal info": true, "wal cleanup": true, "diff": true, "status": true, "doctor": true, "version": true,
 }

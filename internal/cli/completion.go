@@ -19,7 +19,7 @@ var completes = map[string]names{
 	"project get": projects, "project delete": projects, "project refresh": projects,
 	"branch create": newBranch, "branch list": projects,
 	"branch get": branches, "branch delete": branches, "branch reset": branches, "branch password": branches,
-	"branch env": branches, "branch protect": branches, "branch unprotect": branches, "branch set": branches, "branch rename": branches, "branch promote": branches, "project rename": projects, "branch start": branches, "branch stop": branches, "branch restart": branches,
+	"branch env": branches, "branch protect": branches, "branch unprotect": branches, "branch set": branches, "branch rename": branches, "branch promote": branches, "branch restore": branches, "project rename": projects, "branch start": branches, "branch stop": branches, "branch restart": branches,
 	"snapshot create": branches, "snapshot list": branches, "snapshot delete": snapshots, "snapshot cleanup": branches,
 	"wal info": projectsAndBranches, "wal cleanup": branches, "service-file": projectsAndBranches, "diff": branches,
 }

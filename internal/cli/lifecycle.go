@@ -260,3 +260,72 @@ func runProjectRename(ctx context.Context, g *Globals, oldName, newName string) 
 	p.Printf("Renamed project %s to %s: its branches are %s/BRANCH, on the same ports; its CA certificate moved to the new project's directory (velo project get %s shows it; run velo service-file --write again if you wrote one)\n", oldName, newName, newName, newName)
 	return nil
 }
+
+// branchRestoreOptions are the flags of velo branch restore.
+type branchRestoreOptions struct {
+	To, Snapshot, Name string
+	Discard, JSON      bool
+}
+
+func (o *branchRestoreOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.To, "to", "", "the moment of the branch's history to go back to (as --pitr: RFC 3339, or relative such as 2h ago; no zone means UTC)")
+	fs.StringVar(&o.Snapshot, "snapshot", "", "a snapshot of the branch to go back to (an ID or unique prefix, velo snapshot list)")
+	fs.StringVar(&o.Name, "name", "", "what the branch that keeps the replaced state is called (default BRANCH-old-YYYYMMDD)")
+	fs.BoolVar(&o.Discard, "discard", false, "drop the replaced state instead of keeping it as a branch")
+	jsonFlag(fs, &o.JSON)
+}
+
+func newBranchRestoreCommand(g *Globals) *cobra.Command {
+	var o branchRestoreOptions
+	c := &cobra.Command{
+		Use:   "restore PROJECT/BRANCH --to TIME | --snapshot ID [--discard]",
+		Short: "Put a branch back to a moment of its own history, keeping its port and password (the replaced state stays as a branch unless --discard)",
+		Args:  exactArgs(1),
+		RunE:  func(c *cobra.Command, args []string) error { return runBranchRestore(c.Context(), g, o, args[0]) },
+	}
+	o.AddFlags(c.Flags())
+	return c
+}
+
+func runBranchRestore(ctx context.Context, g *Globals, o branchRestoreOptions, ref string) error {
+	p, e, err := g.open(ctx, o.JSON, false)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	res, err := e.RestoreBranch(ctx, engine.RestoreOptions{Ref: ref, To: o.To, Snapshot: o.Snapshot, Name: o.Name, Discard: o.Discard})
+	if err != nil {
+		return err
+	}
+	if p.JSON() {
+		b, err := e.Branch(ctx, res.Branch.Branch)
+		if err != nil {
+			return err
+		}
+		doc := view.Restore{Restored: view.NewBranch(b), SnapshotID: res.Snapshot}
+		if res.Snapshot == "" {
+			t := res.Target.UTC()
+			doc.Target = &t
+		}
+		if res.Kept != nil {
+			k, err := e.Branch(ctx, res.Kept.Branch)
+			if err != nil {
+				return err
+			}
+			kv := view.NewBranch(k)
+			doc.Kept = &kv
+		}
+		return p.Document(doc)
+	}
+	to := "snapshot " + res.Snapshot
+	if res.Snapshot == "" {
+		to = res.Target.UTC().Format(time.RFC3339Nano)
+	}
+	p.Printf("Restored %s to %s (port %d and password unchanged)\n", res.Branch.Branch, to, res.Branch.Port)
+	if res.Kept != nil {
+		p.Printf("The state it replaced is branch %s (port %d); delete it with velo branch delete %s when you no longer need it\n", res.Kept.Branch, res.Kept.Port, res.Kept.Branch)
+	} else {
+		p.Printf("The state it replaced was discarded (--discard)\n")
+	}
+	return nil
+}

@@ -51,56 +51,95 @@ func pitrBase(snaps []state.Snapshot, target time.Time) *state.Snapshot {
 // snapshot of parent's volume taken before target and replays the
 // parent's archive up to target, then promotes.
 func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d storage.Driver, parent state.Branch, b *state.Branch, target time.Time) error {
+	e.Progress.Title("Recovering %s/%s as %s/%s was at %s...", p.Name, b.Name, p.Name, parent.Name, utc(target))
+	rc, err := e.preparePITR(ctx, op, p, d, parent, *b, "--pitr", target)
+	if err != nil {
+		return err
+	}
+	if err := e.replay(ctx, op, p, *b, rc, parent.Password); err != nil {
+		return err
+	}
+	if err := op.record(ctx, stepWriteState, subject{Record: "branch", ID: p.Name + "/" + b.Name}); err != nil {
+		return err
+	}
+	b.OriginSnapshotID, b.PITRTarget = rc.base.ID, target
+	return e.Store.Q().InsertBranch(ctx, *b)
+}
+
+// recoveryClone is a clone of a snapshot set up to recover to a moment,
+// not yet started (preparePITR); replay starts it.
+type recoveryClone struct {
+	spec   runtime.Spec
+	base   state.Snapshot
+	target time.Time
+}
+
+// preparePITR clones the newest snapshot of parent's volume taken before
+// target into b's volume, with the settings that make its first start
+// replay parent's archive up to target and promote. parent is the branch
+// whose history is read: a new branch's parent, or the branch itself for
+// a restore in place. The clone is not started.
+func (e *Engine) preparePITR(ctx context.Context, op *op, p state.Project, d storage.Driver, parent, b state.Branch, flag string, target time.Time) (recoveryClone, error) {
 	now := time.Now()
 	if target.After(now) {
-		return errdefs.Invalid("--pitr %s is in the future (now is %s)", utc(target), utc(now))
+		return recoveryClone{}, errdefs.Invalid("%s %s is in the future (now is %s)", flag, utc(target), utc(now))
 	}
 	snaps, err := e.volumeSnapshots(ctx, p, parent.VolumeID)
 	if err != nil {
-		return err
+		return recoveryClone{}, err
 	}
 	if len(snaps) == 0 {
-		return errdefs.FailedPrecondition("%s/%s has no snapshot to recover from; make one with velo snapshot create %s/%s (recovery reaches moments after it)", p.Name, parent.Name, p.Name, parent.Name)
+		return recoveryClone{}, errdefs.FailedPrecondition("%s/%s has no snapshot to recover from; make one with velo snapshot create %s/%s (recovery reaches moments after it)", p.Name, parent.Name, p.Name, parent.Name)
 	}
-	base := pitrBase(snaps, target)
-	if base == nil {
-		oldest := snaps[len(snaps)-1].CreatedAt
-		return errdefs.FailedPrecondition("--pitr %s is before the oldest snapshot of %s/%s; the earliest reachable moment is %s", utc(target), p.Name, parent.Name, earliestBound(oldest))
-	}
-	if err := e.requireSpace(ctx, p, d, "a WAL switch of "+p.Name+"/"+parent.Name+" and a new server"); err != nil {
-		return err
-	}
-	e.Progress.Title("Recovering %s/%s as %s/%s was at %s, from snapshot %s...", p.Name, b.Name, p.Name, parent.Name, utc(target), base.ID)
 	parentSpec, err := e.spec(ctx, p, parent)
 	if err != nil {
-		return err
+		return recoveryClone{}, err
 	}
 	st, err := e.Runtime.Status(ctx, parentSpec)
 	if err != nil {
-		return err
+		return recoveryClone{}, err
 	}
 	archive := e.archiveDir(parent.VolumeID)
-	standby := st.State == runtime.Running && following(p, parent)
+	running := st.State == runtime.Running
+	// The reachable moments: from the oldest snapshot of the volume to
+	// now (a running server's current WAL is archived below), or to the
+	// newest archived WAL of a stopped one.
+	earliest, latest := snaps[len(snaps)-1].CreatedAt, now
+	if !running {
+		segs, _ := segments(archive)
+		if len(segs) == 0 {
+			return recoveryClone{}, errdefs.FailedPrecondition("%s/%s's WAL archive %s is empty: no moment after its snapshot is reachable", p.Name, parent.Name, archive)
+		}
+		latest = segs[len(segs)-1].Time
+	}
+	reach := fmt.Sprintf("the earliest reachable moment is %s and the latest reachable moment %s", earliestBound(earliest), latestBound(latest))
+	if running {
+		reach += " (now)"
+	} else {
+		reach += " (its newest archived WAL: it is stopped)"
+	}
+	base := pitrBase(snaps, target)
+	if base == nil {
+		return recoveryClone{}, errdefs.FailedPrecondition("%s %s is before the oldest snapshot of %s/%s; %s", flag, utc(target), p.Name, parent.Name, reach)
+	}
+	if target.After(latest) {
+		return recoveryClone{}, errdefs.FailedPrecondition("%s %s is after the newest archived WAL of %s/%s; %s", flag, utc(target), p.Name, parent.Name, reach)
+	}
+	if err := e.requireSpace(ctx, p, d, "a WAL switch of "+p.Name+"/"+parent.Name+" and a new server"); err != nil {
+		return recoveryClone{}, err
+	}
+	e.Progress.Note("recovering from snapshot %s of %s/%s", base.ID, p.Name, parent.Name)
+	standby := running && following(p, parent)
 	if standby {
 		// A standby cannot switch WAL: what it received since its last
 		// archived segment is copied from its pg_wal into the clone.
 		e.Progress.Note("%s/%s follows its source: moments up to what it has received are reachable", p.Name, parent.Name)
-	} else if st.State == runtime.Running {
+	} else if running {
 		// Close the current segment so that a moment a second ago is in the archive.
 		if err := e.Progress.Step("Archive current WAL", func() error {
 			return switchAndArchive(ctx, parent.Port, parent.Password, 30*time.Second)
 		}); err != nil {
-			return err
-		}
-	} else {
-		newest := newestSegment(archive)
-		if newest == "" {
-			return errdefs.FailedPrecondition("%s/%s's WAL archive %s is empty: no moment after its snapshot is reachable", p.Name, parent.Name, archive)
-		}
-		segs, _ := segments(archive)
-		latest := segs[len(segs)-1].Time
-		if target.After(latest) {
-			return errdefs.FailedPrecondition("--pitr %s is after the newest archived WAL of %s/%s (it is stopped); the latest reachable moment is %s", utc(target), p.Name, parent.Name, latestBound(latest))
+			return recoveryClone{}, err
 		}
 	}
 	recovery := recoveryFrom(archive, map[string]string{
@@ -108,7 +147,7 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 		"recovery_target_timeline":  "current",
 		"recovery_target_inclusive": "true",
 	})
-	spec, err := e.cloneSnapshot(ctx, op, p, d, *base, *b, func(spec runtime.Spec) error {
+	spec, err := e.cloneSnapshot(ctx, op, p, d, *base, b, func(spec runtime.Spec) error {
 		f, err := os.OpenFile(filepath.Join(spec.DataDir, "recovery.signal"), os.O_CREATE|os.O_WRONLY, 0o600)
 		if err != nil {
 			return err
@@ -123,10 +162,18 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 		return nil
 	}, recovery)
 	if err != nil {
-		return err
+		return recoveryClone{}, err
 	}
+	return recoveryClone{spec: spec, base: *base, target: target}, nil
+}
+
+// replay starts the recovery clone rc as branch b: the start replays the
+// WAL to the target and promotes. inData is the password the cloned data
+// holds; a branch with another gets it before any TCP login.
+func (e *Engine) replay(ctx context.Context, op *op, p state.Project, b state.Branch, rc recoveryClone, inData string) error {
+	spec, target := rc.spec, rc.target
 	// --new-password: no TCP login until the branch has its own (newpassword.go).
-	own := b.Password != parent.Password && !imported(p)
+	own := b.Password != inData && !imported(p)
 	if own {
 		if err := lockToSocket(spec); err != nil {
 			return err
@@ -137,7 +184,7 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 	}
 	replayCtx, cancel := context.WithTimeout(ctx, 2*time.Hour)
 	defer cancel()
-	err = e.Progress.Step("Replay WAL to "+utc(target), func() error {
+	err := e.Progress.Step("Replay WAL to "+utc(target), func() error {
 		_, err := e.Runtime.Start(replayCtx, spec)
 		return err
 	})
@@ -147,24 +194,18 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 	}
 	op.onFail(func(ctx context.Context) error { return e.Runtime.Stop(ctx, spec, 5*time.Second) })
 	if own {
-		if err := e.ownPassword(ctx, spec, parent.Password); err != nil {
+		if err := e.ownPassword(ctx, spec, inData); err != nil {
 			return err
 		}
 	}
-	if err := op.record(ctx, stepWriteState, subject{Record: "branch", ID: p.Name + "/" + b.Name}); err != nil {
-		return err
-	}
 	// The recovery settings were for this start only.
-	if err := e.configure(p, *b, spec, nil); err != nil {
+	if err := e.configure(p, b, spec, nil); err != nil {
 		return err
 	}
 	if imported(p) {
-		if err := e.adoptCopy(ctx, p, *b); err != nil {
-			return err
-		}
+		return e.adoptCopy(ctx, p, b)
 	}
-	b.OriginSnapshotID, b.PITRTarget = base.ID, target
-	return e.Store.Q().InsertBranch(ctx, *b)
+	return nil
 }
 
 // recoveryFrom is the settings of a recovery that reads archive up to

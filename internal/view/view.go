@@ -303,3 +303,15 @@ type Promote struct {
 }
 
 func (Promote) JSONDocument() {}
+
+// Restore is branch restore: the restored branch, what it was restored to
+// (a snapshot ID or a moment), and the branch that keeps the replaced
+// state (null with --discard).
+type Restore struct {
+	Restored   Branch     `json:"restored"`
+	SnapshotID string     `json:"snapshot_id,omitempty"`
+	Target     *time.Time `json:"target,omitempty"`
+	Kept       *Branch    `json:"kept"`
+}
+
+func (Restore) JSONDocument() {}

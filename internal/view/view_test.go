@@ -12,7 +12,7 @@ import (
 
 // documents are every type Velo prints with --json.
 var documents = []ui.Document{
-	Branch{}, Branches{}, Projects{}, ProjectDetail{}, Status{}, Conn{}, StartResults{}, StopResults{}, Prune{}, Promote{},
+	Branch{}, Branches{}, Projects{}, ProjectDetail{}, Status{}, Conn{}, StartResults{}, StopResults{}, Prune{}, Promote{}, Restore{},
 	Snapshot{}, Snapshots{}, SnapshotCleanup{}, WALs{}, WALCleanup{}, Doctor{}, Repair{}, Env{}, Version{},
 }
 

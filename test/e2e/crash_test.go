@@ -528,6 +528,43 @@ func (c *crashRun) cases() []crashCase {
 			check:   func() { wantRows("cr/pit", pitrRows) },
 			undo:    func() { e.ok("branch", "delete", "cr/pit") },
 		},
+		c.restoreCase(), c.restoreToCase(),
+		{
+			name:    "branch rename",
+			drivers: []string{"btrfs", "zfs"},
+			// cr/dev as main's data, and no user snapshot of the volumes
+			// the restores replaced keeping them (zfs).
+			setup: func() {
+				e.ok("branch", "reset", "cr/dev")
+				var snaps []struct {
+					ID   string
+					User bool
+				}
+				if err := json.Unmarshal([]byte(e.ok("snapshot", "list", "cr/dev", "--json").stdout), &snaps); err != nil {
+					e.t.Fatal(err)
+				}
+				for _, sn := range snaps {
+					if sn.User {
+						e.ok("snapshot", "delete", sn.ID)
+					}
+				}
+			},
+			args:  func() []string { return []string{"branch", "rename", "cr/dev", "cr/renamed"} },
+			done:  exists("branch", "get", "cr/renamed"),
+			check: func() { wantRows("cr/renamed", c.rows) },
+			undo:  func() { e.ok("branch", "rename", "cr/renamed", "cr/dev") },
+		},
+		{
+			name:    "branch promote",
+			drivers: []string{"btrfs", "zfs"},
+			args:    func() []string { return []string{"branch", "promote", "cr/dev", "--name", "main-was"} },
+			done:    exists("branch", "get", "cr/main-was"),
+			check: func() {
+				wantRows("cr/main", c.rows)
+				wantRows("cr/main-was", c.rows)
+			},
+			undo: func() { e.ok("branch", "promote", "cr/main-was", "--name", "dev") },
+		},
 		{
 			name:    "branch delete",
 			drivers: []string{"btrfs", "zfs"},
@@ -604,6 +641,100 @@ func (c *crashRun) logicalCases() []crashCase {
 				src.psql("shop", fmt.Sprintf("INSERT INTO items VALUES (%d)", next))
 				next++
 			},
+		},
+	}
+}
+
+// restoreCase is branch restore --snapshot of cr/dev, its replaced state
+// kept as cr/dev-was: killed anywhere, cr/dev holds either its own rows
+// or the snapshot's, and after the swap cr/dev-was holds its own.
+func (c *crashRun) restoreCase() crashCase {
+	e := c.e
+	var id, had string // the snapshot, and the rows it holds
+	rowsOf := func(ref string) string { return e.rows(ref, "SELECT v FROM t ORDER BY v") }
+	setup := func() {
+		had = rowsOf("cr/dev")
+		id = strings.TrimSpace(e.ok("snapshot", "create", "cr/dev", "--label", "restore-point").stdout)
+		e.psql("cr/dev", "INSERT INTO t VALUES (200)")
+	}
+	return crashCase{
+		name:    "branch restore --snapshot",
+		drivers: []string{"btrfs", "zfs"},
+		setup:   setup,
+		args:    func() []string { return []string{"branch", "restore", "cr/dev", "--snapshot", id, "--name", "dev-was"} },
+		done: func() bool {
+			switch got := rowsOf("cr/dev"); got {
+			case had:
+				return true
+			case had + ",200":
+				if e.run("branch", "get", "cr/dev-was").code == 0 {
+					e.t.Fatalf("cr/dev holds its own rows, yet cr/dev-was exists")
+				}
+				return false
+			default:
+				e.t.Fatalf("cr/dev has rows %s: neither its own nor the snapshot's", got)
+				return false
+			}
+		},
+		check: func() {
+			if got := rowsOf("cr/dev-was"); got != had+",200" {
+				e.t.Fatalf("cr/dev-was, the replaced state, has rows %s, want %s", got, had+",200")
+			}
+		},
+		// The user's snapshot keeps the replaced volume while it lasts:
+		// the undo resets cr/dev off it and deletes it, then takes anew.
+		undo: func() {
+			e.ok("branch", "delete", "cr/dev-was")
+			e.ok("branch", "reset", "cr/dev")
+			e.ok("snapshot", "delete", id)
+			setup()
+		},
+	}
+}
+
+// restoreToCase is branch restore --to a moment of cr/dev's WAL (btrfs:
+// its clone is restore --snapshot's; the rest is Postgres's recovery).
+// Its undo puts the replaced state back under the name cr/dev, so that
+// the moment stays in reach of the next run.
+func (c *crashRun) restoreToCase() crashCase {
+	e := c.e
+	var at, had string
+	rowsOf := func(ref string) string { return e.rows(ref, "SELECT v FROM t ORDER BY v") }
+	return crashCase{
+		name:    "branch restore --to",
+		drivers: []string{"btrfs"},
+		setup: func() {
+			e.ok("snapshot", "create", "cr/dev")
+			e.psql("cr/dev", "INSERT INTO t VALUES (300)")
+			had = rowsOf("cr/dev")
+			t, err := time.Parse("2006-01-02 15:04:05.999999-07", e.psql("cr/dev", "SELECT clock_timestamp()"))
+			if err != nil {
+				e.t.Fatal(err)
+			}
+			at = t.Add(100 * time.Millisecond).UTC().Format(time.RFC3339Nano)
+			time.Sleep(300 * time.Millisecond)
+			e.psql("cr/dev", "INSERT INTO t VALUES (301)")
+		},
+		args: func() []string { return []string{"branch", "restore", "cr/dev", "--to", at, "--name", "dev-at"} },
+		done: func() bool {
+			switch got := rowsOf("cr/dev"); got {
+			case had:
+				return true
+			case had + ",301":
+				return false
+			default:
+				e.t.Fatalf("cr/dev has rows %s: neither its own nor those of %s", got, at)
+				return false
+			}
+		},
+		check: func() {
+			if got := rowsOf("cr/dev-at"); got != had+",301" {
+				e.t.Fatalf("cr/dev-at, the replaced state, has rows %s, want %s", got, had+",301")
+			}
+		},
+		undo: func() {
+			e.ok("branch", "delete", "cr/dev")
+			e.ok("branch", "rename", "cr/dev-at", "cr/dev")
 		},
 	}
 }

@@ -187,6 +187,7 @@ func TestHostileInput(t *testing.T) {
 		"diff":                  {kind: argRef, arg: "demo/dev"},
 		"token create":          {},
 		"ui":                    {},
+		"branch restore":        {kind: argRef, arg: "demo/dev", flags: [][2]string{{"snapshot", snap}}},
 	}
 	// Flags that only count beside another.
 	needs := map[string][][2]string{
@@ -200,6 +201,8 @@ func TestHostileInput(t *testing.T) {
 	pathExtra := []string{"/tmp/a\nb", "/tmp/\x1b[2J", "/" + longArg}
 	stringFlags := map[string]stringFlag{
 		"from-snapshot":  {rules: []string{snapRule, "no snapshot has an ID starting with"}, extra: []string{"zzzz", "S123", "s12"}},
+		"snapshot":       {rules: []string{snapRule, "no snapshot has an ID starting with"}, extra: []string{"zzzz", "S123", "s12"}},
+		"to":             {rules: []string{timeRule, "too far back", "is in the future"}, extra: []string{"9999-12-31T00:00:00Z", "3000000000w", "99999999999 weeks ago", "-5m", "1e9d", "2025-13-45"}},
 		"name":           {rules: []string{nameRule, "cannot be main"}, extra: []string{"main", "DEMO", "demo/x"}},
 		"pool":           {rules: []string{poolRule, printRule, pathLenRule, "go with --rebuild-state"}, legit: absPrintable, extra: pathExtra},
 		"storage":        {rules: []string{"choose one of zfs, btrfs, reflink, copy"}},

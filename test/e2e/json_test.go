@@ -183,6 +183,13 @@ func TestJSONOutput(t *testing.T) {
 	if m, old := obj(pr["main"]), obj(pr["old_main"]); m["name"] != "j/main" || old["name"] != "j/before" || old["parent"] != "j/main" || m["parent"] != nil {
 		t.Errorf("branch promote --json = %v", pr)
 	}
+	e.ok("branch", "start", "j/then")
+	e.ok("snapshot", "create", "j/then")
+	time.Sleep(10 * time.Millisecond)
+	rs := obj(check(0, "branch", "restore", "j/then", "--to", time.Now().UTC().Format(time.RFC3339Nano), "--name", "then-was"))
+	if r, k := obj(rs["restored"]), obj(rs["kept"]); r["name"] != "j/then" || k["name"] != "j/then-was" || rs["target"] == nil {
+		t.Errorf("branch restore --json = %v", rs)
+	}
 }
 
 var (

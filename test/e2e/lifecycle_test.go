@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -23,6 +25,7 @@ func TestLifecycle(t *testing.T) {
 			lifecycleProtectAndPrune(t, e)
 			lifecycleRenameAndPromote(t, e)
 			lifecycleFromSnapshot(t, e)
+			lifecycleRestore(t, e)
 		})
 	}
 }
@@ -228,4 +231,91 @@ func lifecycleFromSnapshot(t *testing.T, e *env) {
 	if err := json.Unmarshal([]byte(e.ok("branch", "get", "m/then", "--json").stdout), &b); err != nil || b.Parent != "m/main" {
 		t.Errorf("m/then's parent %q (%v), want m/main", b.Parent, err)
 	}
+}
+
+// lifecycleRestore: a branch put back to a moment of its WAL and to one of
+// its snapshots answers on its old port with its old password and holds
+// that moment's rows; the state it replaced is a branch of its own, queried
+// for the rows the restore took away; --discard keeps none. A protected
+// branch, a moment before its history (the reachable range said), and a
+// snapshot of another branch are refused, with nothing changed.
+func lifecycleRestore(t *testing.T, e *env) {
+	e.ok("branch", "create", "m/r")
+	id := strings.TrimSpace(e.ok("snapshot", "create", "m/r", "--label", "r-start").stdout)
+	e.psql("m/r", "INSERT INTO t VALUES (4)")
+	time.Sleep(1100 * time.Millisecond)
+	at := time.Now().UTC().Format(time.RFC3339Nano)
+	time.Sleep(1100 * time.Millisecond)
+	e.psql("m/r", "INSERT INTO t VALUES (5)")
+	e.ok("branch", "create", "m/rchild", "--parent", "m/r")
+	old := e.conn("m/r")
+	kept := "m/r-old-" + time.Now().UTC().Format("20060102")
+
+	mainSnap := strings.TrimSpace(e.ok("snapshot", "create", "m/main").stdout)
+	before := e.snapshotState()
+	e.refused([]string{"give one of --to TIME and --snapshot ID"}, "branch", "restore", "m/r")
+	e.refused([]string{"give one of --to TIME and --snapshot ID"}, "branch", "restore", "m/r", "--to", at, "--snapshot", id)
+	e.refused([]string{"earliest reachable moment is", "latest reachable moment"}, "branch", "restore", "m/r", "--to", "2 hours ago")
+	e.refused([]string{"is of branch m/main, not of m/r", "--from-snapshot"}, "branch", "restore", "m/r", "--snapshot", mainSnap)
+	e.refused([]string{"m/rchild", "--discard would drop"}, "branch", "restore", "m/r", "--to", at, "--discard")
+	e.ok("branch", "protect", "m/r")
+	e.refused([]string{"m/r is protected", "cannot be restored"}, "branch", "restore", "m/r", "--to", at)
+	e.ok("branch", "unprotect", "m/r")
+	if after := e.snapshotState(); after != before {
+		t.Errorf("refused restores changed the state:\nbefore %s\nafter  %s", before, after)
+	}
+
+	r := e.ok("branch", "restore", "m/r", "--to", at)
+	if !strings.Contains(r.stdout, kept) {
+		t.Errorf("restore does not print the kept branch %s:\n%s", kept, r.stdout)
+	}
+	// A client of the branch, with the port and password it had.
+	if got := psqlWith(t, old, "SELECT v FROM t ORDER BY v"); got != "1,2,3,4" {
+		t.Errorf("m/r restored to %s holds %s on its old port and password, want 1,2,3,4", at, got)
+	}
+	if got := e.rows(kept, "SELECT v FROM t ORDER BY v"); got != "1,2,3,4,5" {
+		t.Errorf("%s, the replaced state, holds %s, want 1,2,3,4,5", kept, got)
+	}
+	var child struct{ Parent string }
+	if err := json.Unmarshal([]byte(e.ok("branch", "get", "m/rchild", "--json").stdout), &child); err != nil || child.Parent != kept {
+		t.Errorf("m/rchild's parent after the restore: %q (%v), want %s (it was made from the replaced data)", child.Parent, err, kept)
+	}
+
+	e.ok("branch", "restore", "m/r", "--snapshot", id[:7], "--discard")
+	if got := psqlWith(t, old, "SELECT v FROM t ORDER BY v"); got != "1,2,3" {
+		t.Errorf("m/r restored to snapshot %s holds %s, want 1,2,3", id, got)
+	}
+	for _, b := range e.branchList() {
+		if strings.HasPrefix(b.Name, kept+"-") {
+			t.Errorf("restore --discard kept %s", b.Name)
+		}
+	}
+	// A stopped branch stays stopped, restored.
+	e.ok("branch", "stop", "m/r")
+	e.ok("branch", "restore", "m/r", "--snapshot", id, "--name", "r-before")
+	for _, b := range e.branchList() {
+		if (b.Name == "m/r" || b.Name == "m/r-before") && b.State != "stopped" {
+			t.Errorf("after restoring stopped m/r, %s is %s, want stopped", b.Name, b.State)
+		}
+	}
+	e.ok("branch", "start", "m/r-before")
+	if got := e.rows("m/r-before", "SELECT v FROM t ORDER BY v"); got != "1,2,3" {
+		t.Errorf("m/r-before holds %s, want 1,2,3", got)
+	}
+	if r := e.ok("doctor"); strings.Contains(r.stdout, "FAIL") {
+		t.Errorf("doctor after the restores:\n%s", r.stdout)
+	}
+}
+
+// psqlWith runs SQL with the real psql on a connection as a client holds
+// it (port and password), one column's rows joined by commas.
+func psqlWith(t *testing.T, c connInfo, sql string) string {
+	t.Helper()
+	cmd := exec.Command("psql", "-X", "-v", "ON_ERROR_STOP=1", "-At", "-h", "localhost", "-p", fmt.Sprint(c.Port), "-U", "postgres", "-d", "postgres", "-c", sql)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+c.Password, "PGCONNECT_TIMEOUT=5")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Errorf("psql on port %d: %v\n%s", c.Port, err, out)
+	}
+	return strings.ReplaceAll(strings.TrimSpace(string(out)), "\n", ",")
 }
