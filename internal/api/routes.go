@@ -106,7 +106,7 @@ var notRouted = map[string]string{
 	"setup": "host setup, as root", "service-file": "host setup", "man": "terminal", "completion bash": "terminal",
 	"completion zsh": "terminal", "completion fish": "terminal", "completion powershell": "terminal", "completion": "terminal", "help": "terminal",
 	"serve": "the server itself", "ui": "prints the page's link", "token create": "makes tokens; on the host only",
-	"diff": "not routed yet", "branch env": "shell variables; GET .../password has the same",
+	"diff": "not routed yet", "branch restore": "not routed yet", "branch env": "shell variables; GET .../password has the same",
 }
 
 // args is the command line of r for the path values pv and the body's or
