@@ -83,8 +83,14 @@ func (e *Engine) Diff(ctx context.Context, o DiffOptions) (*diff.Result, error) 
 	return res, err
 }
 
-// blockFinder is how d tells the blocks two files share.
-func blockFinder(storage.Driver) diff.BlockFinder { return diff.ByteFinder{} }
+// blockFinder is how d tells the blocks two files share: FIEMAP where its
+// clones share extents, else the bytes.
+func blockFinder(d storage.Driver) diff.BlockFinder {
+	if d.Capabilities().SharedExtents {
+		return diff.ExtentFinder{}
+	}
+	return diff.ByteFinder{}
+}
 
 // liveSide is branch b read through its running server.
 func (e *Engine) liveSide(ctx context.Context, p state.Project, b state.Branch) (diff.Side, error) {

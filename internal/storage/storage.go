@@ -78,6 +78,10 @@ type Capabilities struct {
 	// dataset), so syncfs(2) on a volume flushes that volume alone, not
 	// the whole pool as on btrfs subvolumes or directories of one XFS.
 	OwnFilesystem bool
+	// SharedExtents: FIEMAP maps a block a clone did not write, and its
+	// origin's, to the same physical place (btrfs, reflink), which is how
+	// velo diff skips unchanged blocks without reading them.
+	SharedExtents bool
 }
 
 // Kind tells volumes from snapshots in a listing.

@@ -164,6 +164,10 @@ func TestDiff(t *testing.T) {
 			if i := got.table("public.frozen"); i < 0 || got.Tables[i].Candidates == 0 {
 				t.Errorf("public.frozen: VACUUM FREEZE rewrote its blocks, yet none was read: %+v", got.Tables[i])
 			}
+			wantFinder := map[string]string{"btrfs": "fiemap", "reflink": "fiemap", "zfs": "bytes", "copy": "bytes"}[d]
+			if i := got.table("public.acc"); i < 0 || got.Tables[i].Finder != wantFinder {
+				t.Errorf("public.acc's blocks were found by %+v, want %s", got.Tables[i], wantFinder)
+			}
 			sketch := strings.Join(got.Sketch, "\n")
 			for _, want := range []string{"ALTER TYPE public.mood ADD VALUE 'c';", "DROP VIEW public.v1;", "ALTER TABLE public.drops DROP COLUMN c;", "ALTER TABLE public.drops ADD COLUMN d integer DEFAULT 1;", "CREATE INDEX acc_n ON public.acc USING btree (n);", "ALTER TABLE public.rew ALTER COLUMN x TYPE bigint;", "SELECT 2"} {
 				if !strings.Contains(sketch, want) {

@@ -58,7 +58,7 @@ func New(root string) (*dirtree.Tree, error) {
 	if _, err := exec.LookPath("btrfs"); err != nil {
 		return nil, errdefs.Unsupported("btrfs storage needs the btrfs command (package btrfs-progs): %v", err)
 	}
-	return dirtree.New(root, "btrfs", storage.Capabilities{AtomicSnapshot: true, SpaceEfficient: true}, ops{})
+	return dirtree.New(root, "btrfs", storage.Capabilities{AtomicSnapshot: true, SpaceEfficient: true, SharedExtents: true}, ops{})
 }
 
 // onBtrfs checks the filesystem of path, or of its nearest existing parent

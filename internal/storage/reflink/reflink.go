@@ -14,11 +14,11 @@ import (
 	"os"
 	"path/filepath"
 	"syscall"
-	"unsafe"
 
 	"golang.org/x/sys/unix"
 
 	"github.com/velohq/velo/internal/errdefs"
+	"github.com/velohq/velo/internal/fiemap"
 	"github.com/velohq/velo/internal/storage"
 	"github.com/velohq/velo/internal/storage/dirtree"
 )
@@ -41,7 +41,7 @@ func New(root string) (*dirtree.Tree, error) {
 		// reachable on a full pool: deleting one is how space comes back.
 		return nil, err
 	}
-	return dirtree.New(root, "reflink", storage.Capabilities{SpaceEfficient: true}, ops{})
+	return dirtree.New(root, "reflink", storage.Capabilities{SpaceEfficient: true, SharedExtents: true}, ops{})
 }
 
 // holdsTree reports whether root holds the bookkeeping of an earlier use.
@@ -126,7 +126,7 @@ func CloneFile(src, dst *os.File, size int64) error {
 func usage(ctx context.Context, root string) (storage.Usage, error) {
 	var u storage.Usage
 	seen := map[uint64]bool{}
-	m := new(fiemap)
+	m := new(fiemap.Reader)
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			return err
@@ -150,7 +150,7 @@ func usage(ctx context.Context, root string) (storage.Usage, error) {
 			u.Exclusive += st.Blocks * 512
 			return nil
 		}
-		n, err := m.unshared(p)
+		n, err := unshared(m, p)
 		if err != nil {
 			return fmt.Errorf("FIEMAP %s: %w", p, err)
 		}
@@ -160,64 +160,15 @@ func usage(ctx context.Context, root string) (storage.Usage, error) {
 	return u, err
 }
 
-// The FS_IOC_FIEMAP ioctl, which golang.org/x/sys/unix does not wrap
-// (include/uapi/linux/fiemap.h).
-const (
-	fsIocFiemap        = 0xC020660B // _IOWR('f', 11, struct fiemap): 32 bytes
-	fiemapMaxOffset    = ^uint64(0)
-	fiemapExtentLast   = 0x00000001
-	fiemapExtentShared = 0x00002000
-	fiemapBatch        = 256
-)
-
-// fiemapExtent is struct fiemap_extent (56 bytes).
-type fiemapExtent struct {
-	Logical    uint64
-	Physical   uint64
-	Length     uint64
-	Reserved64 [2]uint64
-	Flags      uint32
-	Reserved   [3]uint32
-}
-
-// fiemap is struct fiemap (32 bytes) followed by room for fiemapBatch
-// extents, as the kernel expects them.
-type fiemap struct {
-	Start         uint64
-	Length        uint64
-	Flags         uint32
-	MappedExtents uint32
-	ExtentCount   uint32
-	Reserved      uint32
-	Extents       [fiemapBatch]fiemapExtent
-}
-
 // unshared returns the bytes in extents of the file at path that no other
-// file shares, asking for the extents in batches until the last one.
-func (m *fiemap) unshared(path string) (int64, error) {
-	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return 0, err
-	}
-	defer unix.Close(fd)
+// file shares.
+func unshared(m *fiemap.Reader, path string) (int64, error) {
 	var n int64
-	for start := uint64(0); ; {
-		*m = fiemap{Start: start, Length: fiemapMaxOffset - start, ExtentCount: fiemapBatch}
-		if _, _, errno := unix.Syscall(unix.SYS_IOCTL, uintptr(fd), fsIocFiemap, uintptr(unsafe.Pointer(m))); errno != 0 {
-			return 0, errno
+	err := m.Walk(path, 0, func(e fiemap.Extent) bool {
+		if !e.Shared() {
+			n += int64(e.Length)
 		}
-		if m.MappedExtents == 0 {
-			return n, nil
-		}
-		for _, e := range m.Extents[:m.MappedExtents] {
-			if e.Flags&fiemapExtentShared == 0 {
-				n += int64(e.Length)
-			}
-			if e.Flags&fiemapExtentLast != 0 {
-				return n, nil
-			}
-		}
-		last := m.Extents[m.MappedExtents-1]
-		start = last.Logical + last.Length
-	}
+		return true
+	})
+	return n, err
 }
