@@ -48,6 +48,7 @@ type config struct {
 	image      string
 	imports    bool // measure the physical import (velo project create --from)
 	onlyImport bool // measure branch create and the import only
+	diffOnly   bool // measure velo diff only
 }
 
 func main() {
@@ -68,6 +69,7 @@ func main() {
 	flag.StringVar(&c.image, "image", "", "also time branch create, reset and delete in a project made with --image IMG (a Docker image of the measured major, present in the engine DOCKER_HOST names), at every size")
 	flag.BoolVar(&c.imports, "import", true, "measure a physical import too: velo project create --from a plain server holding the same database, against pg_basebackup by hand into the pool; branch create on the following main; its replay lag under pgbench")
 	flag.BoolVar(&c.onlyImport, "only-import", false, "measure branch create and the import only (implies --import)")
+	flag.BoolVar(&c.diffOnly, "diff-only", false, "measure velo diff alone (at every size), against a full ordered scan of both sides")
 	flag.Parse()
 	c.imports = c.imports || c.onlyImport
 	if flag.NArg() > 0 {

@@ -271,6 +271,9 @@ func (m *measure) add(driver, method string, s bench.Summary) {
 }
 
 func (m *measure) all(ctx context.Context, alternatives, smallest, largest bool) error {
+	if m.c.diffOnly {
+		return m.diffCost(ctx)
+	}
 	if err := m.veloCommands(ctx); err != nil {
 		return err
 	}
@@ -297,6 +300,9 @@ func (m *measure) all(ctx context.Context, alternatives, smallest, largest bool)
 	}
 	if largest {
 		if err := m.cost(ctx); err != nil {
+			return err
+		}
+		if err := m.diffCost(ctx); err != nil {
 			return err
 		}
 	}
