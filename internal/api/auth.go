@@ -21,6 +21,7 @@ import (
 	"github.com/gofrs/flock"
 
 	"github.com/velohq/velo/internal/errdefs"
+	"github.com/velohq/velo/internal/pgconf"
 )
 
 // Auth checks the API's callers. Its files are in VELO_HOME/api, each
@@ -97,24 +98,10 @@ func (a *Auth) change(name string, fn func(lines []string) []string) error {
 	return writeFile(filepath.Join(a.dir, name), strings.Join(fn(lines), ""))
 }
 
+// writeFile replaces path with content, 0600, fsynced with its directory
+// (pgconf.WriteAtomic), so a crash leaves the old file or the new one.
 func writeFile(path, content string) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.WriteString(content); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return pgconf.WriteAtomic(path, []byte(content), 0o600)
 }
 
 // lines are the lines of an api file, each with its newline; none when

@@ -134,18 +134,10 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (runtime.Handle, er
 	} else if !dockerapi.IsNotFound(err) {
 		return runtime.Handle{}, fmt.Errorf("%w: %w", runtime.ErrStartFailed, err)
 	}
-	if s.SocketDir != "" {
-		if err := serverfiles.EnsureSocketDir(s.SocketDir, s.RunAs); err != nil {
-			return runtime.Handle{}, fmt.Errorf("%w: socket directory: %v", runtime.ErrStartFailed, err)
-		}
-		// No container runs on dataDir: sockets there are stale.
-		if err := serverfiles.ClearStaleSockets(s.SocketDir); err != nil {
-			return runtime.Handle{}, fmt.Errorf("%w: socket directory: %v", runtime.ErrStartFailed, err)
-		}
-	}
-	logf, logStart, err := serverfiles.OpenLog(s.LogFile, s.RunAs)
+	// No container runs on dataDir: its sockets there are stale.
+	logf, logStart, err := serverfiles.Prepare(s)
 	if err != nil {
-		return runtime.Handle{}, fmt.Errorf("%w: log file: %v", runtime.ErrStartFailed, err)
+		return runtime.Handle{}, err
 	}
 	logf.Close()
 	began := time.Now()

@@ -97,21 +97,9 @@ func (r *Runtime) Start(ctx context.Context, s runtime.Spec) (runtime.Handle, er
 	if err := clearStale(ctx, dataDir); err != nil {
 		return runtime.Handle{}, fmt.Errorf("%w: %v", runtime.ErrStartFailed, err)
 	}
-	if s.SocketDir != "" {
-		if err := serverfiles.EnsureSocketDir(s.SocketDir, s.RunAs); err != nil {
-			return runtime.Handle{}, fmt.Errorf("%w: socket directory: %v", runtime.ErrStartFailed, err)
-		}
-		// No postgres runs on dataDir, so the socket and its lock file in
-		// this server's private directory are stale (a SIGKILL, a reboot).
-		// Postgres refuses to start while the lock names a live PID, and
-		// after a reboot, or with a zombie, that PID may be anyone's.
-		if err := serverfiles.ClearStaleSockets(s.SocketDir); err != nil {
-			return runtime.Handle{}, fmt.Errorf("%w: socket directory: %v", runtime.ErrStartFailed, err)
-		}
-	}
-	logf, logStart, err := serverfiles.OpenLog(s.LogFile, s.RunAs)
+	logf, logStart, err := serverfiles.Prepare(s)
 	if err != nil {
-		return runtime.Handle{}, fmt.Errorf("%w: log file: %v", runtime.ErrStartFailed, err)
+		return runtime.Handle{}, err
 	}
 
 	args := []string{"-D", dataDir, "-p", strconv.Itoa(s.Port)}

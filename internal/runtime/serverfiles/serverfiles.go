@@ -182,3 +182,24 @@ func CanonicalDir(dir string) (string, error) {
 	}
 	return filepath.EvalSymlinks(abs)
 }
+
+// Prepare readies a server's own files for a start while no server runs on
+// its data directory: the socket directory made, the socket and lock file a
+// SIGKILL or a reboot left there removed (Postgres refuses to start while the
+// lock names a live PID, and after a reboot that PID may be anyone's), and
+// the log opened for append; logStart is where this start's lines begin.
+func Prepare(s runtime.Spec) (logf *os.File, logStart int64, err error) {
+	if s.SocketDir != "" {
+		if err := EnsureSocketDir(s.SocketDir, s.RunAs); err != nil {
+			return nil, 0, fmt.Errorf("%w: socket directory: %v", runtime.ErrStartFailed, err)
+		}
+		if err := ClearStaleSockets(s.SocketDir); err != nil {
+			return nil, 0, fmt.Errorf("%w: socket directory: %v", runtime.ErrStartFailed, err)
+		}
+	}
+	logf, logStart, err = OpenLog(s.LogFile, s.RunAs)
+	if err != nil {
+		return nil, 0, fmt.Errorf("%w: log file: %v", runtime.ErrStartFailed, err)
+	}
+	return logf, logStart, nil
+}
