@@ -128,9 +128,7 @@ func sizeText(n *int64) string {
 // followText is how a following main streams: "streaming, lag 0 B / 0.0 s".
 func followText(s *engine.SourceInfo) string {
 	t := s.State
-	if s.LagBytes != nil && s.State != "disconnected" {
-		t += fmt.Sprintf(", lag %s / %.1f s", ui.Bytes(*s.LagBytes), *s.LagSeconds)
-	}
+	t += s.LagText()
 	if s.Reason != "" {
 		t += " (" + s.Reason + ")"
 	}

@@ -48,11 +48,11 @@ func (e *Engine) followView(ctx context.Context, p state.Project, v *SourceInfo)
 	defer c.Close(context.WithoutCancel(ctx))
 	var status, lastErr string
 	var lag int64
-	var secs float64
+	var secs *float64 // NULL: behind, but no commit replayed since main started
 	err = c.QueryRow(ctx, `SELECT COALESCE((SELECT status FROM pg_stat_wal_receiver), ''),
 		COALESCE(pg_wal_lsn_diff((SELECT latest_end_lsn FROM pg_stat_wal_receiver), pg_last_wal_replay_lsn()), 0)::bigint,
 		CASE WHEN pg_last_wal_receive_lsn() IS DISTINCT FROM pg_last_wal_replay_lsn()
-		     THEN COALESCE(extract(epoch FROM now() - pg_last_xact_replay_timestamp()), 0) ELSE 0 END::float8`).Scan(&status, &lag, &secs)
+		     THEN extract(epoch FROM now() - pg_last_xact_replay_timestamp()) ELSE 0 END::float8`).Scan(&status, &lag, &secs)
 	if err != nil {
 		v.State, v.Reason = "unknown", err.Error()
 		return
@@ -60,7 +60,7 @@ func (e *Engine) followView(ctx context.Context, p state.Project, v *SourceInfo)
 	if lag < 0 {
 		lag = 0
 	}
-	v.LagBytes, v.LagSeconds = &lag, &secs
+	v.LagBytes, v.LagSeconds = &lag, secs
 	switch {
 	case status == "streaming" && lag > catchingUp:
 		v.State = "catching up"

@@ -36,7 +36,9 @@ type SourceInfo struct {
 	Reason string
 	// LagBytes is how much WAL the source has written that main has not
 	// replayed yet (as of the source's last report); LagSeconds how old
-	// the last replayed commit is while main is behind (0 when caught up).
+	// the last replayed commit is while main is behind (0 when caught up;
+	// nil when main is behind but has replayed no commit since it started,
+	// so that the age is not known).
 	LagBytes   *int64
 	LagSeconds *float64
 }
@@ -78,9 +80,7 @@ func (s *SourceInfo) Summary() string {
 	}
 	if s.Following {
 		fmt.Fprintf(&b, "; following: %s", s.State)
-		if s.LagBytes != nil && s.State != "disconnected" {
-			fmt.Fprintf(&b, ", lag %s / %.1f s", ui.Bytes(*s.LagBytes), *s.LagSeconds)
-		}
+		b.WriteString(s.LagText())
 		if s.Reason != "" {
 			fmt.Fprintf(&b, " (%s)", s.Reason)
 		}
@@ -91,4 +91,18 @@ func (s *SourceInfo) Summary() string {
 		b.WriteString("; not following")
 	}
 	return b.String()
+}
+
+// LagText is a following main's lag as status and project get print it:
+// ", lag 1.2 MB / 3.4 s", the seconds "?" when main is behind but has
+// replayed no commit since it started; "" when it is not known.
+func (s *SourceInfo) LagText() string {
+	if s.LagBytes == nil || s.State == "disconnected" {
+		return ""
+	}
+	secs := "? s (no commit replayed since main started)"
+	if s.LagSeconds != nil {
+		secs = fmt.Sprintf("%.1f s", *s.LagSeconds)
+	}
+	return fmt.Sprintf(", lag %s / %s", ui.Bytes(*s.LagBytes), secs)
 }

@@ -163,7 +163,9 @@ type Source struct {
 	State  string `json:"state,omitempty"`
 	Reason string `json:"reason,omitempty"`
 	// LagBytes is the WAL the source wrote that main has not replayed;
-	// LagSeconds the age of the last replayed commit while main is behind.
+	// LagSeconds the age of the last replayed commit while main is behind
+	// (absent when main is behind but has replayed no commit since it
+	// started: the age is not known then, and is not shown as 0).
 	LagBytes   *int64   `json:"lag_bytes,omitempty"`
 	LagSeconds *float64 `json:"lag_seconds,omitempty"`
 }
