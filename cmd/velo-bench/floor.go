@@ -81,9 +81,10 @@ type server struct {
 }
 
 // startPostgres starts postgres on dataDir as runAs, on a free port and a
-// private socket directory, with archiving off, and waits until a new
-// connection counts scale rows in pgbench_branches.
-func startPostgres(ctx context.Context, c config, dataDir string, runAs *pg.OSUser, password string, scale int) (*server, error) {
+// private socket directory, with archiving off and the settings in extra
+// ("name=value"), and waits until a new connection counts scale rows in
+// pgbench_branches.
+func startPostgres(ctx context.Context, c config, dataDir string, runAs *pg.OSUser, password string, scale int, extra ...string) (*server, error) {
 	if err := os.Remove(filepath.Join(dataDir, "postmaster.pid")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, err
 	}
@@ -106,8 +107,11 @@ func startPostgres(ctx context.Context, c config, dataDir string, runAs *pg.OSUs
 		return nil, err
 	}
 	defer log.Close()
-	cmd := exec.Command(filepath.Join(c.pgBin, "postgres"), "-D", dataDir, "-p", strconv.Itoa(port), "-k", sock,
-		"-c", "listen_addresses=127.0.0.1", "-c", "archive_mode=off")
+	args := []string{"-D", dataDir, "-p", strconv.Itoa(port), "-k", sock, "-c", "listen_addresses=127.0.0.1", "-c", "archive_mode=off"}
+	for _, x := range extra {
+		args = append(args, "-c", x)
+	}
+	cmd := exec.Command(filepath.Join(c.pgBin, "postgres"), args...)
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C.UTF-8"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}

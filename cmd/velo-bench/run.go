@@ -293,6 +293,9 @@ func (m *measure) all(ctx context.Context, alternatives, smallest, largest bool)
 	if err := m.floor(ctx); err != nil {
 		return err
 	}
+	if err := m.inServerClone(ctx); err != nil {
+		return err
+	}
 	if alternatives {
 		if err := m.alternatives(ctx); err != nil {
 			return err

@@ -36,6 +36,11 @@ func (r *Report) Chart(w io.Writer) error {
 	for _, a := range Alternatives {
 		lines = append(lines, line{a, "", a})
 	}
+	for _, d := range r.Drivers() {
+		if r.has(d, InServerClone) {
+			lines = append(lines, line{"PostgreSQL's in-server clone (" + d + ")", d, InServerClone})
+		}
+	}
 	for i, l := range lines {
 		var pts plotter.XYs
 		for _, s := range r.Sizes() {
@@ -107,4 +112,14 @@ func trim(v float64) string {
 		return fmt.Sprintf("%.0f", v)
 	}
 	return fmt.Sprintf("%g", v)
+}
+
+// has tells whether method was measured on driver at any size.
+func (r *Report) has(driver, method string) bool {
+	for _, x := range r.Results {
+		if x.Driver == driver && x.Method == method {
+			return true
+		}
+	}
+	return false
 }

@@ -41,6 +41,10 @@ const (
 	ImportByHand = "pg_basebackup by hand"
 	ImportVelo   = "velo project create --from"
 	ImportBranch = "velo branch create (following main)"
+	// PostgreSQL 18's copy-on-write CREATE DATABASE, per driver: a new
+	// database in one server on the pool's filesystem (file_copy_method
+	// = clone, STRATEGY FILE_COPY), until it answers.
+	InServerClone = "CREATE DATABASE FILE_COPY (clone)"
 )
 
 // Alternatives are what a user does without Velo, in table order.
@@ -245,6 +249,7 @@ func (r *Report) Markdown(w io.Writer) {
 	if r.hasAlternatives() {
 		r.alternativesTable(w)
 	}
+	r.inServerTable(w)
 	r.importTable(w)
 	if len(r.Costs) > 0 {
 		fmt.Fprintf(w, "\n### The cost of a running branch\n\n| driver | size | main TPS | branch TPS | branch / main | idle server PSS | idle server RSS | pool growth at create | branch's own disk after changed rows |\n|---|---|---|---|---|---|---|---|---|\n")
@@ -395,6 +400,28 @@ func (r *Report) importTable(w io.Writer) {
 				kB(l.MedianBytes), kB(l.MaxBytes), l.MedianSeconds, l.MaxSeconds)
 		}
 	}
+}
+
+// inServerTable writes PostgreSQL 18's in-server clone against Velo's
+// branch create on the same driver, if measured (goal: velo ≤ the clone
+// at the largest size, though a branch is a whole isolated server).
+func (r *Report) inServerTable(w io.Writer) {
+	var rows []string
+	for _, d := range r.Drivers() {
+		for _, s := range r.Sizes() {
+			c, ok := r.Find(d, s, InServerClone)
+			if !ok {
+				continue
+			}
+			v, _ := r.Find(d, s, VeloCreate)
+			rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s |", d, r.sizeLabel(s), r.cell(d, s, InServerClone), r.cell(d, s, VeloCreate), ratio2(v.Median, c.Median)))
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n### Against PostgreSQL's in-server clone (median, min–max)\n\n| driver | size | %s | %s | velo / clone |\n|---|---|---|---|---|\n%s\n",
+		InServerClone, VeloCreate, strings.Join(rows, "\n"))
 }
 
 // ratio2 is a/b with two decimals, for the import's goals (≤ 1.1×, ≤ 1.2×).

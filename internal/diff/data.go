@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // compareData compares the rows of every table (or of o.Tables) into r.
@@ -140,27 +141,44 @@ func readRows(ctx context.Context, c *pgx.Conn, t string, cols []string, ranges 
 	if len(cols) == 0 {
 		list = "''" // a table without columns still has rows
 	}
-	var rows pgx.Rows
-	var err error
-	if ranges == nil {
-		rows, err = c.Query(ctx, "SELECT "+list+" FROM ONLY "+t+" t")
-	} else {
-		lo := make([]int64, len(ranges))
-		hi := make([]int64, len(ranges))
-		for i, r := range ranges {
-			lo[i], hi[i] = r.Lo, r.Hi
-		}
-		// A TID range scan per range: only the candidate blocks are read.
-		rows, err = c.Query(ctx, "SELECT x.* FROM unnest($1::int8[], $2::int8[]) r(lo, hi) CROSS JOIN LATERAL (SELECT "+list+" FROM ONLY "+t+
-			" t WHERE t.ctid >= ('(' || r.lo || ',0)')::tid AND t.ctid < ('(' || r.hi || ',0)')::tid) x", lo, hi)
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
 	var out [][]*string
+	if ranges == nil {
+		rows, err := c.Query(ctx, "SELECT "+list+" FROM ONLY "+t+" t")
+		if err != nil {
+			return nil, err
+		}
+		return appendRows(out, rows, len(cols))
+	}
+	// A TID range scan per range, all sent at once: only the candidate
+	// blocks are read. The bounds must be constants or parameters of each
+	// query: PostgreSQL plans no TID range scan for bounds taken from a
+	// join (a LATERAL over an array of ranges scans the whole table once
+	// per query and tests every row against every range).
+	q := "SELECT " + list + " FROM ONLY " + t + " t WHERE t.ctid >= $1::tid AND t.ctid < $2::tid"
+	b := &pgx.Batch{}
+	for _, r := range ranges {
+		b.Queue(q, pgtype.TID{BlockNumber: uint32(r.Lo), Valid: true}, pgtype.TID{BlockNumber: uint32(r.Hi), Valid: true})
+	}
+	res := c.SendBatch(ctx, b)
+	defer res.Close()
+	for range ranges {
+		rows, err := res.Query()
+		if err != nil {
+			return nil, err
+		}
+		if out, err = appendRows(out, rows, len(cols)); err != nil {
+			return nil, err
+		}
+	}
+	return out, res.Close()
+}
+
+// appendRows reads rows of n text columns (one empty column for n = 0)
+// into out, and closes them.
+func appendRows(out [][]*string, rows pgx.Rows, n int) ([][]*string, error) {
+	defer rows.Close()
 	for rows.Next() {
-		vals := make([]*string, max(len(cols), 1))
+		vals := make([]*string, max(n, 1))
 		ptrs := make([]any, len(vals))
 		for i := range vals {
 			ptrs[i] = &vals[i]
@@ -168,7 +186,7 @@ func readRows(ctx context.Context, c *pgx.Conn, t string, cols []string, ranges 
 		if err := rows.Scan(ptrs...); err != nil {
 			return nil, err
 		}
-		out = append(out, vals[:len(cols)])
+		out = append(out, vals[:n])
 	}
 	return out, rows.Err()
 }

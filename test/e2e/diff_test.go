@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // diffDoc is what the tests read of velo diff --json.
@@ -147,8 +148,22 @@ func TestDiff(t *testing.T) {
 			e.psql("df/dev", diffChanges)
 			e.psql("df/dev", "VACUUM FREEZE frozen")
 			before := volumes(e.pool)
+			seqScans := func() string {
+				// The diff's session must have ended (its statistics are
+				// flushed as it exits) before the counter is read.
+				for i := 0; i < 50 && e.rows("df/dev", "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()") != "0"; i++ {
+					time.Sleep(100 * time.Millisecond)
+				}
+				return e.rows("df/dev", "SELECT seq_scan FROM pg_stat_user_tables WHERE relid = 'acc'::regclass")
+			}
+			seqBefore := seqScans()
 
 			got := e.diff("df/dev")
+			// Only acc's candidate blocks were read on the branch: by TID
+			// range scans, not by a scan of the whole table.
+			if after := seqScans(); after != seqBefore {
+				t.Errorf("velo diff scanned all of public.acc on the branch (seq_scan %s -> %s), not its changed blocks", seqBefore, after)
+			}
 			if !strings.HasPrefix(got.Old, "df/dev@s") || got.New != "df/dev" || got.Same {
 				t.Errorf("diff df/dev: old %q new %q same %v", got.Old, got.New, got.Same)
 			}
