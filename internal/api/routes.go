@@ -67,6 +67,9 @@ var routes = []route{
 	{method: "DELETE", path: "/api/v1/projects/{project}", command: "project delete", summary: "Delete a project", ref: "project", full: true, fields: []field{fForce}},
 	{method: "POST", path: "/api/v1/projects/{project}/rename", command: "project rename", summary: "Rename a project", ref: "project", name: "new_name", full: true, fields: []field{fNewName}},
 	{method: "POST", path: "/api/v1/projects/{project}/refresh", command: "project refresh", summary: "Import a logically imported project's source again", ref: "project", full: true},
+	{method: "POST", path: "/api/v1/projects/{project}/set", command: "project set", summary: "Set (or with archive none, clear) the project's WAL archive in object storage", ref: "project", json: true, full: true,
+		fields: []field{{"archive", "string", "s3://BUCKET/PREFIX, or none (required)"}, {"archive_endpoint", "string", "the URL of an S3-compatible service other than AWS"}}},
+	{method: "POST", path: "/api/v1/projects/{project}/wal/push", command: "wal push", summary: "Upload the project's WAL archive to its object storage now", ref: "project", json: true, full: true},
 
 	{method: "GET", path: "/api/v1/branches", command: "branch list", summary: "List every branch", json: true},
 	{method: "GET", path: "/api/v1/projects/{project}/branches", command: "branch list", summary: "List a project's branches", ref: "project", json: true},
@@ -98,6 +101,7 @@ var routes = []route{
 	{method: "GET", path: "/api/v1/snapshots", command: "snapshot list", summary: "Every snapshot", json: true},
 	{method: "DELETE", path: "/api/v1/snapshots/{id}", command: "snapshot delete", summary: "Delete a snapshot (ID or unique prefix)", ref: "id", full: true},
 	{method: "GET", path: "/api/v1/wal", command: "wal info", summary: "Every branch's WAL archive", json: true},
+	{method: "POST", path: "/api/v1/wal/push", command: "wal push", summary: "Upload every project's WAL archive to its object storage now", json: true, full: true},
 }
 
 // notRouted are the commands with no endpoint, and why: they act on the

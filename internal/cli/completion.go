@@ -16,7 +16,7 @@ import (
 // completes is what each command's first argument, and each flag that
 // names a branch, is completed from.
 var completes = map[string]names{
-	"project get": projects, "project delete": projects, "project refresh": projects,
+	"project get": projects, "project delete": projects, "project refresh": projects, "project set": projects, "wal push": projects,
 	"branch create": newBranch, "branch list": projects,
 	"branch get": branches, "branch delete": branches, "branch reset": branches, "branch password": branches,
 	"branch env": branches, "branch protect": branches, "branch unprotect": branches, "branch set": branches, "branch rename": branches, "branch promote": branches, "branch restore": branches, "project rename": projects, "branch start": branches, "branch stop": branches, "branch restart": branches,

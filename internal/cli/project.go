@@ -16,7 +16,7 @@ import (
 
 func newProjectCommand(g *Globals) *cobra.Command {
 	return groupCommand("project", []string{"proj"}, "Create, list, inspect and delete projects",
-		newProjectCreateCommand(g), newProjectListCommand(g), newProjectGetCommand(g), newProjectDeleteCommand(g), newProjectRefreshCommand(g), newProjectRenameCommand(g))
+		newProjectCreateCommand(g), newProjectListCommand(g), newProjectGetCommand(g), newProjectDeleteCommand(g), newProjectRefreshCommand(g), newProjectRenameCommand(g), newProjectSetCommand(g))
 }
 
 // projectCreateOptions are the flags of velo project create.
@@ -41,7 +41,15 @@ func (o *projectCreateOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringArrayVar(&o.Databases, "database", nil, "with --from --logical: a database to import (repeatable; default all)")
 	fs.BoolVar(&o.IfNotExists, "if-not-exists", false, "succeed, changing nothing, when the project exists (refused if a --pool, --storage or --pg-version given differs)")
 	fs.StringVar(&o.Listen, "listen", "", "addresses the servers listen on besides 127.0.0.1: IP addresses, localhost, or * (comma-separated); other addresses than loopback must use TLS")
+	archiveFlags(fs, &o.Archive, &o.ArchiveEndpoint)
 	jsonFlag(fs, &o.JSON)
+}
+
+// archiveFlags are --archive and --archive-endpoint, of project create and
+// project set.
+func archiveFlags(fs *pflag.FlagSet, archive, endpoint *string) {
+	fs.StringVar(archive, "archive", "", "also keep the WAL archive in S3-compatible object storage: s3://BUCKET/PREFIX (none: stop); credentials from the AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws/credentials)")
+	fs.StringVar(endpoint, "archive-endpoint", "", "with --archive: the URL of an S3-compatible service other than AWS (https://s3.example.com:9000)")
 }
 
 func newProjectCreateCommand(g *Globals) *cobra.Command {
@@ -106,6 +114,9 @@ func printProject(ctx context.Context, p *ui.Printer, e *engine.Engine, name str
 		}
 		if info.Source != nil {
 			fmt.Fprintf(w, "Source:     %s\n", info.Source.Summary())
+		}
+		if info.Archive != nil {
+			fmt.Fprintf(w, "Archive:    %s\n", archiveText(info.Archive))
 		}
 		fmt.Fprintf(w, "Created:    %s\n\n", info.CreatedAt.Local().Format(time.DateTime))
 		branchTable(bs).Render(w)
@@ -241,4 +252,56 @@ func runProjectRefresh(ctx context.Context, g *Globals, name string) error {
 	}
 	p.Printf("Refreshed project %s\n", name)
 	return nil
+}
+
+// projectSetOptions are the flags of velo project set.
+type projectSetOptions struct {
+	Archive, ArchiveEndpoint string
+	JSON                     bool
+}
+
+func newProjectSetCommand(g *Globals) *cobra.Command {
+	var o projectSetOptions
+	c := &cobra.Command{
+		Use:   "set NAME --archive s3://BUCKET/PREFIX|none [--archive-endpoint URL]",
+		Short: "Change a project's settings: its WAL archive in object storage",
+		Long: `velo project set NAME --archive s3://BUCKET/PREFIX keeps a copy of every WAL
+segment the project's branches archive in an S3-compatible bucket: the local
+archive stays the durable buffer, velo serve (or velo wal push) uploads from it,
+and a segment leaves it only once it is in the bucket, verified by checksum.
+
+The bucket is checked first: reachable and writable with the credentials of the
+AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, the shared
+config and credentials files), and PREFIX free or already this project's (the
+object PREFIX/velo-project.json names its project). --archive none stops the
+uploads; what is in the bucket stays there.`,
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			if !c.Flags().Changed("archive") {
+				return usageError{fmt.Errorf("nothing to set: give --archive s3://BUCKET/PREFIX or --archive none")}
+			}
+			return runProjectSet(c.Context(), g, o, args[0])
+		},
+	}
+	archiveFlags(c.Flags(), &o.Archive, &o.ArchiveEndpoint)
+	jsonFlag(c.Flags(), &o.JSON)
+	return c
+}
+
+func runProjectSet(ctx context.Context, g *Globals, o projectSetOptions, name string) error {
+	if err := validateProject(name); err != nil {
+		return err
+	}
+	if _, err := engine.ParseArchive(o.Archive, o.ArchiveEndpoint); err != nil {
+		return err
+	}
+	p, e, err := g.open(ctx, o.JSON, false)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	if err := e.SetArchive(ctx, name, o.Archive, o.ArchiveEndpoint); err != nil {
+		return err
+	}
+	return printProject(ctx, p, e, name)
 }

@@ -7,11 +7,13 @@ import (
 	"net"
 	"net/netip"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
 	"github.com/velohq/velo/internal/engine"
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/serve"
 	"github.com/velohq/velo/internal/ui"
 )
@@ -21,13 +23,19 @@ import (
 const DefaultServeListen = "127.0.0.1:6543"
 
 // serveOptions are the flags of velo serve.
-type serveOptions struct{ Listen, HTTP, TLSCert, TLSKey string }
+type serveOptions struct {
+	Listen, HTTP, TLSCert, TLSKey string
+	// UploadInterval is how often the uploader copies each project's new
+	// WAL to its object storage.
+	UploadInterval time.Duration
+}
 
 func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Listen, "listen", DefaultServeListen, "address of the router, HOST:PORT; loopback only (other addresses will need TLS)")
 	fs.StringVar(&o.HTTP, "http", defaultHTTP, "address of the HTTP API and the web page (HOST:PORT); other than loopback it is served over TLS")
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "certificate (PEM) for the API (default: one from velo serve's own CA in VELO_HOME/api/ca when --http is not loopback)")
 	fs.StringVar(&o.TLSKey, "tls-key", "", "the key of --tls-cert (PEM)")
+	fs.DurationVar(&o.UploadInterval, "upload-interval", 30*time.Second, "how often new WAL is uploaded to the projects' object storage (velo project set --archive); 1s to 1h")
 }
 
 func newServeCommand(g *Globals) *cobra.Command {
@@ -78,6 +86,9 @@ func runServe(ctx context.Context, g *Globals, o serveOptions) error {
 	if err := checkLoopback(o.Listen); err != nil {
 		return err
 	}
+	if o.UploadInterval < time.Second || o.UploadInterval > time.Hour {
+		return errdefs.Invalid("--upload-interval %s must be between 1s and 1h", o.UploadInterval)
+	}
 	home, err := Home()
 	if err != nil {
 		return err
@@ -105,5 +116,6 @@ func runServe(ctx context.Context, g *Globals, o serveOptions) error {
 	router := &serve.Router{Resolver: engineResolver{e}, Log: slog.Default()}
 	fmt.Fprintf(g.Stderr, "velo serve: routing on %s (dbname=PROJECT/BRANCH[/DATABASE])\n", ln.Addr())
 	return serve.Run(ctx, serve.Listener{Name: "router", Ln: ln, Serve: router.Serve},
-		serve.Listener{Name: "http", Ln: h.ln, Serve: func(ctx context.Context, _ net.Listener) error { return h.serve(ctx) }})
+		serve.Listener{Name: "http", Ln: h.ln, Serve: func(ctx context.Context, _ net.Listener) error { return h.serve(ctx) }},
+		serve.Listener{Name: "uploader", Serve: func(ctx context.Context, _ net.Listener) error { return e.UploadLoop(ctx, o.UploadInterval, slog.Default()) }})
 }

@@ -49,6 +49,11 @@ func runStatus(ctx context.Context, g *Globals, o statusOptions) error {
 	if err != nil {
 		return err
 	}
+	for _, pr := range rep.Projects {
+		if pr.Archive != nil && pr.Archive.Warning != "" {
+			p.Warn("project %s: %s", pr.Name, pr.Archive.Warning)
+		}
+	}
 	return p.Result(view.NewStatus(rep), func(w io.Writer) { printStatus(w, rep) })
 }
 
@@ -97,6 +102,9 @@ func printStatus(w io.Writer, rep engine.StatusReport) {
 		if p.Source != nil && p.Source.Following {
 			t.Rows = append(t.Rows, []string{"", "  following: " + followText(p.Source), "", "", "", ""})
 		}
+		if p.Archive != nil {
+			t.Rows = append(t.Rows, []string{"", "  archive: " + archiveText(p.Archive), "", "", "", ""})
+		}
 		depth := map[string]int{}
 		for _, b := range p.BranchList {
 			d := 0
@@ -131,6 +139,23 @@ func followText(s *engine.SourceInfo) string {
 	t += s.LagText()
 	if s.Reason != "" {
 		t += " (" + s.Reason + ")"
+	}
+	return t
+}
+
+// archiveText is where a project's WAL archive in object storage stands:
+// "s3://b/p: 12 in bucket, 3 local only (48 MiB), lag 40 s, BEHIND: ...".
+func archiveText(a *engine.ArchiveSummary) string {
+	now := time.Now()
+	t := fmt.Sprintf("%s: %d in bucket, %d local only (%s)", a.URL, a.InBucket, a.LocalOnly, ui.Bytes(a.LocalOnlyBytes))
+	if a.LocalOnly > 0 {
+		t += fmt.Sprintf(", upload lag %s", a.Lag(now).Round(time.Second))
+	}
+	if a.Behind(now) {
+		t += ", uploads BEHIND"
+	}
+	if a.LastError != "" {
+		t += "; last upload error: " + a.LastError
 	}
 	return t
 }

@@ -14,7 +14,7 @@ import (
 )
 
 func newWALCommand(g *Globals) *cobra.Command {
-	return groupCommand("wal", nil, "Inspect and trim the continuous WAL archives", newWALInfoCommand(g), newWALCleanupCommand(g))
+	return groupCommand("wal", nil, "Inspect and trim the continuous WAL archives", newWALInfoCommand(g), newWALCleanupCommand(g), newWALPushCommand(g))
 }
 
 func newWALInfoCommand(g *Globals) *cobra.Command {
@@ -44,6 +44,11 @@ func runWALInfo(ctx context.Context, g *Globals, o jsonOptions, ref string) erro
 	infos, err := e.WAL(ctx, ref)
 	if err != nil {
 		return err
+	}
+	for _, w := range infos {
+		if w.Archive != nil && w.Archive.Warning != "" {
+			p.Warn("%s: %s", w.Branch, w.Archive.Warning)
+		}
 	}
 	if err := p.Result(view.NewWALs(infos), func(w io.Writer) { printWAL(w, infos) }); err != nil {
 		return err
@@ -79,6 +84,9 @@ func printWAL(w io.Writer, infos []engine.WALInfo) {
 			}
 		}
 		fmt.Fprintf(w, "  PITR range: %s to %s\n", when(a.Earliest), when(a.Latest))
+		if a.Archive != nil {
+			fmt.Fprintf(w, "  Archive:    %s\n", archiveText(a.Archive))
+		}
 	}
 }
 
@@ -118,9 +126,69 @@ func runWALCleanup(ctx context.Context, g *Globals, o cleanupOptions, ref string
 		for _, n := range res.Removed {
 			fmt.Fprintf(w, "%s %s\n", verb, n)
 		}
+		for _, n := range res.RemovedRemote {
+			fmt.Fprintf(w, "%s %s from %s\n", verb, n, res.Archive)
+		}
 		if res.KeptFrom != "" {
 			fmt.Fprintf(w, "Kept %s and later: a snapshot needs them\n", res.KeptFrom)
 		}
+		if len(res.NotUploaded) > 0 {
+			fmt.Fprintf(w, "Kept %d segment(s) old enough to go in the local archive: not in %s yet (velo wal push)\n", len(res.NotUploaded), res.Archive)
+		}
 		fmt.Fprintf(w, "%s %d segment(s), %s\n", verb, len(res.Removed), ui.Bytes(res.Bytes))
+		if res.Archive != "" {
+			fmt.Fprintf(w, "%s %d segment(s) from %s\n", verb, len(res.RemovedRemote), res.Archive)
+		}
 	})
+}
+
+func newWALPushCommand(g *Globals) *cobra.Command {
+	var o jsonOptions
+	c := &cobra.Command{
+		Use:   "push [PROJECT]",
+		Short: "Upload the WAL archives to the projects' object storage now (velo serve does it while it runs)",
+		Long: `Upload every file of the local WAL archives (segments, .history and .backup
+files) that is not in the project's bucket yet, verify each by its SHA-256 read
+back from the store, and record it. An object that exists with other content is
+reported and never overwritten. Credentials come from the AWS chain
+(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws/credentials).`,
+		Args: maxArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			ref, err := optionalArg(args, validateProject)
+			if err != nil {
+				return err
+			}
+			return runWALPush(c.Context(), g, o, ref)
+		},
+	}
+	o.AddFlags(c.Flags())
+	return c
+}
+
+func runWALPush(ctx context.Context, g *Globals, o jsonOptions, project string) error {
+	p, e, err := g.open(ctx, o.JSON, false)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	rs, pushErr := e.PushWAL(ctx, project)
+	if rs == nil {
+		return pushErr
+	}
+	if err := p.Result(view.NewPush(rs), func(w io.Writer) {
+		if len(rs) == 0 {
+			fmt.Fprintln(w, "No project has an archive in object storage; set one with velo project set NAME --archive s3://BUCKET/PREFIX")
+		}
+		for _, r := range rs {
+			fmt.Fprintf(w, "%s: uploaded %d file(s), %s; %d uploaded before\n", r.Project, r.Uploaded, ui.Bytes(r.Bytes), r.Already)
+			a := engine.ArchiveSummary{URL: r.Archive, ArchiveCounts: r.ArchiveCounts}
+			fmt.Fprintf(w, "  %s\n", archiveText(&a))
+			for _, e := range r.Errors {
+				fmt.Fprintf(w, "  error: %s\n", e)
+			}
+		}
+	}); err != nil {
+		return err
+	}
+	return pushErr
 }

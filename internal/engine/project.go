@@ -45,6 +45,9 @@ type CreateProjectOptions struct {
 	// IfNotExists makes an existing project a success, returned unchanged,
 	// unless a --pool, --storage or --pg-version given says otherwise.
 	IfNotExists bool
+	// Archive is --archive (s3://BUCKET/PREFIX, none or ""), with
+	// ArchiveEndpoint (SetArchive).
+	Archive, ArchiveEndpoint string
 }
 
 // Conn is how to reach a branch's server.
@@ -118,6 +121,21 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 	if err != nil {
 		return Conn{}, err
 	}
+	var archive ArchiveSetting
+	if o.Archive != "" || o.ArchiveEndpoint != "" {
+		if archive, err = ParseArchive(o.Archive, o.ArchiveEndpoint); err != nil {
+			return Conn{}, err
+		}
+		if o.From != "" && !archive.Off {
+			return Conn{}, errdefs.Invalid("--archive with --from is not supported yet: import first, then velo project set %s --archive %s", o.Name, archive.Loc)
+		}
+		if !archive.Off {
+			// The bucket is checked before anything is made.
+			if err := claimBucket(ctx, archive, ""); err != nil {
+				return Conn{}, err
+			}
+		}
+	}
 	if o.From != "" || o.Logical || o.NoFollow || o.Slot || len(o.Databases) > 0 {
 		// An import runs long and takes the lock in steps: an existing
 		// project is looked for first (a create racing it is refused by
@@ -176,6 +194,12 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 		base, err := e.takeBase(ctx, op, p, d, b)
 		if err != nil {
 			return err
+		}
+		if o.Archive != "" && !archive.Off {
+			if err := claimBucket(ctx, archive, p.ID); err != nil {
+				return err
+			}
+			p.Archive, p.ArchiveEndpoint = archive.Loc.String(), archive.Endpoint
 		}
 		if err := op.record(ctx, stepWriteState, subject{Record: "project", ID: p.Name}); err != nil {
 			return err
@@ -445,6 +469,9 @@ func form(n int, one, many string) string {
 
 // ProjectInfo is what `project list` and `project get` show.
 type ProjectInfo struct {
+	// Archive is the project's archive in object storage (nil: none);
+	// project get and status fill it in.
+	Archive   *ArchiveSummary
 	Name      string
 	Storage   string
 	Pool      string
@@ -497,6 +524,7 @@ func (e *Engine) Project(ctx context.Context, name string) (ProjectInfo, error) 
 	}
 	info := e.projectInfo(p, len(bs))
 	e.followView(ctx, p, info.Source)
+	info.Archive = e.describeArchive(ctx, p)
 	return info, nil
 }
 

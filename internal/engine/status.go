@@ -286,6 +286,7 @@ func (e *Engine) Status(ctx context.Context, sizes bool) (StatusReport, error) {
 		}
 		s.ProjectInfo = e.projectInfo(p, len(s.BranchList))
 		e.followView(ctx, p, s.ProjectInfo.Source)
+		s.ProjectInfo.Archive = e.describeArchive(ctx, p)
 		rep.Projects = append(rep.Projects, s)
 	}
 	return rep, nil

@@ -207,6 +207,9 @@ type WALInfo struct {
 	Earliest *time.Time
 	Latest   *time.Time
 	Running  bool
+	// Archive is the branch's part of its project's archive in object
+	// storage (nil: the project has none).
+	Archive *ArchiveSummary
 }
 
 // WAL describes the archives of one branch (ref "P/B"), of a project's
@@ -276,6 +279,15 @@ func (e *Engine) walInfo(ctx context.Context, p state.Project, b state.Branch) (
 		t := snaps[len(snaps)-1].CreatedAt
 		info.Earliest = &t
 	}
+	if p.Archive != "" {
+		c, err := e.archiveCounts(ctx, p, b.VolumeID)
+		if err != nil {
+			return info, err
+		}
+		st, _ := e.Store.Q().UploadStatus(ctx, p.ID)
+		c.LastError, c.LastErrorAt, c.LastUploadAt = st.LastError, st.LastErrorAt, st.LastUploadAt
+		info.Archive = &ArchiveSummary{URL: p.Archive, Endpoint: p.ArchiveEndpoint, ArchiveCounts: c, Warning: spaceWarning(dir, c.LocalOnlyBytes, c.behind())}
+	}
 	return info, nil
 }
 
@@ -302,12 +314,20 @@ type WALCleanupResult struct {
 	// KeptFrom is the oldest segment a kept snapshot still needs.
 	KeptFrom string
 	DryRun   bool
+	// With an archive in object storage: the segments removed from the
+	// bucket, and those old enough to go that stay in the local archive
+	// because they are not in the bucket yet.
+	Archive       string
+	RemovedRemote []string
+	NotUploaded   []string
 }
 
 // CleanupWAL removes archived segments older than days, but never one a
-// snapshot of the branch still needs to reach later moments.
+// snapshot of the branch still needs to reach later moments. With an
+// archive in object storage the same rule applies in the bucket, and a
+// segment leaves the local archive only once it is in the bucket.
 func (e *Engine) CleanupWAL(ctx context.Context, ref string, days int, dryRun bool) (WALCleanupResult, error) {
-	res := WALCleanupResult{Branch: ref, Removed: []string{}, DryRun: dryRun}
+	res := WALCleanupResult{Branch: ref, Removed: []string{}, RemovedRemote: []string{}, NotUploaded: []string{}, DryRun: dryRun}
 	if _, _, err := ParseRef(ref); err != nil {
 		return res, err
 	}
@@ -330,18 +350,41 @@ func (e *Engine) CleanupWAL(ctx context.Context, ref string, days int, dryRun bo
 				res.KeptFrom = s.WALStart
 			}
 		}
+		// Compare positions without the timeline: a snapshot needs every
+		// segment from its start on, whatever timeline follows.
+		expired := func(name string, at time.Time) bool {
+			return segmentName.MatchString(name) && at.Before(cutoff) && (res.KeptFrom == "" || name[8:] < res.KeptFrom[8:])
+		}
 		segs, err := segments(dir)
 		if err != nil {
 			return err
 		}
+		uploaded := map[string]int64{}
+		var recs []state.ArchiveObject
+		if p.Archive != "" {
+			res.Archive = p.Archive
+			if recs, err = e.Store.Q().ArchiveObjects(ctx, p.ID, b.VolumeID); err != nil {
+				return err
+			}
+			for _, r := range recs {
+				uploaded[r.Name] = r.Size
+			}
+		}
 		for _, s := range segs {
-			// Compare positions without the timeline: a snapshot needs every
-			// segment from its start on, whatever timeline follows.
-			if !s.Time.Before(cutoff) || (res.KeptFrom != "" && s.Name[8:] >= res.KeptFrom[8:]) {
+			if !expired(s.Name, s.Time) {
+				continue
+			}
+			if size, ok := uploaded[s.Name]; p.Archive != "" && (!ok || size != s.Size) {
+				res.NotUploaded = append(res.NotUploaded, s.Name)
 				continue
 			}
 			res.Removed = append(res.Removed, s.Name)
 			res.Bytes += s.Size
+		}
+		for _, r := range recs {
+			if expired(r.Name, r.ArchivedAt) {
+				res.RemovedRemote = append(res.RemovedRemote, r.Name)
+			}
 		}
 		if dryRun {
 			return nil
@@ -351,6 +394,23 @@ func (e *Engine) CleanupWAL(ctx context.Context, ref string, days int, dryRun bo
 		}
 		for _, name := range res.Removed {
 			if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return err
+			}
+		}
+		if len(res.RemovedRemote) == 0 {
+			return nil
+		}
+		// Local files first: a kill here leaves objects and their records,
+		// which the next cleanup removes.
+		st, err := openArchive(ctx, p)
+		if err != nil {
+			return err
+		}
+		for _, name := range res.RemovedRemote {
+			if err := st.Delete(ctx, walKey(b.VolumeID, name)); err != nil {
+				return fmt.Errorf("the local segments were removed; removing %s from the bucket: %w", name, err)
+			}
+			if err := e.Store.Q().ForgetUpload(ctx, p.ID, b.VolumeID, name); err != nil {
 				return err
 			}
 		}

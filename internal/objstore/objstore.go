@@ -259,6 +259,27 @@ func (s *Store) GetFile(ctx context.Context, rel, local string) error {
 	return os.Rename(tmp, local)
 }
 
+// GetBytes returns the content of rel, a small object (a marker, a
+// manifest), refusing it when it does not match its checksum.
+func (s *Store) GetBytes(ctx context.Context, rel string) ([]byte, error) {
+	key := s.Loc.Key(rel)
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.Loc.Bucket), Key: aws.String(key)})
+	if err != nil {
+		return nil, s.explain(err, key)
+	}
+	defer out.Body.Close()
+	want := out.Metadata["velo-sha256"]
+	b, err := io.ReadAll(io.LimitReader(out.Body, 1<<20))
+	if err != nil {
+		return nil, fmt.Errorf("downloading %s: %w", key, err)
+	}
+	h := sha256.Sum256(b)
+	if got := hex.EncodeToString(h[:]); want == "" || got != want {
+		return nil, errdefs.FailedPrecondition("object %s is corrupt or not velo's: its content's sha256 is %s, its record says %q; refused", key, got, want)
+	}
+	return b, nil
+}
+
 // List returns the objects under rel (a directory-like prefix), by name.
 func (s *Store) List(ctx context.Context, rel string) ([]Object, error) {
 	prefix := s.Loc.Key(rel)

@@ -7,8 +7,8 @@ import (
 	"sync"
 )
 
-// Listener is one service of the daemon on its own address: the router
-// today, the HTTP API later.
+// Listener is one service of the daemon, on its own address (the router,
+// the HTTP API) or on none (Ln nil: the uploader).
 type Listener struct {
 	Name string
 	Ln   net.Listener

@@ -55,8 +55,8 @@ func (t *Tx) InsertProject(ctx context.Context, p Project) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.q.ExecContext(ctx, `INSERT INTO projects (id, name, driver, pool, pg_major, archive_timeout, listen, created_at, source, runtime, image) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.ID, p.Name, p.Driver, p.Pool, p.PGMajor, p.ArchiveTimeout, p.Listen, fmtTime(p.CreatedAt), src, runtimeName(p.Runtime), p.Image)
+	_, err = t.q.ExecContext(ctx, `INSERT INTO projects (id, name, driver, pool, pg_major, archive_timeout, listen, created_at, source, runtime, image, archive_url, archive_endpoint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ID, p.Name, p.Driver, p.Pool, p.PGMajor, p.ArchiveTimeout, p.Listen, fmtTime(p.CreatedAt), src, runtimeName(p.Runtime), p.Image, p.Archive, p.ArchiveEndpoint)
 	return err
 }
 
@@ -79,12 +79,12 @@ func encodeSource(s *Source) (string, error) {
 	return string(b), err
 }
 
-const projectCols = `id, name, driver, pool, pg_major, archive_timeout, listen, created_at, source, runtime, image`
+const projectCols = `id, name, driver, pool, pg_major, archive_timeout, listen, created_at, source, runtime, image, archive_url, archive_endpoint`
 
 func scanProject(row scanner) (Project, error) {
 	var p Project
 	var created, src string
-	err := row.Scan(&p.ID, &p.Name, &p.Driver, &p.Pool, &p.PGMajor, &p.ArchiveTimeout, &p.Listen, &created, &src, &p.Runtime, &p.Image)
+	err := row.Scan(&p.ID, &p.Name, &p.Driver, &p.Pool, &p.PGMajor, &p.ArchiveTimeout, &p.Listen, &created, &src, &p.Runtime, &p.Image, &p.Archive, &p.ArchiveEndpoint)
 	p.CreatedAt = parseTime(created)
 	if err == nil && src != "" {
 		p.Source = &Source{}
@@ -116,6 +116,8 @@ func (t *Tx) Projects(ctx context.Context) ([]Project, error) {
 func (t *Tx) DeleteProject(ctx context.Context, id string) error {
 	for _, q := range []string{
 		`DELETE FROM retired_volumes WHERE project_id = ?`,
+		`DELETE FROM archive_objects WHERE project_id = ?`,
+		`DELETE FROM archive_status WHERE project_id = ?`,
 		`DELETE FROM snapshots WHERE project_id = ?`,
 		`UPDATE branches SET parent_id = NULL WHERE project_id = ?`,
 		`DELETE FROM branches WHERE project_id = ?`,

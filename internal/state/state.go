@@ -52,6 +52,11 @@ type Project struct {
 	// Image is the container image of a "docker" project, as the user
 	// named it; "" for a native one.
 	Image string
+	// Archive is where the project's WAL archive is copied, s3://BUCKET/
+	// PREFIX ("" none), and ArchiveEndpoint the S3-compatible service's
+	// URL ("" for AWS). No credential: those come from the AWS chain.
+	Archive         string
+	ArchiveEndpoint string
 }
 
 // Runtime names.
@@ -332,6 +337,27 @@ var migrations = []string{
 	// native.
 	`ALTER TABLE projects ADD COLUMN runtime TEXT NOT NULL DEFAULT 'native';
 	ALTER TABLE projects ADD COLUMN image TEXT NOT NULL DEFAULT '';`,
+	// The WAL archive in object storage (velo project set --archive): the
+	// project's s3:// location and endpoint ('' none); each file uploaded
+	// and verified (archive_objects), and how the last upload went.
+	`ALTER TABLE projects ADD COLUMN archive_url TEXT NOT NULL DEFAULT '';
+	ALTER TABLE projects ADD COLUMN archive_endpoint TEXT NOT NULL DEFAULT '';
+	CREATE TABLE archive_objects (
+		project_id TEXT NOT NULL,
+		volume_id TEXT NOT NULL,
+		name TEXT NOT NULL,
+		size INTEGER NOT NULL,
+		sha256 TEXT NOT NULL,
+		archived_at TEXT NOT NULL,
+		uploaded_at TEXT NOT NULL,
+		PRIMARY KEY (project_id, volume_id, name)
+	);
+	CREATE TABLE archive_status (
+		project_id TEXT PRIMARY KEY,
+		last_upload_at TEXT NOT NULL DEFAULT '',
+		last_error TEXT NOT NULL DEFAULT '',
+		last_error_at TEXT NOT NULL DEFAULT ''
+	);`,
 }
 
 // migrate brings the schema up to date. Velo processes may open a new

@@ -108,6 +108,9 @@ type WAL struct {
 	EarliestPITR *time.Time `json:"earliest_pitr,omitempty"`
 	LatestPITR   *time.Time `json:"latest_pitr,omitempty"`
 	Running      bool       `json:"running"`
+	// Archive is the branch's part of its project's archive in object
+	// storage.
+	Archive *ObjectArchive `json:"archive,omitempty"`
 }
 
 // WALs is wal info.
@@ -123,7 +126,7 @@ func NewWALs(ws []engine.WALInfo) WALs {
 		}
 		out = append(out, WAL{Branch: w.Branch, Directory: w.Directory, Segments: w.Segments, SizeBytes: w.Bytes,
 			Oldest: newSegment(w.Oldest), Newest: newSegment(w.Newest), Gaps: gaps, Continuous: w.Continuous,
-			EarliestPITR: w.Earliest, LatestPITR: w.Latest, Running: w.Running})
+			EarliestPITR: w.Earliest, LatestPITR: w.Latest, Running: w.Running, Archive: newObjectArchive(w.Archive)})
 	}
 	return out
 }
@@ -136,6 +139,11 @@ type WALCleanup struct {
 	// KeptFrom is the oldest segment a kept snapshot still needs.
 	KeptFrom string `json:"kept_from,omitempty"`
 	DryRun   bool   `json:"dry_run"`
+	// With an archive in object storage: the segments removed from the
+	// bucket, and those old enough that stay local until uploaded.
+	Archive       string   `json:"archive,omitempty"`
+	RemovedRemote []string `json:"removed_from_bucket,omitempty"`
+	NotUploaded   []string `json:"kept_not_uploaded,omitempty"`
 }
 
 // NewWALCleanup is the view of r.
@@ -144,7 +152,11 @@ func NewWALCleanup(r engine.WALCleanupResult) WALCleanup {
 	if removed == nil {
 		removed = []string{}
 	}
-	return WALCleanup{Branch: r.Branch, Removed: removed, FreedBytes: r.Bytes, KeptFrom: r.KeptFrom, DryRun: r.DryRun}
+	v := WALCleanup{Branch: r.Branch, Removed: removed, FreedBytes: r.Bytes, KeptFrom: r.KeptFrom, DryRun: r.DryRun, Archive: r.Archive}
+	if r.Archive != "" {
+		v.RemovedRemote, v.NotUploaded = nonNil(r.RemovedRemote), nonNil(r.NotUploaded)
+	}
+	return v
 }
 
 func (Snapshot) JSONDocument()        {}
@@ -152,3 +164,74 @@ func (Snapshots) JSONDocument()       {}
 func (SnapshotCleanup) JSONDocument() {}
 func (WALs) JSONDocument()            {}
 func (WALCleanup) JSONDocument()      {}
+
+// ObjectArchive is a project's (or one branch's part of its) WAL archive
+// in object storage: status, project get, wal info.
+type ObjectArchive struct {
+	URL      string `json:"url"` // s3://BUCKET/PREFIX
+	Endpoint string `json:"endpoint,omitempty"`
+	// LocalOnly are the files only in the local archive (not uploaded
+	// yet); InBucket those uploaded and verified by checksum.
+	LocalOnly      int   `json:"local_only"`
+	LocalOnlyBytes int64 `json:"local_only_bytes"`
+	InBucket       int   `json:"in_bucket"`
+	InBucketBytes  int64 `json:"in_bucket_bytes"`
+	// LagSeconds is the age of the oldest file not uploaded yet (0: none
+	// waits); Behind says uploads fail or lag more than five minutes.
+	LagSeconds   float64    `json:"lag_seconds"`
+	Behind       bool       `json:"behind"`
+	LastUploadAt *time.Time `json:"last_upload_at,omitempty"`
+	LastError    string     `json:"last_error,omitempty"`
+	LastErrorAt  *time.Time `json:"last_error_at,omitempty"`
+	Warning      string     `json:"warning,omitempty"`
+}
+
+func optTime(t time.Time) *time.Time {
+	if t.IsZero() {
+		return nil
+	}
+	u := t.UTC()
+	return &u
+}
+
+func newObjectArchive(a *engine.ArchiveSummary) *ObjectArchive {
+	if a == nil {
+		return nil
+	}
+	now := time.Now()
+	return &ObjectArchive{URL: a.URL, Endpoint: a.Endpoint, LocalOnly: a.LocalOnly, LocalOnlyBytes: a.LocalOnlyBytes,
+		InBucket: a.InBucket, InBucketBytes: a.InBucketBytes, LagSeconds: a.Lag(now).Seconds(), Behind: a.Behind(now),
+		LastUploadAt: optTime(a.LastUploadAt), LastError: a.LastError, LastErrorAt: optTime(a.LastErrorAt), Warning: a.Warning}
+}
+
+// Push is wal push: each project's upload round.
+type Push []PushProject
+
+// PushProject is one project's upload round.
+type PushProject struct {
+	Project       string   `json:"project"`
+	Uploaded      int      `json:"uploaded"`
+	UploadedBytes int64    `json:"uploaded_bytes"`
+	Already       int      `json:"already_uploaded"`
+	Errors        []string `json:"errors"`
+	ObjectArchive
+}
+
+// NewPush is the view of rs.
+func NewPush(rs []engine.PushResult) Push {
+	out := Push{}
+	for _, r := range rs {
+		a := engine.ArchiveSummary{URL: r.Archive, ArchiveCounts: r.ArchiveCounts}
+		out = append(out, PushProject{Project: r.Project, Uploaded: r.Uploaded, UploadedBytes: r.Bytes, Already: r.Already, Errors: r.Errors, ObjectArchive: *newObjectArchive(&a)})
+	}
+	return out
+}
+
+func (Push) JSONDocument() {}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}

@@ -136,6 +136,9 @@ type Project struct {
 	Image   string `json:"image,omitempty"`
 	// Source is where an imported project came from.
 	Source *Source `json:"source,omitempty"`
+	// Archive is the project's WAL archive in object storage (project get
+	// and status).
+	Archive *ObjectArchive `json:"archive,omitempty"`
 }
 
 // Source is where an imported project's data came from; it holds no
@@ -185,7 +188,7 @@ type Projects []Project
 // NewProject is the view of p.
 func NewProject(p engine.ProjectInfo) Project {
 	return Project{Name: p.Name, Storage: p.Storage, Pool: p.Pool, PGVersion: p.PGMajor, Branches: p.Branches,
-		CreatedAt: p.CreatedAt, Listen: p.Listen, CACert: p.CACert, Runtime: p.Runtime, Image: p.Image, Source: newSource(p.Source)}
+		CreatedAt: p.CreatedAt, Listen: p.Listen, CACert: p.CACert, Runtime: p.Runtime, Image: p.Image, Source: newSource(p.Source), Archive: newObjectArchive(p.Archive)}
 }
 
 // NewProjects is the view of ps.
