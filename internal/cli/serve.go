@@ -35,7 +35,7 @@ func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.HTTP, "http", defaultHTTP, "address of the HTTP API and the web page (HOST:PORT); other than loopback it is served over TLS")
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "certificate (PEM) for the API (default: one from velo serve's own CA in VELO_HOME/api/ca when --http is not loopback)")
 	fs.StringVar(&o.TLSKey, "tls-key", "", "the key of --tls-cert (PEM)")
-	fs.DurationVar(&o.UploadInterval, "upload-interval", 30*time.Second, "how often new WAL is uploaded to the projects' object storage (velo project set --archive); 1s to 1h")
+	fs.DurationVar(&o.UploadInterval, "upload-interval", 30*time.Second, "how often new WAL is uploaded to the projects' object storage (velo project set --archive); whole seconds, 1s to 24h")
 }
 
 func newServeCommand(g *Globals) *cobra.Command {
@@ -86,8 +86,8 @@ func runServe(ctx context.Context, g *Globals, o serveOptions) error {
 	if err := checkLoopback(o.Listen); err != nil {
 		return err
 	}
-	if o.UploadInterval < time.Second || o.UploadInterval > time.Hour {
-		return errdefs.Invalid("--upload-interval %s must be between 1s and 1h", o.UploadInterval)
+	if o.UploadInterval < time.Second || o.UploadInterval > 24*time.Hour || o.UploadInterval%time.Second != 0 {
+		return errdefs.Invalid("--upload-interval %s must be whole seconds between 1s and 24h", o.UploadInterval)
 	}
 	home, err := Home()
 	if err != nil {
@@ -117,5 +117,7 @@ func runServe(ctx context.Context, g *Globals, o serveOptions) error {
 	fmt.Fprintf(g.Stderr, "velo serve: routing on %s (dbname=PROJECT/BRANCH[/DATABASE])\n", ln.Addr())
 	return serve.Run(ctx, serve.Listener{Name: "router", Ln: ln, Serve: router.Serve},
 		serve.Listener{Name: "http", Ln: h.ln, Serve: func(ctx context.Context, _ net.Listener) error { return h.serve(ctx) }},
-		serve.Listener{Name: "uploader", Serve: func(ctx context.Context, _ net.Listener) error { return e.UploadLoop(ctx, o.UploadInterval, slog.Default()) }})
+		serve.Listener{Name: "uploader", Serve: func(ctx context.Context, _ net.Listener) error {
+			return e.UploadLoop(ctx, o.UploadInterval, slog.Default())
+		}})
 }

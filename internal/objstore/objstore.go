@@ -29,6 +29,7 @@ import (
 	"os"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -38,6 +39,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/velohq/velo/internal/errdefs"
+	"github.com/velohq/velo/internal/ui"
 )
 
 // ErrConflict: an object of that name exists with other content.
@@ -76,17 +78,17 @@ func ParseLocation(s string) (Location, error) {
 	const rule = "use s3://BUCKET/PREFIX: a bucket name of 3-63 lowercase letters, digits, dots and hyphens, then path parts of letters, digits, '.', '_' and '-'"
 	rest, ok := strings.CutPrefix(s, "s3://")
 	if !ok {
-		return Location{}, errdefs.Invalid("archive %q: %s", s, rule)
+		return Location{}, errdefs.Invalid("--archive %s: %s", ui.Quote(s), rule)
 	}
 	bucket, prefix, _ := strings.Cut(rest, "/")
 	if !bucketName.MatchString(bucket) || strings.Contains(bucket, "..") {
-		return Location{}, errdefs.Invalid("archive %q: bucket %q is not a valid name; %s", s, bucket, rule)
+		return Location{}, errdefs.Invalid("--archive %s: the bucket is not a valid name; %s", ui.Quote(s), rule)
 	}
 	prefix = strings.Trim(prefix, "/")
 	if prefix != "" {
 		for _, part := range strings.Split(prefix, "/") {
 			if !prefixPart.MatchString(part) || part == "." || part == ".." {
-				return Location{}, errdefs.Invalid("archive %q: prefix part %q is not allowed; %s", s, part, rule)
+				return Location{}, errdefs.Invalid("--archive %s: prefix part %s is not allowed; %s", ui.Quote(s), ui.Quote(part), rule)
 			}
 		}
 	}
@@ -99,12 +101,23 @@ func ValidateEndpoint(s string) error {
 	if s == "" {
 		return nil
 	}
+	bad := errdefs.Invalid("--archive-endpoint %s: use an http:// or https:// URL of the S3 service (ASCII, no query), e.g. https://s3.example.com:9000", ui.Quote(s))
+	for _, c := range s {
+		if c <= ' ' || c >= 0x7f {
+			return bad
+		}
+	}
 	u, err := url.Parse(s)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return errdefs.Invalid("--archive-endpoint %q: use an http:// or https:// URL of the S3 service, e.g. https://s3.example.com:9000", s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
+		return bad
 	}
 	if u.User != nil {
 		return errdefs.Invalid("--archive-endpoint must not hold credentials: give them in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY or ~/.aws/credentials")
+	}
+	if p := u.Port(); p != "" {
+		if n, err := strconv.ParseUint(p, 10, 16); err != nil || n == 0 {
+			return bad
+		}
 	}
 	return nil
 }

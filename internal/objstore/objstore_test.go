@@ -30,9 +30,14 @@ func TestParseLocation(t *testing.T) {
 			t.Errorf("ParseLocation(%q) = %v; want an invalid-input error", in, err)
 		}
 	}
-	for _, in := range []string{"ftp://x", "s3.example.com", "http://key:secret@s3.example.com"} {
+	for _, in := range []string{"ftp://x", "s3.example.com", "http://key:secret@s3.example.com", "http://", "http://h:0", "http://h:99999", "http://h/?a=b", "http://dеmo.example", "http://h/a b", "http://h#x"} {
 		if err := objstore.ValidateEndpoint(in); !errors.Is(err, errdefs.ErrInvalid) {
 			t.Errorf("ValidateEndpoint(%q) = %v; want an invalid-input error", in, err)
+		}
+	}
+	for _, in := range []string{"", "http://127.0.0.1:9000", "https://s3.example.com", "https://s3.example.com/base", "http://[::1]:7070"} {
+		if err := objstore.ValidateEndpoint(in); err != nil {
+			t.Errorf("ValidateEndpoint(%q) = %v; want it accepted", in, err)
 		}
 	}
 }
