@@ -166,6 +166,15 @@ type Object struct {
 // Check proves the bucket is reachable with these credentials.
 func (s *Store) Check(ctx context.Context) error {
 	_, err := s.client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: aws.String(s.Loc.Bucket)})
+	if err == nil {
+		return nil
+	}
+	// A HEAD answer has no body, so no error code: some stores answer
+	// unknown credentials with a bare 404 or 403. A listing says which.
+	_, lerr := s.client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(s.Loc.Bucket), MaxKeys: aws.Int32(1)})
+	if lerr != nil {
+		return s.explain(lerr, "")
+	}
 	return s.explain(err, "")
 }
 
@@ -369,7 +378,7 @@ func (s *Store) explain(err error, key string) error {
 			return errdefs.FailedPrecondition("object store: bucket %s does not exist or is not reachable with these credentials", s.Loc.Bucket)
 		}
 		return errdefs.NotFound("object %s not found in bucket %s", key, s.Loc.Bucket)
-	case isCode(err, "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden", "InvalidClientTokenId"):
+	case isCode(err, "InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "Forbidden", "InvalidClientTokenId", "ExpiredToken", "InvalidToken", "AuthorizationHeaderMalformed", "XAdminUserNotFound"):
 		return errdefs.FailedPrecondition("object store refused the credentials for bucket %s (%s): check AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE or ~/.aws/credentials", s.Loc.Bucket, code(err))
 	}
 	return errdefs.Environment("object store %s: %v", s.Loc, err)
