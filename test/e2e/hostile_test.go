@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -189,6 +190,7 @@ func TestHostileInput(t *testing.T) {
 		"ui":                    {},
 		"branch restore":        {kind: argRef, arg: "demo/dev", flags: [][2]string{{"snapshot", snap}}},
 	}
+	maps.Copy(leaves, archiveLeaves)
 	// Flags that only count beside another.
 	needs := map[string][][2]string{
 		"unit-dir":       {{"systemd", ""}},
@@ -227,6 +229,7 @@ func TestHostileInput(t *testing.T) {
 		"size":           {rules: []string{"give a positive size such as 20G"}, extra: []string{"-5G", "0", "99999999999T", "1e3G", "5 G"}},
 		"table":          {rules: []string{"no such table", "is not a table name", "a table of the system's"}, extra: []string{"pg_catalog.pg_class", "a.b.c.d"}},
 	}
+	maps.Copy(stringFlags, archiveStringFlags)
 	intFlags := map[string][]string{
 		"days":       {"-1", "36501", "99999999999999999999", "1e9", "0x10", "abc", "1.5", "", " 1"},
 		"pg-version": {"-1", "99999999999999999999", "0x11", "abc", "17.2", ""},

@@ -454,3 +454,19 @@ func TestObjectArchive(t *testing.T) {
 		return nil
 	})
 }
+
+// Hostile cases of the archive's commands and flags (TestHostileInput
+// merges them into its own). The bucket named is never reached: every
+// value varied is refused before anything is asked of a store.
+var archiveLeaves = map[string]leaf{
+	"project set": {kind: argName, arg: "demo", flags: [][2]string{{"archive", "s3://velo-hostile/x"}}},
+	"wal push":    {kind: argName, optional: true, arg: "demo"},
+}
+
+var archiveRules = []string{"use s3://BUCKET/PREFIX", "--archive: give s3://BUCKET/PREFIX"}
+
+var archiveStringFlags = map[string]stringFlag{
+	"archive": {rules: archiveRules, extra: []string{"s3://", "s3://UPPER/x", "s3://ab", "s3://velo-wal/../x", "s3://velo-wal/a b", "s3://velo-wal/x?y", "s3://velo..wal/x", "NONE", "http://velo-wal/x", "s3://velo-wal/dеmo"}},
+	"archive-endpoint": {rules: append([]string{"use an http:// or https:// URL", "must not hold credentials"}, archiveRules...),
+		extra: []string{"ftp://x", "http://", "http://h:0", "http://h:99999", "http://k:s@h", "http://h/?a=b", "http://dеmo.example", "http://h#x", "s3.example.com"}},
+}
