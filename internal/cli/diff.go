@@ -23,6 +23,7 @@ type diffOptions struct {
 	Rows                 int
 	Grants               bool
 	Explain              bool
+	Database             string
 	JSON                 bool
 }
 
@@ -33,6 +34,7 @@ func (o *diffOptions) AddFlags(fs *pflag.FlagSet) {
 	intVar(fs, &o.Rows, "rows", 0, "show up to N sample rows per table, old -> new")
 	fs.BoolVar(&o.Grants, "grants", false, "compare the privileges granted on tables, sequences, functions and schemas too")
 	fs.BoolVar(&o.Explain, "explain", false, "say how each table was compared and how much was read")
+	fs.StringVarP(&o.Database, "database", "d", "", "the database compared (default: an imported project's source database, else postgres)")
 	jsonFlag(fs, &o.JSON)
 }
 
@@ -91,7 +93,7 @@ func runDiff(ctx context.Context, g *Globals, o diffOptions, ref, other string) 
 		return err
 	}
 	defer e.Close()
-	r, err := e.Diff(ctx, engine.DiffOptions{Old: ref, New: other, Options: diff.Options{
+	r, err := e.Diff(ctx, engine.DiffOptions{Old: ref, New: other, Database: o.Database, Options: diff.Options{
 		Schema: !o.DataOnly, Data: !o.SchemaOnly, Tables: o.Tables, Grants: o.Grants, Rows: o.Rows}})
 	if err != nil {
 		return err

@@ -15,12 +15,16 @@ import (
 	"github.com/velohq/velo/internal/runtime"
 	"github.com/velohq/velo/internal/state"
 	"github.com/velohq/velo/internal/storage"
+	"github.com/velohq/velo/internal/ui"
 )
 
 // DiffOptions are the arguments and flags of `velo diff`.
 type DiffOptions struct {
 	Old string // PROJECT/BRANCH
 	New string // PROJECT/BRANCH; "": Old against its origin snapshot
+	// Database is the database compared; "": an imported project's source
+	// database, else postgres.
+	Database string
 	diff.Options
 }
 
@@ -33,6 +37,11 @@ func (e *Engine) Diff(ctx context.Context, o DiffOptions) (*diff.Result, error) 
 	pn, _, err := ParseRef(o.Old)
 	if err != nil {
 		return nil, err
+	}
+	if o.Database != "" {
+		if err := checkDatabaseName(o.Database); err != nil {
+			return nil, err
+		}
 	}
 	if o.New != "" {
 		qn, _, err := ParseRef(o.New)
@@ -53,7 +62,14 @@ func (e *Engine) Diff(ctx context.Context, o DiffOptions) (*diff.Result, error) 
 		if err != nil {
 			return err
 		}
-		newer, err := e.liveSide(ctx, p, b)
+		db := o.Database
+		if db == "" {
+			db = pg.Superuser
+			if p.Source != nil && p.Source.Database != "" {
+				db = p.Source.Database
+			}
+		}
+		newer, err := e.liveSide(ctx, p, b, db)
 		if err != nil {
 			return err
 		}
@@ -63,10 +79,10 @@ func (e *Engine) Diff(ctx context.Context, o DiffOptions) (*diff.Result, error) 
 			if err != nil {
 				return err
 			}
-			if newer, err = e.liveSide(ctx, p, c); err != nil {
+			if newer, err = e.liveSide(ctx, p, c, db); err != nil {
 				return err
 			}
-		} else if older, cleanup, err = e.originSide(ctx, op, p, d, b); err != nil {
+		} else if older, cleanup, err = e.originSide(ctx, op, p, d, b, db); err != nil {
 			return err
 		}
 		opts := o.Options
@@ -92,8 +108,8 @@ func blockFinder(d storage.Driver) diff.BlockFinder {
 	return diff.ByteFinder{}
 }
 
-// liveSide is branch b read through its running server.
-func (e *Engine) liveSide(ctx context.Context, p state.Project, b state.Branch) (diff.Side, error) {
+// liveSide is database db of branch b, read through its running server.
+func (e *Engine) liveSide(ctx context.Context, p state.Project, b state.Branch, db string) (diff.Side, error) {
 	spec, err := e.observeSpec(ctx, p, b)
 	if err != nil {
 		return diff.Side{}, err
@@ -106,13 +122,16 @@ func (e *Engine) liveSide(ctx context.Context, p state.Project, b state.Branch) 
 	if st.State != runtime.Running {
 		return diff.Side{}, errdefs.FailedPrecondition("%s is stopped: velo diff reads a branch through its server; start it with velo branch start %s", ref, ref)
 	}
-	return diff.Side{Name: ref, DataDir: spec.DataDir, Dial: func(ctx context.Context) (*pgx.Conn, error) { return e.dial(ctx, p, b) }}, nil
+	side := diff.Side{Name: ref, DataDir: spec.DataDir, Dial: func(ctx context.Context) (*pgx.Conn, error) {
+		return noDatabase(e.dialDatabase(ctx, p, b, db))(ref, db)
+	}}
+	return side, nil
 }
 
 // originSide starts a server on a clone of b's origin snapshot, on a
 // socket of its own and no TCP; cleanup stops and destroys it (so does the
 // journal's undo if a later step fails).
-func (e *Engine) originSide(ctx context.Context, op *op, p state.Project, d storage.Driver, b state.Branch) (diff.Side, func(context.Context) error, error) {
+func (e *Engine) originSide(ctx context.Context, op *op, p state.Project, d storage.Driver, b state.Branch, db string) (diff.Side, func(context.Context) error, error) {
 	ref := p.Name + "/" + b.Name
 	if b.OriginSnapshotID == "" {
 		return diff.Side{}, nil, errdefs.FailedPrecondition("%s was not made from a snapshot (a project's main branch): compare it with another branch, velo diff %s %s/OTHER", ref, ref, p.Name)
@@ -181,9 +200,20 @@ func (e *Engine) originSide(ctx context.Context, op *op, p state.Project, d stor
 		})
 	}
 	side := diff.Side{Name: ref + "@" + snap.ID, DataDir: spec.DataDir, Dial: func(ctx context.Context) (*pgx.Conn, error) {
-		return pg.ConnectSocket(ctx, spec.SocketDir, spec.Port, inData)
+		return noDatabase(pg.ConnectDatabase(ctx, spec.SocketDir, spec.Port, pg.Superuser, db, inData))(ref+" as it was made", db)
 	}}
 	return side, cleanup, nil
+}
+
+// noDatabase turns a refusal for a database that does not exist into a
+// clear error about --database; other outcomes pass through.
+func noDatabase(c *pgx.Conn, err error) func(where, db string) (*pgx.Conn, error) {
+	return func(where, db string) (*pgx.Conn, error) {
+		if pg.SQLState(err) == "3D000" {
+			return nil, errdefs.Invalid("%s has no database %s: name one that it has with velo diff --database DB (psql -l lists them)", where, ui.Quote(db))
+		}
+		return c, err
+	}
 }
 
 // touchOwned makes an empty file owned by u.

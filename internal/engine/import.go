@@ -316,6 +316,14 @@ func (e *Engine) dial(ctx context.Context, p state.Project, b state.Branch) (*pg
 	return pg.Connect(ctx, b.Port, b.Password)
 }
 
+// dialDatabase is dial to database db of b's server.
+func (e *Engine) dialDatabase(ctx context.Context, p state.Project, b state.Branch, db string) (*pgx.Conn, error) {
+	if following(p, b) {
+		return pg.ConnectDatabase(ctx, e.socketDir(b), b.Port, p.Source.Superuser, db, "")
+	}
+	return pg.ConnectDatabase(ctx, pg.LocalHost, b.Port, pg.Superuser, db, b.Password)
+}
+
 // adoptCopy gives a new writable server holding a physical copy of the
 // source (a branch of a following main, or a main that does not follow)
 // Velo's superuser: postgres, with b's password, as on every Velo server,

@@ -63,6 +63,21 @@ func ConnectSocket(ctx context.Context, socketDir string, port int, password str
 	return conn, nil
 }
 
+// ConnectDatabase opens a session on database of one of velo's own
+// servers, at host (an address or a socket directory) and port, as role
+// with password ("" for the local socket's peer or trust rules).
+func ConnectDatabase(ctx context.Context, host string, port int, role, database, password string) (*pgx.Conn, error) {
+	conn, err := connectTo(ctx, host, port, role, database, password, 10*time.Second)
+	if err != nil {
+		where := SocketPath(host, port)
+		if host == LocalHost {
+			where = net.JoinHostPort(host, strconv.Itoa(port))
+		}
+		return nil, fmt.Errorf("connect to database %s on %s: %w", database, where, err)
+	}
+	return conn, nil
+}
+
 // connectTo opens a session on one of velo's own servers: host (an address
 // or a socket directory), port, role, database and password are all it
 // takes. The PG* environment variables of whoever runs velo (PGSSLMODE,

@@ -348,7 +348,9 @@ func TestHostileInput(t *testing.T) {
 			}
 			args := withArg(base(f.Name))
 			for _, n := range needs[f.Name] {
-				args = append(args, flagArg(n))
+				if c.Flags().Lookup(n[0]) != nil { // velo diff's --database needs nothing beside it
+					args = append(args, flagArg(n))
+				}
 			}
 			switch f.Value.Type() {
 			case "bool":
