@@ -125,6 +125,9 @@ func TestJSONOutput(t *testing.T) {
 		{"wal", "info"}, {"wal", "info", "j"}, {"wal", "info", "j/main"},
 		{"snapshot", "cleanup", "j/main", "--days", "36500", "--dry-run"},
 		{"wal", "cleanup", "j/main", "--days", "36500", "--dry-run"},
+		// No archive in object storage here (TestObjectArchive has one):
+		// push has nothing to do, set none changes nothing.
+		{"wal", "push"}, {"project", "set", "j", "--archive", "none"},
 		{"doctor"}, {"doctor", "--repair", "--dry-run"}, {"version"}, {"doctor", "--rebuild-state", "--force", "--dry-run"},
 		{"diff", "j/dev", "--rows", "2", "--grants"}, {"diff", "j/main", "j/dev"},
 	} {

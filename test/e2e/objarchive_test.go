@@ -289,6 +289,16 @@ func TestObjectArchive(t *testing.T) {
 		a := e.statusArchive("demo")
 		return a != nil && a.Behind && a.LocalOnly > 0 && a.LastError != ""
 	})
+	// The documents with an archive keep the JSON contract.
+	for _, args := range [][]string{{"status"}, {"project", "get", "demo"}, {"wal", "info"}, {"wal", "cleanup", "demo/dev", "--days", "0", "--dry-run"}} {
+		dec := json.NewDecoder(strings.NewReader(e.ok(append(args, "--json")...).stdout))
+		dec.UseNumber()
+		var doc any
+		if err := dec.Decode(&doc); err != nil {
+			t.Fatalf("%v --json: %v", args, err)
+		}
+		checkKeys(t, strings.Join(args, " ")+" --json", "", doc)
+	}
 	st := e.ok("status")
 	if !strings.Contains(st.stdout, "uploads BEHIND") {
 		t.Errorf("status text does not say uploads are behind:\n%s", st.stdout)
