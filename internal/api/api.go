@@ -184,8 +184,12 @@ func values(rt route, req *http.Request) (map[string]any, error) {
 	if req.Method != http.MethodPost {
 		for k, vs := range q {
 			f, ok := known[k]
-			if !ok || f.kind == "strings" {
+			if !ok {
 				return nil, fmt.Errorf("unknown parameter %q; %s takes %s", k, rt.path, names(rt.fields))
+			}
+			if f.kind == "strings" {
+				vals[k] = vs
+				continue
 			}
 			if len(vs) != 1 {
 				return nil, fmt.Errorf("parameter %q given %d times", k, len(vs))

@@ -112,6 +112,11 @@ func TestCommandLines(t *testing.T) {
 		{"POST", "/api/v1/projects/p/rename", `{"new_name":"q"}`, "project rename -- p q"},
 		{"GET", "/api/v1/status?size=true", ``, "status --json --size --"},
 		{"POST", "/api/v1/branches/d/x/promote", `{"name":"old"}`, "branch promote --json --name=old -- d/x"},
+		{"POST", "/api/v1/branches/d/x/restore", `{"to":"10m ago","discard":true}`, "branch restore --json --to=10m ago --discard -- d/x"},
+		{"POST", "/api/v1/branches/d/x/restore", `{"snapshot":"s1f0","name":"kept"}`, "branch restore --json --snapshot=s1f0 --name=kept -- d/x"},
+		{"GET", "/api/v1/branches/d/x/diff", ``, "diff --json -- d/x"},
+		{"GET", "/api/v1/branches/d/x/diff?other=d/y&table=a&table=s.b&rows=3&schema_only=true", ``, "diff --json --schema-only --table=a --table=s.b --rows=3 -- d/x d/y"},
+		{"GET", "/api/v1/branches/d/x/diff?other=--force", ``, "diff --json -- d/x --force"},
 	} {
 		rec.args = nil
 		st, body := call(t, srv, full, c.method, c.path, c.body)
@@ -134,6 +139,10 @@ func TestBadRequests(t *testing.T) {
 		{"velo_wrong", "GET", "/api/v1/status", "", 401, "missing or wrong token"},
 		{ro, "POST", "/api/v1/projects/d/branches", `{"name":"x"}`, 403, "read-only"},
 		{ro, "GET", "/api/v1/branches/d/x/password", "", 403, "read-only"},
+		{ro, "GET", "/api/v1/branches/d/x/diff", "", 403, "read-only"},
+		{ro, "POST", "/api/v1/branches/d/x/restore", `{"to":"1h ago"}`, 403, "read-only"},
+		{full, "GET", "/api/v1/branches/d/x/diff?rows=many", "", 400, "must be an integer"},
+		{full, "GET", "/api/v1/branches/d/x/diff?other=a&other=b", "", 400, "given 2 times"},
 		{full, "POST", "/api/v1/projects/d/branches", `{"name":`, 400, "not a JSON object"},
 		{full, "POST", "/api/v1/projects/d/branches", `["x"]`, 400, "not a JSON object"},
 		{full, "POST", "/api/v1/projects/d/branches", `{"name":"x","colour":"red"}`, 400, `unknown field \"colour\"`},
@@ -224,5 +233,61 @@ func TestLoginCode(t *testing.T) {
 	}
 	if fi, err := os.Stat(home + "/api/codes"); err != nil || fi.Mode().Perm() != 0o600 {
 		t.Errorf("codes file: %v %v", fi, err)
+	}
+}
+
+// TestRevokeToken: a revoked token is refused at the next call, the
+// others still work, and the list never holds a token.
+func TestRevokeToken(t *testing.T) {
+	rec := &recorder{out: "{}"}
+	home := t.TempDir()
+	a := NewAuth(home, false)
+	srv := httptest.NewServer(New(rec.run, a))
+	defer srv.Close()
+	path, err := a.FirstToken()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := os.ReadFile(path)
+	first := strings.TrimSpace(string(b))
+	ro, _ := a.CreateToken(RoleReadOnly)
+	toks, err := a.Tokens()
+	if err != nil || len(toks) != 2 || !toks[0].First || toks[0].Role != RoleFull || toks[1].Role != RoleReadOnly || toks[1].CreatedAt.IsZero() {
+		t.Fatalf("tokens: %+v %v", toks, err)
+	}
+	for _, tk := range toks {
+		if strings.Contains(first, tk.ID) || strings.Contains(ro, tk.ID) {
+			t.Errorf("an ID is part of a token: %s", tk.ID)
+		}
+	}
+	if st, _ := call(t, srv, ro, "GET", "/api/v1/status", ""); st != 200 {
+		t.Fatalf("before revoke: %d", st)
+	}
+	for _, bad := range []string{"xyz!", "ab", strings.Repeat("a", 13)} {
+		if _, err := a.RevokeToken(bad); errdefs.Of(err) != errdefs.ErrInvalid {
+			t.Errorf("revoke %q: %v, want invalid", bad, err)
+		}
+	}
+	if _, err := a.RevokeToken("0000000"); errdefs.Of(err) != errdefs.ErrNotFound && !strings.HasPrefix(toks[0].ID, "0000000") {
+		t.Errorf("revoke of no token: %v", err)
+	}
+	got, err := a.RevokeToken(toks[1].ID[:6])
+	if err != nil || got.ID != toks[1].ID {
+		t.Fatalf("revoke: %+v %v", got, err)
+	}
+	if st, _ := call(t, srv, ro, "GET", "/api/v1/status", ""); st != 401 {
+		t.Errorf("the revoked token: %d, want 401", st)
+	}
+	if st, _ := call(t, srv, first, "GET", "/api/v1/status", ""); st != 200 {
+		t.Errorf("the other token after a revoke: %d", st)
+	}
+	if _, err := a.RevokeToken(toks[0].ID); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Errorf("the first token's file stays after its revoke: %v", err)
+	}
+	if st, _ := call(t, srv, first, "GET", "/api/v1/status", ""); st != 401 {
+		t.Errorf("the revoked first token: %d, want 401", st)
 	}
 }

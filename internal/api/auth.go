@@ -22,6 +22,7 @@ import (
 
 	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/pgconf"
+	"github.com/velohq/velo/internal/ui"
 )
 
 // Auth checks the API's callers. Its files are in VELO_HOME/api, each
@@ -34,8 +35,9 @@ import (
 //	codes    one-time login codes for the page: SHA-256 and expiry
 //	address  where velo serve's page is, for velo ui
 //
-// velo token create and velo ui change them while velo serve runs: each
-// change is made under api/lock, written to a temporary file and renamed.
+// velo token create, velo token revoke and velo ui change them while
+// velo serve runs, which reads them at every call: each change is made
+// under api/lock, written to a temporary file and renamed.
 type Auth struct {
 	dir    string
 	secure bool // the page is served over TLS: cookies are Secure
@@ -150,6 +152,124 @@ func (a *Auth) FirstToken() (string, error) {
 		return "", err
 	}
 	return path, writeFile(path, tok+"\n")
+}
+
+// Token is a token as velo token list shows it: never the token itself.
+type Token struct {
+	ID        string    // the first characters of its SHA-256
+	Role      string    // RoleFull or RoleReadOnly
+	CreatedAt time.Time // zero when the line records none
+	First     bool      // the one velo serve made, in VELO_HOME/api/token
+}
+
+// idLen is how much of a token's SHA-256 is its ID: enough to name one
+// token among many, and of a hash of 256 random bits, so it tells
+// nothing of the token.
+const idLen = 12
+
+// Tokens are the tokens that are honoured, oldest first.
+func (a *Auth) Tokens() ([]Token, error) {
+	lines, err := a.lines("tokens")
+	if err != nil {
+		return nil, err
+	}
+	first := a.firstHash()
+	var out []Token
+	for _, l := range lines {
+		f := strings.Fields(l)
+		if len(f) < 2 || len(f[0]) < idLen {
+			continue
+		}
+		t := Token{ID: f[0][:idLen], Role: f[1], First: f[0] == first}
+		if len(f) >= 3 {
+			t.CreatedAt, _ = time.Parse(time.RFC3339, f[2])
+		}
+		out = append(out, t)
+	}
+	return out, nil
+}
+
+// TokenFile is where velo serve keeps the token it made at its first
+// start.
+func TokenFile(home string) string { return filepath.Join(home, "api", "token") }
+
+// firstHash is the SHA-256 of the token in api/token, or "".
+func (a *Auth) firstHash() string {
+	b, err := os.ReadFile(filepath.Join(a.dir, "token"))
+	if err != nil || strings.TrimSpace(string(b)) == "" {
+		return ""
+	}
+	return hash(strings.TrimSpace(string(b)))
+}
+
+// RevokeToken stops honouring the token whose ID is id (or a unique
+// prefix of it, at least 4 characters): velo serve reads the tokens at
+// every call, so the next call with it is refused. Revoking the token of
+// api/token removes that file too (velo serve makes a new one at its next
+// start). It returns the token revoked.
+func (a *Auth) RevokeToken(id string) (Token, error) {
+	if len(id) < 4 || len(id) > idLen || strings.Trim(id, "0123456789abcdef") != "" {
+		return Token{}, errdefs.Invalid("token ID %s is not 4 to %d hexadecimal characters, 0-9 and a-f (velo token list shows the IDs)", ui.Quote(id), idLen)
+	}
+	first := a.firstHash()
+	// Nothing is written (not even api/) unless one token matches.
+	lines, err := a.lines("tokens")
+	if err != nil {
+		return Token{}, err
+	}
+	n := 0
+	for _, l := range lines {
+		if strings.HasPrefix(l, id) {
+			n++
+		}
+	}
+	var found []Token
+	if n == 1 {
+		err = a.change("tokens", a.revokeLines(id, first, &found))
+	} else {
+		_ = a.revokeLines(id, first, &found)(lines)
+	}
+	if err != nil {
+		return Token{}, err
+	}
+	switch len(found) {
+	case 0:
+		return Token{}, errdefs.NotFound("no token has an ID starting with %s (velo token list shows them)", id)
+	case 1:
+	default:
+		return Token{}, errdefs.Invalid("%d tokens have IDs starting with %s: give more of the ID (velo token list)", len(found), id)
+	}
+	if found[0].First {
+		if err := os.Remove(filepath.Join(a.dir, "token")); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return found[0], err
+		}
+	}
+	return found[0], nil
+}
+
+// revokeLines is the change that drops the token with ID prefix id from
+// the lines of api/tokens, recording in found each token it matches.
+func (a *Auth) revokeLines(id, first string, found *[]Token) func([]string) []string {
+	return func(lines []string) []string {
+		*found = nil
+		keep := []string{}
+		for _, l := range lines {
+			f := strings.Fields(l)
+			if len(f) >= 2 && strings.HasPrefix(f[0], id) {
+				t := Token{ID: f[0][:min(idLen, len(f[0]))], Role: f[1], First: f[0] == first}
+				if len(f) >= 3 {
+					t.CreatedAt, _ = time.Parse(time.RFC3339, f[2])
+				}
+				*found = append(*found, t)
+				continue
+			}
+			keep = append(keep, l)
+		}
+		if len(*found) != 1 {
+			return lines // nothing changes
+		}
+		return keep
+	}
 }
 
 // role is the role of a presented token, or "" for none: every stored

@@ -91,6 +91,17 @@ var routes = []route{
 	{method: "POST", path: "/api/v1/branches/{project}/{branch}/rename", command: "branch rename", summary: "Rename a branch (new_name is the branch's new name in its project)", ref: "branch", name: "new_name", json: true, full: true, fields: []field{fNewName}},
 	{method: "POST", path: "/api/v1/branches/{project}/{branch}/promote", command: "branch promote", summary: "Make a branch its project's main", ref: "branch", json: true, full: true,
 		fields: []field{{"name", "string", "what the old main is called afterwards"}}},
+	{method: "POST", path: "/api/v1/branches/{project}/{branch}/restore", command: "branch restore", summary: "Put a branch back to a moment of its history (to) or one of its snapshots (snapshot), keeping its port and password", ref: "branch", json: true, full: true,
+		fields: []field{{"to", "string", "the moment to go back to (RFC 3339 or '2 hours ago'; within GET .../wal's earliest_pitr and latest_pitr)"},
+			{"snapshot", "string", "one of the branch's snapshots (ID or unique prefix)"}, {"name", "string", "what the branch keeping the replaced state is called"},
+			{"discard", "bool", "drop the replaced state instead of keeping it as a branch"}}},
+	// A diff shows rows of the branch's data, which a read-only token
+	// cannot otherwise read (it gets no password): full.
+	{method: "GET", path: "/api/v1/branches/{project}/{branch}/diff", command: "diff", summary: "What a branch changed since it was made, or how it differs from other: schema and rows (velo diff --json)", ref: "branch", name: "other", json: true, full: true,
+		fields: []field{{"other", "string", "compare with this branch (PROJECT/BRANCH) as it is now, instead of the branch's origin"},
+			{"schema_only", "bool", "the schema alone"}, {"data_only", "bool", "the rows alone"},
+			{"table", "strings", "this table only: TABLE or SCHEMA.TABLE (repeat the parameter for more)"},
+			{"rows", "int", "up to this many sample rows per table"}, {"grants", "bool", "compare privileges too"}}},
 	{method: "GET", path: "/api/v1/branches/{project}/{branch}/snapshots", command: "snapshot list", summary: "A branch's snapshots", ref: "branch", json: true},
 	{method: "POST", path: "/api/v1/branches/{project}/{branch}/snapshots", command: "snapshot create", summary: "Snapshot a branch", ref: "branch", json: true, full: true,
 		fields: []field{{"label", "string", "a label to remember it by"}}},
@@ -110,7 +121,8 @@ var notRouted = map[string]string{
 	"setup": "host setup, as root", "service-file": "host setup", "man": "terminal", "completion bash": "terminal",
 	"completion zsh": "terminal", "completion fish": "terminal", "completion powershell": "terminal", "completion": "terminal", "help": "terminal",
 	"serve": "the server itself", "ui": "prints the page's link", "token create": "makes tokens; on the host only",
-	"diff": "not routed yet", "branch restore": "not routed yet", "branch env": "shell variables; GET .../password has the same",
+	"token list": "tokens are managed on the host only", "token revoke": "tokens are managed on the host only",
+	"branch env": "shell variables; GET .../password has the same",
 }
 
 // args is the command line of r for the path values pv and the body's or
@@ -162,7 +174,9 @@ func (r route) args(pv func(string) string, vals map[string]any) []string {
 	case "id":
 		args = append(args, pv("id"))
 	}
-	if r.name != "" {
+	if r.name != "" && (name != "" || r.command != "diff") {
+		// diff's other branch is optional; every other name is required,
+		// and an empty one is refused by the command's rule.
 		args = append(args, name)
 	}
 	return args

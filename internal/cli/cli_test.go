@@ -36,7 +36,7 @@ var jsonCommands = map[string]bool{
 	"branch start": true, "branch stop": true, "branch restart": true,
 	"branch protect": true, "branch unprotect": true, "branch set": true, "prune": true, "branch rename": true, "branch promote": true, "branch restore": true,
 	"snapshot create": true, "snapshot list": true, "snapshot cleanup": true,
-	"wal info": true, "wal cleanup": true, "wal push": true, "project set": true, "diff": true, "status": true, "doctor": true, "version": true,
+	"wal info": true, "wal cleanup": true, "wal push": true, "project set": true, "diff": true, "status": true, "doctor": true, "version": true, "token list": true,
 }
 
 // TestJSONHonouredOrRefused: every command either takes --json (and is

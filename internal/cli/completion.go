@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+
+	"github.com/velohq/velo/internal/api"
 )
 
 // completes is what each command's first argument, and each flag that
@@ -22,6 +24,7 @@ var completes = map[string]names{
 	"branch env": branches, "branch protect": branches, "branch unprotect": branches, "branch set": branches, "branch rename": branches, "branch promote": branches, "branch restore": branches, "project rename": projects, "branch start": branches, "branch stop": branches, "branch restart": branches,
 	"snapshot create": branches, "snapshot list": branches, "snapshot delete": snapshots, "snapshot cleanup": branches,
 	"wal info": projectsAndBranches, "wal cleanup": branches, "service-file": projectsAndBranches, "diff": branches,
+	"token revoke": tokens,
 }
 
 // flagCompletes are the flags that name a branch.
@@ -38,6 +41,8 @@ const (
 	// newBranch is a name not yet taken: the projects, as PROJECT/.
 	newBranch
 	snapshots
+	// tokens are the HTTP API's token IDs (velo token list).
+	tokens
 )
 
 // completeNames sets the completions of the command tree under root.
@@ -79,6 +84,16 @@ func (g *Globals) complete(ctx context.Context, what names, prefix string) ([]st
 	home, err := Home()
 	if err != nil {
 		return nil, none
+	}
+	if what == tokens {
+		toks, _ := api.NewAuth(home, false).Tokens()
+		var out []string
+		for _, t := range toks {
+			if strings.HasPrefix(t.ID, prefix) {
+				out = append(out, t.ID)
+			}
+		}
+		return out, none
 	}
 	if _, err := os.Stat(filepath.Join(home, "state.db")); err != nil {
 		return nil, none

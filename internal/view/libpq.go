@@ -1,5 +1,7 @@
 package view
 
+import "time"
+
 // Env is velo branch env --format json: the libpq variables by their
 // names (PGHOST, ..., DATABASE_URL), the one document whose keys are not
 // snake_case, since they are the environment's names.
@@ -15,3 +17,19 @@ type Version struct {
 
 func (Env) JSONDocument()     {}
 func (Version) JSONDocument() {}
+
+// Token is one of the HTTP API's tokens, as velo token list shows it:
+// never the token itself, which only velo token create prints, once.
+type Token struct {
+	ID        string     `json:"id"`
+	ReadOnly  bool       `json:"read_only"`
+	CreatedAt *time.Time `json:"created_at,omitempty"`
+	// First: the token velo serve made at its first start, kept in
+	// VELO_HOME/api/token.
+	First bool `json:"first"`
+}
+
+// Tokens is velo token list.
+type Tokens []Token
+
+func (Tokens) JSONDocument() {}

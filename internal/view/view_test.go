@@ -13,7 +13,7 @@ import (
 // documents are every type Velo prints with --json.
 var documents = []ui.Document{
 	Branch{}, Branches{}, Projects{}, ProjectDetail{}, Status{}, Conn{}, StartResults{}, StopResults{}, Prune{}, Promote{}, Restore{},
-	Snapshot{}, Snapshots{}, SnapshotCleanup{}, WALs{}, WALCleanup{}, Push{}, Doctor{}, Repair{}, Env{}, Version{},
+	Snapshot{}, Snapshots{}, SnapshotCleanup{}, WALs{}, WALCleanup{}, Push{}, Doctor{}, Repair{}, Env{}, Version{}, Tokens{},
 }
 
 var snakeCase = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)

@@ -78,6 +78,7 @@ const (
 	durRule     = "is not a duration such as 90s, 5m or 2h"
 	boolRule    = "is not true or false"
 	pathLenRule = "longer than"
+	tokenRule   = "hexadecimal characters, 0-9 and a-f"
 )
 
 var flagRules = []string{"unknown flag", "unknown shorthand flag", "bad flag syntax"}
@@ -91,7 +92,8 @@ const (
 	argProjectOrRef
 	argSnapshot
 	argTopic
-	argPath // a directory: any printable path is one, so only the others are hostile
+	argPath  // a directory: any printable path is one, so only the others are hostile
+	argToken // an API token's ID (velo token list)
 )
 
 // leaf is how to call one command correctly: its argument (kind, whether
@@ -187,6 +189,8 @@ func TestHostileInput(t *testing.T) {
 		"branch promote":        {kind: argRef, arg: "demo/dev"},
 		"diff":                  {kind: argRef, arg: "demo/dev"},
 		"token create":          {},
+		"token list":            {},
+		"token revoke":          {kind: argToken, arg: "0123abcd"},
 		"ui":                    {},
 		"branch restore":        {kind: argRef, arg: "demo/dev", flags: [][2]string{{"snapshot", snap}}},
 	}
@@ -328,7 +332,7 @@ func TestHostileInput(t *testing.T) {
 		argRules := map[argKind][]string{
 			argNone: {argsRule}, argName: {nameRule}, argRef: {nameRule, refRule},
 			argProjectOrRef: {nameRule, refRule}, argSnapshot: {snapRule}, argTopic: {topicRule},
-			argPath: {printRule, pathLenRule, emptyRule},
+			argPath: {printRule, pathLenRule, emptyRule}, argToken: {tokenRule},
 		}[l.kind]
 		for _, h := range argVariants(l.kind, snap, full[path]) {
 			check(argRules, positional(base(""), h)...)
@@ -501,6 +505,9 @@ func argVariants(kind argKind, snap string, all bool) []string {
 				out = append(out, h)
 			}
 		}
+	case argToken:
+		out = append(out, hs...)
+		out = append(out, "0123ABCD", "012", "0123abcd0123a", "0123abcd\n", "-0123", "0123abcg")
 	case argSnapshot:
 		out = append(out, hs...)
 		out = append(out, snap+"\n", strings.ToUpper(snap), snap+"/", snap[:3], "../"+snap, snap+"\u200d", " "+snap, snap+";rm", "$("+snap+")", "-"+snap, snap+strings.Repeat("0", 60))

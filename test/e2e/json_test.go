@@ -129,7 +129,7 @@ func TestJSONOutput(t *testing.T) {
 		// push has nothing to do, set none changes nothing.
 		{"wal", "push"}, {"project", "set", "j", "--archive", "none"},
 		{"doctor"}, {"doctor", "--repair", "--dry-run"}, {"version"}, {"doctor", "--rebuild-state", "--force", "--dry-run"},
-		{"diff", "j/dev", "--rows", "2", "--grants"}, {"diff", "j/main", "j/dev"},
+		{"diff", "j/dev", "--rows", "2", "--grants"}, {"diff", "j/main", "j/dev"}, {"token", "list"},
 	} {
 		check(0, args...)
 	}
