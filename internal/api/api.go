@@ -105,7 +105,7 @@ func (s *Server) endpoint(rt route) http.Handler {
 			return
 		}
 		var out bytes.Buffer
-		if err := s.run(req.Context(), args, &out, io.Discard); err != nil {
+		if err := s.run(req.Context(), args, &out, io.Discard); err != nil && !reported(rt, err, out.Bytes()) {
 			st, kind := statusOf(err)
 			writeError(w, st, kind, err.Error())
 			return
@@ -154,7 +154,7 @@ func (s *Server) stream(w http.ResponseWriter, req *http.Request, rt route, args
 	err := s.run(req.Context(), args, &out, pw)
 	pw.Close()
 	<-done
-	if err != nil {
+	if err != nil && !reported(rt, err, out.Bytes()) {
 		st, kind := statusOf(err)
 		send(map[string]any{"error": err.Error(), "kind": kind, "status": st})
 		return
@@ -164,6 +164,14 @@ func (s *Server) stream(w http.ResponseWriter, req *http.Request, rt route, args
 		return
 	}
 	send(map[string]json.RawMessage{"result": bytes.TrimSpace(out.Bytes())})
+}
+
+// reported tells whether a failed command of rt answers with the
+// document it printed: a report route's command that failed (exit 1, not
+// a refusal) after printing a whole JSON document.
+func reported(rt route, err error, out []byte) bool {
+	st, _ := statusOf(err)
+	return rt.report && st == http.StatusInternalServerError && json.Valid(out) && len(bytes.TrimSpace(out)) > 0
 }
 
 // values reads a request's fields: a POST's JSON body (an object with

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -289,5 +290,30 @@ func TestRevokeToken(t *testing.T) {
 	}
 	if st, _ := call(t, srv, first, "GET", "/api/v1/status", ""); st != 401 {
 		t.Errorf("the revoked first token: %d, want 401", st)
+	}
+}
+
+// TestReport: doctor's document is the answer when doctor fails (exit 1)
+// after printing it; a refusal is still an error.
+func TestReport(t *testing.T) {
+	rec := &recorder{out: `{"findings":[],"failed":1}`, err: errors.New("doctor found 1 problem")}
+	srv, full, _ := testServer(t, rec)
+	if st, body := call(t, srv, full, "GET", "/api/v1/doctor", ""); st != 200 || body != rec.out {
+		t.Errorf("doctor with a failed check: %d %s", st, body)
+	}
+	if st, body := call(t, srv, full, "GET", "/api/v1/doctor", "", "Accept", "application/x-ndjson"); st != 200 || !strings.HasSuffix(body, `{"result":{"findings":[],"failed":1}}`+"\n") {
+		t.Errorf("doctor streamed with a failed check: %d %s", st, body)
+	}
+	rec.err = errdefs.Usage("bad")
+	if st, _ := call(t, srv, full, "GET", "/api/v1/doctor", ""); st != 400 {
+		t.Errorf("doctor refused: %d", st)
+	}
+	rec.out, rec.err = "", errors.New("failed")
+	if st, _ := call(t, srv, full, "GET", "/api/v1/doctor", ""); st != 500 {
+		t.Errorf("doctor failing with no document: %d", st)
+	}
+	rec.out = `{"name":"d/x"}`
+	if st, _ := call(t, srv, full, "POST", "/api/v1/branches/d/x/start", ""); st != 500 {
+		t.Errorf("a failed start with a document: %d, want 500", st)
 	}
 }

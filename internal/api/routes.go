@@ -25,6 +25,11 @@ type route struct {
 	// json: the command takes --json; the answer is its document.
 	// Without it the answer is 204 No Content.
 	json bool
+	// report: the command prints its document and then fails when the
+	// document says something is wrong (velo doctor exits 1 on a failed
+	// check); the answer is the document all the same (200), and the
+	// document says what failed.
+	report bool
 }
 
 // field is a body field (POST) or query parameter (GET, DELETE) and the
@@ -53,7 +58,7 @@ var routes = []route{
 	{method: "GET", path: "/api/v1/status", command: "status", summary: "Pools, projects and branches with their live state (velo status --json)", json: true,
 		fields: []field{{"size", "bool", "each branch's space on btrfs, XFS and copy too"}}},
 	{method: "GET", path: "/api/v1/version", command: "version", summary: "The version of velo serving", json: true},
-	{method: "GET", path: "/api/v1/doctor", command: "doctor", summary: "Doctor's findings, read-only (velo doctor --json)", json: true},
+	{method: "GET", path: "/api/v1/doctor", command: "doctor", summary: "Doctor's findings, read-only (velo doctor --json; 200 with the findings also when a check failed, as failed says)", json: true, report: true},
 	{method: "POST", path: "/api/v1/prune", command: "prune", summary: "Delete the expired branches", json: true, full: true, fields: []field{fDryRun}},
 
 	{method: "GET", path: "/api/v1/projects", command: "project list", summary: "List projects", json: true},
