@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	cdpbrowser "github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
 
@@ -113,6 +114,30 @@ func (b *browser) waitFor(what, js string) {
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
+}
+
+// grantClipboard lets the page at origin read and write the clipboard
+// without asking, as a user's click on "Allow" would.
+func (b *browser) grantClipboard(origin string) {
+	b.t.Helper()
+	for _, name := range []string{"clipboard-read", "clipboard-write"} {
+		if _, err := chromedp.CallBrowser(b.ctx, cdpbrowser.SetPermission, cdpbrowser.SetPermissionParams{
+			Permission: &cdpbrowser.PermissionDescriptor{Name: name}, Setting: cdpbrowser.PermissionSettingGranted, Origin: origin}); err != nil {
+			b.t.Fatalf("browser: permission %s: %v", name, err)
+		}
+	}
+}
+
+// clipboard is the text on the browser's clipboard.
+func (b *browser) clipboard() string {
+	b.t.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, time.Minute)
+	defer cancel()
+	s, err := chromedp.Run(ctx, chromedp.Evaluate[string](`navigator.clipboard.readText()`, chromedp.EvalAwaitPromise))
+	if err != nil {
+		b.t.Fatalf("browser: reading the clipboard: %v", err)
+	}
+	return s
 }
 
 // row is the CSS selector of a branch's row.
@@ -237,19 +262,32 @@ func TestPage(t *testing.T) {
 		t.Errorf("demo/web made on the page has %q", got)
 	}
 
-	// Its connection string, copied, works with psql.
+	// Its connection string: the password masked until asked for; Copy
+	// puts the whole string on the clipboard, and psql connects with it.
 	b.click(row("demo/web") + " a.branch-name")
 	b.waitFor("the connection string", `document.getElementById('conn-url').value.startsWith('postgresql://')`)
-	b.click("#conn-copy")
-	b.waitFor("copied", `document.getElementById('message').innerText === 'copied'`)
+	password := e.conn("demo/web").Password
 	var conn string
 	b.eval(`document.getElementById('conn-url').value`, &conn)
+	if strings.Contains(conn, password) || !strings.Contains(conn, ":***@") {
+		t.Errorf("the page shows the password before it is asked for: %s", conn)
+	}
+	b.grantClipboard(s.base)
+	b.click("#conn-copy")
+	b.waitFor("copied", `document.getElementById('message').innerText === 'copied'`)
+	conn = b.clipboard()
+	var shown string
+	b.click("#conn-show")
+	b.eval(`document.getElementById('conn-url').value`, &shown)
+	if shown != conn {
+		t.Errorf("Show shows %q; Copy copied %q", shown, conn)
+	}
 	u, err := url.Parse(conn)
 	if err != nil || u.User == nil {
 		t.Fatalf("the page's connection string %q: %v", conn, err)
 	}
 	pw, _ := u.User.Password()
-	if pw == "" || pw != e.conn("demo/web").Password {
+	if pw == "" || pw != password {
 		t.Errorf("the page's connection string does not hold demo/web's password")
 	}
 	u.User = url.User(u.User.Username())

@@ -238,9 +238,15 @@ async function select(name) {
   $('diff').replaceChildren();
   $('snapshots').replaceChildren();
   clearPicker();
+  connURL = '';
+  $('conn-show').textContent = 'Show';
   try {
     const c = await api('GET', branchPath(name) + '/password');
-    if (selected === name) $('conn-url').value = c.url;
+    if (selected === name) {
+      connURL = c.url;
+      // The password shows only when asked (Show); Copy copies it all.
+      $('conn-url').value = masked(c.url, c.password);
+    }
   } catch (e) { say(e.message, true); }
   await Promise.all([loadSnapshots(), loadPicker()]);
 }
@@ -326,11 +332,29 @@ async function showDiff() {
   } catch (e) { out.replaceChildren(el('p', { className: 'error', textContent: e.message })); }
 }
 
+let connURL = ''; // the selected branch's connection string, with its password
+
+function masked(url, password) {
+  return password ? url.replace(':' + encodeURIComponent(password) + '@', ':***@').replace(':' + password + '@', ':***@') : url;
+}
+
 async function copyURL() {
-  const u = $('conn-url');
-  try { await navigator.clipboard.writeText(u.value); say('copied'); } catch (e) {
-    u.select(); document.execCommand('copy'); say('copied');
+  try { await navigator.clipboard.writeText(connURL); } catch (e) {
+    // Without the asynchronous clipboard (plain http on another host),
+    // the old way: a selected text field and the copy command.
+    const t = el('textarea', { value: connURL });
+    document.body.append(t);
+    t.select();
+    document.execCommand('copy');
+    t.remove();
   }
+  say('copied');
+}
+
+function toggleURL() {
+  const showing = $('conn-show').textContent === 'Hide';
+  $('conn-url').value = showing ? masked(connURL, new URL(connURL).password) : connURL;
+  $('conn-show').textContent = showing ? 'Show' : 'Hide';
 }
 
 window.addEventListener('DOMContentLoaded', async () => {
@@ -345,6 +369,7 @@ window.addEventListener('DOMContentLoaded', async () => {
   $('create-project').addEventListener('change', () => { fillParents(); showRange(); });
   $('create-parent').addEventListener('change', showRange);
   $('conn-copy').addEventListener('click', copyURL);
+  $('conn-show').addEventListener('click', toggleURL);
   $('diff-run').addEventListener('click', showDiff);
   $('snap-form').addEventListener('submit', (ev) => {
     ev.preventDefault();
