@@ -116,6 +116,7 @@ func TestCommandLines(t *testing.T) {
 		{"POST", "/api/v1/branches/d/x/restore", `{"to":"10m ago","discard":true}`, "branch restore --json --to=10m ago --discard -- d/x"},
 		{"POST", "/api/v1/branches/d/x/restore", `{"snapshot":"s1f0","name":"kept"}`, "branch restore --json --snapshot=s1f0 --name=kept -- d/x"},
 		{"GET", "/api/v1/branches/d/x/diff", ``, "diff --json -- d/x"},
+		{"GET", "/api/v1/branches/d/x/diff?database=app", ``, "diff --json --database=app -- d/x"},
 		{"GET", "/api/v1/branches/d/x/diff?other=d/y&table=a&table=s.b&rows=3&schema_only=true", ``, "diff --json --schema-only --table=a --table=s.b --rows=3 -- d/x d/y"},
 		{"GET", "/api/v1/branches/d/x/diff?other=--force", ``, "diff --json -- d/x --force"},
 	} {

@@ -104,6 +104,7 @@ var routes = []route{
 	// cannot otherwise read (it gets no password): full.
 	{method: "GET", path: "/api/v1/branches/{project}/{branch}/diff", command: "diff", summary: "What a branch changed since it was made, or how it differs from other: schema and rows (velo diff --json)", ref: "branch", name: "other", json: true, full: true,
 		fields: []field{{"other", "string", "compare with this branch (PROJECT/BRANCH) as it is now, instead of the branch's origin"},
+			{"database", "string", "the database compared (default: an imported project's source database, else postgres)"},
 			{"schema_only", "bool", "the schema alone"}, {"data_only", "bool", "the rows alone"},
 			{"table", "strings", "this table only: TABLE or SCHEMA.TABLE (repeat the parameter for more)"},
 			{"rows", "int", "up to this many sample rows per table"}, {"grants", "bool", "compare privileges too"}}},
