@@ -176,7 +176,7 @@ func (e *env) branchState(ref string) string {
 // against real Postgres on btrfs: nothing shown without the one-time
 // code or with a wrong one; then, signed in from the link velo serve
 // printed, the tree of branches with their state, a branch created
-// through the form (psql reaches it), stopped and started, deleted after
+// through the form (psql reaches it), stopped and started, reset and deleted after
 // a confirmation (cancelled once: still there), its connection string
 // copied and used by psql, a snapshot label with HTML in it shown as
 // text and restored to, a point-in-time branch made with the picker at
@@ -303,6 +303,16 @@ func TestPage(t *testing.T) {
 	b.waitFor("the diff", `!!document.querySelector('#diff .diff-table')`)
 	if got := b.text("#diff .diff-table"); !strings.Contains(got, "public.t") || !strings.Contains(got, "+1") || !strings.Contains(got, "~1") {
 		t.Errorf("the diff of demo/feature shows %q, want public.t +1 ~1", got)
+	}
+
+	// Reset, after its confirmation: the row written since is gone.
+	e.psql("demo/web", "INSERT INTO t VALUES (4, 'four')")
+	b.accept.Store(true)
+	asked0 := b.dialogCount()
+	b.click(row("demo/web") + ` button[data-action="reset"]`)
+	b.waitFor("the reset done", `document.getElementById('message').innerText === 'reset demo/web: done'`)
+	if got := e.rows("demo/web", "SELECT v FROM t ORDER BY id"); got != "one" || b.dialogCount() != asked0+1 {
+		t.Errorf("demo/web after reset on the page has %q (%d questions asked)", got, b.dialogCount()-asked0)
 	}
 
 	// Delete: cancelled once (still there), then confirmed (gone).
