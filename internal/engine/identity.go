@@ -57,6 +57,12 @@ type identityProject struct {
 	// of Image ("" runtime in files from before it: native).
 	Runtime string `json:"runtime,omitempty"`
 	Image   string `json:"image,omitempty"`
+	// Archive and ArchiveEndpoint: the WAL archive in object storage
+	// (project set --archive); no credential. The upload records are not
+	// kept here: after a rebuild each file is uploaded again, which the
+	// store answers without writing when the object is there already.
+	Archive         string `json:"archive,omitempty"`
+	ArchiveEndpoint string `json:"archive_endpoint,omitempty"`
 }
 
 type identityBranch struct {
@@ -89,7 +95,7 @@ func identityOf(home string, p state.Project, b state.Branch, parentName string)
 	return volumeIdentity{Version: 1, Home: home, WrittenAt: time.Now().UTC(),
 		Project: identityProject{ID: p.ID, Name: p.Name, Driver: p.Driver, Pool: p.Pool, PGMajor: p.PGMajor,
 			ArchiveTimeout: p.ArchiveTimeout, Listen: p.Listen, CreatedAt: p.CreatedAt.UTC(), Source: p.Source,
-			Runtime: p.Runtime, Image: p.Image},
+			Runtime: p.Runtime, Image: p.Image, Archive: p.Archive, ArchiveEndpoint: p.ArchiveEndpoint},
 		Branch: identityBranch{ID: b.ID, Name: b.Name, ParentID: b.ParentID, ParentName: parentName, VolumeID: b.VolumeID,
 			OriginSnapshotID: b.OriginSnapshotID, Port: b.Port, CreatedAt: b.CreatedAt.UTC(), PITRTarget: b.PITRTarget, ExpiresAt: b.ExpiresAt}}
 }

@@ -13,7 +13,8 @@ import (
 func TestIdentityRoundTrip(t *testing.T) {
 	home, vol := t.TempDir(), t.TempDir()
 	e := &Engine{Home: home}
-	p := state.Project{ID: "p1", Name: "demo", Driver: "btrfs", Pool: "/pool", PGMajor: 17, ArchiveTimeout: 60, CreatedAt: time.Now()}
+	p := state.Project{ID: "p1", Name: "demo", Driver: "btrfs", Pool: "/pool", PGMajor: 17, ArchiveTimeout: 60, CreatedAt: time.Now(),
+		Archive: "s3://velo-wal/demo", ArchiveEndpoint: "http://127.0.0.1:7070"}
 	b := state.Branch{ID: "b2", ProjectID: "p1", Name: "dev", ParentID: "b1", VolumeID: "v2", OriginSnapshotID: "s1", Port: 5433, Password: "secret-password-of-24chars", CreatedAt: time.Now()}
 	if err := e.writeIdentity(p, b, filepath.Join(vol, "pgdata")); err != nil {
 		t.Fatal(err)
@@ -22,7 +23,8 @@ func TestIdentityRoundTrip(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if id.Home != home || id.Project.Name != "demo" || id.Project.PGMajor != 17 || id.Branch.ParentID != "b1" || id.Branch.Port != 5433 || id.Retired {
+	if id.Home != home || id.Project.Name != "demo" || id.Project.PGMajor != 17 || id.Branch.ParentID != "b1" || id.Branch.Port != 5433 || id.Retired ||
+		id.Project.Archive != p.Archive || id.Project.ArchiveEndpoint != p.ArchiveEndpoint {
 		t.Errorf("identity = %+v", id)
 	}
 	raw, _ := os.ReadFile(filepath.Join(vol, identityFile))

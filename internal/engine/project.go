@@ -207,6 +207,10 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 		if err := e.insertNewProject(ctx, p, b, base); err != nil {
 			return err
 		}
+		if p.Archive != "" {
+			// The identity written at initdb did not know it yet.
+			e.refreshIdentities(ctx, p.ID)
+		}
 		op.commit()
 		result = e.conn(p, b, false)
 		return nil

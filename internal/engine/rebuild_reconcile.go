@@ -281,7 +281,7 @@ func (e *Engine) reconcile(ctx context.Context, st *state.Store, extra []string,
 		if !ok {
 			p = state.Project{ID: id.Project.ID, Name: id.Project.Name, Driver: id.Project.Driver, Pool: id.Project.Pool,
 				PGMajor: id.Project.PGMajor, ArchiveTimeout: id.Project.ArchiveTimeout, Listen: id.Project.Listen, CreatedAt: id.Project.CreatedAt,
-				Source: id.Project.Source, Runtime: id.Project.Runtime, Image: id.Project.Image}
+				Source: id.Project.Source, Runtime: id.Project.Runtime, Image: id.Project.Image, Archive: id.Project.Archive, ArchiveEndpoint: id.Project.ArchiveEndpoint}
 			if p.Runtime == "" {
 				p.Runtime = state.RuntimeNative
 			}
