@@ -41,9 +41,9 @@ var shellSettings = []string{"archive_command", "restore_command", "archive_clea
 // reason; an entry that no longer matches anything fails the test, so the
 // list stays true.
 var allowed = []struct{ file, what, why string }{
-	{"test/e2e/demo_test.go", "bash", "scripts/demo.sh is the README's demo, a shell script users run; the test runs it the way the README says"},
+	{"test/e2e/install/demo_test.go", "bash", "scripts/demo.sh is the README's demo, a shell script users run; the test runs it the way the README says"},
 	{"internal/pgconf/pgconf_test.go", "sh", "velo branch env's shell form is written for eval in sh; only sh itself can say that it reads every value back exactly"},
-	{"test/e2e/ecosystem_test.go", "bash", "eval \"$(velo branch env)\", sourcing a .env file and bash completion are what users do in their shell; the test does them in bash as they would"},
+	{"test/e2e/install/ecosystem_test.go", "bash", "eval \"$(velo branch env)\", sourcing a .env file and bash completion are what users do in their shell; the test does them in bash as they would"},
 	{"internal/engine/pitr.go", "restore_command", "Postgres 15 to 17 read archived WAL during recovery only through restore_command (there is no restore_library); the command is cp of paths made of velo's own IDs, and Postgres, not velo, runs it"},
 	{"internal/engine/import.go", "archive_command", "set to '' on a physical copy of a source, so that the source's own archive_command never runs here (Velo archives with basic_archive); no command is given"},
 	{"internal/pg/standby.go", "restore_command", "the name of a setting removed from a copied source's postgresql.auto.conf, so that none of the source's commands runs here; nothing is set"},
@@ -51,9 +51,9 @@ var allowed = []struct{ file, what, why string }{
 	{"internal/pg/standby.go", "archive_cleanup_command", "the name of a setting removed from a copied source's postgresql.auto.conf, so that none of the source's commands runs here; nothing is set"},
 	{"internal/pg/standby.go", "recovery_end_command", "the name of a setting removed from a copied source's postgresql.auto.conf, so that none of the source's commands runs here; nothing is set"},
 	{"internal/pg/standby.go", "ssl_passphrase_command", "the name of a setting removed from a copied source's postgresql.auto.conf, so that none of the source's commands runs here; nothing is set"},
-	{"test/e2e/image_test.go", "bash", "scripts/demo.sh is the README's demo, a shell script users run; the test runs it with --image the way the README says"},
-	{"test/e2e/readme_test.go", "bash", "the README's verify-full psql line is a shell line users paste; the test runs it, as written, the way they do"},
-	{"test/e2e/import_test.go", "restore_command", "the test checks that a branch's configuration holds no restore_command reaching the source; nothing is set"},
+	{"test/e2e/serving/image_test.go", "bash", "scripts/demo.sh is the README's demo, a shell script users run; the test runs it with --image the way the README says"},
+	{"test/e2e/install/readme_test.go", "bash", "the README's verify-full psql line is a shell line users paste; the test runs it, as written, the way they do"},
+	{"test/e2e/importing/import_test.go", "restore_command", "the test checks that a branch's configuration holds no restore_command reaching the source; nothing is set"},
 }
 
 // excluded files are not scanned.

@@ -69,12 +69,19 @@ func Start(t testing.TB, bucket string) *Server {
 	if err := os.MkdirAll(filepath.Join(s.Root, "meta"), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
+	// Reserved (testenv.ReservePort), since Restart binds it again after
+	// Stop: no server of another test may take it meanwhile.
+	for range 100 {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		s.addr = l.Addr().String()
+		l.Close()
+		if testenv.ReservePort(l.Addr().(*net.TCPAddr).Port) {
+			break
+		}
 	}
-	s.addr = l.Addr().String()
-	l.Close()
 	s.Endpoint = "http://" + s.addr
 	s.Restart()
 	t.Cleanup(s.Stop)

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -70,6 +71,13 @@ func startDaemon(t testing.TB, dir string) {
 	if daemonAnswers() == nil {
 		return
 	}
+	// Test processes of several packages run at once (go test -p): one
+	// starts the daemon, the others wait for it and find it answering.
+	unlock := lockStart(t)
+	defer unlock()
+	if daemonAnswers() == nil {
+		return
+	}
 	// The daemon forks and outlives this test: its output goes to a file,
 	// since a pipe it inherited would keep the test waiting for EOF.
 	logPath := filepath.Join(dir, "zfs-fuse.log")
@@ -90,6 +98,21 @@ func startDaemon(t testing.TB, dir string) {
 		}
 	}
 	t.Fatalf("zfs-fuse started but zpool cannot reach it: %v", err)
+}
+
+// lockStart takes an exclusive flock on a lock file in the temporary
+// directory, held until the returned function is called.
+func lockStart(t testing.TB) func() {
+	t.Helper()
+	f, err := os.OpenFile(filepath.Join(os.TempDir(), "velo-test-zfs-fuse.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		t.Fatal(err)
+	}
+	return func() { f.Close() }
 }
 
 func daemonAnswers() error {
