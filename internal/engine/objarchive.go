@@ -106,7 +106,7 @@ func claimBucket(ctx context.Context, a ArchiveSetting, projectID string) error 
 		return errdefs.FailedPrecondition("%s holds a %s that velo cannot read: it is not this project's archive; give another --archive prefix", a.Loc, markerName)
 	}
 	if m.ProjectID != projectID {
-		return errdefs.FailedPrecondition("%s holds the WAL archive of another project (id %s, in its %s); give another --archive prefix (s3://%s/OTHER)",
+		return errdefs.FailedPrecondition("%s holds the WAL archive of another project (id %s, in its %s); give another --archive prefix (s3://%s/OTHER), or, if that project is gone for good, delete the prefix's objects from the bucket first",
 			a.Loc, m.ProjectID, markerName, a.Loc.Bucket)
 	}
 	return nil
