@@ -45,6 +45,7 @@ var (
 	fForce    = field{"force", "bool", "as the command's --force"}
 	fTTL      = field{"ttl", "string", "delete the branch this long from now, at the next prune (90s, 30m, 2h, 1d, 2w)"}
 	fExpires  = field{"expires_at", "string", "delete the branch at this time (RFC 3339; no zone means UTC)"}
+	fIdle     = field{"idle", "string", "suspend after this long without clients through velo serve (30s, 10m, 2h, 1d), or never"}
 	fDryRun   = field{"dry_run", "bool", "list what would be done, do nothing"}
 	fDays     = field{"days", "int", "older than this many days"}
 	fNameBody = field{"name", "string", "the name (required)"}
@@ -72,8 +73,8 @@ var routes = []route{
 	{method: "DELETE", path: "/api/v1/projects/{project}", command: "project delete", summary: "Delete a project", ref: "project", full: true, fields: []field{fForce}},
 	{method: "POST", path: "/api/v1/projects/{project}/rename", command: "project rename", summary: "Rename a project", ref: "project", name: "new_name", full: true, fields: []field{fNewName}},
 	{method: "POST", path: "/api/v1/projects/{project}/refresh", command: "project refresh", summary: "Import a logically imported project's source again", ref: "project", full: true},
-	{method: "POST", path: "/api/v1/projects/{project}/set", command: "project set", summary: "Set (or with archive none, clear) the project's WAL archive in object storage", ref: "project", json: true, full: true,
-		fields: []field{{"archive", "string", "s3://BUCKET/PREFIX, or none (required)"}, {"archive_endpoint", "string", "the URL of an S3-compatible service other than AWS"}}},
+	{method: "POST", path: "/api/v1/projects/{project}/set", command: "project set", summary: "Set (or with archive none, clear) the project's WAL archive in object storage, or its branches' default idle timeout", ref: "project", json: true, full: true,
+		fields: []field{{"archive", "string", "s3://BUCKET/PREFIX, or none"}, {"archive_endpoint", "string", "the URL of an S3-compatible service other than AWS"}, fIdle}},
 	{method: "POST", path: "/api/v1/projects/{project}/wal/push", command: "wal push", summary: "Upload the project's WAL archive to its object storage now", ref: "project", json: true, full: true},
 
 	{method: "GET", path: "/api/v1/branches", command: "branch list", summary: "List every branch", json: true},
@@ -89,8 +90,8 @@ var routes = []route{
 	{method: "POST", path: "/api/v1/branches/{project}/{branch}/stop", command: "branch stop", summary: "Stop a branch's server", ref: "branch", json: true, full: true},
 	{method: "POST", path: "/api/v1/branches/{project}/{branch}/restart", command: "branch restart", summary: "Restart a branch's server", ref: "branch", json: true, full: true},
 	{method: "GET", path: "/api/v1/branches/{project}/{branch}/password", command: "branch password", summary: "A branch's connection details with its password", ref: "branch", json: true, full: true},
-	{method: "POST", path: "/api/v1/branches/{project}/{branch}/set", command: "branch set", summary: "Change a branch's expiry", ref: "branch", json: true, full: true,
-		fields: []field{fTTL, fExpires, {"no_expiry", "bool", "the branch never expires"}}},
+	{method: "POST", path: "/api/v1/branches/{project}/{branch}/set", command: "branch set", summary: "Change a branch's expiry or idle timeout", ref: "branch", json: true, full: true,
+		fields: []field{fTTL, fExpires, {"no_expiry", "bool", "the branch never expires"}, fIdle}},
 	{method: "POST", path: "/api/v1/branches/{project}/{branch}/protect", command: "branch protect", summary: "Protect a branch", ref: "branch", json: true, full: true},
 	{method: "POST", path: "/api/v1/branches/{project}/{branch}/unprotect", command: "branch unprotect", summary: "Remove a branch's protection", ref: "branch", json: true, full: true},
 	{method: "POST", path: "/api/v1/branches/{project}/{branch}/rename", command: "branch rename", summary: "Rename a branch (new_name is the branch's new name in its project)", ref: "branch", name: "new_name", json: true, full: true, fields: []field{fNewName}},

@@ -153,10 +153,28 @@ func dash(s string) string {
 	return s
 }
 
+// idleText is how long velo serve lets a branch idle, and why.
+func idleText(b engine.BranchInfo) string {
+	s := "never suspended"
+	if b.Idle > 0 {
+		s = "suspended by velo serve after " + engine.IdleText(b.Idle) + " without clients"
+	}
+	switch b.IdleFrom {
+	case engine.IdleFromProject:
+		s += " (the project's default)"
+	case engine.IdleFromMain:
+		s += " (main takes no project default)"
+	}
+	return s
+}
+
 func stateText(b engine.BranchInfo) string {
 	s := b.State
 	if b.State == "running" && !b.StartedAt.IsZero() {
 		s = "running " + ui.Age(time.Since(b.StartedAt))
+	}
+	if b.SuspendedAt != nil {
+		s = "suspended " + ui.Age(time.Since(*b.SuspendedAt))
 	}
 	if b.Protected {
 		s += ", protected"
@@ -198,8 +216,8 @@ func runBranchGet(ctx context.Context, g *Globals, o jsonOptions, ref string) er
 }
 
 func printBranch(w io.Writer, b engine.BranchInfo) {
-	fmt.Fprintf(w, "Branch:     %s\nParent:     %s\nState:      %s\nPort:       %d\nURL:        %s\nSize:       %s exclusive, %s referenced\nCreated:    %s\n",
-		b.Name, dash(b.Parent), stateText(b), b.Port, b.URL, sizeText(b.Exclusive), sizeText(b.Reference), b.CreatedAt.Local().Format(time.DateTime))
+	fmt.Fprintf(w, "Branch:     %s\nParent:     %s\nState:      %s\nPort:       %d\nURL:        %s\nOne port:   %s (velo serve)\nIdle:       %s\nSize:       %s exclusive, %s referenced\nCreated:    %s\n",
+		b.Name, dash(b.Parent), stateText(b), b.Port, b.URL, b.RouterURL, idleText(b), sizeText(b.Exclusive), sizeText(b.Reference), b.CreatedAt.Local().Format(time.DateTime))
 	if b.PITRTarget != nil {
 		fmt.Fprintf(w, "PITR:       %s, from snapshot %s\n", b.PITRTarget.UTC().Format("2006-01-02 15:04:05.000000 UTC"), b.SourceSnapshot)
 	}
@@ -308,7 +326,7 @@ func runBranchPassword(ctx context.Context, g *Globals, o jsonOptions, ref strin
 		return err
 	}
 	return p.Result(view.NewConn(c), func(w io.Writer) {
-		fmt.Fprintf(w, "Branch:   %s\nHost:     %s\nPort:     %d\nUser:     %s\nPassword: %s\nDatabase: %s\nURL:      %s\n", c.Branch, c.Host, c.Port, c.User, c.Password, c.Database, c.URL)
+		fmt.Fprintf(w, "Branch:   %s\nHost:     %s\nPort:     %d\nUser:     %s\nPassword: %s\nDatabase: %s\nURL:      %s\nOne port: %s (velo serve)\n", c.Branch, c.Host, c.Port, c.User, c.Password, c.Database, c.URL, c.RouterURL)
 		if c.CACert != "" {
 			fmt.Fprintf(w, "TLS CA:   %s\n", c.CACert)
 		}

@@ -61,21 +61,27 @@ func runBranchProtect(ctx context.Context, g *Globals, o jsonOptions, ref string
 
 // branchSetOptions are the flags of velo branch set.
 type branchSetOptions struct {
-	Expiry engine.ExpiryOptions
-	JSON   bool
+	engine.BranchSettings
+	JSON bool
 }
 
 func (o *branchSetOptions) AddFlags(fs *pflag.FlagSet) {
 	expiryFlags(fs, &o.Expiry)
 	fs.BoolVar(&o.Expiry.Never, "no-expiry", false, "the branch never expires")
+	idleFlag(fs, &o.Idle, "suspend the branch after this long without clients through velo serve (30s, 10m, 2h, 1d), or never; default: the project's (velo project set --idle), never for main")
 	jsonFlag(fs, &o.JSON)
+}
+
+// idleFlag is --idle, which branch set and project set share.
+func idleFlag(fs *pflag.FlagSet, v *string, usage string) {
+	fs.StringVar(v, "idle", "", usage)
 }
 
 func newBranchSetCommand(g *Globals) *cobra.Command {
 	var o branchSetOptions
 	c := &cobra.Command{
-		Use:   "set PROJECT/BRANCH --ttl D | --expires-at TIME | --no-expiry",
-		Short: "Change a branch's expiry",
+		Use:   "set PROJECT/BRANCH [--ttl D | --expires-at TIME | --no-expiry] [--idle D|never]",
+		Short: "Change a branch's expiry or idle timeout",
 		Args:  exactArgs(1),
 		RunE:  func(c *cobra.Command, args []string) error { return runBranchSet(c.Context(), g, o, args[0]) },
 	}
@@ -89,16 +95,20 @@ func runBranchSet(ctx context.Context, g *Globals, o branchSetOptions, ref strin
 		return err
 	}
 	defer e.Close()
-	if err := e.SetBranch(ctx, ref, o.Expiry); err != nil {
+	if err := e.SetBranch(ctx, ref, o.BranchSettings); err != nil {
 		return err
 	}
 	return printBranchResult(ctx, p, e, ref, func(w io.Writer) {
 		b, err := e.Branch(ctx, ref)
 		switch {
+		case !o.Expiry.Given():
 		case err != nil || b.ExpiresAt == nil:
 			fmt.Fprintf(w, "%s never expires\n", ref)
 		default:
 			fmt.Fprintf(w, "%s expires at %s (%s); velo prune deletes it then\n", ref, b.ExpiresAt.UTC().Format(time.RFC3339), expiryText(b))
+		}
+		if o.Idle != "" && err == nil {
+			fmt.Fprintf(w, "%s: %s\n", ref, idleText(b))
 		}
 	})
 }

@@ -112,6 +112,7 @@ func printProject(ctx context.Context, p *ui.Printer, e *engine.Engine, name str
 		if info.CACert != "" {
 			fmt.Fprintf(w, "TLS CA:     %s\n", info.CACert)
 		}
+		fmt.Fprintf(w, "Idle:       %s (branches but main without an --idle of their own)\n", engine.IdleText(info.Idle))
 		if info.Source != nil {
 			fmt.Fprintf(w, "Source:     %s\n", info.Source.Summary())
 		}
@@ -257,14 +258,18 @@ func runProjectRefresh(ctx context.Context, g *Globals, name string) error {
 // projectSetOptions are the flags of velo project set.
 type projectSetOptions struct {
 	Archive, ArchiveEndpoint string
-	JSON                     bool
+	// Idle is the branches' default idle timeout ("" unchanged).
+	Idle string
+	// ArchiveSet: --archive was given.
+	ArchiveSet bool
+	JSON       bool
 }
 
 func newProjectSetCommand(g *Globals) *cobra.Command {
 	var o projectSetOptions
 	c := &cobra.Command{
-		Use:   "set NAME --archive s3://BUCKET/PREFIX|none [--archive-endpoint URL]",
-		Short: "Change a project's settings: its WAL archive in object storage",
+		Use:   "set NAME [--archive s3://BUCKET/PREFIX|none [--archive-endpoint URL]] [--idle D|never]",
+		Short: "Change a project's settings: its WAL archive in object storage, its branches' idle timeout",
 		Long: `velo project set NAME --archive s3://BUCKET/PREFIX keeps a copy of every WAL
 segment the project's branches archive in an S3-compatible bucket: the local
 archive stays the durable buffer, velo serve (or velo wal push) uploads from it,
@@ -274,16 +279,24 @@ The bucket is checked first: reachable and writable with the credentials of the
 AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, the shared
 config and credentials files), and PREFIX free or already this project's (the
 object PREFIX/velo-project.json names its project). --archive none stops the
-uploads; what is in the bucket stays there.`,
+uploads; what is in the bucket stays there.
+
+velo project set NAME --idle 10m makes velo serve suspend (stop, fast shutdown)
+each branch of the project but main after ten minutes with no client, unless
+the branch has an --idle of its own (velo branch set P/B --idle D|never). A
+suspended branch starts again when a client connects through velo serve. main
+is suspended only with an --idle set on it. --idle never turns it off.`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			if !c.Flags().Changed("archive") {
-				return usageError{fmt.Errorf("nothing to set: give --archive s3://BUCKET/PREFIX or --archive none")}
+			o.ArchiveSet = c.Flags().Changed("archive")
+			if !o.ArchiveSet && o.Idle == "" {
+				return usageError{fmt.Errorf("nothing to set: give --archive s3://BUCKET/PREFIX, --archive none or --idle D|never")}
 			}
 			return runProjectSet(c.Context(), g, o, args[0])
 		},
 	}
 	archiveFlags(c.Flags(), &o.Archive, &o.ArchiveEndpoint)
+	idleFlag(c.Flags(), &o.Idle, "suspend the project's branches but main after this long without clients through velo serve (30s, 10m, 2h, 1d), or never")
 	jsonFlag(c.Flags(), &o.JSON)
 	return c
 }
@@ -292,16 +305,32 @@ func runProjectSet(ctx context.Context, g *Globals, o projectSetOptions, name st
 	if err := validateProject(name); err != nil {
 		return err
 	}
-	if _, err := engine.ParseArchive(o.Archive, o.ArchiveEndpoint); err != nil {
-		return err
+	if o.ArchiveSet {
+		if _, err := engine.ParseArchive(o.Archive, o.ArchiveEndpoint); err != nil {
+			return err
+		}
+	}
+	idle := 0
+	if o.Idle != "" {
+		var err error
+		if idle, err = engine.ParseIdle(o.Idle); err != nil {
+			return err
+		}
 	}
 	p, e, err := g.open(ctx, o.JSON, false)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	if err := e.SetArchive(ctx, name, o.Archive, o.ArchiveEndpoint); err != nil {
-		return err
+	if o.ArchiveSet {
+		if err := e.SetArchive(ctx, name, o.Archive, o.ArchiveEndpoint); err != nil {
+			return err
+		}
+	}
+	if o.Idle != "" {
+		if err := e.SetProjectIdle(ctx, name, idle); err != nil {
+			return err
+		}
 	}
 	return printProject(ctx, p, e, name)
 }

@@ -123,6 +123,19 @@ func printStatus(w io.Writer, rep engine.StatusReport) {
 		}
 	}
 	t.Render(w)
+	// Every branch's one-port URL has the same form; the first shows it.
+	if b := firstBranch(rep); b != nil {
+		fmt.Fprintf(w, "\nOne port (velo serve): %s, and likewise PROJECT%%2FBRANCH for every branch\n", b.RouterURL)
+	}
+}
+
+func firstBranch(rep engine.StatusReport) *engine.BranchInfo {
+	for _, p := range rep.Projects {
+		if len(p.BranchList) > 0 {
+			return &p.BranchList[0]
+		}
+	}
+	return nil
 }
 
 // sizeText shows a branch's space, or "-" when it was not computed.

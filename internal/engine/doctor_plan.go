@@ -242,7 +242,7 @@ func (p *planner) interrupted() {
 		var restarts []string
 		for _, st := range o.steps {
 			b := s.stoppedBy(st)
-			if b == nil || p.dropped[b.b.ID] || started[b.b.ID] || b.statusErr != nil || b.dataGone || b.status.State == runtime.Running || !b.b.WantRunning {
+			if b == nil || p.dropped[b.b.ID] || started[b.b.ID] || b.statusErr != nil || b.dataGone || b.status.State == runtime.Running || !b.b.WantRunning || !b.b.SuspendedAt.IsZero() {
 				continue
 			}
 			started[b.b.ID] = true

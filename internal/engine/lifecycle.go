@@ -134,32 +134,57 @@ func checkExpiry(p state.Project, b state.Branch) error {
 	return nil
 }
 
-// SetBranch changes a branch's settings: its expiry.
-func (e *Engine) SetBranch(ctx context.Context, ref string, o ExpiryOptions) error {
+// BranchSettings are what velo branch set changes: the expiry, and the
+// idle timeout under velo serve (--idle D|never; "" unchanged).
+type BranchSettings struct {
+	Expiry ExpiryOptions
+	Idle   string
+}
+
+// SetBranch changes a branch's settings: its expiry, its idle timeout.
+func (e *Engine) SetBranch(ctx context.Context, ref string, o BranchSettings) error {
 	if _, _, err := ParseRef(ref); err != nil {
 		return err
 	}
-	if !o.Given() {
-		return errdefs.Invalid("nothing to set: give --ttl D, --expires-at TIME or --no-expiry")
+	if !o.Expiry.Given() && o.Idle == "" {
+		return errdefs.Invalid("nothing to set: give --ttl D, --expires-at TIME, --no-expiry or --idle D|never")
 	}
-	at, err := ParseExpiry(o, time.Now())
+	at, err := ParseExpiry(o.Expiry, time.Now())
 	if err != nil {
 		return err
+	}
+	idle := 0
+	if o.Idle != "" {
+		if idle, err = ParseIdle(o.Idle); err != nil {
+			return err
+		}
 	}
 	return e.mutate(ctx, func(op *op) error {
 		p, b, err := e.ref(ctx, ref)
 		if err != nil {
 			return err
 		}
-		if !o.Never {
+		if o.Expiry.Given() && !o.Expiry.Never {
 			if err := checkExpiry(p, b); err != nil {
 				return err
 			}
 		}
-		if err := e.Store.Q().SetExpiry(ctx, b.ID, at); err != nil {
+		if err := e.Store.Tx(ctx, func(tx *state.Tx) error {
+			if o.Expiry.Given() {
+				if err := tx.SetExpiry(ctx, b.ID, at); err != nil {
+					return err
+				}
+			}
+			if o.Idle != "" {
+				return tx.SetBranchIdle(ctx, b.ID, idle)
+			}
+			return nil
+		}); err != nil {
 			return err
 		}
-		e.refreshIdentities(ctx, p.ID)
+		if o.Expiry.Given() {
+			e.refreshIdentities(ctx, p.ID)
+		}
 		return nil
 	})
 }

@@ -62,12 +62,15 @@ type Conn struct {
 	// CACert is the project's CA certificate, for sslmode=verify-full
 	// sslrootcert=CACert.
 	CACert string
+	// RouterURL reaches the branch through velo serve's one port.
+	RouterURL string
 }
 
 // conn is how to reach b, with the project's CA certificate.
 func (e *Engine) conn(p state.Project, b state.Branch, withPassword bool) Conn {
 	c := conn(p, b, withPassword)
 	c.CACert = e.caCert(p)
+	c.RouterURL = e.routerURL(p, b, withPassword)
 	return c
 }
 
@@ -492,6 +495,9 @@ type ProjectInfo struct {
 	// Runtime runs the servers ("native", "docker"); Image is the
 	// container image of a docker project.
 	Runtime, Image string
+	// Idle is the idle timeout of the branches but main that have none of
+	// their own (0: never).
+	Idle time.Duration
 }
 
 // Projects lists the projects.
@@ -534,7 +540,8 @@ func (e *Engine) Project(ctx context.Context, name string) (ProjectInfo, error) 
 
 func (e *Engine) projectInfo(p state.Project, branches int) ProjectInfo {
 	return ProjectInfo{Name: p.Name, Storage: p.Driver, Pool: p.Pool, PGMajor: p.PGMajor, Branches: branches, CreatedAt: p.CreatedAt,
-		Listen: pg.ListenAddresses(listenOf(p)), CACert: e.caCert(p), Source: sourceInfo(p.Source), Runtime: p.Runtime, Image: p.Image}
+		Listen: pg.ListenAddresses(listenOf(p)), CACert: e.caCert(p), Source: sourceInfo(p.Source), Runtime: p.Runtime, Image: p.Image,
+		Idle: time.Duration(p.IdleSeconds) * time.Second}
 }
 
 func removeBranchFiles(e *Engine, b state.Branch) {

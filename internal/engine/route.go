@@ -3,10 +3,18 @@ package engine
 import (
 	"context"
 	"net"
-	"strconv"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
 
 	"github.com/velohq/velo/internal/pg"
+	"github.com/velohq/velo/internal/state"
 )
+
+// DefaultRouterAddr is where velo serve's router listens unless --listen
+// says otherwise: one loopback port for every branch.
+const DefaultRouterAddr = "127.0.0.1:6543"
 
 // Address is where velo serve's router reaches a branch's server: read
 // from the state at each call, so that a branch created, started or reset
@@ -16,5 +24,38 @@ func (e *Engine) Address(ctx context.Context, project, branch string) (string, e
 	if err != nil {
 		return "", err
 	}
-	return net.JoinHostPort(pg.LocalHost, strconv.Itoa(b.Port)), nil
+	return serverAddr(b), nil
+}
+
+// routerFile records the address velo serve's router last listened on,
+// which the one-port URLs show.
+func (e *Engine) routerFile() string { return filepath.Join(e.Home, "router.addr") }
+
+// RecordRouter records the address velo serve's router listens on.
+func (e *Engine) RecordRouter(addr string) error {
+	return os.WriteFile(e.routerFile(), []byte(addr+"\n"), 0o644)
+}
+
+// routerAddr is the address the one-port URLs name: the one velo serve
+// last listened on, else the default.
+func (e *Engine) routerAddr() string {
+	b, err := os.ReadFile(e.routerFile())
+	if a := strings.TrimSpace(string(b)); err == nil && a != "" {
+		if _, _, err := net.SplitHostPort(a); err == nil {
+			return a
+		}
+	}
+	return DefaultRouterAddr
+}
+
+// routerURL is b's URL through velo serve: the database name carries
+// PROJECT/BRANCH, its slash escaped so that every driver reads it whole.
+func (e *Engine) routerURL(p state.Project, b state.Branch, withPassword bool) string {
+	path := "/" + p.Name + "/" + b.Name
+	if withPassword {
+		u := url.URL{Scheme: "postgresql", User: url.UserPassword(pg.Superuser, b.Password), Host: e.routerAddr(),
+			Path: path, RawPath: "/" + p.Name + "%2F" + b.Name}
+		return u.String()
+	}
+	return "postgresql://" + pg.Superuser + ":***@" + e.routerAddr() + "/" + p.Name + "%2F" + b.Name
 }

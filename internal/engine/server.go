@@ -86,11 +86,12 @@ type ServerResult struct {
 }
 
 // StartAll starts every branch whose server the user left running (after a
-// reboot, say), with its port and password unchanged. It goes on past a
-// branch that fails and reports them all.
+// reboot, say), with its port and password unchanged. A suspended branch
+// stays suspended: velo serve wakes it on its first connection, as before
+// the reboot. It goes on past a branch that fails and reports them all.
 func (e *Engine) StartAll(ctx context.Context) ([]ServerResult, error) {
 	out, failed, err := e.eachBranch(ctx, stepStartAll, func(p state.Project, b state.Branch) (bool, bool, error) {
-		if !b.WantRunning {
+		if !b.WantRunning || !b.SuspendedAt.IsZero() {
 			return false, false, nil
 		}
 		already, err := e.startServer(ctx, p, b)
@@ -194,6 +195,12 @@ func (e *Engine) stopServer(ctx context.Context, p state.Project, b state.Branch
 	if st.State != runtime.Running {
 		return true, nil
 	}
+	return false, e.shutdown(ctx, p, b, spec)
+}
+
+// shutdown stops b's running server: its WAL archived, then a fast
+// shutdown.
+func (e *Engine) shutdown(ctx context.Context, p state.Project, b state.Branch, spec runtime.Spec) error {
 	e.Progress.Title("Stopping %s/%s...", p.Name, b.Name)
 	// Everything committed goes to the archive first, so that a
 	// point-in-time branch of a stopped branch reaches its last commit.
@@ -205,7 +212,7 @@ func (e *Engine) stopServer(ctx context.Context, p state.Project, b state.Branch
 			e.Progress.Warn("the archive of %s/%s may lack the last commits: %v", p.Name, b.Name, err)
 		}
 	}
-	return false, e.Progress.Step("PostgreSQL stopped", func() error { return e.Runtime.Stop(ctx, spec, 30*time.Second) })
+	return e.Progress.Step("PostgreSQL stopped", func() error { return e.Runtime.Stop(ctx, spec, 30*time.Second) })
 }
 
 // RestartBranch stops then starts a branch's server.

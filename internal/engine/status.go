@@ -23,11 +23,13 @@ type BranchInfo struct {
 	Project   string
 	Branch    string // the branch's name in its project
 	Parent    string // PROJECT/BRANCH, "" for main
-	State     string // running, stopped, missing
+	State     string // running, stopped, suspended, missing
 	PID       int
 	StartedAt time.Time
 	Port      int
 	URL       string
+	// RouterURL reaches the branch through velo serve's one port.
+	RouterURL string
 	Volume    string
 	// Exclusive and Reference are the branch's space; nil when not
 	// computed (see Sizes).
@@ -48,6 +50,13 @@ type BranchInfo struct {
 	Protected bool
 	// ExpiresAt is when velo prune deletes the branch; nil for never.
 	ExpiresAt *time.Time
+	// SuspendedAt is when velo serve suspended the branch (State
+	// suspended); nil otherwise.
+	SuspendedAt *time.Time
+	// Idle is how long velo serve lets the branch run without clients (0:
+	// never), and IdleFrom where that comes from (IdleFromBranch...).
+	Idle     time.Duration
+	IdleFrom string
 }
 
 // PoolInfo is one pool's figures.
@@ -174,8 +183,13 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch, sizes bool) 
 			defer func() { <-sem }()
 			info := BranchInfo{Name: x.p.Name + "/" + x.b.Name, Project: x.p.Name, Branch: x.b.Name, Port: x.b.Port,
 				Volume: x.b.VolumeID, CreatedAt: x.b.CreatedAt, State: "stopped", URL: conn(x.p, x.b, false).URL,
-				CACert: e.caCert(x.p), SocketDir: e.socketDir(x.b), LogFile: e.logFile(x.b)}
+				CACert: e.caCert(x.p), SocketDir: e.socketDir(x.b), LogFile: e.logFile(x.b), RouterURL: e.routerURL(x.p, x.b, false)}
 			info.Protected = x.b.Protected
+			info.Idle, info.IdleFrom = idleTimeout(x.p, x.b)
+			if !x.b.SuspendedAt.IsZero() && x.b.WantRunning {
+				t := x.b.SuspendedAt
+				info.State, info.SuspendedAt = "suspended", &t
+			}
 			if !x.b.ExpiresAt.IsZero() {
 				t := x.b.ExpiresAt
 				info.ExpiresAt = &t
@@ -218,7 +232,7 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch, sizes bool) 
 			} else if st, err := e.Runtime.Peek(ctx, spec); err != nil {
 				info.Problem = err.Error()
 			} else if st.State == runtime.Running {
-				info.State, info.PID, info.StartedAt = "running", st.PID, st.StartedAt
+				info.State, info.PID, info.StartedAt, info.SuspendedAt = "running", st.PID, st.StartedAt, nil
 			}
 			if inBulk && vi.Usage != nil {
 				info.Exclusive, info.Reference = &vi.Usage.Exclusive, &vi.Usage.Referenced

@@ -77,6 +77,9 @@ func TestPITRTargetMigration(t *testing.T) {
 		`ALTER TABLE projects DROP COLUMN archive_endpoint`,
 		`DROP TABLE archive_objects`,
 		`DROP TABLE archive_status`,
+		`ALTER TABLE branches DROP COLUMN suspended_at`,
+		`ALTER TABLE branches DROP COLUMN idle_seconds`,
+		`ALTER TABLE projects DROP COLUMN idle_seconds`,
 		fmt.Sprintf(`UPDATE schema_version SET version = %d`, 5),
 		`INSERT INTO projects (id, name, driver, pool, pg_major, created_at) VALUES ('p1', 'demo', 'copy', '/x', 17, '2026-01-01T00:00:00Z')`,
 		`INSERT INTO branches (id, project_id, name, volume_id, port, password, created_at) VALUES ('b1', 'p1', 'main', 'v1', 20001, 'pw', '2026-01-01T00:00:00Z')`,
@@ -95,8 +98,31 @@ func TestPITRTargetMigration(t *testing.T) {
 	if p, err := s.Q().Project(ctx, "demo"); err != nil || p.Runtime != RuntimeNative || p.Image != "" {
 		t.Fatalf("old project after migration: %+v, %v; want the native runtime, no image", p, err)
 	}
-	if b, err := s.Q().Branch(ctx, "p1", "main"); err != nil || !b.PITRTarget.IsZero() || b.Protected || !b.ExpiresAt.IsZero() {
-		t.Fatalf("old branch after migration: %+v, %v; want no PITR target, unprotected, no expiry", b, err)
+	if b, err := s.Q().Branch(ctx, "p1", "main"); err != nil || !b.PITRTarget.IsZero() || b.Protected || !b.ExpiresAt.IsZero() || !b.SuspendedAt.IsZero() || b.IdleSeconds != 0 {
+		t.Fatalf("old branch after migration: %+v, %v; want no PITR target, unprotected, no expiry, not suspended, the project's idle timeout", b, err)
+	}
+	// Suspended until started or stopped by the user; idle timeouts kept.
+	suspended := time.Date(2026, 2, 3, 4, 5, 6, 0, time.UTC)
+	if err := s.Q().SetSuspended(ctx, "b1", suspended); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Q().SetBranchIdle(ctx, "b1", IdleNever); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Q().SetProjectIdle(ctx, "p1", 600); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := s.Q().Branch(ctx, "p1", "main"); !b.SuspendedAt.Equal(suspended) || b.IdleSeconds != IdleNever {
+		t.Errorf("after suspend and --idle never: %+v", b)
+	}
+	if p, _ := s.Q().Project(ctx, "demo"); p.IdleSeconds != 600 {
+		t.Errorf("project idle = %d, want 600", p.IdleSeconds)
+	}
+	if err := s.Q().SetWantRunning(ctx, "b1", true); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := s.Q().Branch(ctx, "p1", "main"); !b.SuspendedAt.IsZero() {
+		t.Errorf("a started branch is still suspended since %s", b.SuspendedAt)
 	}
 	expires := time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)
 	if err := s.Q().SetProtected(ctx, "b1", true); err != nil {

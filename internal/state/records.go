@@ -79,12 +79,12 @@ func encodeSource(s *Source) (string, error) {
 	return string(b), err
 }
 
-const projectCols = `id, name, driver, pool, pg_major, archive_timeout, listen, created_at, source, runtime, image, archive_url, archive_endpoint`
+const projectCols = `id, name, driver, pool, pg_major, archive_timeout, listen, created_at, source, runtime, image, archive_url, archive_endpoint, idle_seconds`
 
 func scanProject(row scanner) (Project, error) {
 	var p Project
 	var created, src string
-	err := row.Scan(&p.ID, &p.Name, &p.Driver, &p.Pool, &p.PGMajor, &p.ArchiveTimeout, &p.Listen, &created, &src, &p.Runtime, &p.Image, &p.Archive, &p.ArchiveEndpoint)
+	err := row.Scan(&p.ID, &p.Name, &p.Driver, &p.Pool, &p.PGMajor, &p.ArchiveTimeout, &p.Listen, &created, &src, &p.Runtime, &p.Image, &p.Archive, &p.ArchiveEndpoint, &p.IdleSeconds)
 	p.CreatedAt = parseTime(created)
 	if err == nil && src != "" {
 		p.Source = &Source{}
@@ -132,14 +132,36 @@ func (t *Tx) DeleteProject(ctx context.Context, id string) error {
 
 // InsertBranch records a new branch.
 func (t *Tx) InsertBranch(ctx context.Context, b Branch) error {
-	_, err := t.q.ExecContext(ctx, `INSERT INTO branches (id, project_id, name, parent_id, volume_id, origin_snapshot_id, port, password, want_running, created_at, pitr_target, protected, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		b.ID, b.ProjectID, b.Name, nullable(b.ParentID), b.VolumeID, nullable(b.OriginSnapshotID), b.Port, b.Password, b.WantRunning, fmtTime(b.CreatedAt), fmtOptionalTime(b.PITRTarget), b.Protected, fmtOptionalTime(b.ExpiresAt))
+	_, err := t.q.ExecContext(ctx, `INSERT INTO branches (id, project_id, name, parent_id, volume_id, origin_snapshot_id, port, password, want_running, created_at, pitr_target, protected, expires_at, suspended_at, idle_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		b.ID, b.ProjectID, b.Name, nullable(b.ParentID), b.VolumeID, nullable(b.OriginSnapshotID), b.Port, b.Password, b.WantRunning, fmtTime(b.CreatedAt), fmtOptionalTime(b.PITRTarget), b.Protected, fmtOptionalTime(b.ExpiresAt),
+		fmtOptionalTime(b.SuspendedAt), b.IdleSeconds)
 	return err
 }
 
-// SetWantRunning records whether the user wants b's server running.
+// SetWantRunning records whether the user wants b's server running; a
+// branch started, or stopped by the user, is no longer suspended.
 func (t *Tx) SetWantRunning(ctx context.Context, branchID string, want bool) error {
-	_, err := t.q.ExecContext(ctx, `UPDATE branches SET want_running = ? WHERE id = ?`, want, branchID)
+	_, err := t.q.ExecContext(ctx, `UPDATE branches SET want_running = ?, suspended_at = '' WHERE id = ?`, want, branchID)
+	return err
+}
+
+// SetSuspended records that velo serve stopped a branch for want of
+// clients, at at.
+func (t *Tx) SetSuspended(ctx context.Context, branchID string, at time.Time) error {
+	_, err := t.q.ExecContext(ctx, `UPDATE branches SET suspended_at = ? WHERE id = ?`, fmtTime(at), branchID)
+	return err
+}
+
+// SetBranchIdle records a branch's idle timeout (0 its project's default,
+// IdleNever never).
+func (t *Tx) SetBranchIdle(ctx context.Context, branchID string, seconds int) error {
+	_, err := t.q.ExecContext(ctx, `UPDATE branches SET idle_seconds = ? WHERE id = ?`, seconds, branchID)
+	return err
+}
+
+// SetProjectIdle records a project's default idle timeout (0 never).
+func (t *Tx) SetProjectIdle(ctx context.Context, projectID string, seconds int) error {
+	_, err := t.q.ExecContext(ctx, `UPDATE projects SET idle_seconds = ? WHERE id = ?`, seconds, projectID)
 	return err
 }
 
@@ -151,12 +173,15 @@ func (t *Tx) SwapVolume(ctx context.Context, branchID, volumeID, originSnapshotI
 	return err
 }
 
-const branchCols = `id, project_id, name, COALESCE(parent_id, ''), volume_id, COALESCE(origin_snapshot_id, ''), port, password, want_running, created_at, pitr_target, protected, expires_at`
+const branchCols = `id, project_id, name, COALESCE(parent_id, ''), volume_id, COALESCE(origin_snapshot_id, ''), port, password, want_running, created_at, pitr_target, protected, expires_at, suspended_at, idle_seconds`
 
 func scanBranch(row scanner) (Branch, error) {
 	var b Branch
-	var created, pitr, expires string
-	err := row.Scan(&b.ID, &b.ProjectID, &b.Name, &b.ParentID, &b.VolumeID, &b.OriginSnapshotID, &b.Port, &b.Password, &b.WantRunning, &created, &pitr, &b.Protected, &expires)
+	var created, pitr, expires, suspended string
+	err := row.Scan(&b.ID, &b.ProjectID, &b.Name, &b.ParentID, &b.VolumeID, &b.OriginSnapshotID, &b.Port, &b.Password, &b.WantRunning, &created, &pitr, &b.Protected, &expires, &suspended, &b.IdleSeconds)
+	if suspended != "" {
+		b.SuspendedAt = parseTime(suspended)
+	}
 	b.CreatedAt = parseTime(created)
 	if pitr != "" {
 		b.PITRTarget = parseTime(pitr)

@@ -57,6 +57,9 @@ type Project struct {
 	// URL ("" for AWS). No credential: those come from the AWS chain.
 	Archive         string
 	ArchiveEndpoint string
+	// IdleSeconds is the idle timeout of the project's branches but main
+	// that have none of their own (0: never suspended).
+	IdleSeconds int
 }
 
 // Runtime names.
@@ -123,7 +126,19 @@ type Branch struct {
 	Protected bool
 	// ExpiresAt is when velo prune deletes the branch; zero for never.
 	ExpiresAt time.Time
+	// SuspendedAt is when velo serve stopped the branch for want of
+	// clients; zero when it did not. Any start, or a stop by the user,
+	// clears it (SetWantRunning).
+	SuspendedAt time.Time
+	// IdleSeconds is how long velo serve lets the branch run without a
+	// client before it suspends it: 0 for its project's default, IdleNever
+	// for never.
+	IdleSeconds int
 }
+
+// IdleNever is a branch's IdleSeconds when it is never suspended, whatever
+// its project's default.
+const IdleNever = -1
 
 // Snapshot is a storage snapshot of one branch's volume.
 type Snapshot struct {
@@ -358,6 +373,13 @@ var migrations = []string{
 		last_error TEXT NOT NULL DEFAULT '',
 		last_error_at TEXT NOT NULL DEFAULT ''
 	);`,
+	// velo serve's idle suspend: when the daemon stopped a branch for
+	// want of clients ('' when it did not: running, or stopped by the
+	// user), each branch's idle timeout in seconds (0: its project's
+	// default; -1: never) and each project's default (0: never).
+	`ALTER TABLE branches ADD COLUMN suspended_at TEXT NOT NULL DEFAULT '';
+	ALTER TABLE branches ADD COLUMN idle_seconds INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE projects ADD COLUMN idle_seconds INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // migrate brings the schema up to date. Velo processes may open a new

@@ -27,13 +27,15 @@ type Branch struct {
 	Name      string     `json:"name"` // PROJECT/BRANCH
 	Project   string     `json:"project"`
 	Parent    string     `json:"parent,omitempty"` // PROJECT/BRANCH
-	State     string     `json:"state"`            // running, stopped, missing
+	State     string     `json:"state"`            // running, stopped, suspended, missing
 	PID       int        `json:"pid,omitempty"`
 	StartedAt *time.Time `json:"started_at,omitempty"`
 	Port      int        `json:"port"`
 	URL       string     `json:"url"` // password masked
-	CACert    string     `json:"ca_cert,omitempty"`
-	Volume    string     `json:"volume"`
+	// RouterURL reaches the branch through velo serve's one port.
+	RouterURL string `json:"router_url"`
+	CACert    string `json:"ca_cert,omitempty"`
+	Volume    string `json:"volume"`
 	// The sizes are left out when they were not computed (--size).
 	ExclusiveBytes  *int64    `json:"exclusive_bytes,omitempty"`
 	ReferencedBytes *int64    `json:"referenced_bytes,omitempty"`
@@ -51,6 +53,15 @@ type Branch struct {
 	// the time left then (0 once expired); both absent for never.
 	ExpiresAt        *time.Time `json:"expires_at,omitempty"`
 	ExpiresInSeconds *int64     `json:"expires_in_seconds,omitempty"`
+	// SuspendedAt is when velo serve suspended the branch for want of
+	// clients; absent unless its state is suspended.
+	SuspendedAt *time.Time `json:"suspended_at,omitempty"`
+	// IdleTimeoutSeconds is how long velo serve lets the branch run with
+	// no client before it suspends it (0: never); IdleFrom says where that
+	// comes from: branch (its own --idle), project (the project's
+	// default) or main (main takes no project default).
+	IdleTimeoutSeconds int64  `json:"idle_timeout_seconds"`
+	IdleFrom           string `json:"idle_from"`
 }
 
 // PITR is how a point-in-time branch was made.
@@ -66,7 +77,12 @@ type Branches []Branch
 func NewBranch(b engine.BranchInfo) Branch {
 	v := Branch{Name: b.Name, Project: b.Project, Parent: b.Parent, State: b.State, PID: b.PID, Port: b.Port,
 		URL: b.URL, CACert: b.CACert, Volume: b.Volume, ExclusiveBytes: b.Exclusive, ReferencedBytes: b.Reference,
-		CreatedAt: b.CreatedAt, Problem: b.Problem, DataDir: b.DataDir, SocketDir: b.SocketDir, LogFile: b.LogFile}
+		CreatedAt: b.CreatedAt, Problem: b.Problem, DataDir: b.DataDir, SocketDir: b.SocketDir, LogFile: b.LogFile,
+		RouterURL: b.RouterURL, IdleTimeoutSeconds: int64(b.Idle / time.Second), IdleFrom: b.IdleFrom}
+	if b.SuspendedAt != nil {
+		t := b.SuspendedAt.UTC()
+		v.SuspendedAt = &t
+	}
 	if !b.StartedAt.IsZero() {
 		t := b.StartedAt
 		v.StartedAt = &t
@@ -139,6 +155,9 @@ type Project struct {
 	// Archive is the project's WAL archive in object storage (project get
 	// and status).
 	Archive *ObjectArchive `json:"archive,omitempty"`
+	// IdleTimeoutSeconds is the default idle timeout of its branches but
+	// main under velo serve (0: never).
+	IdleTimeoutSeconds int64 `json:"idle_timeout_seconds"`
 }
 
 // Source is where an imported project's data came from; it holds no
@@ -188,7 +207,8 @@ type Projects []Project
 // NewProject is the view of p.
 func NewProject(p engine.ProjectInfo) Project {
 	return Project{Name: p.Name, Storage: p.Storage, Pool: p.Pool, PGVersion: p.PGMajor, Branches: p.Branches,
-		CreatedAt: p.CreatedAt, Listen: p.Listen, CACert: p.CACert, Runtime: p.Runtime, Image: p.Image, Source: newSource(p.Source), Archive: newObjectArchive(p.Archive)}
+		CreatedAt: p.CreatedAt, Listen: p.Listen, CACert: p.CACert, Runtime: p.Runtime, Image: p.Image, Source: newSource(p.Source), Archive: newObjectArchive(p.Archive),
+		IdleTimeoutSeconds: int64(p.Idle / time.Second)}
 }
 
 // NewProjects is the view of ps.
@@ -248,11 +268,13 @@ type Conn struct {
 	Database string `json:"database"`
 	URL      string `json:"url"`
 	CACert   string `json:"ca_cert,omitempty"`
+	// RouterURL reaches the branch through velo serve's one port.
+	RouterURL string `json:"router_url"`
 }
 
 // NewConn is the view of c.
 func NewConn(c engine.Conn) Conn {
-	return Conn{Branch: c.Branch, Host: c.Host, Port: c.Port, User: c.User, Password: c.Password, Database: c.Database, URL: c.URL, CACert: c.CACert}
+	return Conn{Branch: c.Branch, Host: c.Host, Port: c.Port, User: c.User, Password: c.Password, Database: c.Database, URL: c.URL, CACert: c.CACert, RouterURL: c.RouterURL}
 }
 
 // StartResult is one branch that branch start --all looked at.
