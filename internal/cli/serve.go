@@ -2,6 +2,7 @@ package cli
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -20,7 +21,7 @@ import (
 
 // DefaultServeListen is where velo serve's router listens by default: one
 // loopback port for every branch.
-const DefaultServeListen = "127.0.0.1:6543"
+const DefaultServeListen = engine.DefaultRouterAddr
 
 // serveOptions are the flags of velo serve.
 type serveOptions struct {
@@ -75,11 +76,33 @@ func checkLoopback(addr string) error {
 	return nil
 }
 
-// engineResolver finds branches for the router through the engine.
+// engineResolver finds, wakes and suspends branches for the router
+// through the engine.
 type engineResolver struct{ e *engine.Engine }
 
 func (r engineResolver) Resolve(ctx context.Context, project, branch string) (string, error) {
 	return r.e.Address(ctx, project, branch)
+}
+
+func (r engineResolver) Wake(ctx context.Context, project, branch string) (string, error) {
+	return r.e.Wake(ctx, project, branch)
+}
+
+func (r engineResolver) IdleBranches(ctx context.Context) ([]serve.Idle, error) {
+	ws, err := r.e.IdleBranches(ctx)
+	out := make([]serve.Idle, len(ws))
+	for i, w := range ws {
+		out[i] = serve.Idle{Project: w.Project, Branch: w.Branch, Timeout: w.Idle, StartedAt: w.StartedAt}
+	}
+	return out, err
+}
+
+func (r engineResolver) Suspend(ctx context.Context, project, branch string) (bool, error) {
+	stopped, err := r.e.Suspend(ctx, project, branch)
+	if errors.Is(err, engine.ErrBusy) {
+		err = fmt.Errorf("%w (%v)", serve.ErrBusy, err)
+	}
+	return stopped, err
 }
 
 func runServe(ctx context.Context, g *Globals, o serveOptions) error {
@@ -112,6 +135,9 @@ func runServe(ctx context.Context, g *Globals, o serveOptions) error {
 		ln.Close()
 		h.ln.Close()
 		return err
+	}
+	if err := e.RecordRouter(ln.Addr().String()); err != nil {
+		slog.Warn("the one-port URLs will not show this address", "err", err)
 	}
 	router := &serve.Router{Resolver: engineResolver{e}, Log: slog.Default()}
 	fmt.Fprintf(g.Stderr, "velo serve: routing on %s (dbname=PROJECT/BRANCH[/DATABASE])\n", ln.Addr())

@@ -115,10 +115,13 @@ func serverAddr(b state.Branch) string {
 type Watched struct {
 	Project, Branch string
 	Idle            time.Duration
+	// StartedAt is when its server started; zero when it does not run.
+	StartedAt time.Time
 }
 
 // IdleBranches lists the branches with an idle timeout that the user
-// has not stopped, for velo serve's suspender.
+// has not stopped, for velo serve's suspender, each with its server's
+// start (read from the process, without the lock).
 func (e *Engine) IdleBranches(ctx context.Context) ([]Watched, error) {
 	ps, err := e.Store.Q().Projects(ctx)
 	if err != nil {
@@ -131,9 +134,17 @@ func (e *Engine) IdleBranches(ctx context.Context) ([]Watched, error) {
 			return nil, err
 		}
 		for _, b := range bs {
-			if d, _ := idleTimeout(p, b); d > 0 && b.WantRunning {
-				out = append(out, Watched{Project: p.Name, Branch: b.Name, Idle: d})
+			d, _ := idleTimeout(p, b)
+			if d <= 0 || !b.WantRunning {
+				continue
 			}
+			w := Watched{Project: p.Name, Branch: b.Name, Idle: d}
+			if spec, err := e.observeSpec(ctx, p, b); err == nil && !dataGone(spec.DataDir) {
+				if st, err := e.Runtime.Peek(ctx, spec); err == nil && st.State == runtime.Running {
+					w.StartedAt = st.StartedAt
+				}
+			}
+			out = append(out, w)
 		}
 	}
 	return out, nil

@@ -1,6 +1,7 @@
 package serve
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -13,12 +14,22 @@ import (
 	"github.com/jackc/pgx/v5/pgproto3"
 )
 
-// Resolver finds the address of a branch's server ("127.0.0.1:PORT"),
-// reading the state anew for each connection, so that a branch the CLI
-// started, reset or renamed is routed as it is now. An error is shown to
-// the client as it is.
+// Resolver finds, wakes and suspends the branches' servers for the
+// router. Its errors are shown to the client as they are.
 type Resolver interface {
+	// Resolve finds the address of a branch's server ("127.0.0.1:PORT"),
+	// reading the state anew for each connection, so that a branch the
+	// CLI started, reset or renamed is routed as it is now.
 	Resolve(ctx context.Context, project, branch string) (addr string, err error)
+	// Wake starts a branch's server unless it runs (refusing a branch the
+	// user stopped) and returns its address once it accepts connections.
+	Wake(ctx context.Context, project, branch string) (addr string, err error)
+	// IdleBranches lists the branches with an idle timeout.
+	IdleBranches(ctx context.Context) ([]Idle, error)
+	// Suspend stops a branch's server for want of clients and reports
+	// whether it did; ErrBusy (wrapped) when its server has clients of its
+	// own port.
+	Suspend(ctx context.Context, project, branch string) (bool, error)
 }
 
 // Router routes PostgreSQL connections to the branches' servers.
@@ -30,13 +41,20 @@ type Router struct {
 	// MaxConns bounds the connections relayed at once; one more is told
 	// "too many connections" and closed.
 	MaxConns int
-	Log      *slog.Logger
+	// IdleInterval is how often idle branches are looked for; 0 for
+	// DefaultIdleInterval, negative for never (no suspend).
+	IdleInterval time.Duration
+	Log          *slog.Logger
+
+	tracker *tracker
+	keys    cancelKeys
 }
 
 // Defaults of a Router's limits.
 const (
 	DefaultStartupTimeout = 10 * time.Second
 	DefaultMaxConns       = 2000
+	DefaultIdleInterval   = time.Second
 	dialTimeout           = 10 * time.Second
 )
 
@@ -54,6 +72,7 @@ func (r *Router) Serve(ctx context.Context, ln net.Listener) error {
 	if log == nil {
 		log = slog.Default()
 	}
+	r.tracker = newTracker()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
@@ -63,6 +82,16 @@ func (r *Router) Serve(ctx context.Context, ln net.Listener) error {
 	slots := make(chan struct{}, maxConns)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	if interval := r.IdleInterval; interval >= 0 {
+		if interval == 0 {
+			interval = DefaultIdleInterval
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r.suspendIdle(ctx, interval)
+		}()
+	}
 	for {
 		c, err := ln.Accept()
 		if err != nil {
@@ -119,8 +148,8 @@ func (r *Router) handle(ctx context.Context, c net.Conn, startup time.Duration, 
 	}
 	switch m := msg.(type) {
 	case *pgproto3.CancelRequest:
-		// Cancels are relayed in a later step; Postgres itself answers a
-		// cancel by closing the connection.
+		// Postgres answers a cancel with nothing but closing, once done.
+		r.cancel(ctx, m)
 		c.Close()
 		return
 	case *pgproto3.StartupMessage:
@@ -137,19 +166,19 @@ func (r *Router) route(ctx context.Context, c net.Conn, m *pgproto3.StartupMessa
 		refuse(c, se.code, se.msg)
 		return
 	}
-	rctx, cancel := context.WithTimeout(ctx, dialTimeout)
-	addr, err := r.Resolver.Resolve(rctx, t.Project, t.Branch)
-	cancel()
+	b, done := r.tracker.open(t.Ref())
+	defer done()
+	server, err := r.dialBranch(ctx, t, b)
 	if err != nil {
-		refuse(c, "3D000", err.Error())
+		var se errStartup
+		if errors.As(err, &se) {
+			refuse(c, se.code, se.msg)
+		} else {
+			refuse(c, "57P03", fmt.Sprintf("branch %s: its server does not answer (%v); see velo branch get %s", t.Ref(), err, t.Ref()))
+		}
 		return
 	}
-	d := net.Dialer{Timeout: dialTimeout}
-	server, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		refuse(c, "57P03", fmt.Sprintf("branch %s: its server does not answer (%v); start it with: velo branch start %s", t.Ref(), err, t.Ref()))
-		return
-	}
+	addr := server.RemoteAddr().String()
 	m.Parameters["database"] = t.Database
 	buf, err := m.Encode(nil)
 	if err == nil {
@@ -162,19 +191,34 @@ func (r *Router) route(ctx context.Context, c net.Conn, m *pgproto3.StartupMessa
 	}
 	_ = c.SetDeadline(time.Time{})
 	log.Debug("routed", "remote", c.RemoteAddr(), "branch", t.Ref(), "server", addr)
-	relay(ctx, c, server)
+	relay(ctx, c, server, func(key string) { r.keys.add(key, addr) }, r.keys.remove)
 }
 
 // relay copies bytes both ways until either side closes or ctx ends, then
-// closes both.
-func relay(ctx context.Context, client, server net.Conn) {
+// closes both. The server's startup messages are read whole on the way,
+// so that its cancel key is registered (onKey) while the session lasts
+// (dropped with offKey).
+func relay(ctx context.Context, client, server net.Conn, onKey, offKey func(string)) {
 	done := make(chan struct{}, 2)
-	pipe := func(dst, src net.Conn) {
-		_, _ = io.Copy(dst, src)
+	go func() {
+		_, _ = io.Copy(server, client)
 		done <- struct{}{}
-	}
-	go pipe(server, client)
-	go pipe(client, server)
+	}()
+	go func() {
+		defer func() { done <- struct{}{} }()
+		br := bufio.NewReader(server)
+		var key string
+		err := relayStartup(client, br, func(k string) {
+			key = k
+			onKey(k)
+		})
+		if key != "" {
+			defer offKey(key)
+		}
+		if err == nil {
+			_, _ = io.Copy(client, br)
+		}
+	}()
 	select {
 	case <-done:
 	case <-ctx.Done():
