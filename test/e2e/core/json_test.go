@@ -116,6 +116,17 @@ func TestJSONOutput(t *testing.T) {
 		t.Errorf("prune --dry-run --json = %v", pr)
 	}
 	check(0, "branch", "set", "j/dev", "--no-expiry")
+	// The idle timeout under velo serve: the project's default reaches
+	// branches but main; a branch's own wins.
+	if p := obj(check(0, "project", "set", "j", "--idle", "10m")); fmt.Sprint(p["idle_timeout_seconds"]) != "600" {
+		t.Errorf("project set --idle --json = %v", p)
+	}
+	if b := obj(check(0, "branch", "get", "j/dev")); fmt.Sprint(b["idle_timeout_seconds"]) != "600" || b["idle_from"] != "project" || b["router_url"] != "postgresql://postgres:***@127.0.0.1:6543/j%2Fdev" {
+		t.Errorf("branch get --json after project set --idle = %v", b)
+	}
+	if b := obj(check(0, "branch", "set", "j/dev", "--idle", "never")); fmt.Sprint(b["idle_timeout_seconds"]) != "0" || b["idle_from"] != "branch" {
+		t.Errorf("branch set --idle never --json = %v", b)
+	}
 
 	// Every read command.
 	for _, args := range [][]string{
