@@ -332,7 +332,7 @@ func TestServeWake(t *testing.T) {
 				t.Fatalf("after kill -9 of velo serve: %+v; want the server %d still running", now, was.PID)
 			}
 			startsBefore := readyCount(t, was.LogFile)
-			s = e.runServe(s.port)
+			e.runServe(s.port)
 			if out, err := psqlVia(url, pw, "SELECT v FROM t"); err != nil || out != "main" {
 				t.Errorf("through a new velo serve: %q, %v", out, err)
 			}
