@@ -49,6 +49,7 @@ type config struct {
 	imports    bool // measure the physical import (velo project create --from)
 	onlyImport bool // measure branch create and the import only
 	diffOnly   bool // measure velo diff only
+	wakeOnly   bool // measure velo serve's wake only
 }
 
 func main() {
@@ -70,6 +71,7 @@ func main() {
 	flag.BoolVar(&c.imports, "import", true, "measure a physical import too: velo project create --from a plain server holding the same database, against pg_basebackup by hand into the pool; branch create on the following main; its replay lag under pgbench")
 	flag.BoolVar(&c.onlyImport, "only-import", false, "measure branch create and the import only (implies --import)")
 	flag.BoolVar(&c.diffOnly, "diff-only", false, "measure velo diff alone (at every size), against a full ordered scan of both sides")
+	flag.BoolVar(&c.wakeOnly, "wake-only", false, "measure velo serve's wake alone (at every size): connect through the router to a suspended branch until its first row, against a bare postgres start on the same clone")
 	flag.Parse()
 	c.imports = c.imports || c.onlyImport
 	if flag.NArg() > 0 {

@@ -81,6 +81,7 @@ type branchInfo struct {
 	PID       int    `json:"pid"`
 	Volume    string `json:"volume"`
 	Exclusive int64  `json:"exclusive_bytes"`
+	DataDir   string `json:"data_dir"`
 }
 
 func (v velo) branch(ctx context.Context, ref string) (branchInfo, error) {
@@ -273,6 +274,9 @@ func (m *measure) add(driver, method string, s bench.Summary) {
 func (m *measure) all(ctx context.Context, alternatives, smallest, largest bool) error {
 	if m.c.diffOnly {
 		return m.diffCost(ctx)
+	}
+	if m.c.wakeOnly {
+		return m.wake(ctx)
 	}
 	if err := m.veloCommands(ctx); err != nil {
 		return err

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -239,6 +240,8 @@ func TestServeWake(t *testing.T) {
 				t.Errorf("20 clients at once: %d starts of the server, want 1", after-before)
 			}
 
+			var pe *pgconn.PgError
+
 			// A client of the branch's own port keeps it running.
 			direct, err := pgx.Connect(ctx, fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%d/postgres", pw, e.conn("demo/dev").Port))
 			if err != nil {
@@ -249,6 +252,34 @@ func TestServeWake(t *testing.T) {
 				t.Errorf("with a client of its own port for 8s (idle 3s): %s", st)
 			}
 			direct.Close(ctx)
+			e.waitState("demo/dev", "suspended", 30*time.Second)
+
+			// A wake that fails reaches the client as an error with the
+			// reason; fixed, the next connection wakes it.
+			var dd struct {
+				DataDir string `json:"data_dir"`
+			}
+			if err := json.Unmarshal([]byte(e.ok("branch", "get", "demo/dev", "--json").stdout), &dd); err != nil || dd.DataDir == "" {
+				t.Fatalf("data_dir: %v", err)
+			}
+			auto := dd.DataDir + "/postgresql.auto.conf"
+			good, err := os.ReadFile(auto)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(auto, append(slices.Clone(good), "shared_buffers = 'lots'\n"...), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			_, err = pgx.Connect(ctx, url)
+			if !errors.As(err, &pe) || pe.Code != "57P03" || !strings.Contains(pe.Message, "did not start") {
+				t.Errorf("a wake that fails: want a 57P03 error saying it did not start, got %v", err)
+			}
+			if err := os.WriteFile(auto, good, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			if out, err := psqlVia(url, pw, "SELECT v FROM t"); err != nil || out != "dev" {
+				t.Errorf("after the failed wake was fixed: %q, %v", out, err)
+			}
 			e.waitState("demo/dev", "suspended", 30*time.Second)
 
 			// A suspended branch is a stopped one for snapshot, create,
@@ -298,7 +329,6 @@ func TestServeWake(t *testing.T) {
 			}()
 			t0 := time.Now()
 			_, err = pc.Exec(ctx, "SELECT pg_sleep(60)")
-			var pe *pgconn.PgError
 			if !errors.As(err, &pe) || pe.Code != "57014" || time.Since(t0) > 30*time.Second {
 				t.Errorf("pg_sleep cancelled through the router: %v after %s", err, time.Since(t0))
 			}
