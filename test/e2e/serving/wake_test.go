@@ -1,4 +1,4 @@
-package e2e
+package serving
 
 import (
 	"bufio"
@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/velohq/velo/test/e2e/harness"
 )
 
 // serveProc is a velo serve the test started and may kill.
@@ -37,11 +38,11 @@ func (s *serveProc) output() string {
 // runServe starts velo serve on port (0: a free one) and waits until it
 // routes; it is killed when the test ends.
 func (e *env) runServe(port int) *serveProc {
-	e.t.Helper()
+	e.T.Helper()
 	free := func() int {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			e.t.Fatal(err)
+			e.T.Fatal(err)
 		}
 		defer l.Close()
 		return l.Addr().(*net.TCPAddr).Port
@@ -50,16 +51,16 @@ func (e *env) runServe(port int) *serveProc {
 		port = free()
 	}
 	s := &serveProc{port: port}
-	s.cmd = exec.Command(veloBin, "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--http", fmt.Sprintf("127.0.0.1:%d", free()))
-	s.cmd.Env = append(os.Environ(), "VELO_HOME="+e.home)
+	s.cmd = exec.Command(harness.VeloBin, "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--http", fmt.Sprintf("127.0.0.1:%d", free()))
+	s.cmd.Env = append(os.Environ(), "VELO_HOME="+e.Home)
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
 	if err := s.cmd.Start(); err != nil {
-		e.t.Fatal(err)
+		e.T.Fatal(err)
 	}
-	e.t.Cleanup(func() {
+	e.T.Cleanup(func() {
 		_ = s.cmd.Process.Kill()
 		_ = s.cmd.Wait()
 	})
@@ -79,7 +80,7 @@ func (e *env) runServe(port int) *serveProc {
 	select {
 	case <-ready:
 	case <-time.After(30 * time.Second):
-		e.t.Fatalf("velo serve did not say it was routing within 30s:\n%s", s.output())
+		e.T.Fatalf("velo serve did not say it was routing within 30s:\n%s", s.output())
 	}
 	return s
 }
@@ -96,17 +97,17 @@ type branchJSON struct {
 }
 
 func (e *env) branchGet(ref string) branchJSON {
-	e.t.Helper()
+	e.T.Helper()
 	var b branchJSON
-	if err := json.Unmarshal([]byte(e.ok("branch", "get", ref, "--json").stdout), &b); err != nil {
-		e.t.Fatal(err)
+	if err := json.Unmarshal([]byte(e.OK("branch", "get", ref, "--json").Stdout), &b); err != nil {
+		e.T.Fatal(err)
 	}
 	return b
 }
 
 // waitState waits up to limit for ref to be in state.
 func (e *env) waitState(ref, state string, limit time.Duration) branchJSON {
-	e.t.Helper()
+	e.T.Helper()
 	deadline := time.Now().Add(limit)
 	for {
 		b := e.branchGet(ref)
@@ -114,7 +115,7 @@ func (e *env) waitState(ref, state string, limit time.Duration) branchJSON {
 			return b
 		}
 		if time.Now().After(deadline) {
-			e.t.Fatalf("%s is %s after %s; want %s", ref, b.State, limit, state)
+			e.T.Fatalf("%s is %s after %s; want %s", ref, b.State, limit, state)
 		}
 		time.Sleep(300 * time.Millisecond)
 	}
@@ -122,12 +123,12 @@ func (e *env) waitState(ref, state string, limit time.Duration) branchJSON {
 
 // routerURL is ref's one-port URL with its password, from branch password.
 func (e *env) routerURL(ref string) string {
-	e.t.Helper()
+	e.T.Helper()
 	var c struct {
 		RouterURL string `json:"router_url"`
 	}
-	if err := json.Unmarshal([]byte(e.ok("branch", "password", ref, "--json").stdout), &c); err != nil {
-		e.t.Fatal(err)
+	if err := json.Unmarshal([]byte(e.OK("branch", "password", ref, "--json").Stdout), &c); err != nil {
+		e.T.Fatal(err)
 	}
 	return c.RouterURL
 }
@@ -156,27 +157,27 @@ func TestServeWake(t *testing.T) {
 		t.Run(driver, func(t *testing.T) {
 			e := newEnv(t, driver)
 			ctx := context.Background()
-			e.create("demo")
-			e.psql("demo/main", "CREATE TABLE t(v text); INSERT INTO t VALUES ('main')")
-			e.ok("branch", "create", "demo/dev")
-			e.psql("demo/dev", "UPDATE t SET v = 'dev'")
+			e.Create("demo")
+			e.Psql("demo/main", "CREATE TABLE t(v text); INSERT INTO t VALUES ('main')")
+			e.OK("branch", "create", "demo/dev")
+			e.Psql("demo/dev", "UPDATE t SET v = 'dev'")
 			// A snapshot and a commit after it, for a point-in-time branch
 			// of the suspended branch below.
-			e.ok("snapshot", "create", "demo/dev")
-			e.psql("demo/dev", "CREATE TABLE marks(m int); INSERT INTO marks VALUES (1)")
+			e.OK("snapshot", "create", "demo/dev")
+			e.Psql("demo/dev", "CREATE TABLE marks(m int); INSERT INTO marks VALUES (1)")
 			time.Sleep(1100 * time.Millisecond)
 			mark := time.Now().UTC().Format(time.RFC3339Nano)
-			e.ok("branch", "set", "demo/dev", "--idle", "3s")
+			e.OK("branch", "set", "demo/dev", "--idle", "3s")
 			if b := e.branchGet("demo/dev"); b.Idle != 3 || b.IdleFrom != "branch" {
 				t.Errorf("after --idle 3s: idle %d from %q", b.Idle, b.IdleFrom)
 			}
-			e.refused([]string{"--idle", "never"}, "branch", "set", "demo/dev", "--idle", "soon")
+			e.Refused([]string{"--idle", "never"}, "branch", "set", "demo/dev", "--idle", "soon")
 			s := e.runServe(0)
 			url := e.routerURL("demo/dev")
 			if want := fmt.Sprintf("@127.0.0.1:%d/demo%%2Fdev", s.port); !strings.Contains(url, want) {
 				t.Fatalf("router_url %q does not name velo serve's port (%s)", url, want)
 			}
-			pw := e.conn("demo/dev").Password
+			pw := e.Conn("demo/dev").Password
 
 			// Idle: suspended, its server gone; main stays up.
 			b := e.waitState("demo/dev", "suspended", 30*time.Second)
@@ -186,7 +187,7 @@ func TestServeWake(t *testing.T) {
 			if m := e.branchGet("demo/main"); m.State != "running" || m.IdleFrom != "main" {
 				t.Errorf("main: %+v; want running, never suspended", m)
 			}
-			if st := e.ok("status").stdout; !strings.Contains(st, "suspended") || !strings.Contains(st, "One port") {
+			if st := e.OK("status").Stdout; !strings.Contains(st, "suspended") || !strings.Contains(st, "One port") {
 				t.Errorf("status shows no suspended branch or one-port URL:\n%s", st)
 			}
 
@@ -243,7 +244,7 @@ func TestServeWake(t *testing.T) {
 			var pe *pgconn.PgError
 
 			// A client of the branch's own port keeps it running.
-			direct, err := pgx.Connect(ctx, fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%d/postgres", pw, e.conn("demo/dev").Port))
+			direct, err := pgx.Connect(ctx, fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%d/postgres", pw, e.Conn("demo/dev").Port))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -259,7 +260,7 @@ func TestServeWake(t *testing.T) {
 			var dd struct {
 				DataDir string `json:"data_dir"`
 			}
-			if err := json.Unmarshal([]byte(e.ok("branch", "get", "demo/dev", "--json").stdout), &dd); err != nil || dd.DataDir == "" {
+			if err := json.Unmarshal([]byte(e.OK("branch", "get", "demo/dev", "--json").Stdout), &dd); err != nil || dd.DataDir == "" {
 				t.Fatalf("data_dir: %v", err)
 			}
 			auto := dd.DataDir + "/postgresql.auto.conf"
@@ -284,20 +285,20 @@ func TestServeWake(t *testing.T) {
 
 			// A suspended branch is a stopped one for snapshot, create,
 			// PITR, reset and start --all, and stays suspended.
-			e.ok("snapshot", "create", "demo/dev", "--label", "asleep")
-			e.ok("branch", "create", "demo/kid", "--parent", "demo/dev")
-			if got := e.psql("demo/kid", "SELECT v FROM t"); got != "dev" {
+			e.OK("snapshot", "create", "demo/dev", "--label", "asleep")
+			e.OK("branch", "create", "demo/kid", "--parent", "demo/dev")
+			if got := e.Psql("demo/kid", "SELECT v FROM t"); got != "dev" {
 				t.Errorf("branch of a suspended branch: %q", got)
 			}
-			e.ok("branch", "create", "demo/pit", "--parent", "demo/dev", "--pitr", mark)
-			if got := e.psql("demo/pit", "SELECT v || count(m) FROM t, marks GROUP BY v"); got != "dev1" {
+			e.OK("branch", "create", "demo/pit", "--parent", "demo/dev", "--pitr", mark)
+			if got := e.Psql("demo/pit", "SELECT v || count(m) FROM t, marks GROUP BY v"); got != "dev1" {
 				t.Errorf("point-in-time branch of a suspended branch: %q", got)
 			}
-			e.ok("branch", "start", "--all")
+			e.OK("branch", "start", "--all")
 			if st := e.branchGet("demo/dev").State; st != "suspended" {
 				t.Errorf("after branch start --all: %s; want suspended (woken on connect)", st)
 			}
-			e.ok("branch", "reset", "demo/dev", "--force")
+			e.OK("branch", "reset", "demo/dev", "--force")
 			if st := e.branchGet("demo/dev").State; st != "suspended" {
 				t.Errorf("after reset: %s; want suspended", st)
 			}
@@ -306,7 +307,7 @@ func TestServeWake(t *testing.T) {
 			}
 
 			// Stopped by the user: not woken; told how to start it.
-			e.ok("branch", "stop", "demo/dev")
+			e.OK("branch", "stop", "demo/dev")
 			out, err := psqlVia(url, pw, "SELECT 1")
 			if err == nil || !strings.Contains(out, "velo branch start demo/dev") {
 				t.Errorf("user-stopped branch: want the command that starts it, got %v: %s", err, out)
@@ -314,8 +315,8 @@ func TestServeWake(t *testing.T) {
 			if st := e.branchGet("demo/dev").State; st != "stopped" {
 				t.Errorf("user-stopped branch after a client came: %s", st)
 			}
-			e.ok("branch", "start", "demo/dev")
-			e.ok("branch", "set", "demo/dev", "--idle", "never")
+			e.OK("branch", "start", "demo/dev")
+			e.OK("branch", "set", "demo/dev", "--idle", "never")
 
 			// Cancel through the router: pgx's cancel request, then psql's
 			// Ctrl-C.
@@ -372,7 +373,7 @@ func TestServeWake(t *testing.T) {
 
 			// Reset while a session is routed: the session ends with an
 			// error; new sessions reach the new server.
-			e.psql("demo/main", "UPDATE t SET v = 'main2'")
+			e.Psql("demo/main", "UPDATE t SET v = 'main2'")
 			pc, err = pgx.Connect(ctx, url)
 			if err != nil {
 				t.Fatal(err)
@@ -381,7 +382,7 @@ func TestServeWake(t *testing.T) {
 			if err := pc.QueryRow(ctx, "SELECT pg_postmaster_start_time()::text").Scan(&oldStart); err != nil {
 				t.Fatal(err)
 			}
-			e.ok("branch", "reset", "demo/dev", "--force")
+			e.OK("branch", "reset", "demo/dev", "--force")
 			qctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 			_, err = pc.Exec(qctx, "SELECT 1")
 			cancel()
@@ -405,7 +406,7 @@ func TestServeWake(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			e.ok("branch", "delete", "demo/kid")
+			e.OK("branch", "delete", "demo/kid")
 			qctx, cancel = context.WithTimeout(ctx, 20*time.Second)
 			_, err = pc.Exec(qctx, "SELECT 1")
 			cancel()
