@@ -181,10 +181,21 @@ func write(dir string, rep *bench.Report) error {
 	save("results.csv", func(f *os.File) error { return rep.WriteCSV(f) })
 	save("results.json", func(f *os.File) error { return rep.WriteJSON(f) })
 	save("results.md", func(f *os.File) error { rep.Markdown(f); return nil })
-	save("chart.png", func(f *os.File) error { return rep.Chart(f) })
+	charted := true
+	save("chart.png", func(f *os.File) error {
+		err := rep.Chart(f)
+		if errors.Is(err, bench.ErrNoChart) {
+			charted, err = false, os.Remove(f.Name())
+		}
+		return err
+	})
 	fmt.Println()
 	errs = append(errs, rep.Text(os.Stdout))
-	fmt.Printf("\nwrote %s/results.csv, results.json, results.md and chart.png\n", dir)
+	if charted {
+		fmt.Printf("\nwrote %s/results.csv, results.json, results.md and chart.png\n", dir)
+	} else {
+		fmt.Printf("\nwrote %s/results.csv, results.json and results.md (nothing to chart)\n", dir)
+	}
 	return errors.Join(errs...)
 }
 

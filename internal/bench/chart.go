@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
 	"image/color"
 	"io"
@@ -12,6 +13,10 @@ import (
 	"gonum.org/v1/plot/vg"
 	"gonum.org/v1/plot/vg/draw"
 )
+
+// ErrNoChart is Chart's answer for a report with none of its lines (velo-bench
+// --diff-only, --wake-only): no PNG is written.
+var ErrNoChart = errors.New("nothing to chart: no velo branch create or alternative measured")
 
 // Chart draws time to a usable copy against database size, both on log
 // scales: one line per driver for `velo branch create`, one per
@@ -30,6 +35,7 @@ func (r *Report) Chart(w io.Writer) error {
 		name, driver, method string
 	}
 	var lines []line
+	drawn := 0
 	for _, d := range r.Drivers() {
 		lines = append(lines, line{"velo branch create (" + d + ")", d, VeloCreate})
 	}
@@ -70,6 +76,10 @@ func (r *Report) Chart(w io.Writer) error {
 		sc.Shape = draw.CircleGlyph{}
 		p.Add(ln, sc)
 		p.Legend.Add(l.name, ln, sc)
+		drawn++
+	}
+	if drawn == 0 {
+		return ErrNoChart
 	}
 	// One size, or one figure: a log axis needs a range, not a point.
 	for _, a := range []*plot.Axis{&p.X, &p.Y} {

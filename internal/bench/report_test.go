@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/csv"
 	"encoding/json"
+	"errors"
 	"image/png"
 	"strings"
 	"testing"
@@ -120,5 +121,16 @@ func TestMarkdownWithoutAlternatives(t *testing.T) {
 	r.Markdown(&b)
 	if !strings.Contains(b.String(), "| 10.0x |") {
 		t.Errorf("want the ratio of TEMPLATE to velo, 10.0x:\n%s", b.String())
+	}
+}
+
+// TestChartWithNothingToChart: a report of figures the chart does not plot
+// (velo-bench --wake-only) gives ErrNoChart and no PNG, not a panic.
+func TestChartWithNothingToChart(t *testing.T) {
+	r := &Report{Reps: 1, Results: []Result{{Driver: "btrfs", SizeMB: 100, Method: "wake through velo serve (connect to first row)",
+		Summary: Summary{Runs: 1, Median: time.Second, Min: time.Second, Max: time.Second}}}}
+	var buf bytes.Buffer
+	if err := r.Chart(&buf); !errors.Is(err, ErrNoChart) || buf.Len() != 0 {
+		t.Errorf("Chart = %v with %d bytes; want ErrNoChart and nothing written", err, buf.Len())
 	}
 }
