@@ -29,16 +29,18 @@ type branchCreateOptions struct {
 	IfNotExists  bool
 	Expiry       engine.ExpiryOptions
 	NewPassword  bool
+	Mask         string
 	JSON         bool
 }
 
 func (o *branchCreateOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Parent, "parent", "", "branch to copy (default PROJECT/main)")
-	fs.StringVar(&o.PITR, "pitr", "", "recover to a point in time (RFC 3339 or '2 hours ago')")
+	fs.StringVar(&o.PITR, "pitr", "", "recover to a point in time (RFC 3339 or '2 hours ago') or an LSN (0/3000060)")
 	fs.StringVar(&o.FromSnapshot, "from-snapshot", "", "clone this snapshot (ID or unique prefix, as velo snapshot list shows) instead of the parent's current data")
 	fs.BoolVar(&o.IfNotExists, "if-not-exists", false, "succeed, changing nothing, when the branch exists with the same parent (a rerun CI job)")
 	expiryFlags(fs, &o.Expiry)
 	fs.BoolVar(&o.NewPassword, "new-password", false, "give the branch a superuser password of its own, set before it takes a login (default: its parent's, which is in the copied data)")
+	fs.StringVar(&o.Mask, "mask", "", "mask the branch with this SQL file before it takes any connection from outside (default: the project's, velo project set --mask)")
 	jsonFlag(fs, &o.JSON)
 }
 
@@ -60,7 +62,7 @@ func runBranchCreate(ctx context.Context, g *Globals, o branchCreateOptions, ref
 		return err
 	}
 	defer e.Close()
-	conn, err := e.CreateBranch(ctx, engine.CreateBranchOptions{Ref: ref, Parent: o.Parent, PITR: o.PITR, IfNotExists: o.IfNotExists, Expiry: o.Expiry, NewPassword: o.NewPassword, FromSnapshot: o.FromSnapshot})
+	conn, err := e.CreateBranch(ctx, engine.CreateBranchOptions{Ref: ref, Parent: o.Parent, PITR: o.PITR, IfNotExists: o.IfNotExists, Expiry: o.Expiry, NewPassword: o.NewPassword, FromSnapshot: o.FromSnapshot, Mask: o.Mask})
 	if err != nil {
 		return err
 	}
@@ -218,6 +220,12 @@ func runBranchGet(ctx context.Context, g *Globals, o jsonOptions, ref string) er
 func printBranch(w io.Writer, b engine.BranchInfo) {
 	fmt.Fprintf(w, "Branch:     %s\nParent:     %s\nState:      %s\nPort:       %d\nURL:        %s\nOne port:   %s (velo serve)\nIdle:       %s\nSize:       %s exclusive, %s referenced\nCreated:    %s\n",
 		b.Name, dash(b.Parent), stateText(b), b.Port, b.URL, b.RouterURL, idleText(b), sizeText(b.Exclusive), sizeText(b.Reference), b.CreatedAt.Local().Format(time.DateTime))
+	if b.Masked {
+		fmt.Fprintf(w, "Masked:     yes\n")
+	}
+	if b.PITRLSN != "" {
+		fmt.Fprintf(w, "PITR:       LSN %s, from snapshot %s\n", b.PITRLSN, b.SourceSnapshot)
+	}
 	if b.PITRTarget != nil {
 		fmt.Fprintf(w, "PITR:       %s, from snapshot %s\n", b.PITRTarget.UTC().Format("2006-01-02 15:04:05.000000 UTC"), b.SourceSnapshot)
 	}

@@ -278,7 +278,7 @@ type branchRestoreOptions struct {
 }
 
 func (o *branchRestoreOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.To, "to", "", "the moment of the branch's history to go back to (as --pitr: RFC 3339, or relative such as 2h ago; no zone means UTC)")
+	fs.StringVar(&o.To, "to", "", "the moment of the branch's history to go back to (as --pitr: RFC 3339, relative such as 2h ago, no zone means UTC; or an LSN, 0/3000060)")
 	fs.StringVar(&o.Snapshot, "snapshot", "", "a snapshot of the branch to go back to (an ID or unique prefix, velo snapshot list)")
 	fs.StringVar(&o.Name, "name", "", "what the branch that keeps the replaced state is called (default BRANCH-old-YYYYMMDD)")
 	fs.BoolVar(&o.Discard, "discard", false, "drop the replaced state instead of keeping it as a branch")
@@ -288,7 +288,7 @@ func (o *branchRestoreOptions) AddFlags(fs *pflag.FlagSet) {
 func newBranchRestoreCommand(g *Globals) *cobra.Command {
 	var o branchRestoreOptions
 	c := &cobra.Command{
-		Use:   "restore PROJECT/BRANCH --to TIME | --snapshot ID [--discard]",
+		Use:   "restore PROJECT/BRANCH --to TIME|LSN | --snapshot ID [--discard]",
 		Short: "Put a branch back to a moment of its own history, keeping its port and password (the replaced state stays as a branch unless --discard)",
 		Args:  exactArgs(1),
 		RunE:  func(c *cobra.Command, args []string) error { return runBranchRestore(c.Context(), g, o, args[0]) },
@@ -313,7 +313,9 @@ func runBranchRestore(ctx context.Context, g *Globals, o branchRestoreOptions, r
 			return err
 		}
 		doc := view.Restore{Restored: view.NewBranch(b), SnapshotID: res.Snapshot}
-		if res.Snapshot == "" {
+		if res.LSN != "" {
+			doc.LSN = res.LSN
+		} else if res.Snapshot == "" {
 			t := res.Target.UTC()
 			doc.Target = &t
 		}
@@ -328,7 +330,9 @@ func runBranchRestore(ctx context.Context, g *Globals, o branchRestoreOptions, r
 		return p.Document(doc)
 	}
 	to := "snapshot " + res.Snapshot
-	if res.Snapshot == "" {
+	if res.LSN != "" {
+		to = "LSN " + res.LSN
+	} else if res.Snapshot == "" {
 		to = res.Target.UTC().Format(time.RFC3339Nano)
 	}
 	p.Printf("Restored %s to %s (port %d and password unchanged)\n", res.Branch.Branch, to, res.Branch.Port)

@@ -116,6 +116,9 @@ func printProject(ctx context.Context, p *ui.Printer, e *engine.Engine, name str
 		if info.Source != nil {
 			fmt.Fprintf(w, "Source:     %s\n", info.Source.Summary())
 		}
+		if info.Mask != "" {
+			fmt.Fprintf(w, "Mask:       every new branch of unmasked data (%d bytes of SQL; velo project get %s --json shows it)\n", len(info.Mask), info.Name)
+		}
 		if info.Archive != nil {
 			fmt.Fprintf(w, "Archive:    %s\n", archiveText(info.Archive))
 		}
@@ -262,14 +265,16 @@ type projectSetOptions struct {
 	Idle string
 	// ArchiveSet: --archive was given.
 	ArchiveSet bool
+	// Mask is a SQL file for the default mask, or none ("" unchanged).
+	Mask string
 	JSON       bool
 }
 
 func newProjectSetCommand(g *Globals) *cobra.Command {
 	var o projectSetOptions
 	c := &cobra.Command{
-		Use:   "set NAME [--archive s3://BUCKET/PREFIX|none [--archive-endpoint URL]] [--idle D|never]",
-		Short: "Change a project's settings: its WAL archive in object storage, its branches' idle timeout",
+		Use:   "set NAME [--archive s3://BUCKET/PREFIX|none [--archive-endpoint URL]] [--idle D|never] [--mask FILE.sql|none]",
+		Short: "Change a project's settings: its WAL archive in object storage, its branches' idle timeout, the mask its new branches get",
 		Long: `velo project set NAME --archive s3://BUCKET/PREFIX keeps a copy of every WAL
 segment the project's branches archive in an S3-compatible bucket: the local
 archive stays the durable buffer, velo serve (or velo wal push) uploads from it,
@@ -285,17 +290,23 @@ velo project set NAME --idle 10m makes velo serve suspend (stop, fast shutdown)
 each branch of the project but main after ten minutes with no client, unless
 the branch has an --idle of its own (velo branch set P/B --idle D|never). A
 suspended branch starts again when a client connects through velo serve. main
-is suspended only with an --idle set on it. --idle never turns it off.`,
+is suspended only with an --idle set on it. --idle never turns it off.
+
+velo project set NAME --mask FILE.sql masks every new branch of unmasked data with
+the script (velo branch create --mask): its text is kept in the project, so a
+later edit of the file changes nothing until it is set again; --mask none
+clears it.`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			o.ArchiveSet = c.Flags().Changed("archive")
-			if !o.ArchiveSet && o.Idle == "" {
-				return usageError{fmt.Errorf("nothing to set: give --archive s3://BUCKET/PREFIX, --archive none or --idle D|never")}
+			if !o.ArchiveSet && o.Idle == "" && o.Mask == "" {
+				return usageError{fmt.Errorf("nothing to set: give --archive s3://BUCKET/PREFIX, --archive none, --idle D|never or --mask FILE.sql|none")}
 			}
 			return runProjectSet(c.Context(), g, o, args[0])
 		},
 	}
 	archiveFlags(c.Flags(), &o.Archive, &o.ArchiveEndpoint)
+	c.Flags().StringVar(&o.Mask, "mask", "", "mask every new branch of unmasked data with this SQL file (its text is kept: later edits of the file change nothing); none clears it")
 	idleFlag(c.Flags(), &o.Idle, "suspend the project's branches but main after this long without clients through velo serve (30s, 10m, 2h, 1d), or never")
 	jsonFlag(c.Flags(), &o.JSON)
 	return c
@@ -307,6 +318,13 @@ func runProjectSet(ctx context.Context, g *Globals, o projectSetOptions, name st
 	}
 	if o.ArchiveSet {
 		if _, err := engine.ParseArchive(o.Archive, o.ArchiveEndpoint); err != nil {
+			return err
+		}
+	}
+	var mask string
+	if o.Mask != "" && o.Mask != "none" {
+		var err error
+		if mask, err = engine.ReadMask("--mask", o.Mask); err != nil {
 			return err
 		}
 	}
@@ -322,6 +340,11 @@ func runProjectSet(ctx context.Context, g *Globals, o projectSetOptions, name st
 		return err
 	}
 	defer e.Close()
+	if o.Mask != "" {
+		if err := e.SetProjectMask(ctx, name, mask); err != nil {
+			return err
+		}
+	}
 	if o.ArchiveSet {
 		if err := e.SetArchive(ctx, name, o.Archive, o.ArchiveEndpoint); err != nil {
 			return err

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
@@ -36,6 +38,10 @@ type CreateBranchOptions struct {
 	// FromSnapshot is a snapshot ID or unique prefix to clone instead of
 	// the parent's current data (fromsnapshot.go).
 	FromSnapshot string
+	// Mask is a SQL file the new branch is masked with (masked.go);
+	// without it, the project's default mask, if any. A branch of a
+	// masked branch is masked whatever is given.
+	Mask string
 }
 
 // CreateBranch clones the parent's current data into a new running branch.
@@ -68,15 +74,10 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 			return Conn{}, err
 		}
 	}
-	var target time.Time
+	var target pitrTarget
 	if o.PITR != "" {
-		t, zoned, err := ParseTime(o.PITR, time.Now())
-		if err != nil {
+		if target, err = e.parseTarget("--pitr", o.PITR); err != nil {
 			return Conn{}, err
-		}
-		target = t
-		if !zoned {
-			e.Progress.Warn("--pitr %s has no zone: taken as UTC", o.PITR)
 		}
 	}
 	if o.Expiry.Never {
@@ -85,6 +86,13 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 	expires, err := ParseExpiry(o.Expiry, time.Now())
 	if err != nil {
 		return Conn{}, err
+	}
+	var script maskScript
+	if o.Mask != "" {
+		if script.text, err = ReadMask("--mask", o.Mask); err != nil {
+			return Conn{}, err
+		}
+		script.from = quote(o.Mask)
 	}
 	var result Conn
 	err = e.mutate(ctx, func(op *op) error {
@@ -95,6 +103,16 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 		var from *state.Snapshot
 		if o.FromSnapshot != "" {
 			if from, parent, err = e.snapshotParent(ctx, p, o.FromSnapshot); err != nil {
+				return err
+			}
+		}
+		// A masked parent's data is masked already: the project's
+		// default is for branches of unmasked data.
+		if script.text == "" && p.Mask != "" && !parent.Masked {
+			script = maskScript{text: p.Mask, from: "(project " + p.Name + "'s default)"}
+		}
+		if script.text != "" {
+			if err := refuseMask(p, o.PITR != ""); err != nil {
 				return err
 			}
 		}
@@ -114,21 +132,22 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 		if err != nil {
 			return err
 		}
-		b := state.Branch{ID: newID("b"), ProjectID: p.ID, Name: bn, ParentID: parent.ID, VolumeID: newID("v"), Port: port, Password: parent.Password, WantRunning: true, CreatedAt: time.Now(), ExpiresAt: expires}
+		b := state.Branch{ID: newID("b"), ProjectID: p.ID, Name: bn, ParentID: parent.ID, VolumeID: newID("v"), Port: port, Password: parent.Password, WantRunning: true, CreatedAt: time.Now(), ExpiresAt: expires,
+			Masked: parent.Masked || script.text != ""}
 		if o.NewPassword {
 			if b.Password, err = pg.GeneratePassword(); err != nil {
 				return err
 			}
 		}
 		if from != nil {
-			if err := e.createFromSnapshot(ctx, op, p, d, *from, &b, parent.Password); err != nil {
+			if err := e.createFromSnapshot(ctx, op, p, d, *from, &b, parent.Password, script); err != nil {
 				return err
 			}
 			op.commit()
 			result = e.conn(p, b, false)
 			return nil
 		}
-		if !target.IsZero() {
+		if o.PITR != "" {
 			if err := e.createPITR(ctx, op, p, d, parent, &b, target); err != nil {
 				return err
 			}
@@ -141,7 +160,7 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 		if err != nil {
 			return err
 		}
-		if err := e.startClone(ctx, op, p, b, spec, parent.Password); err != nil {
+		if err := e.startNewClone(ctx, op, p, b, spec, parent.Password, snap.EndLSN, script); err != nil {
 			return err
 		}
 		b.OriginSnapshotID = snap.ID
@@ -240,15 +259,31 @@ func (e *Engine) takeSnapshot(ctx context.Context, op *op, p state.Project, d st
 		// Recovery from it starts at its shutdown checkpoint, in the
 		// segment after the last one archived.
 		snap.WALStart = newestSegment(e.archiveDir(src.VolumeID))
+		// Its shutdown checkpoint is the last thing it wrote.
+		if lsn, cerr := pg.ControlCheckpoint(srcSpec.DataDir); cerr == nil {
+			snap.EndLSN = lsn.String()
+		}
 		err = step()
 	case d.Capabilities().AtomicSnapshot:
+		var c *pgx.Conn
 		err = e.Progress.Step("Checkpoint", func() error {
 			var err error
-			snap.WALStart, err = e.checkpoint(ctx, p, src)
+			if c, err = e.dial(ctx, p, src); err != nil {
+				return err
+			}
+			snap.WALStart, err = checkpointOn(ctx, c)
 			return err
 		})
 		if err == nil {
 			err = step()
+		}
+		if err == nil {
+			// Read after the snapshot: every change its files hold was
+			// written to the WAL before.
+			snap.EndLSN, err = walPosition(ctx, c)
+		}
+		if c != nil {
+			c.Close(context.WithoutCancel(ctx))
 		}
 	default:
 		// A file-by-file copy of a running server is consistent only inside
@@ -274,6 +309,8 @@ func (e *Engine) takeSnapshot(ctx context.Context, op *op, p state.Project, d st
 			bk.Close(context.WithoutCancel(ctx))
 			snap.BackupLabel = live.backup.LabelFile
 			snap.WALStart = live.backup.StartWAL
+			// Recovery is consistent from the backup's stop on.
+			snap.EndLSN = live.backup.StopLSN
 		}
 	}
 	if err == nil {
@@ -604,6 +641,9 @@ func (e *Engine) ResetBranch(ctx context.Context, ref string, force bool) error 
 		}
 		if b.Protected {
 			return errProtected(p, b, "reset")
+		}
+		if err := e.refuseUnmaskingReset(ctx, p, b); err != nil {
+			return err
 		}
 		all, err := e.Store.Q().Branches(ctx, p.ID)
 		if err != nil {

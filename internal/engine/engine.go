@@ -322,6 +322,12 @@ func (e *Engine) configure(p state.Project, b state.Branch, spec runtime.Spec, e
 // configureLoad is configure, with bulkLoad for a server being loaded by
 // an import (pg.Config.BulkLoad).
 func (e *Engine) configureLoad(p state.Project, b state.Branch, spec runtime.Spec, extra map[string]string, bulkLoad bool) error {
+	return e.configureWith(p, b, spec, extra, bulkLoad, false)
+}
+
+// configureWith is configure; noTCP writes a server that listens on its
+// socket alone (pg.Config.NoTCP), for the start that masks a branch.
+func (e *Engine) configureWith(p state.Project, b state.Branch, spec runtime.Spec, extra map[string]string, bulkLoad, noTCP bool) error {
 	dir := e.archiveDir(b.VolumeID)
 	if err := os.MkdirAll(filepath.Dir(dir), 0o711); err != nil {
 		return err
@@ -368,7 +374,7 @@ func (e *Engine) configureLoad(p state.Project, b state.Branch, spec runtime.Spe
 	} else if err := pg.WriteHBA(spec.DataDir, spec.RunAs); err != nil {
 		return err
 	}
-	if err := pg.WriteConfig(spec.DataDir, pg.Config{Port: spec.Port, ListenAddresses: pg.ListenAddresses(listenOf(p)), SocketDir: spec.SocketDir, TLS: true, Extra: settings, BulkLoad: bulkLoad, MaxWALSenders: maxSenders, CopyOnWrite: e.copyOnWrite(p)}, spec.RunAs); err != nil {
+	if err := pg.WriteConfig(spec.DataDir, pg.Config{Port: spec.Port, ListenAddresses: pg.ListenAddresses(listenOf(p)), SocketDir: spec.SocketDir, TLS: true, Extra: settings, BulkLoad: bulkLoad, MaxWALSenders: maxSenders, CopyOnWrite: e.copyOnWrite(p), NoTCP: noTCP}, spec.RunAs); err != nil {
 		return err
 	}
 	return e.writeIdentity(p, b, spec.DataDir)

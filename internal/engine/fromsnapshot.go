@@ -48,13 +48,13 @@ func (e *Engine) snapshotParent(ctx context.Context, p state.Project, prefix str
 // stopped server), so the start replays only the WAL it holds. inData is
 // the password the cloned data holds (the parent's); a --new-password
 // branch is given its own as branch create gives it.
-func (e *Engine) createFromSnapshot(ctx context.Context, op *op, p state.Project, d storage.Driver, snap state.Snapshot, b *state.Branch, inData string) error {
+func (e *Engine) createFromSnapshot(ctx context.Context, op *op, p state.Project, d storage.Driver, snap state.Snapshot, b *state.Branch, inData string, script maskScript) error {
 	e.Progress.Title("Creating %s/%s from snapshot %s...", p.Name, b.Name, snap.ID)
 	spec, err := e.cloneSnapshot(ctx, op, p, d, snap, *b, nil, nil)
 	if err != nil {
 		return err
 	}
-	if err := e.startClone(ctx, op, p, *b, spec, inData); err != nil {
+	if err := e.startNewClone(ctx, op, p, *b, spec, inData, snap.EndLSN, script); err != nil {
 		return err
 	}
 	b.OriginSnapshotID = snap.ID

@@ -77,6 +77,8 @@ type identityBranch struct {
 	// PITRTarget and ExpiresAt are zero when the branch has none.
 	PITRTarget time.Time `json:"pitr_target,omitzero"`
 	ExpiresAt  time.Time `json:"expires_at,omitzero"`
+	PITRLSN    string    `json:"pitr_lsn,omitempty"`
+	Masked     bool      `json:"masked,omitempty"`
 }
 
 // snapshotNote is the content of one file in snapshotNotes.
@@ -88,6 +90,7 @@ type snapshotNote struct {
 	User        bool      `json:"user"`
 	BackupLabel string    `json:"backup_label,omitempty"`
 	WALStart    string    `json:"wal_start,omitempty"`
+	EndLSN      string    `json:"end_lsn,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
 }
 
@@ -97,7 +100,7 @@ func identityOf(home string, p state.Project, b state.Branch, parentName string)
 			ArchiveTimeout: p.ArchiveTimeout, Listen: p.Listen, CreatedAt: p.CreatedAt.UTC(), Source: p.Source,
 			Runtime: p.Runtime, Image: p.Image, Archive: p.Archive, ArchiveEndpoint: p.ArchiveEndpoint},
 		Branch: identityBranch{ID: b.ID, Name: b.Name, ParentID: b.ParentID, ParentName: parentName, VolumeID: b.VolumeID,
-			OriginSnapshotID: b.OriginSnapshotID, Port: b.Port, CreatedAt: b.CreatedAt.UTC(), PITRTarget: b.PITRTarget, ExpiresAt: b.ExpiresAt}}
+			OriginSnapshotID: b.OriginSnapshotID, Port: b.Port, CreatedAt: b.CreatedAt.UTC(), PITRTarget: b.PITRTarget, ExpiresAt: b.ExpiresAt, PITRLSN: b.PITRLSN, Masked: b.Masked}}
 }
 
 // writeIdentity records in b's volume (its root, dataDir's parent) whose
@@ -153,7 +156,7 @@ func writeSnapshotNote(volumePath string, s state.Snapshot) error {
 		return err
 	}
 	n := snapshotNote{ID: s.ID, BranchID: s.BranchID, VolumeID: s.VolumeID, Label: s.Label, User: s.User,
-		BackupLabel: s.BackupLabel, WALStart: s.WALStart, CreatedAt: s.CreatedAt.UTC()}
+		BackupLabel: s.BackupLabel, WALStart: s.WALStart, EndLSN: s.EndLSN, CreatedAt: s.CreatedAt.UTC()}
 	return writeJSON(filepath.Join(dir, s.ID+".json"), n, 0o644)
 }
 

@@ -37,6 +37,10 @@ const (
 	stepBasebackup  stepKind = "basebackup"
 	stepStartServer stepKind = "start-server"
 	stepStopServer  stepKind = "stop-server"
+	// A masked branch's clone (masked.go): its mask script and clean-up
+	// run, and its WAL from before masking removed.
+	stepMask     stepKind = "mask"
+	stepScrubWAL stepKind = "scrub-wal"
 
 	// A branch's server started, stopped or restarted: Branch.
 	stepServer stepKind = "server"
@@ -101,6 +105,7 @@ const (
 var layouts = map[stepKind]layout{
 	stepCreateVolume: layoutStorage, stepSnapshot: layoutStorage, stepClone: layoutStorage,
 	stepInitdb: layoutPath, stepConfigure: layoutPath, stepBasebackup: layoutPath, stepStartServer: layoutPath, stepStopServer: layoutPath,
+	stepMask: layoutPath, stepScrubWAL: layoutPath,
 	stepServer: layoutBranch, stepStartAll: layoutNone, stepStopAll: layoutNone,
 	stepWriteState:    layoutRecord,
 	stepDeleteProject: layoutID, stepDeleteBranch: layoutID, stepDestroySnapshot: layoutID, stepDestroyVolume: layoutID,

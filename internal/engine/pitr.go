@@ -50,8 +50,8 @@ func pitrBase(snaps []state.Snapshot, target time.Time) *state.Snapshot {
 // createPITR makes b as parent was at target: it clones the newest
 // snapshot of parent's volume taken before target and replays the
 // parent's archive up to target, then promotes.
-func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d storage.Driver, parent state.Branch, b *state.Branch, target time.Time) error {
-	e.Progress.Title("Recovering %s/%s as %s/%s was at %s...", p.Name, b.Name, p.Name, parent.Name, utc(target))
+func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d storage.Driver, parent state.Branch, b *state.Branch, target pitrTarget) error {
+	e.Progress.Title("Recovering %s/%s as %s/%s was at %s...", p.Name, b.Name, p.Name, parent.Name, target)
 	rc, err := e.preparePITR(ctx, op, p, d, parent, *b, "--pitr", target)
 	if err != nil {
 		return err
@@ -62,7 +62,12 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 	if err := op.record(ctx, stepWriteState, subject{Record: "branch", ID: p.Name + "/" + b.Name}); err != nil {
 		return err
 	}
-	b.OriginSnapshotID, b.PITRTarget = rc.base.ID, target
+	b.OriginSnapshotID = rc.base.ID
+	if target.IsLSN {
+		b.PITRLSN = target.LSN.String()
+	} else {
+		b.PITRTarget = target.Time
+	}
 	return e.Store.Q().InsertBranch(ctx, *b)
 }
 
@@ -71,7 +76,7 @@ func (e *Engine) createPITR(ctx context.Context, op *op, p state.Project, d stor
 type recoveryClone struct {
 	spec   runtime.Spec
 	base   state.Snapshot
-	target time.Time
+	target pitrTarget
 }
 
 // preparePITR clones the newest snapshot of parent's volume taken before
@@ -79,10 +84,10 @@ type recoveryClone struct {
 // replay parent's archive up to target and promote. parent is the branch
 // whose history is read: a new branch's parent, or the branch itself for
 // a restore in place. The clone is not started.
-func (e *Engine) preparePITR(ctx context.Context, op *op, p state.Project, d storage.Driver, parent, b state.Branch, flag string, target time.Time) (recoveryClone, error) {
+func (e *Engine) preparePITR(ctx context.Context, op *op, p state.Project, d storage.Driver, parent, b state.Branch, flag string, target pitrTarget) (recoveryClone, error) {
 	now := time.Now()
-	if target.After(now) {
-		return recoveryClone{}, errdefs.Invalid("%s %s is in the future (now is %s)", flag, utc(target), utc(now))
+	if !target.IsLSN && target.Time.After(now) {
+		return recoveryClone{}, errdefs.Invalid("%s %s is in the future (now is %s)", flag, utc(target.Time), utc(now))
 	}
 	snaps, err := e.volumeSnapshots(ctx, p, parent.VolumeID)
 	if err != nil {
@@ -101,29 +106,21 @@ func (e *Engine) preparePITR(ctx context.Context, op *op, p state.Project, d sto
 	}
 	archive := e.archiveDir(parent.VolumeID)
 	running := st.State == runtime.Running
-	// The reachable moments: from the oldest snapshot of the volume to
-	// now (a running server's current WAL is archived below), or to the
-	// newest archived WAL of a stopped one.
-	earliest, latest := snaps[len(snaps)-1].CreatedAt, now
+	var segs []Segment
 	if !running {
-		segs, _ := segments(archive)
+		segs, _ = segments(archive)
 		if len(segs) == 0 {
 			return recoveryClone{}, errdefs.FailedPrecondition("%s/%s's WAL archive %s is empty: no moment after its snapshot is reachable", p.Name, parent.Name, archive)
 		}
-		latest = segs[len(segs)-1].Time
 	}
-	reach := fmt.Sprintf("the earliest reachable moment is %s and the latest reachable moment %s", earliestBound(earliest), latestBound(latest))
-	if running {
-		reach += " (now)"
+	var base *state.Snapshot
+	if target.IsLSN {
+		base, err = e.reachLSN(ctx, p, parent, snaps, segs, running, flag, target.LSN)
 	} else {
-		reach += " (its newest archived WAL: it is stopped)"
+		base, err = reachTime(p, parent, snaps, segs, running, flag, target.Time, now)
 	}
-	base := pitrBase(snaps, target)
-	if base == nil {
-		return recoveryClone{}, errdefs.FailedPrecondition("%s %s is before the oldest snapshot of %s/%s; %s", flag, utc(target), p.Name, parent.Name, reach)
-	}
-	if target.After(latest) {
-		return recoveryClone{}, errdefs.FailedPrecondition("%s %s is after the newest archived WAL of %s/%s; %s", flag, utc(target), p.Name, parent.Name, reach)
+	if err != nil {
+		return recoveryClone{}, err
 	}
 	if err := e.requireSpace(ctx, p, d, "a WAL switch of "+p.Name+"/"+parent.Name+" and a new server"); err != nil {
 		return recoveryClone{}, err
@@ -142,11 +139,7 @@ func (e *Engine) preparePITR(ctx context.Context, op *op, p state.Project, d sto
 			return recoveryClone{}, err
 		}
 	}
-	recovery := recoveryFrom(archive, map[string]string{
-		"recovery_target_time":      target.UTC().Format("2006-01-02 15:04:05.999999-07"),
-		"recovery_target_timeline":  "current",
-		"recovery_target_inclusive": "true",
-	})
+	recovery := recoveryFrom(archive, target.settings())
 	spec, err := e.cloneSnapshot(ctx, op, p, d, *base, b, func(spec runtime.Spec) error {
 		f, err := os.OpenFile(filepath.Join(spec.DataDir, "recovery.signal"), os.O_CREATE|os.O_WRONLY, 0o600)
 		if err != nil {
@@ -167,6 +160,72 @@ func (e *Engine) preparePITR(ctx context.Context, op *op, p state.Project, d sto
 	return recoveryClone{spec: spec, base: *base, target: target}, nil
 }
 
+// reachTime is the snapshot a recovery to the moment target starts from,
+// or the refusal that names the reachable moments: from the oldest
+// snapshot of the volume to now (a running server's current WAL is
+// archived before the recovery), or to the newest archived WAL (segs) of
+// a stopped one.
+func reachTime(p state.Project, parent state.Branch, snaps []state.Snapshot, segs []Segment, running bool, flag string, target, now time.Time) (*state.Snapshot, error) {
+	earliest, latest := snaps[len(snaps)-1].CreatedAt, now
+	if !running {
+		latest = segs[len(segs)-1].Time
+	}
+	reach := fmt.Sprintf("the earliest reachable moment is %s and the latest reachable moment %s", earliestBound(earliest), latestBound(latest))
+	reach += reachWhy(running)
+	base := pitrBase(snaps, target)
+	if base == nil {
+		return nil, errdefs.FailedPrecondition("%s %s is before the oldest snapshot of %s/%s; %s", flag, utc(target), p.Name, parent.Name, reach)
+	}
+	if target.After(latest) {
+		return nil, errdefs.FailedPrecondition("%s %s is after the newest archived WAL of %s/%s; %s", flag, utc(target), p.Name, parent.Name, reach)
+	}
+	return base, nil
+}
+
+// reachLSN is reachTime for an LSN: from the smallest end LSN recorded of
+// the volume's snapshots to the running server's WAL position now, or to
+// the end of the newest archived segment of a stopped one.
+func (e *Engine) reachLSN(ctx context.Context, p state.Project, parent state.Branch, snaps []state.Snapshot, segs []Segment, running bool, flag string, target pg.LSN) (*state.Snapshot, error) {
+	earliest, ok := earliestLSN(snaps)
+	if !ok {
+		return nil, errdefs.FailedPrecondition("%s LSN %s: no snapshot of %s/%s records the WAL position its data reaches (they were made by an older velo); make one with velo snapshot create %s/%s (LSNs after it are then reachable), or give a time",
+			flag, target, p.Name, parent.Name, p.Name, parent.Name)
+	}
+	var latest pg.LSN
+	if running {
+		c, err := e.dial(ctx, p, parent)
+		if err != nil {
+			return nil, err
+		}
+		pos, err := walPosition(ctx, c)
+		c.Close(context.WithoutCancel(ctx))
+		if err != nil {
+			return nil, err
+		}
+		if latest, err = pg.ParseLSN(pos); err != nil {
+			return nil, err
+		}
+	} else {
+		latest = segmentEnd(segs[len(segs)-1])
+	}
+	reach := fmt.Sprintf("the earliest reachable LSN is %s and the latest reachable LSN %s", earliest, latest) + reachWhy(running)
+	base := lsnBase(snaps, target)
+	if base == nil {
+		return nil, errdefs.FailedPrecondition("%s LSN %s is before the oldest snapshot of %s/%s; %s", flag, target, p.Name, parent.Name, reach)
+	}
+	if target > latest {
+		return nil, errdefs.FailedPrecondition("%s LSN %s is after the newest WAL of %s/%s; %s", flag, target, p.Name, parent.Name, reach)
+	}
+	return base, nil
+}
+
+func reachWhy(running bool) string {
+	if running {
+		return " (now)"
+	}
+	return " (its newest archived WAL: it is stopped)"
+}
+
 // replay starts the recovery clone rc as branch b: the start replays the
 // WAL to the target and promotes. inData is the password the cloned data
 // holds; a branch with another gets it before any TCP login.
@@ -184,7 +243,7 @@ func (e *Engine) replay(ctx context.Context, op *op, p state.Project, b state.Br
 	}
 	replayCtx, cancel := context.WithTimeout(ctx, 2*time.Hour)
 	defer cancel()
-	err := e.Progress.Step("Replay WAL to "+utc(target), func() error {
+	err := e.Progress.Step("Replay WAL to "+target.String(), func() error {
 		_, err := e.Runtime.Start(replayCtx, spec)
 		return err
 	})

@@ -498,6 +498,8 @@ type ProjectInfo struct {
 	// Idle is the idle timeout of the branches but main that have none of
 	// their own (0: never).
 	Idle time.Duration
+	// Mask is the project's default mask script ("" none).
+	Mask string
 }
 
 // Projects lists the projects.
@@ -541,7 +543,7 @@ func (e *Engine) Project(ctx context.Context, name string) (ProjectInfo, error) 
 func (e *Engine) projectInfo(p state.Project, branches int) ProjectInfo {
 	return ProjectInfo{Name: p.Name, Storage: p.Driver, Pool: p.Pool, PGMajor: p.PGMajor, Branches: branches, CreatedAt: p.CreatedAt,
 		Listen: pg.ListenAddresses(listenOf(p)), CACert: e.caCert(p), Source: sourceInfo(p.Source), Runtime: p.Runtime, Image: p.Image,
-		Idle: time.Duration(p.IdleSeconds) * time.Second}
+		Idle: time.Duration(p.IdleSeconds) * time.Second, Mask: p.Mask}
 }
 
 func removeBranchFiles(e *Engine, b state.Branch) {

@@ -300,7 +300,7 @@ func (e *Engine) reconcile(ctx context.Context, st *state.Store, extra []string,
 		}
 		b := state.Branch{ID: bid, ProjectID: p.ID, Name: id.Branch.Name, ParentID: id.Branch.ParentID, VolumeID: v.id,
 			OriginSnapshotID: v.origin, Port: id.Branch.Port, WantRunning: v.running, CreatedAt: id.Branch.CreatedAt,
-			PITRTarget: id.Branch.PITRTarget, ExpiresAt: id.Branch.ExpiresAt}
+			PITRTarget: id.Branch.PITRTarget, ExpiresAt: id.Branch.ExpiresAt, PITRLSN: id.Branch.PITRLSN, Masked: id.Branch.Masked}
 		if pw, err := e.readSecret(bid); err == nil {
 			b.Password = pw
 		}
@@ -535,7 +535,7 @@ func (e *Engine) reconcileSnapshots(m *rebuildModel, pools map[string]*rebuildPo
 			s := state.Snapshot{ID: id, BranchID: v.ident.Branch.ID, VolumeID: en.Origin, User: true, CreatedAt: time.Now()}
 			if n, err := readSnapshotNote(v.path, id); err == nil {
 				s = state.Snapshot{ID: id, BranchID: n.BranchID, VolumeID: en.Origin, Label: n.Label, User: n.User,
-					BackupLabel: n.BackupLabel, WALStart: n.WALStart, CreatedAt: n.CreatedAt}
+					BackupLabel: n.BackupLabel, WALStart: n.WALStart, EndLSN: n.EndLSN, CreatedAt: n.CreatedAt}
 				change("snapshot %s is recovered from the storage", id)
 			} else {
 				lost("snapshot %s of volume %s: its note is missing: recorded as a snapshot kept by the user, taken now, with no label (velo snapshot delete %s removes it)", id, en.Origin, id)

@@ -15,7 +15,8 @@ import (
 // RestoreOptions are the flags of velo branch restore.
 type RestoreOptions struct {
 	Ref string // project/branch
-	// To is a moment of the branch's own history, as --pitr takes it.
+	// To is a moment of the branch's own history, or an LSN, as --pitr
+	// takes it.
 	To string
 	// Snapshot is a snapshot of the branch (an ID or unique prefix).
 	Snapshot string
@@ -29,8 +30,10 @@ type RestoreOptions struct {
 type RestoreResult struct {
 	Branch Conn  // the restored branch: its port and password unchanged
 	Kept   *Conn // the branch that keeps the replaced state; nil with --discard
-	// What it was restored to: Snapshot (an ID), else Target.
+	// What it was restored to: Snapshot (an ID), else LSN (0/3000060)
+	// or Target.
 	Snapshot string
+	LSN      string
 	Target   time.Time
 }
 
@@ -48,19 +51,10 @@ func (e *Engine) RestoreBranch(ctx context.Context, o RestoreOptions) (RestoreRe
 	if err != nil {
 		return res, err
 	}
-	var target time.Time
+	var target pitrTarget
 	if o.To != "" {
-		now := time.Now()
-		t, zoned, err := ParseTime(o.To, now)
-		if err != nil {
-			return res, fmt.Errorf("--to: %w", err)
-		}
-		if t.After(now) {
-			return res, errdefs.Invalid("--to %s is in the future (now is %s)", utc(t), utc(now))
-		}
-		target = t
-		if !zoned {
-			e.Progress.Warn("--to %s has no zone: taken as UTC", o.To)
+		if target, err = e.parseTarget("--to", o.To); err != nil {
+			return res, err
 		}
 	}
 	if o.Snapshot != "" {
@@ -150,8 +144,8 @@ func (e *Engine) RestoreBranch(ctx context.Context, o RestoreOptions) (RestoreRe
 			origin, freshSpec = snap.ID, spec
 			start = func() error { return e.startClone(ctx, op, p, b, spec, b.Password) }
 		} else {
-			res.Target = target
-			e.Progress.Title("Restoring %s/%s to %s...", p.Name, b.Name, utc(target))
+			res.Target, res.LSN = target.Time, target.lsn()
+			e.Progress.Title("Restoring %s/%s to %s...", p.Name, b.Name, target)
 			rc, err := e.preparePITR(ctx, op, p, d, b, fresh, "--to", target)
 			if err != nil {
 				return err
@@ -184,7 +178,7 @@ func (e *Engine) RestoreBranch(ctx context.Context, o RestoreOptions) (RestoreRe
 				parentID = b.ID // main's old state becomes a branch of main
 			}
 			keep = &state.Branch{ID: newID("b"), ProjectID: p.ID, Name: keepName, ParentID: parentID, VolumeID: b.VolumeID,
-				OriginSnapshotID: b.OriginSnapshotID, Port: port, Password: b.Password, WantRunning: wasRunning, CreatedAt: time.Now(), PITRTarget: b.PITRTarget}
+				OriginSnapshotID: b.OriginSnapshotID, Port: port, Password: b.Password, WantRunning: wasRunning, CreatedAt: time.Now(), PITRTarget: b.PITRTarget, PITRLSN: b.PITRLSN, Masked: b.Masked}
 		}
 		if err := op.record(ctx, stepSwapVolume, subject{ID: b.VolumeID, To: fresh.VolumeID}); err != nil {
 			return err

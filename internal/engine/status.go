@@ -46,8 +46,13 @@ type BranchInfo struct {
 	// SourceSnapshot; nil for other branches.
 	PITRTarget     *time.Time
 	SourceSnapshot string
+	// PITRLSN is the LSN a point-in-time branch recovered to, when it was
+	// given one; "" otherwise.
+	PITRLSN string
 	// Protected: delete, reset and expiry refuse the branch.
 	Protected bool
+	// Masked: the branch's data was masked (masked.go).
+	Masked bool
 	// ExpiresAt is when velo prune deletes the branch; nil for never.
 	ExpiresAt *time.Time
 	// SuspendedAt is when velo serve suspended the branch (State
@@ -184,7 +189,7 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch, sizes bool) 
 			info := BranchInfo{Name: x.p.Name + "/" + x.b.Name, Project: x.p.Name, Branch: x.b.Name, Port: x.b.Port,
 				Volume: x.b.VolumeID, CreatedAt: x.b.CreatedAt, State: "stopped", URL: conn(x.p, x.b, false).URL,
 				CACert: e.caCert(x.p), SocketDir: e.socketDir(x.b), LogFile: e.logFile(x.b), RouterURL: e.routerURL(x.p, x.b, false)}
-			info.Protected = x.b.Protected
+			info.Protected, info.Masked = x.b.Protected, x.b.Masked
 			info.Idle, info.IdleFrom = idleTimeout(x.p, x.b)
 			if !x.b.SuspendedAt.IsZero() && x.b.WantRunning {
 				t := x.b.SuspendedAt
@@ -197,6 +202,9 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch, sizes bool) 
 			if !x.b.PITRTarget.IsZero() {
 				t := x.b.PITRTarget
 				info.PITRTarget, info.SourceSnapshot = &t, x.b.OriginSnapshotID
+			}
+			if x.b.PITRLSN != "" {
+				info.PITRLSN, info.SourceSnapshot = x.b.PITRLSN, x.b.OriginSnapshotID
 			}
 			if x.b.ParentID != "" {
 				info.Parent = names[x.b.ParentID]

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
@@ -94,15 +96,10 @@ func gaps(segs []Segment) []string {
 	return out
 }
 
-// checkpoint runs CHECKPOINT and returns the WAL segment its redo starts in.
-// On a hot standby CHECKPOINT makes a restartpoint, which a snapshot's
-// crash recovery then starts from.
-func (e *Engine) checkpoint(ctx context.Context, p state.Project, b state.Branch) (string, error) {
-	c, err := e.dial(ctx, p, b)
-	if err != nil {
-		return "", err
-	}
-	defer c.Close(context.WithoutCancel(ctx))
+// checkpointOn runs CHECKPOINT on c and returns the WAL segment its redo
+// starts in. On a hot standby CHECKPOINT makes a restartpoint, which a
+// snapshot's crash recovery then starts from.
+func checkpointOn(ctx context.Context, c *pgx.Conn) (string, error) {
 	if _, err := c.Exec(ctx, "CHECKPOINT"); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
@@ -111,6 +108,15 @@ func (e *Engine) checkpoint(ctx context.Context, p state.Project, b state.Branch
 		return "", err
 	}
 	return pg.WALFileName(ctx, c, redo)
+}
+
+// walPosition is the server's WAL position: on a primary what it has
+// written, on a standby what it has replayed. Everything a copy of its
+// data directory taken before holds is at or before it.
+func walPosition(ctx context.Context, c *pgx.Conn) (string, error) {
+	var lsn string
+	err := c.QueryRow(ctx, "SELECT (CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn() ELSE pg_current_wal_lsn() END)::text").Scan(&lsn)
+	return lsn, err
 }
 
 // switchAndArchive closes the current WAL segment and waits until the

@@ -50,6 +50,10 @@ type Config struct {
 	// costs 16 MB of the branch's own space per segment; a recycled
 	// segment keeps blocks a snapshot or a clone may share.
 	CopyOnWrite bool
+	// NoTCP: the server listens on SocketDir alone (listen_addresses = ''),
+	// for a start that must take no connection from outside (masking),
+	// and never reuses an old WAL segment (wal_recycle off).
+	NoTCP bool
 }
 
 // fixedSettings are always written, after the per-server ones. fsync is
@@ -79,6 +83,12 @@ func RenderConfig(c Config) (string, error) {
 	listen := c.ListenAddresses
 	if listen == "" {
 		listen = "127.0.0.1"
+	}
+	if c.NoTCP {
+		if c.SocketDir == "" {
+			return "", fmt.Errorf("config: a server without TCP needs a socket directory")
+		}
+		listen = ""
 	}
 	var b strings.Builder
 	b.WriteString("# Written by velo, which rewrites it: put your own settings in postgresql.conf\n")
@@ -117,6 +127,10 @@ func RenderConfig(c Config) (string, error) {
 	}
 	if c.CopyOnWrite {
 		b.WriteString("wal_init_zero = 'off'\nwal_recycle = 'off'\n")
+	} else if c.NoTCP {
+		// The masking start: a segment reused under a new name would keep
+		// the old one's bytes past what is written into it.
+		b.WriteString("wal_recycle = 'off'\n")
 	}
 	keys := make([]string, 0, len(c.Extra))
 	for k := range c.Extra {

@@ -69,6 +69,9 @@ type Spec struct {
 	// real connection and never reaches the server's command line or
 	// environment.
 	Password string
+	// SocketOnly: the server listens on SocketDir alone (no TCP), so its
+	// readiness is checked there.
+	SocketOnly bool
 
 	// Image is the container image a container runtime runs the server
 	// from ("" for the native runtime); Install then names the binaries as

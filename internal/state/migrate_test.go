@@ -80,6 +80,10 @@ func TestPITRTargetMigration(t *testing.T) {
 		`ALTER TABLE branches DROP COLUMN suspended_at`,
 		`ALTER TABLE branches DROP COLUMN idle_seconds`,
 		`ALTER TABLE projects DROP COLUMN idle_seconds`,
+		`ALTER TABLE snapshots DROP COLUMN end_lsn`,
+		`ALTER TABLE branches DROP COLUMN pitr_lsn`,
+		`ALTER TABLE projects DROP COLUMN mask`,
+		`ALTER TABLE branches DROP COLUMN masked`,
 		fmt.Sprintf(`UPDATE schema_version SET version = %d`, 5),
 		`INSERT INTO projects (id, name, driver, pool, pg_major, created_at) VALUES ('p1', 'demo', 'copy', '/x', 17, '2026-01-01T00:00:00Z')`,
 		`INSERT INTO branches (id, project_id, name, volume_id, port, password, created_at) VALUES ('b1', 'p1', 'main', 'v1', 20001, 'pw', '2026-01-01T00:00:00Z')`,
@@ -97,6 +101,12 @@ func TestPITRTargetMigration(t *testing.T) {
 	// A project from before --image runs natively.
 	if p, err := s.Q().Project(ctx, "demo"); err != nil || p.Runtime != RuntimeNative || p.Image != "" {
 		t.Fatalf("old project after migration: %+v, %v; want the native runtime, no image", p, err)
+	}
+	if p, err := s.Q().Project(ctx, "demo"); err != nil || p.Mask != "" {
+		t.Fatalf("old project after migration: %+v, %v; want no mask", p, err)
+	}
+	if b, err := s.Q().Branch(ctx, "p1", "main"); err != nil || b.PITRLSN != "" || b.Masked {
+		t.Fatalf("old branch after migration: %+v, %v; want no PITR LSN, unmasked", b, err)
 	}
 	if b, err := s.Q().Branch(ctx, "p1", "main"); err != nil || !b.PITRTarget.IsZero() || b.Protected || !b.ExpiresAt.IsZero() || !b.SuspendedAt.IsZero() || b.IdleSeconds != 0 {
 		t.Fatalf("old branch after migration: %+v, %v; want no PITR target, unprotected, no expiry, not suspended, the project's idle timeout", b, err)

@@ -55,8 +55,14 @@ func (t *Tx) InsertProject(ctx context.Context, p Project) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.q.ExecContext(ctx, `INSERT INTO projects (id, name, driver, pool, pg_major, archive_timeout, listen, created_at, source, runtime, image, archive_url, archive_endpoint) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.ID, p.Name, p.Driver, p.Pool, p.PGMajor, p.ArchiveTimeout, p.Listen, fmtTime(p.CreatedAt), src, runtimeName(p.Runtime), p.Image, p.Archive, p.ArchiveEndpoint)
+	_, err = t.q.ExecContext(ctx, `INSERT INTO projects (id, name, driver, pool, pg_major, archive_timeout, listen, created_at, source, runtime, image, archive_url, archive_endpoint, mask) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ID, p.Name, p.Driver, p.Pool, p.PGMajor, p.ArchiveTimeout, p.Listen, fmtTime(p.CreatedAt), src, runtimeName(p.Runtime), p.Image, p.Archive, p.ArchiveEndpoint, p.Mask)
+	return err
+}
+
+// SetMask records a project's default mask script ("" for none).
+func (t *Tx) SetMask(ctx context.Context, projectID, mask string) error {
+	_, err := t.q.ExecContext(ctx, `UPDATE projects SET mask = ? WHERE id = ?`, mask, projectID)
 	return err
 }
 
@@ -79,12 +85,12 @@ func encodeSource(s *Source) (string, error) {
 	return string(b), err
 }
 
-const projectCols = `id, name, driver, pool, pg_major, archive_timeout, listen, created_at, source, runtime, image, archive_url, archive_endpoint, idle_seconds`
+const projectCols = `id, name, driver, pool, pg_major, archive_timeout, listen, created_at, source, runtime, image, archive_url, archive_endpoint, idle_seconds, mask`
 
 func scanProject(row scanner) (Project, error) {
 	var p Project
 	var created, src string
-	err := row.Scan(&p.ID, &p.Name, &p.Driver, &p.Pool, &p.PGMajor, &p.ArchiveTimeout, &p.Listen, &created, &src, &p.Runtime, &p.Image, &p.Archive, &p.ArchiveEndpoint, &p.IdleSeconds)
+	err := row.Scan(&p.ID, &p.Name, &p.Driver, &p.Pool, &p.PGMajor, &p.ArchiveTimeout, &p.Listen, &created, &src, &p.Runtime, &p.Image, &p.Archive, &p.ArchiveEndpoint, &p.IdleSeconds, &p.Mask)
 	p.CreatedAt = parseTime(created)
 	if err == nil && src != "" {
 		p.Source = &Source{}
@@ -132,9 +138,9 @@ func (t *Tx) DeleteProject(ctx context.Context, id string) error {
 
 // InsertBranch records a new branch.
 func (t *Tx) InsertBranch(ctx context.Context, b Branch) error {
-	_, err := t.q.ExecContext(ctx, `INSERT INTO branches (id, project_id, name, parent_id, volume_id, origin_snapshot_id, port, password, want_running, created_at, pitr_target, protected, expires_at, suspended_at, idle_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err := t.q.ExecContext(ctx, `INSERT INTO branches (id, project_id, name, parent_id, volume_id, origin_snapshot_id, port, password, want_running, created_at, pitr_target, protected, expires_at, suspended_at, idle_seconds, pitr_lsn, masked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		b.ID, b.ProjectID, b.Name, nullable(b.ParentID), b.VolumeID, nullable(b.OriginSnapshotID), b.Port, b.Password, b.WantRunning, fmtTime(b.CreatedAt), fmtOptionalTime(b.PITRTarget), b.Protected, fmtOptionalTime(b.ExpiresAt),
-		fmtOptionalTime(b.SuspendedAt), b.IdleSeconds)
+		fmtOptionalTime(b.SuspendedAt), b.IdleSeconds, b.PITRLSN, b.Masked)
 	return err
 }
 
@@ -169,16 +175,16 @@ func (t *Tx) SetProjectIdle(ctx context.Context, projectID string, seconds int) 
 // a copy of the parent's current data, so the branch is no longer the
 // parent as it was at a moment: its PITR target goes.
 func (t *Tx) SwapVolume(ctx context.Context, branchID, volumeID, originSnapshotID string) error {
-	_, err := t.q.ExecContext(ctx, `UPDATE branches SET volume_id = ?, origin_snapshot_id = ?, pitr_target = '' WHERE id = ?`, volumeID, nullable(originSnapshotID), branchID)
+	_, err := t.q.ExecContext(ctx, `UPDATE branches SET volume_id = ?, origin_snapshot_id = ?, pitr_target = '', pitr_lsn = '' WHERE id = ?`, volumeID, nullable(originSnapshotID), branchID)
 	return err
 }
 
-const branchCols = `id, project_id, name, COALESCE(parent_id, ''), volume_id, COALESCE(origin_snapshot_id, ''), port, password, want_running, created_at, pitr_target, protected, expires_at, suspended_at, idle_seconds`
+const branchCols = `id, project_id, name, COALESCE(parent_id, ''), volume_id, COALESCE(origin_snapshot_id, ''), port, password, want_running, created_at, pitr_target, protected, expires_at, suspended_at, idle_seconds, pitr_lsn, masked`
 
 func scanBranch(row scanner) (Branch, error) {
 	var b Branch
 	var created, pitr, expires, suspended string
-	err := row.Scan(&b.ID, &b.ProjectID, &b.Name, &b.ParentID, &b.VolumeID, &b.OriginSnapshotID, &b.Port, &b.Password, &b.WantRunning, &created, &pitr, &b.Protected, &expires, &suspended, &b.IdleSeconds)
+	err := row.Scan(&b.ID, &b.ProjectID, &b.Name, &b.ParentID, &b.VolumeID, &b.OriginSnapshotID, &b.Port, &b.Password, &b.WantRunning, &created, &pitr, &b.Protected, &expires, &suspended, &b.IdleSeconds, &b.PITRLSN, &b.Masked)
 	if suspended != "" {
 		b.SuspendedAt = parseTime(suspended)
 	}
@@ -275,17 +281,17 @@ func (t *Tx) Ports(ctx context.Context) (map[int]bool, error) {
 
 // InsertSnapshot records a snapshot.
 func (t *Tx) InsertSnapshot(ctx context.Context, projectID string, s Snapshot) error {
-	_, err := t.q.ExecContext(ctx, `INSERT INTO snapshots (id, project_id, branch_id, volume_id, label, user, backup_label, wal_start, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		s.ID, projectID, nullable(s.BranchID), s.VolumeID, s.Label, s.User, s.BackupLabel, s.WALStart, fmtTime(s.CreatedAt))
+	_, err := t.q.ExecContext(ctx, `INSERT INTO snapshots (id, project_id, branch_id, volume_id, label, user, backup_label, wal_start, created_at, end_lsn) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		s.ID, projectID, nullable(s.BranchID), s.VolumeID, s.Label, s.User, s.BackupLabel, s.WALStart, fmtTime(s.CreatedAt), s.EndLSN)
 	return err
 }
 
-const snapshotCols = `id, COALESCE(branch_id, ''), volume_id, label, user, backup_label, wal_start, created_at`
+const snapshotCols = `id, COALESCE(branch_id, ''), volume_id, label, user, backup_label, wal_start, created_at, end_lsn`
 
 func scanSnapshot(row scanner) (Snapshot, error) {
 	var s Snapshot
 	var created string
-	err := row.Scan(&s.ID, &s.BranchID, &s.VolumeID, &s.Label, &s.User, &s.BackupLabel, &s.WALStart, &created)
+	err := row.Scan(&s.ID, &s.BranchID, &s.VolumeID, &s.Label, &s.User, &s.BackupLabel, &s.WALStart, &created, &s.EndLSN)
 	s.CreatedAt = parseTime(created)
 	return s, err
 }

@@ -60,6 +60,11 @@ type Project struct {
 	// IdleSeconds is the idle timeout of the project's branches but main
 	// that have none of their own (0: never suspended).
 	IdleSeconds int
+	// Mask is the text of the SQL script every new branch of the project
+	// is masked with (velo project set --mask); "" for none. A copy, not
+	// the file's path: a later edit of the file changes nothing until set
+	// again.
+	Mask string
 }
 
 // Runtime names.
@@ -122,6 +127,12 @@ type Branch struct {
 	// source snapshot is OriginSnapshotID); zero for any other branch, and
 	// after a reset.
 	PITRTarget time.Time
+	// PITRLSN is the LSN a point-in-time branch recovered to, when it was
+	// given one (PITRTarget is then zero).
+	PITRLSN string
+	// Masked: the branch's data was masked (masked.go) before it took any
+	// connection from outside; every branch made from it is masked too.
+	Masked bool
 	// Protected: delete, reset and expiry refuse it, --force or not.
 	Protected bool
 	// ExpiresAt is when velo prune deletes the branch; zero for never.
@@ -154,7 +165,11 @@ type Snapshot struct {
 	// non-atomic copy of a running server.
 	BackupLabel string
 	// WALStart is the first WAL segment a recovery from this snapshot reads.
-	WALStart  string
+	WALStart string
+	// EndLSN is the WAL position its data reaches: a recovery from it
+	// reaches every LSN from there on. "" for snapshots made before Velo
+	// recorded it.
+	EndLSN    string
 	CreatedAt time.Time
 }
 
@@ -380,6 +395,17 @@ var migrations = []string{
 	`ALTER TABLE branches ADD COLUMN suspended_at TEXT NOT NULL DEFAULT '';
 	ALTER TABLE branches ADD COLUMN idle_seconds INTEGER NOT NULL DEFAULT 0;
 	ALTER TABLE projects ADD COLUMN idle_seconds INTEGER NOT NULL DEFAULT 0;`,
+	// The WAL position a snapshot's data reaches (a branch --pitr LSN
+	// starts from a snapshot at or before it; '' for snapshots made
+	// before, which an LSN target does not use), and the LSN a
+	// point-in-time branch recovered to ('' for a time or none).
+	`ALTER TABLE snapshots ADD COLUMN end_lsn TEXT NOT NULL DEFAULT '';
+	ALTER TABLE branches ADD COLUMN pitr_lsn TEXT NOT NULL DEFAULT '';`,
+	// Masked branches: a project's default mask script (its text, '' for
+	// none) and whether a branch's data was masked (by its own script or
+	// its parent's).
+	`ALTER TABLE projects ADD COLUMN mask TEXT NOT NULL DEFAULT '';
+	ALTER TABLE branches ADD COLUMN masked INTEGER NOT NULL DEFAULT 0;`,
 }
 
 // migrate brings the schema up to date. Velo processes may open a new

@@ -49,6 +49,9 @@ type Branch struct {
 	PITR *PITR `json:"pitr,omitempty"`
 	// Protected: delete, reset and expiry refuse the branch.
 	Protected bool `json:"protected"`
+	// Masked: the branch's data was masked before it took any connection
+	// from outside (velo branch create --mask, or its parent was).
+	Masked bool `json:"masked"`
 	// ExpiresAt is when velo prune deletes the branch, and ExpiresInSeconds
 	// the time left then (0 once expired); both absent for never.
 	ExpiresAt        *time.Time `json:"expires_at,omitempty"`
@@ -66,8 +69,11 @@ type Branch struct {
 
 // PITR is how a point-in-time branch was made.
 type PITR struct {
-	Target         time.Time `json:"target"`
-	SourceSnapshot string    `json:"source_snapshot"`
+	// Target is the moment it recovered to, or LSN the WAL position
+	// (0/3000060); one of them is set.
+	Target         *time.Time `json:"target,omitempty"`
+	LSN            string     `json:"lsn,omitempty"`
+	SourceSnapshot string     `json:"source_snapshot"`
 }
 
 // Branches is branch list.
@@ -88,9 +94,12 @@ func NewBranch(b engine.BranchInfo) Branch {
 		v.StartedAt = &t
 	}
 	if b.PITRTarget != nil {
-		v.PITR = &PITR{Target: b.PITRTarget.UTC(), SourceSnapshot: b.SourceSnapshot}
+		t := b.PITRTarget.UTC()
+		v.PITR = &PITR{Target: &t, SourceSnapshot: b.SourceSnapshot}
+	} else if b.PITRLSN != "" {
+		v.PITR = &PITR{LSN: b.PITRLSN, SourceSnapshot: b.SourceSnapshot}
 	}
-	v.Protected = b.Protected
+	v.Protected, v.Masked = b.Protected, b.Masked
 	if b.ExpiresAt != nil {
 		t := b.ExpiresAt.UTC()
 		left := max(int64(time.Until(t).Seconds()), 0)
@@ -150,6 +159,9 @@ type Project struct {
 	// Image).
 	Runtime string `json:"runtime"`
 	Image   string `json:"image,omitempty"`
+	// Mask is the text of the project's default mask script (velo project
+	// set --mask); absent for none.
+	Mask string `json:"mask,omitempty"`
 	// Source is where an imported project came from.
 	Source *Source `json:"source,omitempty"`
 	// Archive is the project's WAL archive in object storage (project get
@@ -207,7 +219,7 @@ type Projects []Project
 // NewProject is the view of p.
 func NewProject(p engine.ProjectInfo) Project {
 	return Project{Name: p.Name, Storage: p.Storage, Pool: p.Pool, PGVersion: p.PGMajor, Branches: p.Branches,
-		CreatedAt: p.CreatedAt, Listen: p.Listen, CACert: p.CACert, Runtime: p.Runtime, Image: p.Image, Source: newSource(p.Source), Archive: newObjectArchive(p.Archive),
+		CreatedAt: p.CreatedAt, Listen: p.Listen, CACert: p.CACert, Runtime: p.Runtime, Image: p.Image, Mask: p.Mask, Source: newSource(p.Source), Archive: newObjectArchive(p.Archive),
 		IdleTimeoutSeconds: int64(p.Idle / time.Second)}
 }
 
@@ -338,6 +350,7 @@ type Restore struct {
 	Restored   Branch     `json:"restored"`
 	SnapshotID string     `json:"snapshot_id,omitempty"`
 	Target     *time.Time `json:"target,omitempty"`
+	LSN        string     `json:"lsn,omitempty"`
 	Kept       *Branch    `json:"kept"`
 }
 

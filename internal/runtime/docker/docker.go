@@ -30,6 +30,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/velohq/velo/internal/dockerapi"
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/procfs"
@@ -401,7 +403,13 @@ func probe(ctx context.Context, s runtime.Spec, dataDir string, port int) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	conn, err := pg.Connect(ctx, port, s.Password)
+	connect := pg.Connect
+	if s.SocketOnly {
+		connect = func(ctx context.Context, port int, password string) (*pgx.Conn, error) {
+			return pg.ConnectSocket(ctx, s.SocketDir, port, password)
+		}
+	}
+	conn, err := connect(ctx, port, s.Password)
 	if err != nil {
 		code := pg.SQLState(err)
 		return code != "" && code != pg.CodeCannotConnectNow

@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"golang.org/x/sys/unix"
 
 	"github.com/velohq/velo/internal/pg"
@@ -447,7 +448,13 @@ func probe(ctx context.Context, s runtime.Spec, dataDir string, p process, port 
 	}
 	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
-	conn, err := pg.Connect(ctx, port, s.Password)
+	connect := pg.Connect
+	if s.SocketOnly {
+		connect = func(ctx context.Context, port int, password string) (*pgx.Conn, error) {
+			return pg.ConnectSocket(ctx, s.SocketDir, port, password)
+		}
+	}
+	conn, err := connect(ctx, port, s.Password)
 	if err != nil {
 		code := pg.SQLState(err)
 		return code != "" && code != pg.CodeCannotConnectNow

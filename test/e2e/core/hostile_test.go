@@ -235,6 +235,8 @@ func TestHostileInput(t *testing.T) {
 		"table":          {rules: []string{"no such table", "is not a table name", "a table of the system's"}, extra: []string{"pg_catalog.pg_class", "a.b.c.d"}},
 	}
 	maps.Copy(stringFlags, archiveStringFlags)
+	maps.Copy(stringFlags, lsnStringFlags)
+	maps.Copy(stringFlags, maskStringFlags)
 	intFlags := map[string][]string{
 		"days":       {"-1", "36501", "99999999999999999999", "1e9", "0x10", "abc", "1.5", "", " 1"},
 		"pg-version": {"-1", "99999999999999999999", "0x11", "abc", "17.2", ""},
