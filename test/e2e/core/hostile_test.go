@@ -224,6 +224,7 @@ func TestHostileInput(t *testing.T) {
 		"fs":             {rules: []string{"choose btrfs or xfs"}},
 		"from":           {rules: []string{"is neither a postgresql:// URL nor service=NAME"}},
 		"database":       {rules: []string{"printable text of at most 63 bytes"}, legit: func(s string) bool { return printable(s) && len(s) <= 63 }, extra: []string{"a\u200bb", strings.Repeat("é", 32)}},
+		"idle":           {rules: []string{"is not an idle timeout"}, legit: func(s string) bool { return strings.TrimSpace(s) == "" }, extra: []string{"0s", "-5m", "1.5s", "400d", "99999999999w", "1e9d", "2", "nevermore"}},
 		"ttl":            {rules: []string{"is not a time to live", "is too long"}, extra: []string{"2h ago", "0s", "-5m", "99999999999w", "1e9d", "2"}},
 		"expires-at":     {rules: []string{timeRule, "is not in the future", "too far ahead", "too far back"}, extra: []string{"9999-12-31T00:00:00Z", "2 hours ago", "2025-13-45", "2000-01-01T00:00:00Z"}},
 		"completion-dir": {rules: []string{absRule, printRule, pathLenRule}, legit: absPrintable, extra: pathExtra},
