@@ -267,7 +267,7 @@ type projectSetOptions struct {
 	ArchiveSet bool
 	// Mask is a SQL file for the default mask, or none ("" unchanged).
 	Mask string
-	JSON       bool
+	JSON bool
 }
 
 func newProjectSetCommand(g *Globals) *cobra.Command {

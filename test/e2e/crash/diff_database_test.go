@@ -1,14 +1,9 @@
 package crash
 
 import (
-	"context"
-	"fmt"
-	"os"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/velohq/velo/test/e2e/harness"
 )
@@ -21,9 +16,9 @@ func TestDiffDatabase(t *testing.T) {
 	e := newEnv(t, "btrfs")
 	e.Create("dd")
 	e.Psql("dd/main", "CREATE DATABASE app")
-	psqlDB(t, e, "dd/main", "app", "CREATE TABLE orders (id int PRIMARY KEY, total int); INSERT INTO orders SELECT g, g FROM generate_series(1, 100) g")
+	e.PsqlDB("dd/main", "app", "CREATE TABLE orders (id int PRIMARY KEY, total int); INSERT INTO orders SELECT g, g FROM generate_series(1, 100) g")
 	e.OK("branch", "create", "dd/dev")
-	psqlDB(t, e, "dd/dev", "app", "INSERT INTO orders VALUES (101, 1); UPDATE orders SET total = 0 WHERE id = 1; DELETE FROM orders WHERE id = 2; CREATE TABLE refunds (id int)")
+	e.PsqlDB("dd/dev", "app", "INSERT INTO orders VALUES (101, 1); UPDATE orders SET total = 0 WHERE id = 1; DELETE FROM orders WHERE id = 2; CREATE TABLE refunds (id int)")
 
 	got := e.diff("dd/dev", "--database", "app")
 	if s := got.dataList(); !slices.Equal(s, []string{"public.orders +1 -1 ~1"}) {
@@ -50,19 +45,4 @@ func TestDiffDatabase(t *testing.T) {
 	if r := e.Run("doctor"); r.Code != 0 {
 		t.Errorf("velo doctor after the refusals: %s", r)
 	}
-}
-
-// psqlDB runs sql with psql on database db of branch ref.
-func psqlDB(t *testing.T, e *env, ref, db, sql string) string {
-	t.Helper()
-	c := e.Conn(ref)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "psql", "-X", "-v", "ON_ERROR_STOP=1", "-At", "-h", "localhost", "-p", fmt.Sprint(c.Port), "-U", "postgres", "-d", db, "-c", sql)
-	cmd.Env = append(os.Environ(), "PGPASSWORD="+c.Password, "PGCONNECT_TIMEOUT=5")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("psql on %s/%s: %v\n%s", ref, db, err, out)
-	}
-	return strings.TrimSpace(string(out))
 }

@@ -135,7 +135,7 @@ func (s *Source) Writes() string {
 	return strings.Join(out, " ")
 }
 
-// psqlDB runs SQL on database db of a branch.
+// PsqlDB runs SQL on database db of a branch.
 func (e *Env) PsqlDB(ref, db, sql string) string {
 	e.T.Helper()
 	c := e.Conn(ref)
