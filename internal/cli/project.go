@@ -236,10 +236,13 @@ func runProjectDelete(ctx context.Context, g *Globals, o forceOptions, name stri
 func newProjectRefreshCommand(g *Globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "refresh NAME",
-		Short: "Import a logically imported project's source again into main (branches keep their data)",
-		Long: `Dump the source's databases again and restore them into a new volume for main,
-then swap it in: main keeps its port and password, and answers with its old data
-until the new one is ready. Branches keep their own data.`,
+		Short: "Take a new copy of an imported project's source into main (branches keep their data)",
+		Long: `Copy the source again into a new volume for main, then swap it in: a logical
+import (--logical) is dumped and restored again, a physical one made with
+--no-follow gets a new base backup (its password found as libpq finds it:
+PGPASSWORD, ~/.pgpass or the service file). Main keeps its port and password
+and answers with its old data until the new copy is ready. Branches keep their
+own data. A following main stays current by itself and is not refreshed.`,
 		Args: exactArgs(1),
 		RunE: func(c *cobra.Command, args []string) error { return runProjectRefresh(c.Context(), g, args[0]) },
 	}

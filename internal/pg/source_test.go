@@ -117,3 +117,31 @@ func TestSourceFromConninfo(t *testing.T) {
 		t.Fatalf("got %+v", got)
 	}
 }
+
+func TestFindPassword(t *testing.T) {
+	dir := t.TempDir()
+	pass := filepath.Join(dir, "pgpass")
+	if err := os.WriteFile(pass, []byte("127.0.0.1:6543:*:repl:from-pgpass\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PGPASSFILE", pass)
+	t.Setenv("PGPASSWORD", "")
+	s := Source{Host: "127.0.0.1", Port: 6543, User: "repl", Database: "postgres"}
+	got, err := s.FindPassword()
+	if err != nil || got.Password != "from-pgpass" {
+		t.Fatalf("from ~/.pgpass: %q, %v", got.Password, err)
+	}
+	t.Setenv("PGPASSWORD", "from-env")
+	if got, _ := s.FindPassword(); got.Password != "from-env" {
+		t.Fatalf("PGPASSWORD: %q, want from-env", got.Password)
+	}
+	s.Password = "kept"
+	if got, _ := s.FindPassword(); got.Password != "kept" {
+		t.Fatalf("a password held is replaced: %q", got.Password)
+	}
+	t.Setenv("PGPASSWORD", "")
+	other := Source{Host: "127.0.0.1", Port: 6543, User: "someone", Database: "postgres"}
+	if got, _ := other.FindPassword(); got.Password != "" {
+		t.Fatalf("another role got %q", got.Password)
+	}
+}

@@ -16,12 +16,16 @@ func (c *crashRun) physicalCases() []crashCase {
 	}
 	src := harness.NewProdSource(e.T, 1)
 	exists := func() bool { return e.Run("project", "get", "imp").Code == 0 }
+	from := fmt.Sprintf("postgresql://repl@127.0.0.1:%d/postgres", src.Port)
+	marks := func() string { return e.Psql("nf/main", "SELECT count(*) FROM marks") }
+	var port int
+	next := 1
 	return []crashCase{{
 		name:    "project create --from --slot",
 		drivers: []string{"btrfs"},
 		setup:   func() { e.Extra = append(e.Extra, "PGPASSWORD="+harness.SourceReplPassword) },
 		args: func() []string {
-			return []string{"project", "create", "imp", "--pool", e.Pool, "--from", fmt.Sprintf("postgresql://repl@127.0.0.1:%d/postgres", src.Port), "--slot"}
+			return []string{"project", "create", "imp", "--pool", e.Pool, "--from", from, "--slot"}
 		},
 		done: func() bool {
 			if exists() {
@@ -38,5 +42,29 @@ func (c *crashRun) physicalCases() []crashCase {
 			}
 		},
 		undo: func() { e.OK("project", "delete", "imp") },
+	}, {
+		// Refresh of a --no-follow copy: killed anywhere, main answers on
+		// its port with either its old copy or the new one, whole.
+		name:    "project refresh --no-follow",
+		drivers: []string{"btrfs"},
+		setup: func() {
+			e.Extra = append(e.Extra, "PGPASSWORD="+harness.SourceReplPassword)
+			e.OK("project", "create", "nf", "--pool", e.Pool, "--from", from, "--no-follow")
+			port = e.Conn("nf/main").Port
+			src.SQL(fmt.Sprintf("INSERT INTO marks (name) VALUES ('refresh %d')", next))
+			next++
+		},
+		args: func() []string { return []string{"project", "refresh", "nf"} },
+		done: func() bool { return marks() == src.SQL("SELECT count(*) FROM marks") },
+		check: func() {
+			if p := e.Conn("nf/main").Port; p != port {
+				e.T.Fatalf("nf/main moved from port %d to %d", port, p)
+			}
+			harness.PgbenchInvariant(e.T, "nf/main", func(q string) string { return e.Psql("nf/main", q) })
+		},
+		undo: func() {
+			src.SQL(fmt.Sprintf("INSERT INTO marks (name) VALUES ('refresh %d')", next))
+			next++
+		},
 	}}
 }

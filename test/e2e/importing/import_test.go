@@ -116,6 +116,9 @@ func TestImportPhysical(t *testing.T) {
 			harness.PgbenchInvariant(t, "prod/past", func(q string) string { return e.Psql("prod/past", q) })
 			assertNoSourceIn(t, e.Psql("prod/past", "SHOW data_directory"), src.Port)
 
+			// A following main stays current by itself: refresh refuses it.
+			e.Refused([]string{"follows its source and stays current by itself"}, "project", "refresh", "prod")
+
 			src.StopBench()
 			e.OK("project", "delete", "prod", "--force")
 			time.Sleep(500 * time.Millisecond)

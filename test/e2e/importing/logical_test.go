@@ -185,7 +185,7 @@ func TestLogicalImportFaults(t *testing.T) {
 	}
 	e.OK("project", "delete", "r")
 
-	// Refresh is for logical imports only.
+	// An empty project has no source to refresh from.
 	e.Create("empty")
 	e.Refused([]string{"project empty was made empty, not imported"}, "project", "refresh", "empty")
 }
