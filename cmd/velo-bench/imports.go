@@ -41,6 +41,11 @@ func (m *measure) imports(ctx context.Context) error {
 	}
 	defer src.stop()
 	logf("%s %d MB: import source on %s, port %d", m.p.driver, m.size, plain, src.port)
+	if m.c.logical {
+		if err := m.logicalImport(ctx, runAs, src.port); err != nil {
+			return err
+		}
+	}
 
 	s, err := timeRuns(m.c.reps, func(i int) (time.Duration, error) {
 		dir := filepath.Join(m.p.mount, fmt.Sprintf("byhand-%d", i))

@@ -47,6 +47,7 @@ type config struct {
 	// project of this Docker image (velo project create --image).
 	image      string
 	imports    bool // measure the physical import (velo project create --from)
+	logical    bool // with imports, measure the logical import too (--logical)
 	onlyImport bool // measure branch create and the import only
 	diffOnly   bool // measure velo diff only
 	wakeOnly   bool // measure velo serve's wake only
@@ -69,6 +70,7 @@ func main() {
 	flag.BoolVar(&c.alternatives, "alternatives", true, "measure TEMPLATE, pg_dump | pg_restore and pg_basebackup too (on the first driver's databases); false measures Velo alone, as after a change to it")
 	flag.StringVar(&c.image, "image", "", "also time branch create, reset and delete in a project made with --image IMG (a Docker image of the measured major, present in the engine DOCKER_HOST names), at every size")
 	flag.BoolVar(&c.imports, "import", true, "measure a physical import too: velo project create --from a plain server holding the same database, against pg_basebackup by hand into the pool; branch create on the following main; its replay lag under pgbench")
+	flag.BoolVar(&c.logical, "logical", true, "with --import, measure a logical import too: velo project create --from --logical against pg_dump -Fd -j | pg_restore -j by hand into a server on the pool")
 	flag.BoolVar(&c.onlyImport, "only-import", false, "measure branch create and the import only (implies --import)")
 	flag.BoolVar(&c.diffOnly, "diff-only", false, "measure velo diff alone (at every size), against a full ordered scan of both sides")
 	flag.BoolVar(&c.wakeOnly, "wake-only", false, "measure velo serve's wake alone (at every size): connect through the router to a suspended branch until its first row, against a bare postgres start on the same clone")

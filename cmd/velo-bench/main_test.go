@@ -69,7 +69,8 @@ func TestSmallRun(t *testing.T) {
 	}
 	for _, d := range []string{"btrfs", "copy"} {
 		for _, m := range []string{bench.VeloCreate, bench.VeloReset, bench.VeloDelete, bench.VeloStatus,
-			bench.FloorTotal, bench.FloorCkpt, bench.FloorSnap, bench.FloorClone, bench.FloorStart} {
+			bench.FloorTotal, bench.FloorCkpt, bench.FloorSnap, bench.FloorClone, bench.FloorStart,
+			bench.ImportByHand, bench.ImportVelo, bench.ImportBranch, bench.LogicalByHand, bench.LogicalVelo} {
 			r, ok := rep.Find(d, 10, m)
 			if !ok || r.Runs != 1 || r.Median <= 0 {
 				t.Errorf("%s: %s not measured: %+v", d, m, r)

@@ -127,6 +127,10 @@ func answers(ctx context.Context, port int, password, db string, scale int) erro
 	}
 	defer conn.Close(context.WithoutCancel(ctx))
 	var n int
+	if scale == 0 {
+		// An empty cluster (a target made beforehand): it answers.
+		return conn.QueryRow(ctx, "SELECT 0").Scan(&n)
+	}
 	if err := conn.QueryRow(ctx, "SELECT count(*) FROM pgbench_branches").Scan(&n); err != nil {
 		return fmt.Errorf("port %d, database %s: %w", port, db, err)
 	}

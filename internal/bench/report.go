@@ -41,6 +41,11 @@ const (
 	ImportByHand = "pg_basebackup by hand"
 	ImportVelo   = "velo project create --from"
 	ImportBranch = "velo branch create (following main)"
+	// The logical import, per driver: pg_dump -Fd -j of the source's
+	// database and pg_restore -j into a server made beforehand on the
+	// pool, against velo project create --from --logical.
+	LogicalByHand = "pg_dump -Fd -j, pg_restore -j by hand"
+	LogicalVelo   = "velo project create --from --logical"
 	// PostgreSQL 18's copy-on-write CREATE DATABASE, per driver: a new
 	// database in one server on the pool's filesystem (file_copy_method
 	// = clone, STRATEGY FILE_COPY), until it answers.
@@ -251,6 +256,7 @@ func (r *Report) Markdown(w io.Writer) {
 	}
 	r.inServerTable(w)
 	r.importTable(w)
+	r.logicalTable(w)
 	if len(r.Costs) > 0 {
 		fmt.Fprintf(w, "\n### The cost of a running branch\n\n| driver | size | main TPS | branch TPS | branch / main | idle server PSS | idle server RSS | pool growth at create | branch's own disk after changed rows |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, c := range r.Costs {
@@ -400,6 +406,27 @@ func (r *Report) importTable(w io.Writer) {
 				kB(l.MedianBytes), kB(l.MaxBytes), l.MedianSeconds, l.MaxSeconds)
 		}
 	}
+}
+
+// logicalTable writes the logical import's figures, if measured: velo
+// project create --from --logical against pg_dump | pg_restore by hand
+// (goal ≤ 1.1×).
+func (r *Report) logicalTable(w io.Writer) {
+	var rows []string
+	for _, d := range r.Drivers() {
+		for _, s := range r.Sizes() {
+			v, ok := r.Find(d, s, LogicalVelo)
+			if !ok {
+				continue
+			}
+			h, _ := r.Find(d, s, LogicalByHand)
+			rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s |", d, r.sizeLabel(s), r.cell(d, s, LogicalByHand), r.cell(d, s, LogicalVelo), ratio2(v.Median, h.Median)))
+		}
+	}
+	if len(rows) == 0 {
+		return
+	}
+	fmt.Fprintf(w, "\n### Logical import (median, min–max)\n\n| driver | size | %s | %s | velo / by hand |\n|---|---|---|---|---|\n%s\n", LogicalByHand, LogicalVelo, strings.Join(rows, "\n"))
 }
 
 // inServerTable writes PostgreSQL 18's in-server clone against Velo's

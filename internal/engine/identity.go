@@ -63,6 +63,14 @@ type identityProject struct {
 	// store answers without writing when the object is there already.
 	Archive         string `json:"archive,omitempty"`
 	ArchiveEndpoint string `json:"archive_endpoint,omitempty"`
+	// IdleSeconds and Mask: the default idle timeout of its branches and
+	// the default mask script (project set --idle, --mask), which a
+	// rebuild must not lose: without the mask, new branches would hold
+	// the original values. The mask is in main's volume only: a script
+	// may name values (in its WHERE clauses) that a masked branch's
+	// volume, which may be copied off the host, should not show.
+	IdleSeconds int    `json:"idle_seconds,omitempty"`
+	Mask        string `json:"mask,omitempty"`
 }
 
 type identityBranch struct {
@@ -79,6 +87,9 @@ type identityBranch struct {
 	ExpiresAt  time.Time `json:"expires_at,omitzero"`
 	PITRLSN    string    `json:"pitr_lsn,omitempty"`
 	Masked     bool      `json:"masked,omitempty"`
+	// Protected and IdleSeconds: branch protect, branch set --idle.
+	Protected   bool `json:"protected,omitempty"`
+	IdleSeconds int  `json:"idle_seconds,omitempty"`
 }
 
 // snapshotNote is the content of one file in snapshotNotes.
@@ -95,12 +106,16 @@ type snapshotNote struct {
 }
 
 func identityOf(home string, p state.Project, b state.Branch, parentName string) volumeIdentity {
+	if b.Name != MainBranch {
+		p.Mask = ""
+	}
 	return volumeIdentity{Version: 1, Home: home, WrittenAt: time.Now().UTC(),
 		Project: identityProject{ID: p.ID, Name: p.Name, Driver: p.Driver, Pool: p.Pool, PGMajor: p.PGMajor,
 			ArchiveTimeout: p.ArchiveTimeout, Listen: p.Listen, CreatedAt: p.CreatedAt.UTC(), Source: p.Source,
-			Runtime: p.Runtime, Image: p.Image, Archive: p.Archive, ArchiveEndpoint: p.ArchiveEndpoint},
+			Runtime: p.Runtime, Image: p.Image, Archive: p.Archive, ArchiveEndpoint: p.ArchiveEndpoint, IdleSeconds: p.IdleSeconds, Mask: p.Mask},
 		Branch: identityBranch{ID: b.ID, Name: b.Name, ParentID: b.ParentID, ParentName: parentName, VolumeID: b.VolumeID,
-			OriginSnapshotID: b.OriginSnapshotID, Port: b.Port, CreatedAt: b.CreatedAt.UTC(), PITRTarget: b.PITRTarget, ExpiresAt: b.ExpiresAt, PITRLSN: b.PITRLSN, Masked: b.Masked}}
+			OriginSnapshotID: b.OriginSnapshotID, Port: b.Port, CreatedAt: b.CreatedAt.UTC(), PITRTarget: b.PITRTarget, ExpiresAt: b.ExpiresAt, PITRLSN: b.PITRLSN, Masked: b.Masked,
+			Protected: b.Protected, IdleSeconds: b.IdleSeconds}}
 }
 
 // writeIdentity records in b's volume (its root, dataDir's parent) whose

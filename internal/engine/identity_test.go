@@ -52,6 +52,21 @@ func TestIdentityRoundTrip(t *testing.T) {
 	}
 }
 
+// TestIdentityKeepsSettings: what a rebuild must not lose (protection,
+// idle timeouts, the project's default mask) is in the identity; the mask
+// in main's volume only.
+func TestIdentityKeepsSettings(t *testing.T) {
+	p := state.Project{ID: "p1", Name: "demo", IdleSeconds: 600, Mask: "UPDATE users SET email = 'x';"}
+	main := identityOf("/h", p, state.Branch{ID: "b1", Name: MainBranch}, "")
+	dev := identityOf("/h", p, state.Branch{ID: "b2", Name: "dev", Protected: true, IdleSeconds: 60, Masked: true}, "main")
+	if main.Project.Mask != p.Mask || main.Project.IdleSeconds != 600 {
+		t.Errorf("main's identity: %+v", main.Project)
+	}
+	if dev.Project.Mask != "" || dev.Project.IdleSeconds != 600 || !dev.Branch.Protected || dev.Branch.IdleSeconds != 60 || !dev.Branch.Masked {
+		t.Errorf("dev's identity: %+v %+v", dev.Project, dev.Branch)
+	}
+}
+
 func TestJournalNamed(t *testing.T) {
 	ops := []state.Operation{{Steps: []state.Step{
 		{Action: "create-volume", Subject: "btrfs:/mnt/pool:v1"},

@@ -47,7 +47,12 @@ func (e *Engine) ProtectBranch(ctx context.Context, ref string, protect bool) er
 		if b.Protected == protect {
 			return nil
 		}
-		return e.Store.Q().SetProtected(ctx, b.ID, protect)
+		if err := e.Store.Q().SetProtected(ctx, b.ID, protect); err != nil {
+			return err
+		}
+		// The volume says so too: a rebuild of the records keeps it.
+		e.refreshIdentities(ctx, p.ID)
+		return nil
 	})
 }
 
@@ -182,7 +187,7 @@ func (e *Engine) SetBranch(ctx context.Context, ref string, o BranchSettings) er
 		}); err != nil {
 			return err
 		}
-		if o.Expiry.Given() {
+		if o.Expiry.Given() || o.Idle != "" {
 			e.refreshIdentities(ctx, p.ID)
 		}
 		return nil

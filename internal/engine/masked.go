@@ -12,9 +12,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
-
 	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
@@ -60,8 +57,9 @@ import (
 // share unchanged blocks with the parent in the pool; what the branch's
 // volume shows through its own files holds no original value.
 //
-// The script runs in the database postgres; other databases of the
-// cluster are copied as they are.
+// The script runs in the database postgres, and its parts after a line
+// \connect DB in DB, each in one transaction; a branch with a database
+// the script does not name (besides the templates) is refused.
 
 // maxMaskBytes bounds a mask script: it is kept in the state database.
 const maxMaskBytes = 1 << 20
@@ -84,6 +82,9 @@ func ReadMask(flag, path string) (string, error) {
 		return "", errdefs.Invalid("%s %s is not UTF-8 text", flag, quote(path))
 	case len(pg.SplitScript(string(b))) == 0:
 		return "", errdefs.Invalid("%s %s holds no SQL statement", flag, quote(path))
+	}
+	if _, err := pg.SplitConnects(string(b)); err != nil {
+		return "", errdefs.Invalid("%s %s, %v", flag, quote(path), err)
 	}
 	return string(b), nil
 }
@@ -272,98 +273,6 @@ func (e *Engine) startMasked(ctx context.Context, op *op, p state.Project, b sta
 	})
 }
 
-// mask runs script on the server over its socket, then removes what
-// would still show an original value from its tables, statistics and
-// WAL (the comment at the top of this file).
-func (e *Engine) mask(ctx context.Context, spec runtime.Spec, inData, password string, script maskScript) error {
-	c, err := pg.ConnectSocket(ctx, spec.SocketDir, spec.Port, inData)
-	if err != nil {
-		return err
-	}
-	defer c.Close(context.WithoutCancel(ctx))
-	exec := func(sql string) error {
-		_, err := c.Exec(ctx, sql)
-		return err
-	}
-	if err := e.Progress.Step("Roll back inherited prepared transactions", func() error {
-		rows, err := c.Query(ctx, "SELECT gid FROM pg_prepared_xacts")
-		if err != nil {
-			return err
-		}
-		gids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-		if err != nil {
-			return err
-		}
-		for _, g := range gids {
-			if err := exec("ROLLBACK PREPARED " + quoteLiteral(g)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
-	if err := e.Progress.Step("Run the mask script", func() error { return runScript(ctx, c, script) }); err != nil {
-		return err
-	}
-	if password != inData {
-		verifier, err := pg.ScramVerifier(password)
-		if err != nil {
-			return err
-		}
-		if err := exec("ALTER ROLE postgres PASSWORD " + quoteLiteral(verifier)); err != nil {
-			return fmt.Errorf("set the password: %w", err)
-		}
-	}
-	steps := []struct{ name, sql string }{
-		{"Clear the statistics", "DELETE FROM pg_statistic; DELETE FROM pg_statistic_ext_data; SELECT pg_stat_reset(); SELECT pg_stat_reset_shared('bgwriter')"},
-		{"Rewrite every table", "VACUUM FULL"},
-		{"Analyze the masked rows", "ANALYZE"},
-		{"Checkpoint and switch WAL", "CHECKPOINT; SELECT pg_switch_wal(); CHECKPOINT"},
-	}
-	for _, s := range steps {
-		if err := e.Progress.Step(s.name, func() error { return exec(s.sql) }); err != nil {
-			return fmt.Errorf("%s: %w", strings.ToLower(s.name), err)
-		}
-		if s.name == "Clear the statistics" {
-			var has bool
-			if err := c.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_stat_statements')").Scan(&has); err != nil {
-				return err
-			}
-			if has {
-				if err := exec("SELECT pg_stat_statements_reset()"); err != nil {
-					return err
-				}
-			}
-		}
-	}
-	return nil
-}
-
-// runScript runs script's statements in one transaction; an SQL error is
-// bad input (exit 2) naming the script's line.
-func runScript(ctx context.Context, c *pgx.Conn, script maskScript) error {
-	if _, err := c.Exec(ctx, "BEGIN"); err != nil {
-		return err
-	}
-	for _, st := range pg.SplitScript(script.text) {
-		// The simple protocol: the statement as written, no parameters.
-		if _, err := c.Exec(ctx, st.SQL, pgx.QueryExecModeSimpleProtocol); err != nil {
-			var pe *pgconn.PgError
-			if errors.As(err, &pe) {
-				return errdefs.Invalid("mask script %s, line %d: %s (SQLSTATE %s); nothing was made", script.from, pg.LineOf(st, pe.Position), pe.Message, pe.Code)
-			}
-			return fmt.Errorf("mask script %s, line %d: %w", script.from, st.Line, err)
-		}
-	}
-	if c.PgConn().TxStatus() != 'T' {
-		// The script ended the transaction itself (COMMIT or ROLLBACK).
-		return errdefs.Invalid("mask script %s ends its transaction itself (COMMIT or ROLLBACK): Velo runs it in one transaction; remove those statements", script.from)
-	}
-	_, err := c.Exec(ctx, "COMMIT")
-	return err
-}
-
 // scrubWAL deletes, in a stopped server's pg_wal, every WAL segment but
 // the one holding its shutdown checkpoint (written after the masking),
 // with their archive status files.
@@ -425,6 +334,11 @@ func (e *Engine) SetProjectMask(ctx context.Context, name, mask string) error {
 		if err := op.record(ctx, stepWriteState, subject{Record: "project", ID: p.Name}); err != nil {
 			return err
 		}
-		return e.Store.Q().SetMask(ctx, p.ID, mask)
+		if err := e.Store.Q().SetMask(ctx, p.ID, mask); err != nil {
+			return err
+		}
+		// In the volumes' identity too: a rebuild must not lose it.
+		e.refreshIdentities(ctx, p.ID)
+		return nil
 	})
 }

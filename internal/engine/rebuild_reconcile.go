@@ -268,6 +268,7 @@ func (e *Engine) reconcile(ctx context.Context, st *state.Store, extra []string,
 	}
 
 	// Branches that only the storage knows.
+	recovered := map[string]bool{} // projects made again from the storage
 	for _, bid := range sortedKeys(byBranch) {
 		if _, ok := m.branches[bid]; ok {
 			continue
@@ -278,10 +279,16 @@ func (e *Engine) reconcile(ctx context.Context, st *state.Store, extra []string,
 		}
 		id := v.ident
 		p, ok := m.projects[id.Project.ID]
+		if ok && p.Mask == "" && id.Project.Mask != "" && recovered[p.ID] {
+			// Main's volume holds the project's default mask.
+			p.Mask = id.Project.Mask
+			m.projects[p.ID] = p
+		}
 		if !ok {
 			p = state.Project{ID: id.Project.ID, Name: id.Project.Name, Driver: id.Project.Driver, Pool: id.Project.Pool,
 				PGMajor: id.Project.PGMajor, ArchiveTimeout: id.Project.ArchiveTimeout, Listen: id.Project.Listen, CreatedAt: id.Project.CreatedAt,
-				Source: id.Project.Source, Runtime: id.Project.Runtime, Image: id.Project.Image, Archive: id.Project.Archive, ArchiveEndpoint: id.Project.ArchiveEndpoint}
+				Source: id.Project.Source, Runtime: id.Project.Runtime, Image: id.Project.Image, Archive: id.Project.Archive, ArchiveEndpoint: id.Project.ArchiveEndpoint,
+				IdleSeconds: id.Project.IdleSeconds, Mask: id.Project.Mask}
 			if p.Runtime == "" {
 				p.Runtime = state.RuntimeNative
 			}
@@ -291,6 +298,7 @@ func (e *Engine) reconcile(ctx context.Context, st *state.Store, extra []string,
 				continue
 			}
 			m.projects[p.ID] = p
+			recovered[p.ID] = true
 			change("project %s is recovered from the storage", p.Name)
 		}
 		if other := m.branchNamed(p.ID, id.Branch.Name); other != "" {
@@ -300,7 +308,8 @@ func (e *Engine) reconcile(ctx context.Context, st *state.Store, extra []string,
 		}
 		b := state.Branch{ID: bid, ProjectID: p.ID, Name: id.Branch.Name, ParentID: id.Branch.ParentID, VolumeID: v.id,
 			OriginSnapshotID: v.origin, Port: id.Branch.Port, WantRunning: v.running, CreatedAt: id.Branch.CreatedAt,
-			PITRTarget: id.Branch.PITRTarget, ExpiresAt: id.Branch.ExpiresAt, PITRLSN: id.Branch.PITRLSN, Masked: id.Branch.Masked}
+			PITRTarget: id.Branch.PITRTarget, ExpiresAt: id.Branch.ExpiresAt, PITRLSN: id.Branch.PITRLSN, Masked: id.Branch.Masked,
+			Protected: id.Branch.Protected, IdleSeconds: id.Branch.IdleSeconds}
 		if pw, err := e.readSecret(bid); err == nil {
 			b.Password = pw
 		}

@@ -202,11 +202,15 @@ func (e *Engine) SetBranchIdle(ctx context.Context, ref string, seconds int) err
 		return err
 	}
 	return e.mutate(ctx, func(op *op) error {
-		_, b, err := e.ref(ctx, ref)
+		p, b, err := e.ref(ctx, ref)
 		if err != nil {
 			return err
 		}
-		return e.Store.Q().SetBranchIdle(ctx, b.ID, seconds)
+		if err := e.Store.Q().SetBranchIdle(ctx, b.ID, seconds); err != nil {
+			return err
+		}
+		e.refreshIdentities(ctx, p.ID)
+		return nil
 	})
 }
 
@@ -221,7 +225,11 @@ func (e *Engine) SetProjectIdle(ctx context.Context, name string, seconds int) e
 		if err != nil {
 			return err
 		}
-		return e.Store.Q().SetProjectIdle(ctx, p.ID, max(seconds, 0))
+		if err := e.Store.Q().SetProjectIdle(ctx, p.ID, max(seconds, 0)); err != nil {
+			return err
+		}
+		e.refreshIdentities(ctx, p.ID)
+		return nil
 	})
 }
 

@@ -1,6 +1,7 @@
 package pg
 
 import (
+	"fmt"
 	"regexp"
 	"strings"
 )
@@ -143,4 +144,63 @@ func LineOf(stmt Statement, pos int32) int {
 		return stmt.Line
 	}
 	return stmt.Start + strings.Count(string(r[:pos-1]), "\n")
+}
+
+// ScriptSection is the part of a script that runs in one database, as
+// psql's \connect DBNAME lines (\c DBNAME) divide it: the lines before the
+// first run in the default database ("" here). Text is the whole script
+// with every other section's lines blank, so that SplitScript's line
+// numbers stay the file's.
+type ScriptSection struct {
+	Database string
+	Text     string
+}
+
+var connectLine = regexp.MustCompile(`^\s*\\(c|connect)(\s+(.*?))?\s*$`)
+
+// SplitConnects divides script at its \connect lines, one section per
+// database named (a database named twice gets one section holding both
+// parts), in the order first named. A \connect must name one database and
+// nothing else (no role, host or port: the script runs as the superuser
+// on the one server). Such a line inside a quoted string or a comment
+// that spans lines is taken as a \connect too, as it would be by psql
+// only outside them: a script is not expected to hold one there.
+func SplitConnects(script string) ([]ScriptSection, error) {
+	lines := strings.Split(script, "\n")
+	owner := make([]int, len(lines)) // the section of each line; -1 for a \connect line
+	index := map[string]int{"": 0}
+	names := []string{""}
+	cur := 0
+	for i, l := range lines {
+		m := connectLine.FindStringSubmatch(strings.TrimSuffix(l, "\r"))
+		if m == nil {
+			owner[i] = cur
+			continue
+		}
+		owner[i] = -1
+		db := m[3]
+		if strings.HasPrefix(db, `"`) && strings.HasSuffix(db, `"`) && len(db) >= 2 {
+			db = strings.ReplaceAll(db[1:len(db)-1], `""`, `"`)
+		} else if db == "" || strings.ContainsAny(db, " \t'\"") {
+			return nil, fmt.Errorf("line %d: \\%s names one database and nothing else, as in \\connect shop or \\connect \"my db\"", i+1, m[1])
+		}
+		n, ok := index[db]
+		if !ok {
+			n = len(names)
+			index[db] = n
+			names = append(names, db)
+		}
+		cur = n
+	}
+	var out []ScriptSection
+	for n, db := range names {
+		text := make([]string, len(lines))
+		for i, l := range lines {
+			if owner[i] == n {
+				text[i] = l
+			}
+		}
+		out = append(out, ScriptSection{Database: db, Text: strings.Join(text, "\n")})
+	}
+	return out, nil
 }

@@ -55,8 +55,8 @@ func (t *Tx) InsertProject(ctx context.Context, p Project) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.q.ExecContext(ctx, `INSERT INTO projects (id, name, driver, pool, pg_major, archive_timeout, listen, created_at, source, runtime, image, archive_url, archive_endpoint, mask) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		p.ID, p.Name, p.Driver, p.Pool, p.PGMajor, p.ArchiveTimeout, p.Listen, fmtTime(p.CreatedAt), src, runtimeName(p.Runtime), p.Image, p.Archive, p.ArchiveEndpoint, p.Mask)
+	_, err = t.q.ExecContext(ctx, `INSERT INTO projects (id, name, driver, pool, pg_major, archive_timeout, listen, created_at, source, runtime, image, archive_url, archive_endpoint, mask, idle_seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ID, p.Name, p.Driver, p.Pool, p.PGMajor, p.ArchiveTimeout, p.Listen, fmtTime(p.CreatedAt), src, runtimeName(p.Runtime), p.Image, p.Archive, p.ArchiveEndpoint, p.Mask, p.IdleSeconds)
 	return err
 }
 

@@ -198,6 +198,44 @@ func testMasked(e *env) {
 		t.Errorf("m/plain, made after the default mask was cleared, is masked")
 	}
 	e.Refused([]string{"--mask"}, "project", "set", "m")
+
+	// A second database: a mask that does not name it is refused (its
+	// values would be copied as they are); one with \connect shop masks
+	// it too, every file of the volume clean of both secrets.
+	shopSecret := newSecret(t)
+	e.Psql("m/main", "CREATE DATABASE shop")
+	e.PsqlDB("m/main", "shop", `CREATE TABLE customers (id int PRIMARY KEY, email text);
+		INSERT INTO customers SELECT i, '`+shopSecret+`' || i FROM generate_series(1, 200) i;
+		ANALYZE customers; CHECKPOINT`)
+	e.Refused([]string{`database "shop" of the branch is not masked`, `\connect shop`}, "branch", "create", "m/multi", "--mask", mask)
+	nosuch := writeFile(t, dir, "nosuch.sql", maskSQL+"\\connect shop\nSELECT 1;\n\\c nosuch\nSELECT 1;\n")
+	e.Refused([]string{"connects to database", "nosuch", "does not have"}, "branch", "create", "m/multi", "--mask", nosuch)
+	badShop := writeFile(t, dir, "badshop.sql", maskSQL+"\\connect shop\nUPDATE customers SET email = 'x';\nUPDATE nosuch SET a = 1;\n")
+	e.Refused([]string{"line 7", "nosuch"}, "branch", "create", "m/multi", "--mask", badShop)
+	multi := writeFile(t, dir, "multi.sql", maskSQL+"\\connect shop\nUPDATE customers SET email = 'c' || id || '@example.com';\n")
+	r := e.OK("branch", "create", "m/multi", "--mask", multi)
+	if !strings.Contains(r.Stderr, "Run the mask script in shop") {
+		t.Errorf("branch create does not show the script's part in shop:\n%s", r.Stderr)
+	}
+	if got := e.PsqlDB("m/multi", "shop", `SELECT (SELECT count(*) FROM customers WHERE email LIKE '%`+shopSecret+`%')
+		+ (SELECT count(*) FROM pg_stats WHERE most_common_vals::text LIKE '%`+shopSecret+`%' OR histogram_bounds::text LIKE '%`+shopSecret+`%'),
+		(SELECT count(*) FROM customers WHERE email LIKE 'c%@example.com')`); got != "0|200" {
+		t.Errorf("m/multi's shop: secret rows and statistics, masked rows = %s, want 0|200", got)
+	}
+	if got := secretCount(e, "m/multi", secret); got != "0" {
+		t.Errorf("m/multi shows postgres's secret in %s rows or statistics", got)
+	}
+	mb := e.branchFiles("m/multi")
+	for _, s := range []string{secret, shopSecret} {
+		if holding, _ := filesHolding(t, s, filepath.Dir(mb.DataDir), mb.LogFile); len(holding) > 0 {
+			t.Errorf("a secret is in files of m/multi: %s", strings.Join(holding, ", "))
+		}
+	}
+	if h, _ := filesHolding(t, shopSecret, e.branchFiles("m/main").DataDir); len(h) == 0 {
+		t.Errorf("no file of main holds shop's secret: the search finds nothing")
+	}
+	e.AssertDoctorHealthy()
+	e.AssertNoLeaks()
 }
 
 // maskStringFlags are TestHostileInput's cases for --mask (branch create,

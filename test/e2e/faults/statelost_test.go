@@ -2,6 +2,7 @@ package faults
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -34,6 +35,18 @@ func TestStateLost(t *testing.T) {
 			e.Create("beta")
 			e.Psql("beta/main", "CREATE TABLE b (v int); INSERT INTO b VALUES (7)")
 			e.OK("snapshot", "create", "alpha/main", "--label", "before the loss")
+			// Settings a rebuild must keep: a protection, idle timeouts,
+			// the project's default mask (without it, new branches of beta
+			// would hold its values).
+			e.OK("branch", "protect", "alpha/feat")
+			e.OK("branch", "set", "alpha/dev", "--idle", "10m")
+			e.OK("project", "set", "alpha", "--idle", "30m")
+			maskText := "UPDATE b SET v = 0;\n"
+			maskFile := filepath.Join(harness.TmpDir(t, "mask-"), "mask.sql")
+			if err := os.WriteFile(maskFile, []byte(maskText), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			e.OK("project", "set", "beta", "--mask", maskFile)
 			before := e.BranchList()
 			refs := e.readRefs(before)
 
@@ -136,17 +149,50 @@ func TestStateLost(t *testing.T) {
 				}
 				e.OK("branch", "stop", "alpha/feat")
 				e.AssertDoctorHealthy()
+				e.assertSettingsKept(maskText)
 				// The rebuilt records work for the commands that change things.
 				e.OK("branch", "reset", "alpha/dev", "--force")
 				if got := e.Rows("alpha/dev", "SELECT v FROM t ORDER BY v"); got != "1,2,3" {
 					t.Errorf("alpha/dev reset after the rebuild has rows %s", got)
 				}
+				e.OK("branch", "unprotect", "alpha/feat")
 				e.OK("branch", "delete", "alpha/feat")
 				e.AssertDoctorHealthy()
 			})
 			e.T = t
 		})
 	}
+}
+
+// assertSettingsKept checks what the records were given besides branches
+// and ports: alpha/feat's protection, alpha/dev's and alpha's idle
+// timeouts, beta's default mask (and a new branch of beta masked by it).
+func (e *env) assertSettingsKept(mask string) {
+	e.T.Helper()
+	e.Refused([]string{"protected"}, "branch", "delete", "alpha/feat")
+	var dev struct {
+		Protected bool   `json:"protected"`
+		Idle      int64  `json:"idle_timeout_seconds"`
+		From      string `json:"idle_from"`
+	}
+	if err := json.Unmarshal([]byte(e.OK("branch", "get", "alpha/dev", "--json").Stdout), &dev); err != nil || dev.Idle != 600 || dev.From != "branch" {
+		e.T.Errorf("alpha/dev's idle timeout after the rebuild: %+v (%v), want 600 s of its own", dev, err)
+	}
+	var alpha, beta struct {
+		Idle int64  `json:"idle_timeout_seconds"`
+		Mask string `json:"mask"`
+	}
+	if err := json.Unmarshal([]byte(e.OK("project", "get", "alpha", "--json").Stdout), &alpha); err != nil || alpha.Idle != 1800 {
+		e.T.Errorf("project alpha's idle timeout after the rebuild: %+v (%v), want 1800 s", alpha, err)
+	}
+	if err := json.Unmarshal([]byte(e.OK("project", "get", "beta", "--json").Stdout), &beta); err != nil || beta.Mask != mask {
+		e.T.Errorf("project beta's default mask after the rebuild: %q (%v), want %q", beta.Mask, err, mask)
+	}
+	e.OK("branch", "create", "beta/masked")
+	if got := e.Psql("beta/masked", "SELECT string_agg(v::text, ',') FROM b"); got != "0" {
+		e.T.Errorf("beta/masked, made with the rebuilt default mask, has %s, want 0", got)
+	}
+	e.OK("branch", "delete", "beta/masked")
 }
 
 // moveState moves state.db (and with backups, the backups too) out of the

@@ -1,0 +1,201 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/velohq/velo/internal/errdefs"
+	"github.com/velohq/velo/internal/pg"
+	"github.com/velohq/velo/internal/runtime"
+)
+
+// mask runs script on the server over its socket, each of its sections
+// in its database, then removes what would still show an original value
+// from the tables and statistics of every database and from the WAL (the
+// comment at the top of this file). A database the script does not
+// name, other than postgres and the templates, is refused: its values
+// would be copied as they are.
+func (e *Engine) mask(ctx context.Context, spec runtime.Spec, inData, password string, script maskScript) error {
+	sections, err := pg.SplitConnects(script.text)
+	if err != nil {
+		return errdefs.Invalid("mask script %s, %v", script.from, err)
+	}
+	connect := func(db string) (*pgx.Conn, error) {
+		return pg.ConnectDatabase(ctx, spec.SocketDir, spec.Port, pg.Superuser, db, inData)
+	}
+	c, err := connect(pg.Superuser)
+	if err != nil {
+		return err
+	}
+	defer c.Close(context.WithoutCancel(ctx))
+	rows, err := c.Query(ctx, "SELECT datname, datistemplate FROM pg_database WHERE datallowconn ORDER BY datname")
+	if err != nil {
+		return err
+	}
+	type database struct {
+		Name     string
+		Template bool
+	}
+	dbs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[database])
+	if err != nil {
+		return err
+	}
+	named := map[string]string{} // database → its section's text
+	for _, sec := range sections {
+		db := sec.Database
+		if db == "" {
+			db = pg.Superuser
+		}
+		named[db] += sec.Text
+	}
+	for db := range named {
+		if !slices.ContainsFunc(dbs, func(d database) bool { return d.Name == db }) {
+			return errdefs.Invalid("mask script %s connects to database %s, which the branch does not have; nothing was made", script.from, quote(db))
+		}
+	}
+	for _, d := range dbs {
+		if _, ok := named[d.Name]; !ok && !d.Template {
+			return errdefs.Invalid("database %s of the branch is not masked: mask script %s runs in database postgres and in those it names with \\connect; add a line \\connect %s followed by its statements (or the line alone if it holds nothing to mask); nothing was made",
+				quote(d.Name), script.from, d.Name)
+		}
+	}
+	if err := e.Progress.Step("Roll back inherited prepared transactions", func() error {
+		return rollbackPrepared(ctx, c, connect)
+	}); err != nil {
+		return err
+	}
+	// The script, database by database, each part in one transaction.
+	for _, sec := range sections {
+		db, step := sec.Database, "Run the mask script"
+		if db == "" {
+			db = pg.Superuser
+		}
+		if len(sections) > 1 {
+			step += " in " + db
+		}
+		err := e.Progress.Step(step, func() error {
+			return inDatabase(c, db, connect, func(dc *pgx.Conn) error { return runScript(ctx, dc, maskScript{text: sec.Text, from: script.from}) })
+		})
+		if err != nil {
+			return err
+		}
+	}
+	if password != inData {
+		verifier, err := pg.ScramVerifier(password)
+		if err != nil {
+			return err
+		}
+		if _, err := c.Exec(ctx, "ALTER ROLE postgres PASSWORD "+quoteLiteral(verifier)); err != nil {
+			return fmt.Errorf("set the password: %w", err)
+		}
+	}
+	// Every database's tables rewritten and statistics made again, the
+	// templates' too (whatever they hold is in the volume).
+	steps := []struct{ name, sql string }{
+		{"Clear the statistics", "DELETE FROM pg_statistic; DELETE FROM pg_statistic_ext_data; SELECT pg_stat_reset()"},
+		{"Rewrite every table", "VACUUM FULL"},
+		{"Analyze the masked rows", "ANALYZE"},
+	}
+	for _, s := range steps {
+		err := e.Progress.Step(s.name, func() error {
+			for _, d := range dbs {
+				err := inDatabase(c, d.Name, connect, func(dc *pgx.Conn) error {
+					if _, err := dc.Exec(ctx, s.sql); err != nil {
+						return err
+					}
+					if s.name != "Clear the statistics" {
+						return nil
+					}
+					var has bool
+					if err := dc.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_stat_statements')").Scan(&has); err != nil || !has {
+						return err
+					}
+					_, err := dc.Exec(ctx, "SELECT pg_stat_statements_reset()")
+					return err
+				})
+				if err != nil {
+					return fmt.Errorf("database %s: %w", d.Name, err)
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return fmt.Errorf("%s: %w", strings.ToLower(s.name), err)
+		}
+	}
+	if err := e.Progress.Step("Checkpoint and switch WAL", func() error {
+		_, err := c.Exec(ctx, "SELECT pg_stat_reset_shared('bgwriter'); CHECKPOINT; SELECT pg_switch_wal(); CHECKPOINT")
+		return err
+	}); err != nil {
+		return fmt.Errorf("checkpoint and switch WAL: %w", err)
+	}
+	return nil
+}
+
+// inDatabase runs fn on a session in database db: c when it is c's
+// (postgres), else one opened with connect and closed after.
+func inDatabase(c *pgx.Conn, db string, connect func(string) (*pgx.Conn, error), fn func(*pgx.Conn) error) error {
+	if db == c.Config().Database {
+		return fn(c)
+	}
+	dc, err := connect(db)
+	if err != nil {
+		return err
+	}
+	defer dc.Close(context.Background())
+	return fn(dc)
+}
+
+// rollbackPrepared rolls back the prepared transactions a clone inherited
+// (their state files hold their rows), each in its own database, where
+// alone ROLLBACK PREPARED may end it.
+func rollbackPrepared(ctx context.Context, c *pgx.Conn, connect func(string) (*pgx.Conn, error)) error {
+	rows, err := c.Query(ctx, "SELECT gid, database FROM pg_prepared_xacts ORDER BY database")
+	if err != nil {
+		return err
+	}
+	type prepared struct{ GID, DB string }
+	xacts, err := pgx.CollectRows(rows, pgx.RowToStructByPos[prepared])
+	if err != nil {
+		return err
+	}
+	for _, x := range xacts {
+		if err := inDatabase(c, x.DB, connect, func(dc *pgx.Conn) error {
+			_, err := dc.Exec(ctx, "ROLLBACK PREPARED "+quoteLiteral(x.GID))
+			return err
+		}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runScript runs script's statements in one transaction; an SQL error is
+// bad input (exit 2) naming the script's line.
+func runScript(ctx context.Context, c *pgx.Conn, script maskScript) error {
+	if _, err := c.Exec(ctx, "BEGIN"); err != nil {
+		return err
+	}
+	for _, st := range pg.SplitScript(script.text) {
+		// The simple protocol: the statement as written, no parameters.
+		if _, err := c.Exec(ctx, st.SQL, pgx.QueryExecModeSimpleProtocol); err != nil {
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) {
+				return errdefs.Invalid("mask script %s, line %d: %s (SQLSTATE %s); nothing was made", script.from, pg.LineOf(st, pe.Position), pe.Message, pe.Code)
+			}
+			return fmt.Errorf("mask script %s, line %d: %w", script.from, st.Line, err)
+		}
+	}
+	if c.PgConn().TxStatus() != 'T' {
+		// The script ended the transaction itself (COMMIT or ROLLBACK).
+		return errdefs.Invalid("mask script %s ends its transaction itself (COMMIT or ROLLBACK): Velo runs it in one transaction; remove those statements", script.from)
+	}
+	_, err := c.Exec(ctx, "COMMIT")
+	return err
+}
