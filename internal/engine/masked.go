@@ -188,14 +188,10 @@ func (e *Engine) startNewClone(ctx context.Context, op *op, p state.Project, b s
 }
 
 // refuseMask refuses what masking cannot do yet: a point-in-time branch
-// (its recovery start would need masking too), and a branch of an
-// imported project (its copy is reached by the source's superuser).
+// (its recovery start would need masking too).
 func refuseMask(p state.Project, pitr bool) error {
 	if pitr {
 		return errdefs.Invalid("a masked point-in-time branch is not built yet: make the branch with --pitr without a mask (velo project set %s --mask none first if the project has a default), then a masked branch of it with velo branch create %s/NEW --parent %s/THAT --mask FILE.sql", p.Name, p.Name, p.Name)
-	}
-	if imported(p) {
-		return errdefs.Invalid("project %s was imported from a server: masking its branches is not built yet", p.Name)
 	}
 	return nil
 }
@@ -236,7 +232,7 @@ func (e *Engine) startMasked(ctx context.Context, op *op, p state.Project, b sta
 	if err := op.record(ctx, stepMask, subject{Path: spec.DataDir}); err != nil {
 		return err
 	}
-	if err := e.mask(ctx, spec, inData, b.Password, script); err != nil {
+	if err := e.mask(ctx, spec, e.maskSession(p, b, spec, inData), script); err != nil {
 		return err
 	}
 	if err := op.record(ctx, stepStopServer, subject{Path: spec.DataDir}); err != nil {

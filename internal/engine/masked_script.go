@@ -13,6 +13,7 @@ import (
 	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
+	"github.com/velohq/velo/internal/state"
 )
 
 // mask runs script on the server over its socket, each of its sections
@@ -21,15 +22,15 @@ import (
 // comment at the top of this file). A database the script does not
 // name, other than postgres and the templates, is refused: its values
 // would be copied as they are.
-func (e *Engine) mask(ctx context.Context, spec runtime.Spec, inData, password string, script maskScript) error {
+func (e *Engine) mask(ctx context.Context, spec runtime.Spec, s maskSession, script maskScript) error {
 	sections, err := pg.SplitConnects(script.text)
 	if err != nil {
 		return errdefs.Invalid("mask script %s, %v", script.from, err)
 	}
-	connect := func(db string) (*pgx.Conn, error) {
-		return pg.ConnectDatabase(ctx, spec.SocketDir, spec.Port, pg.Superuser, db, inData)
-	}
-	c, err := connect(pg.Superuser)
+	connect := func(db string) (*pgx.Conn, error) { return s.connect(ctx, db) }
+	// template1 is in every cluster (an imported one need not have
+	// postgres); the cluster-wide statements run there.
+	c, err := connect("template1")
 	if err != nil {
 		return err
 	}
@@ -46,16 +47,22 @@ func (e *Engine) mask(ctx context.Context, spec runtime.Spec, inData, password s
 	if err != nil {
 		return err
 	}
-	named := map[string]string{} // database → its section's text
+	// The parts to run: the lines before any \connect in postgres (when
+	// they hold a statement), each other part in its database.
+	var parts []pg.ScriptSection
+	named := map[string]bool{pg.Superuser: true} // postgres is the default's, named or not
 	for _, sec := range sections {
-		db := sec.Database
-		if db == "" {
-			db = pg.Superuser
+		if sec.Database == "" {
+			if len(pg.SplitScript(sec.Text)) == 0 {
+				continue
+			}
+			sec.Database = pg.Superuser
 		}
-		named[db] += sec.Text
+		named[sec.Database] = true
+		parts = append(parts, sec)
 	}
-	for db := range named {
-		if !slices.ContainsFunc(dbs, func(d database) bool { return d.Name == db }) {
+	for _, sec := range parts {
+		if db := sec.Database; !slices.ContainsFunc(dbs, func(d database) bool { return d.Name == db }) {
 			return errdefs.Invalid("mask script %s connects to database %s, which the branch does not have; nothing was made", script.from, quote(db))
 		}
 	}
@@ -71,11 +78,8 @@ func (e *Engine) mask(ctx context.Context, spec runtime.Spec, inData, password s
 		return err
 	}
 	// The script, database by database, each part in one transaction.
-	for _, sec := range sections {
+	for _, sec := range parts {
 		db, step := sec.Database, "Run the mask script"
-		if db == "" {
-			db = pg.Superuser
-		}
 		if len(sections) > 1 {
 			step += " in " + db
 		}
@@ -86,14 +90,8 @@ func (e *Engine) mask(ctx context.Context, spec runtime.Spec, inData, password s
 			return err
 		}
 	}
-	if password != inData {
-		verifier, err := pg.ScramVerifier(password)
-		if err != nil {
-			return err
-		}
-		if _, err := c.Exec(ctx, "ALTER ROLE postgres PASSWORD "+quoteLiteral(verifier)); err != nil {
-			return fmt.Errorf("set the password: %w", err)
-		}
+	if err := s.own(ctx, c); err != nil {
+		return err
 	}
 	// Every database's tables rewritten and statistics made again, the
 	// templates' too (whatever they hold is in the volume).
@@ -136,6 +134,67 @@ func (e *Engine) mask(ctx context.Context, spec runtime.Spec, inData, password s
 		return fmt.Errorf("checkpoint and switch WAL: %w", err)
 	}
 	return nil
+}
+
+// maskSession is how the masking reaches a clone on its socket, and gives
+// it its branch's superuser password before the rewrite (so that the WAL
+// of the change is scrubbed with the rest).
+type maskSession struct {
+	connect func(ctx context.Context, db string) (*pgx.Conn, error)
+	own     func(ctx context.Context, c *pgx.Conn) error
+}
+
+// maskSession is, for a clone whose data holds the password inData,
+// postgres with it, then b's password set when it differs; for a physical
+// copy of a source, the source's bootstrap superuser by peer, then
+// postgres made Velo's with b's password and every other role of the
+// source left without one (their verifiers could be cracked off the
+// branch's files).
+func (e *Engine) maskSession(p state.Project, b state.Branch, spec runtime.Spec, inData string) maskSession {
+	if imported(p) {
+		return maskSession{
+			connect: func(ctx context.Context, db string) (*pgx.Conn, error) {
+				return pg.ConnectDatabase(ctx, spec.SocketDir, spec.Port, p.Source.Superuser, db, "")
+			},
+			own: func(ctx context.Context, c *pgx.Conn) error {
+				if err := e.adoptCopy(ctx, p, b); err != nil {
+					return err
+				}
+				rows, err := c.Query(ctx, "SELECT rolname FROM pg_authid WHERE rolpassword IS NOT NULL AND rolname <> 'postgres'")
+				if err != nil {
+					return err
+				}
+				names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+				if err != nil {
+					return err
+				}
+				for _, n := range names {
+					if _, err := c.Exec(ctx, "ALTER ROLE "+pgx.Identifier{n}.Sanitize()+" PASSWORD NULL"); err != nil {
+						return fmt.Errorf("remove role %s's password: %w", n, err)
+					}
+				}
+				return nil
+			},
+		}
+	}
+	return maskSession{
+		connect: func(ctx context.Context, db string) (*pgx.Conn, error) {
+			return pg.ConnectDatabase(ctx, spec.SocketDir, spec.Port, pg.Superuser, db, inData)
+		},
+		own: func(ctx context.Context, c *pgx.Conn) error {
+			if b.Password == inData {
+				return nil
+			}
+			verifier, err := pg.ScramVerifier(b.Password)
+			if err != nil {
+				return err
+			}
+			if _, err := c.Exec(ctx, "ALTER ROLE postgres PASSWORD "+quoteLiteral(verifier)); err != nil {
+				return fmt.Errorf("set the password: %w", err)
+			}
+			return nil
+		},
+	}
 }
 
 // inDatabase runs fn on a session in database db: c when it is c's
