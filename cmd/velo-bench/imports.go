@@ -47,7 +47,7 @@ func (m *measure) imports(ctx context.Context) error {
 		}
 	}
 
-	s, err := timeRuns(m.c.reps, func(i int) (time.Duration, error) {
+	byHand := func(i int) (time.Duration, error) {
 		dir := filepath.Join(m.p.mount, fmt.Sprintf("byhand-%d", i))
 		defer os.RemoveAll(dir)
 		if err := os.Mkdir(dir, 0o700); err != nil {
@@ -69,11 +69,7 @@ func (m *measure) imports(ctx context.Context) error {
 			return 0, fmt.Errorf("pg_basebackup into %s: %v: %s", dir, err, out)
 		}
 		return time.Since(start), nil
-	})
-	if err != nil {
-		return err
 	}
-	m.add(m.p.driver, bench.ImportByHand, s)
 
 	// The password reaches velo as a user gives it: PGPASSWORD.
 	v := m.v
@@ -81,7 +77,7 @@ func (m *measure) imports(ctx context.Context) error {
 	from := fmt.Sprintf("postgresql://postgres@127.0.0.1:%d/postgres", src.port)
 	imp := "imp" + strconv.Itoa(m.size)
 	defer func() { _, _ = v.run(context.WithoutCancel(ctx), "project", "delete", imp, "--force") }()
-	s, err = timeRuns(m.c.reps, func(i int) (time.Duration, error) {
+	withVelo := func(i int) (time.Duration, error) {
 		start := time.Now()
 		if _, err := v.run(ctx, "project", "create", imp, "--pool", m.p.name, "--storage", m.p.driver, "--from", from); err != nil {
 			return 0, err
@@ -92,11 +88,13 @@ func (m *measure) imports(ctx context.Context) error {
 		}
 		_, err := v.run(ctx, "project", "delete", imp, "--force")
 		return d, err
-	})
+	}
+	sh, sv, err := timePairs(m.c.reps, byHand, withVelo)
 	if err != nil {
 		return err
 	}
-	m.add(m.p.driver, bench.ImportVelo, s)
+	m.add(m.p.driver, bench.ImportByHand, sh)
+	m.add(m.p.driver, bench.ImportVelo, sv)
 
 	// A branch of an imported main has main's password (Velo's, given to
 	// postgres in the branch; main itself keeps the source's).
@@ -110,7 +108,7 @@ func (m *measure) imports(ctx context.Context) error {
 	if err := json.Unmarshal([]byte(out), &pw); err != nil || pw.Password == "" {
 		return fmt.Errorf("velo branch password --json: no password in %q", out)
 	}
-	s, err = timeRuns(m.c.reps, func(i int) (time.Duration, error) {
+	s, err := timeRuns(m.c.reps, func(i int) (time.Duration, error) {
 		ref := fmt.Sprintf("%s/b%d", imp, i)
 		d, err := v.ready(ctx, pw.Password, m.scale, "branch", "create", ref)
 		if err != nil {

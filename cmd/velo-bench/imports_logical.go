@@ -44,7 +44,7 @@ func (m *measure) logicalImport(ctx context.Context, runAs *pg.OSUser, srcPort i
 		}
 		return nil
 	}
-	s, err := timeRuns(m.c.reps, func(i int) (time.Duration, error) {
+	byHand := func(i int) (time.Duration, error) {
 		dump := filepath.Join(m.p.mount, fmt.Sprintf("dump-%d", i))
 		defer os.RemoveAll(dump)
 		db := fmt.Sprintf("lg%d", i)
@@ -63,17 +63,13 @@ func (m *measure) logicalImport(ctx context.Context, runAs *pg.OSUser, srcPort i
 		}
 		d := time.Since(start)
 		return d, exec1(ctx, tgt.port, m.password, "template1", "DROP DATABASE "+db)
-	})
-	if err != nil {
-		return err
 	}
-	m.add(m.p.driver, bench.LogicalByHand, s)
 
 	v := m.v
 	v.env = []string{"PGPASSWORD=" + m.password}
 	from := fmt.Sprintf("postgresql://postgres@127.0.0.1:%d/postgres", srcPort)
 	name := "lg" + strconv.Itoa(m.size)
-	s, err = timeRuns(m.c.reps, func(i int) (time.Duration, error) {
+	withVelo := func(i int) (time.Duration, error) {
 		start := time.Now()
 		if _, err := v.run(ctx, "project", "create", name, "--pool", m.p.name, "--storage", m.p.driver, "--from", from,
 			"--logical", "--database", "postgres", "--pg-version", strconv.Itoa(m.c.pgMajor)); err != nil {
@@ -82,11 +78,13 @@ func (m *measure) logicalImport(ctx context.Context, runAs *pg.OSUser, srcPort i
 		d := time.Since(start)
 		_, err := v.run(ctx, "project", "delete", name, "--force")
 		return d, err
-	})
+	}
+	sh, sv, err := timePairs(m.c.reps, byHand, withVelo)
 	if err != nil {
 		return err
 	}
-	m.add(m.p.driver, bench.LogicalVelo, s)
+	m.add(m.p.driver, bench.LogicalByHand, sh)
+	m.add(m.p.driver, bench.LogicalVelo, sv)
 	return nil
 }
 

@@ -170,6 +170,32 @@ func timeRuns(reps int, fn func(i int) (time.Duration, error)) (bench.Summary, e
 	return bench.Summarize(ds), nil
 }
 
+// timePairs is timeRuns for two ways of doing the same thing, run in
+// turn (a then b, then b then a, ...) so that neither always meets the
+// page cache and the pool's writeback as the other left them.
+func timePairs(reps int, a, b func(i int) (time.Duration, error)) (sa, sb bench.Summary, err error) {
+	var da, db []time.Duration
+	for i := 0; i <= reps; i++ {
+		first, second, df, ds := a, b, &da, &db
+		if i%2 == 1 {
+			first, second, df, ds = b, a, &db, &da
+		}
+		for _, run := range []struct {
+			fn func(int) (time.Duration, error)
+			to *[]time.Duration
+		}{{first, df}, {second, ds}} {
+			d, err := run.fn(i)
+			if err != nil {
+				return sa, sb, err
+			}
+			if i > 0 {
+				*run.to = append(*run.to, d)
+			}
+		}
+	}
+	return bench.Summarize(da), bench.Summarize(db), nil
+}
+
 // measureDriver builds a pgbench database of each size in a project on p
 // and measures it.
 func measureDriver(ctx context.Context, c config, p *pool, rep *bench.Report, alternatives bool) error {
