@@ -108,7 +108,10 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 		}
 		// A masked parent's data is masked already: the project's
 		// default is for branches of unmasked data.
-		if script.text == "" && p.Mask != "" && !parent.Masked {
+		// A snapshot of a masked branch is masked, even once that branch
+		// is gone (its parent is then main).
+		maskedData := parent.Masked || (from != nil && from.Masked)
+		if script.text == "" && p.Mask != "" && !maskedData {
 			script = maskScript{text: p.Mask, from: "(project " + p.Name + "'s default)"}
 		}
 		if script.text != "" {
@@ -133,7 +136,7 @@ func (e *Engine) CreateBranch(ctx context.Context, o CreateBranchOptions) (Conn,
 			return err
 		}
 		b := state.Branch{ID: newID("b"), ProjectID: p.ID, Name: bn, ParentID: parent.ID, VolumeID: newID("v"), Port: port, Password: parent.Password, WantRunning: true, CreatedAt: time.Now(), ExpiresAt: expires,
-			Masked: parent.Masked || script.text != ""}
+			Masked: maskedData || script.text != ""}
 		if o.NewPassword {
 			if b.Password, err = pg.GeneratePassword(); err != nil {
 				return err
@@ -229,7 +232,7 @@ type liveCopy struct {
 // server as it is. The snapshot is not recorded in the state; live is set
 // when a non-atomic copy of a running server needs its WAL copied in.
 func (e *Engine) takeSnapshot(ctx context.Context, op *op, p state.Project, d storage.Driver, src state.Branch, label string, user bool) (snap state.Snapshot, live *liveCopy, err error) {
-	snap = state.Snapshot{ID: newID("s"), BranchID: src.ID, VolumeID: src.VolumeID, Label: label, User: user, CreatedAt: time.Now()}
+	snap = state.Snapshot{ID: newID("s"), BranchID: src.ID, VolumeID: src.VolumeID, Label: label, User: user, CreatedAt: time.Now(), Masked: src.Masked}
 	if err := e.requireSpace(ctx, p, d, "a checkpoint of "+p.Name+"/"+src.Name); err != nil {
 		return snap, nil, err
 	}

@@ -103,6 +103,7 @@ type snapshotNote struct {
 	WALStart    string    `json:"wal_start,omitempty"`
 	EndLSN      string    `json:"end_lsn,omitempty"`
 	CreatedAt   time.Time `json:"created_at"`
+	Masked      bool      `json:"masked,omitempty"`
 }
 
 func identityOf(home string, p state.Project, b state.Branch, parentName string) volumeIdentity {
@@ -171,7 +172,7 @@ func writeSnapshotNote(volumePath string, s state.Snapshot) error {
 		return err
 	}
 	n := snapshotNote{ID: s.ID, BranchID: s.BranchID, VolumeID: s.VolumeID, Label: s.Label, User: s.User,
-		BackupLabel: s.BackupLabel, WALStart: s.WALStart, EndLSN: s.EndLSN, CreatedAt: s.CreatedAt.UTC()}
+		BackupLabel: s.BackupLabel, WALStart: s.WALStart, EndLSN: s.EndLSN, CreatedAt: s.CreatedAt.UTC(), Masked: s.Masked}
 	return writeJSON(filepath.Join(dir, s.ID+".json"), n, 0o644)
 }
 

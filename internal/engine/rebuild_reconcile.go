@@ -544,7 +544,7 @@ func (e *Engine) reconcileSnapshots(m *rebuildModel, pools map[string]*rebuildPo
 			s := state.Snapshot{ID: id, BranchID: v.ident.Branch.ID, VolumeID: en.Origin, User: true, CreatedAt: time.Now()}
 			if n, err := readSnapshotNote(v.path, id); err == nil {
 				s = state.Snapshot{ID: id, BranchID: n.BranchID, VolumeID: en.Origin, Label: n.Label, User: n.User,
-					BackupLabel: n.BackupLabel, WALStart: n.WALStart, EndLSN: n.EndLSN, CreatedAt: n.CreatedAt}
+					BackupLabel: n.BackupLabel, WALStart: n.WALStart, EndLSN: n.EndLSN, CreatedAt: n.CreatedAt, Masked: n.Masked}
 				change("snapshot %s is recovered from the storage", id)
 			} else {
 				lost("snapshot %s of volume %s: its note is missing: recorded as a snapshot kept by the user, taken now, with no label (velo snapshot delete %s removes it)", id, en.Origin, id)

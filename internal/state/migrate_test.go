@@ -84,6 +84,7 @@ func TestPITRTargetMigration(t *testing.T) {
 		`ALTER TABLE branches DROP COLUMN pitr_lsn`,
 		`ALTER TABLE projects DROP COLUMN mask`,
 		`ALTER TABLE branches DROP COLUMN masked`,
+		`ALTER TABLE snapshots DROP COLUMN masked`,
 		fmt.Sprintf(`UPDATE schema_version SET version = %d`, 5),
 		`INSERT INTO projects (id, name, driver, pool, pg_major, created_at) VALUES ('p1', 'demo', 'copy', '/x', 17, '2026-01-01T00:00:00Z')`,
 		`INSERT INTO branches (id, project_id, name, volume_id, port, password, created_at) VALUES ('b1', 'p1', 'main', 'v1', 20001, 'pw', '2026-01-01T00:00:00Z')`,
@@ -169,5 +170,37 @@ func TestPITRTargetMigration(t *testing.T) {
 	}
 	if got, _ := s.Q().Branch(ctx, "p1", "at"); !got.PITRTarget.IsZero() {
 		t.Errorf("after a reset the branch still has PITR target %s", got.PITRTarget)
+	}
+}
+
+// TestSnapshotMaskedMigration: snapshots taken of a masked branch before
+// snapshots recorded it are marked masked by the migration.
+func TestSnapshotMaskedMigration(t *testing.T) {
+	ctx := context.Background()
+	home := filepath.Join(t.TempDir(), "home")
+	s, err := Open(ctx, home)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`ALTER TABLE snapshots DROP COLUMN masked`,
+		fmt.Sprintf(`UPDATE schema_version SET version = %d`, len(migrations)-1),
+		`INSERT INTO projects (id, name, driver, pool, pg_major, created_at) VALUES ('p1', 'demo', 'copy', '/x', 17, '2026-01-01T00:00:00Z')`,
+		`INSERT INTO branches (id, project_id, name, volume_id, port, password, created_at, masked) VALUES ('b1', 'p1', 'main', 'v1', 20001, 'pw', '2026-01-01T00:00:00Z', 0), ('b2', 'p1', 'dev', 'v2', 20002, 'pw', '2026-01-01T00:00:00Z', 1)`,
+		`INSERT INTO snapshots (id, project_id, branch_id, volume_id, label, user, backup_label, wal_start, created_at) VALUES ('s1', 'p1', 'b1', 'v1', '', 0, '', '', '2026-01-01T00:00:00Z'), ('s2', 'p1', 'b2', 'v2', '', 1, '', '', '2026-01-01T00:00:00Z')`,
+	} {
+		if _, err := s.db.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s.Close()
+	if s, err = Open(ctx, home); err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for id, want := range map[string]bool{"s1": false, "s2": true} {
+		if sn, err := s.Q().Snapshot(ctx, id); err != nil || sn.Masked != want {
+			t.Errorf("snapshot %s after the migration: masked %v (%v), want %v", id, sn.Masked, err, want)
+		}
 	}
 }

@@ -281,17 +281,17 @@ func (t *Tx) Ports(ctx context.Context) (map[int]bool, error) {
 
 // InsertSnapshot records a snapshot.
 func (t *Tx) InsertSnapshot(ctx context.Context, projectID string, s Snapshot) error {
-	_, err := t.q.ExecContext(ctx, `INSERT INTO snapshots (id, project_id, branch_id, volume_id, label, user, backup_label, wal_start, created_at, end_lsn) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		s.ID, projectID, nullable(s.BranchID), s.VolumeID, s.Label, s.User, s.BackupLabel, s.WALStart, fmtTime(s.CreatedAt), s.EndLSN)
+	_, err := t.q.ExecContext(ctx, `INSERT INTO snapshots (id, project_id, branch_id, volume_id, label, user, backup_label, wal_start, created_at, end_lsn, masked) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		s.ID, projectID, nullable(s.BranchID), s.VolumeID, s.Label, s.User, s.BackupLabel, s.WALStart, fmtTime(s.CreatedAt), s.EndLSN, s.Masked)
 	return err
 }
 
-const snapshotCols = `id, COALESCE(branch_id, ''), volume_id, label, user, backup_label, wal_start, created_at, end_lsn`
+const snapshotCols = `id, COALESCE(branch_id, ''), volume_id, label, user, backup_label, wal_start, created_at, end_lsn, masked`
 
 func scanSnapshot(row scanner) (Snapshot, error) {
 	var s Snapshot
 	var created string
-	err := row.Scan(&s.ID, &s.BranchID, &s.VolumeID, &s.Label, &s.User, &s.BackupLabel, &s.WALStart, &created, &s.EndLSN)
+	err := row.Scan(&s.ID, &s.BranchID, &s.VolumeID, &s.Label, &s.User, &s.BackupLabel, &s.WALStart, &created, &s.EndLSN, &s.Masked)
 	s.CreatedAt = parseTime(created)
 	return s, err
 }

@@ -171,6 +171,9 @@ type Snapshot struct {
 	// recorded it.
 	EndLSN    string
 	CreatedAt time.Time
+	// Masked: its data is a masked branch's (it says so once that branch
+	// is gone, for a branch made from it).
+	Masked bool
 }
 
 // Open opens (creating if needed) the database under home, which it makes
@@ -406,6 +409,10 @@ var migrations = []string{
 	// its parent's).
 	`ALTER TABLE projects ADD COLUMN mask TEXT NOT NULL DEFAULT '';
 	ALTER TABLE branches ADD COLUMN masked INTEGER NOT NULL DEFAULT 0;`,
+	// A snapshot of a masked branch is masked, and says so after the
+	// branch is deleted.
+	`ALTER TABLE snapshots ADD COLUMN masked INTEGER NOT NULL DEFAULT 0;
+	UPDATE snapshots SET masked = 1 WHERE branch_id IN (SELECT id FROM branches WHERE masked = 1);`,
 }
 
 // migrate brings the schema up to date. Velo processes may open a new
