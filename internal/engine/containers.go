@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"path/filepath"
 	"regexp"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/velohq/velo/internal/errdefs"
@@ -280,3 +282,35 @@ var (
 	_ runtime.Runtime = (*runtimes)(nil)
 	_ runtime.Lister  = (*runtimes)(nil)
 )
+
+// containerFindings is doctor's line on the container engine, when a
+// project runs in containers (--image): whether the engine answers, and
+// each image the projects name is there with its PostgreSQL.
+func (e *Engine) containerFindings(ctx context.Context, s *survey) []Finding {
+	var images []string
+	for _, p := range s.projects {
+		if p.Runtime == state.RuntimeDocker && !slices.Contains(images, p.Image) {
+			images = append(images, p.Image)
+		}
+	}
+	if len(images) == 0 {
+		return nil
+	}
+	f := Finding{Section: SectionHost, Subject: "container engine", Status: LevelOK}
+	if _, err := e.containers(ctx); err != nil {
+		f.Status, f.Message = LevelFailed, err.Error()
+		f.Fix = "start the Docker engine (or point DOCKER_HOST at it): the branches of projects made with --image cannot start without it"
+		return []Finding{f}
+	}
+	var seen []string
+	for _, ref := range images {
+		img, err := e.image(ctx, ref)
+		if err != nil {
+			f.Status, f.Message, f.Fix = LevelFailed, err.Error(), "docker pull "+ref
+			return []Finding{f}
+		}
+		seen = append(seen, fmt.Sprintf("%s (PostgreSQL %s)", ref, img.Install.Version))
+	}
+	f.Message = "the engine answers; images " + strings.Join(seen, ", ")
+	return []Finding{f}
+}

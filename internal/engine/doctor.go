@@ -42,6 +42,7 @@ func (e *Engine) Doctor(ctx context.Context) (DoctorReport, error) {
 	var findings []Finding
 	add := func(f Finding) { findings = append(findings, f) }
 	findings = append(findings, e.hostFindings(s)...)
+	findings = append(findings, e.containerFindings(ctx, s)...)
 	findings = append(findings, s.poolFindings()...)
 	add(s.stateFinding())
 	findings = append(findings, e.projectFindings(s)...)

@@ -42,6 +42,7 @@ func TestImage(t *testing.T) {
 			testImageRefusals(e, d, image, noPostgres)
 			testImageDemo(e, image)
 			testImageBranches(e, d, image)
+			testImageWake(e, d, image)
 		})
 	}
 }
@@ -203,6 +204,17 @@ func testImageBranches(e *env, d *testenv.Docker, image string) {
 	if got := e.Psql("gis/geo", "SELECT count(*) FROM t"); got != "100" {
 		t.Errorf("gis/geo after the repair: %s rows", got)
 	}
+	// Doctor's line on the engine: it answers with the image, and without
+	// an engine the line fails naming how to mend it.
+	if r := e.OK("doctor"); !strings.Contains(r.Stdout, "container engine") || !strings.Contains(r.Stdout, image+" (PostgreSQL 15") {
+		t.Errorf("doctor does not report the engine and the image:\n%s", r.Stdout)
+	}
+	saved := e.Extra
+	e.Extra = append(append([]string{}, saved...), "DOCKER_HOST=unix:///nonexistent/velo-test-docker.sock")
+	if r := e.Run("doctor"); r.Code != 1 || !strings.Contains(r.Stdout, "start the Docker engine") {
+		t.Errorf("doctor without an engine: want exit 1 naming the engine, got %s", r)
+	}
+	e.Extra = saved
 
 	e.OK("project", "delete", "gis", "--force")
 	if cts, _ := d.Client.ContainerList(context.Background(), []string{docker.LabelHome + "=" + e.Home}); len(cts) != 0 {
@@ -212,6 +224,37 @@ func testImageBranches(e *env, d *testenv.Docker, image string) {
 
 // removeContainers removes every container of the home, whatever a failed
 // test left running.
+// testImageWake: velo serve suspends an idle branch of an --image project
+// (its container goes) and a client through the one port wakes it (a
+// container again) and gets its rows.
+func testImageWake(e *env, d *testenv.Docker, image string) {
+	t := e.T
+	e.Create("wk", "--image", image, "--pg-version", "15")
+	e.Psql("wk/main", "CREATE TABLE t(v text); INSERT INTO t VALUES ('main')")
+	e.OK("branch", "create", "wk/dev")
+	e.Psql("wk/dev", "UPDATE t SET v = 'dev'")
+	e.OK("branch", "set", "wk/dev", "--idle", "3s")
+	name := containerOf(e, "wk/dev")
+	running := func() bool {
+		ct, err := d.Client.ContainerInspect(context.Background(), name)
+		return err == nil && ct.State.Running
+	}
+	s := e.runServe(0)
+	url, pw := e.routerURL("wk/dev"), e.Conn("wk/dev").Password
+	e.waitState("wk/dev", "suspended", 30*time.Second)
+	if running() {
+		t.Errorf("suspended wk/dev still has its container %s running", name)
+	}
+	if out, err := psqlVia(url, pw, "SELECT v FROM t"); err != nil || out != "dev" {
+		t.Fatalf("psql waking wk/dev through velo serve: %q, %v\n%s", out, err, s.output())
+	}
+	if !running() {
+		t.Errorf("woken wk/dev has no running container %s", name)
+	}
+	e.waitState("wk/dev", "suspended", 30*time.Second)
+	e.OK("project", "delete", "wk", "--force")
+}
+
 func removeContainers(t *testing.T, d *testenv.Docker, home string) {
 	cts, err := d.Client.ContainerList(context.Background(), []string{docker.LabelHome + "=" + home})
 	if err != nil {

@@ -52,7 +52,7 @@ func (e *env) runServe(port int) *serveProc {
 	}
 	s := &serveProc{port: port}
 	s.cmd = exec.Command(harness.VeloBin, "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--http", fmt.Sprintf("127.0.0.1:%d", free()))
-	s.cmd.Env = append(os.Environ(), "VELO_HOME="+e.Home)
+	s.cmd.Env = append(append(os.Environ(), "VELO_HOME="+e.Home), e.Extra...)
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
 		e.T.Fatal(err)
