@@ -674,28 +674,9 @@ func (e *Engine) ResetBranch(ctx context.Context, ref string, force bool) error 
 		if err != nil {
 			return err
 		}
-		// A branch whose data directory is gone has no server to stop: the
-		// reset rebuilds it, stopped as it was.
-		wasRunning := false
-		if !dataGone(oldSpec.DataDir) {
-			st, err := e.Runtime.Status(ctx, oldSpec)
-			if err != nil {
-				return err
-			}
-			wasRunning = st.State == runtime.Running
-		}
-		if err := op.record(ctx, stepStopServer, subject{Path: oldSpec.DataDir}); err != nil {
+		wasRunning, err := e.stopReplaced(ctx, op, oldSpec, "Stop old server")
+		if err != nil {
 			return err
-		}
-		if err := e.Progress.Step("Stop old server", func() error {
-			// Its data is being replaced: no shutdown checkpoint to wait for
-			// (if the reset fails, the restart replays the WAL).
-			return e.Runtime.Stop(ctx, oldSpec, 0)
-		}); err != nil {
-			return err
-		}
-		if wasRunning {
-			op.onFail(func(ctx context.Context) error { _, err := e.Runtime.Start(ctx, oldSpec); return err })
 		}
 		// A branch with a password of its own keeps it, set before the
 		// new server takes a TCP login with the parent's.

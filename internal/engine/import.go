@@ -81,17 +81,10 @@ func (e *Engine) createPhysical(ctx context.Context, o CreateProjectOptions, lis
 		if err := e.ensureDirs(); err != nil {
 			return err
 		}
-		if err := op.record(ctx, stepCreateVolume, subject{Driver: d.Name(), Pool: p.Pool, ID: b.VolumeID}); err != nil {
+		vol, err := e.newVolume(ctx, op, p, d, b.VolumeID)
+		if err != nil {
 			return err
 		}
-		var vol string
-		if err := e.Progress.Step("Create volume", func() error {
-			vol, err = d.CreateVolume(ctx, b.VolumeID)
-			return err
-		}); err != nil {
-			return err
-		}
-		op.onFail(func(ctx context.Context) error { return d.DestroyVolume(ctx, b.VolumeID) })
 		spec := e.specAt(p, in, u, b, vol)
 		if err := e.populateImport(ctx, op, p, spec, plan, true); err != nil {
 			return err

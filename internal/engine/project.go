@@ -321,19 +321,10 @@ func (e *Engine) releasePool(d storage.Driver) {
 // import, see importSettings); freshCA makes the project a new certificate
 // authority first. The server is not started.
 func (e *Engine) initVolume(ctx context.Context, op *op, p state.Project, d storage.Driver, in pg.Install, u *pg.OSUser, b state.Branch, freshCA, bulkLoad bool) (runtime.Spec, error) {
-	if err := op.record(ctx, stepCreateVolume, subject{Driver: d.Name(), Pool: p.Pool, ID: b.VolumeID}); err != nil {
-		return runtime.Spec{}, err
-	}
-	var vol string
-	err := e.Progress.Step("Create volume", func() error {
-		var err error
-		vol, err = d.CreateVolume(ctx, b.VolumeID)
-		return err
-	})
+	vol, err := e.newVolume(ctx, op, p, d, b.VolumeID)
 	if err != nil {
 		return runtime.Spec{}, err
 	}
-	op.onFail(func(ctx context.Context) error { return d.DestroyVolume(ctx, b.VolumeID) })
 	spec := e.specAt(p, in, u, b, vol)
 	if err := op.record(ctx, stepInitdb, subject{Path: spec.DataDir}); err != nil {
 		return spec, err
@@ -364,6 +355,24 @@ func (e *Engine) initVolume(ctx context.Context, op *op, p state.Project, d stor
 	}
 	op.onFail(func(ctx context.Context) error { return os.RemoveAll(e.archiveDir(b.VolumeID)) })
 	return spec, nil
+}
+
+// newVolume makes volume id in p's pool, journalled and undone on
+// failure, and returns its path.
+func (e *Engine) newVolume(ctx context.Context, op *op, p state.Project, d storage.Driver, id string) (string, error) {
+	if err := op.record(ctx, stepCreateVolume, subject{Driver: d.Name(), Pool: p.Pool, ID: id}); err != nil {
+		return "", err
+	}
+	var vol string
+	if err := e.Progress.Step("Create volume", func() error {
+		var err error
+		vol, err = d.CreateVolume(ctx, id)
+		return err
+	}); err != nil {
+		return "", err
+	}
+	op.onFail(func(ctx context.Context) error { return d.DestroyVolume(ctx, id) })
+	return vol, nil
 }
 
 // startNew starts a server made by this operation, undone on failure.

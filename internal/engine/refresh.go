@@ -110,6 +110,31 @@ func (e *Engine) refreshLogical(ctx context.Context, op *op, p state.Project) er
 	return e.swapMain(ctx, op, p, d, b, fresh, spec, source, nil)
 }
 
+// stopReplaced stops the server whose data a swap replaces (reset,
+// refresh), journalled: no shutdown checkpoint to wait for, since if the
+// command fails the restart replays the WAL, which the undo does when it
+// was running. A data directory that is gone has no server to stop (a
+// reset rebuilds it, stopped as it was).
+func (e *Engine) stopReplaced(ctx context.Context, op *op, spec runtime.Spec, step string) (wasRunning bool, err error) {
+	if !dataGone(spec.DataDir) {
+		st, err := e.Runtime.Status(ctx, spec)
+		if err != nil {
+			return false, err
+		}
+		wasRunning = st.State == runtime.Running
+	}
+	if err := op.record(ctx, stepStopServer, subject{Path: spec.DataDir}); err != nil {
+		return false, err
+	}
+	if err := e.Progress.Step(step, func() error { return e.Runtime.Stop(ctx, spec, 0) }); err != nil {
+		return false, err
+	}
+	if wasRunning {
+		op.onFail(func(ctx context.Context) error { _, err := e.Runtime.Start(ctx, spec); return err })
+	}
+	return wasRunning, nil
+}
+
 // swapMain puts fresh, a new volume of p's main b whose server is
 // configured as spec, in b's place: the old server stopped, the new one
 // started on main's port (then ready, if given, runs on it), its base
@@ -122,23 +147,9 @@ func (e *Engine) swapMain(ctx context.Context, op *op, p state.Project, d storag
 	if err != nil {
 		return err
 	}
-	st, err := e.Runtime.Status(ctx, oldSpec)
+	wasRunning, err := e.stopReplaced(ctx, op, oldSpec, "Stop old main")
 	if err != nil {
 		return err
-	}
-	wasRunning := st.State == runtime.Running
-	if err := op.record(ctx, stepStopServer, subject{Path: oldSpec.DataDir}); err != nil {
-		return err
-	}
-	if err := e.Progress.Step("Stop old main", func() error {
-		// Its data is being replaced: no shutdown checkpoint to wait for
-		// (if the refresh fails, the restart replays the WAL).
-		return e.Runtime.Stop(ctx, oldSpec, 0)
-	}); err != nil {
-		return err
-	}
-	if wasRunning {
-		op.onFail(func(ctx context.Context) error { _, err := e.Runtime.Start(ctx, oldSpec); return err })
 	}
 	if err := e.startNew(ctx, op, spec); err != nil {
 		return err

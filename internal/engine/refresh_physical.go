@@ -59,17 +59,10 @@ func (e *Engine) refreshPhysical(ctx context.Context, op *op, p state.Project) e
 	}
 	fresh := b
 	fresh.VolumeID = newID("v")
-	if err := op.record(ctx, stepCreateVolume, subject{Driver: d.Name(), Pool: p.Pool, ID: fresh.VolumeID}); err != nil {
+	vol, err := e.newVolume(ctx, op, p, d, fresh.VolumeID)
+	if err != nil {
 		return err
 	}
-	var vol string
-	if err := e.Progress.Step("Create volume", func() error {
-		vol, err = d.CreateVolume(ctx, fresh.VolumeID)
-		return err
-	}); err != nil {
-		return err
-	}
-	op.onFail(func(ctx context.Context) error { return d.DestroyVolume(ctx, fresh.VolumeID) })
 	spec := e.specAt(p, in, u, fresh, vol)
 	if err := e.populateImport(ctx, op, p, spec, &importPlan{src: src, info: info}, false); err != nil {
 		return err
