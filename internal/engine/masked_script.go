@@ -20,8 +20,8 @@ import (
 // in its database, then removes what would still show an original value
 // from the tables and statistics of every database and from the WAL (the
 // comment at the top of this file). A database the script does not
-// name, other than postgres and the templates, is refused: its values
-// would be copied as they are.
+// name (postgres is named by statements before any \connect), other than
+// the templates, is refused: its values would be copied as they are.
 func (e *Engine) mask(ctx context.Context, spec runtime.Spec, s maskSession, script maskScript) error {
 	sections, err := pg.SplitConnects(script.text)
 	if err != nil {
@@ -48,9 +48,10 @@ func (e *Engine) mask(ctx context.Context, spec runtime.Spec, s maskSession, scr
 		return err
 	}
 	// The parts to run: the lines before any \connect in postgres (when
-	// they hold a statement), each other part in its database.
+	// they hold a statement: postgres is then named), each other part in
+	// its database.
 	var parts []pg.ScriptSection
-	named := map[string]bool{pg.Superuser: true} // postgres is the default's, named or not
+	named := map[string]bool{}
 	for _, sec := range sections {
 		if sec.Database == "" {
 			if len(pg.SplitScript(sec.Text)) == 0 {
@@ -68,7 +69,7 @@ func (e *Engine) mask(ctx context.Context, spec runtime.Spec, s maskSession, scr
 	}
 	for _, d := range dbs {
 		if _, ok := named[d.Name]; !ok && !d.Template {
-			return errdefs.Invalid("database %s of the branch is not masked: mask script %s runs in database postgres and in those it names with \\connect; add a line \\connect %s followed by its statements (or the line alone if it holds nothing to mask); nothing was made",
+			return errdefs.Invalid("database %s of the branch is not masked: mask script %s runs its lines before any \\connect in database postgres and the rest in the databases it names with \\connect; add a line \\connect %s followed by its statements (or the line alone if it holds nothing to mask); nothing was made",
 				quote(d.Name), script.from, d.Name)
 		}
 	}

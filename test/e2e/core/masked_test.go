@@ -208,6 +208,8 @@ func testMasked(e *env) {
 		INSERT INTO customers SELECT i, '`+shopSecret+`' || i FROM generate_series(1, 200) i;
 		ANALYZE customers; CHECKPOINT`)
 	e.Refused([]string{`database "shop" of the branch is not masked`, `\connect shop`}, "branch", "create", "m/multi", "--mask", mask)
+	shopOnly := writeFile(t, dir, "shoponly.sql", "\\connect shop\nUPDATE customers SET email = 'x';\n")
+	e.Refused([]string{`database "postgres" of the branch is not masked`, `\connect postgres`}, "branch", "create", "m/multi", "--mask", shopOnly)
 	nosuch := writeFile(t, dir, "nosuch.sql", maskSQL+"\\connect shop\nSELECT 1;\n\\c nosuch\nSELECT 1;\n")
 	e.Refused([]string{"connects to database", "nosuch", "does not have"}, "branch", "create", "m/multi", "--mask", nosuch)
 	badShop := writeFile(t, dir, "badshop.sql", maskSQL+"\\connect shop\nUPDATE customers SET email = 'x';\nUPDATE nosuch SET a = 1;\n")
