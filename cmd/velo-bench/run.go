@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -172,7 +173,8 @@ func timeRuns(reps int, fn func(i int) (time.Duration, error)) (bench.Summary, e
 
 // timePairs is timeRuns for two ways of doing the same thing, run in
 // turn (a then b, then b then a, ...) so that neither always meets the
-// page cache and the pool's writeback as the other left them.
+// page cache and the pool's writeback as the other left them, each after
+// a sync: the last run's writes are on disk before the next is timed.
 func timePairs(reps int, a, b func(i int) (time.Duration, error)) (sa, sb bench.Summary, err error) {
 	var da, db []time.Duration
 	for i := 0; i <= reps; i++ {
@@ -184,6 +186,7 @@ func timePairs(reps int, a, b func(i int) (time.Duration, error)) (sa, sb bench.
 			fn func(int) (time.Duration, error)
 			to *[]time.Duration
 		}{{first, df}, {second, ds}} {
+			syscall.Sync()
 			d, err := run.fn(i)
 			if err != nil {
 				return sa, sb, err
