@@ -35,6 +35,28 @@ func (e *Engine) mask(ctx context.Context, spec runtime.Spec, s maskSession, scr
 		return err
 	}
 	defer c.Close(context.WithoutCancel(ctx))
+	// One session per database, opened when first needed and kept for
+	// every step after.
+	sessions := map[string]*pgx.Conn{"template1": c}
+	defer func() {
+		for db, sc := range sessions {
+			if sc != c {
+				sc.Close(context.WithoutCancel(ctx))
+			}
+			delete(sessions, db)
+		}
+	}()
+	session := func(db string) (*pgx.Conn, error) {
+		if sc, ok := sessions[db]; ok {
+			return sc, nil
+		}
+		sc, err := connect(db)
+		if err != nil {
+			return nil, err
+		}
+		sessions[db] = sc
+		return sc, nil
+	}
 	rows, err := c.Query(ctx, "SELECT datname, datistemplate FROM pg_database WHERE datallowconn ORDER BY datname")
 	if err != nil {
 		return err
@@ -74,7 +96,7 @@ func (e *Engine) mask(ctx context.Context, spec runtime.Spec, s maskSession, scr
 		}
 	}
 	if err := e.Progress.Step("Roll back inherited prepared transactions", func() error {
-		return rollbackPrepared(ctx, c, connect)
+		return rollbackPrepared(ctx, c, session)
 	}); err != nil {
 		return err
 	}
@@ -85,7 +107,11 @@ func (e *Engine) mask(ctx context.Context, spec runtime.Spec, s maskSession, scr
 			step += " in " + db
 		}
 		err := e.Progress.Step(step, func() error {
-			return inDatabase(c, db, connect, func(dc *pgx.Conn) error { return runScript(ctx, dc, maskScript{text: sec.Text, from: script.from}) })
+			dc, err := session(db)
+			if err != nil {
+				return err
+			}
+			return runScript(ctx, dc, maskScript{text: sec.Text, from: script.from})
 		})
 		if err != nil {
 			return err
@@ -97,27 +123,18 @@ func (e *Engine) mask(ctx context.Context, spec runtime.Spec, s maskSession, scr
 	// Every database's tables rewritten and statistics made again, the
 	// templates' too (whatever they hold is in the volume).
 	steps := []struct{ name, sql string }{
-		{"Clear the statistics", "DELETE FROM pg_statistic; DELETE FROM pg_statistic_ext_data; SELECT pg_stat_reset()"},
+		{"Clear the statistics", `DELETE FROM pg_statistic; DELETE FROM pg_statistic_ext_data; SELECT pg_stat_reset();
+			DO $$ BEGIN IF EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_stat_statements') THEN PERFORM pg_stat_statements_reset(); END IF; END $$`},
 		{"Rewrite every table", "VACUUM FULL"},
 		{"Analyze the masked rows", "ANALYZE"},
 	}
 	for _, s := range steps {
 		err := e.Progress.Step(s.name, func() error {
 			for _, d := range dbs {
-				err := inDatabase(c, d.Name, connect, func(dc *pgx.Conn) error {
-					if _, err := dc.Exec(ctx, s.sql); err != nil {
-						return err
-					}
-					if s.name != "Clear the statistics" {
-						return nil
-					}
-					var has bool
-					if err := dc.QueryRow(ctx, "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_stat_statements')").Scan(&has); err != nil || !has {
-						return err
-					}
-					_, err := dc.Exec(ctx, "SELECT pg_stat_statements_reset()")
-					return err
-				})
+				dc, err := session(d.Name)
+				if err == nil {
+					_, err = dc.Exec(ctx, s.sql)
+				}
 				if err != nil {
 					return fmt.Errorf("database %s: %w", d.Name, err)
 				}
@@ -198,24 +215,10 @@ func (e *Engine) maskSession(p state.Project, b state.Branch, spec runtime.Spec,
 	}
 }
 
-// inDatabase runs fn on a session in database db: c when it is c's
-// (postgres), else one opened with connect and closed after.
-func inDatabase(c *pgx.Conn, db string, connect func(string) (*pgx.Conn, error), fn func(*pgx.Conn) error) error {
-	if db == c.Config().Database {
-		return fn(c)
-	}
-	dc, err := connect(db)
-	if err != nil {
-		return err
-	}
-	defer dc.Close(context.Background())
-	return fn(dc)
-}
-
 // rollbackPrepared rolls back the prepared transactions a clone inherited
 // (their state files hold their rows), each in its own database, where
 // alone ROLLBACK PREPARED may end it.
-func rollbackPrepared(ctx context.Context, c *pgx.Conn, connect func(string) (*pgx.Conn, error)) error {
+func rollbackPrepared(ctx context.Context, c *pgx.Conn, session func(string) (*pgx.Conn, error)) error {
 	rows, err := c.Query(ctx, "SELECT gid, database FROM pg_prepared_xacts ORDER BY database")
 	if err != nil {
 		return err
@@ -226,10 +229,11 @@ func rollbackPrepared(ctx context.Context, c *pgx.Conn, connect func(string) (*p
 		return err
 	}
 	for _, x := range xacts {
-		if err := inDatabase(c, x.DB, connect, func(dc *pgx.Conn) error {
-			_, err := dc.Exec(ctx, "ROLLBACK PREPARED "+quoteLiteral(x.GID))
+		dc, err := session(x.DB)
+		if err != nil {
 			return err
-		}); err != nil {
+		}
+		if _, err := dc.Exec(ctx, "ROLLBACK PREPARED "+quoteLiteral(x.GID)); err != nil {
 			return err
 		}
 	}
