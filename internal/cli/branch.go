@@ -218,8 +218,8 @@ func runBranchGet(ctx context.Context, g *Globals, o jsonOptions, ref string) er
 }
 
 func printBranch(w io.Writer, b engine.BranchInfo) {
-	fmt.Fprintf(w, "Branch:     %s\nParent:     %s\nState:      %s\nPort:       %d\nURL:        %s\nOne port:   %s (velo serve)\nIdle:       %s\nSize:       %s exclusive, %s referenced\nCreated:    %s\n",
-		b.Name, dash(b.Parent), stateText(b), b.Port, b.URL, b.RouterURL, idleText(b), sizeText(b.Exclusive), sizeText(b.Reference), b.CreatedAt.Local().Format(time.DateTime))
+	fmt.Fprintf(w, "Branch:     %s\nParent:     %s\nState:      %s\nPort:       %d\nURL:        %s\nOne port:   %s (velo serve)\n            %s (TLS)\nIdle:       %s\nSize:       %s exclusive, %s referenced\nCreated:    %s\n",
+		b.Name, dash(b.Parent), stateText(b), b.Port, b.URL, b.RouterURL, b.RouterTLSURL, idleText(b), sizeText(b.Exclusive), sizeText(b.Reference), b.CreatedAt.Local().Format(time.DateTime))
 	if b.Masked {
 		fmt.Fprintf(w, "Masked:     yes\n")
 	}
@@ -334,7 +334,7 @@ func runBranchPassword(ctx context.Context, g *Globals, o jsonOptions, ref strin
 		return err
 	}
 	return p.Result(view.NewConn(c), func(w io.Writer) {
-		fmt.Fprintf(w, "Branch:   %s\nHost:     %s\nPort:     %d\nUser:     %s\nPassword: %s\nDatabase: %s\nURL:      %s\nOne port: %s (velo serve)\n", c.Branch, c.Host, c.Port, c.User, c.Password, c.Database, c.URL, c.RouterURL)
+		fmt.Fprintf(w, "Branch:   %s\nHost:     %s\nPort:     %d\nUser:     %s\nPassword: %s\nDatabase: %s\nURL:      %s\nOne port: %s (velo serve)\n          %s (TLS)\n", c.Branch, c.Host, c.Port, c.User, c.Password, c.Database, c.URL, c.RouterURL, c.RouterTLSURL)
 		if c.CACert != "" {
 			fmt.Fprintf(w, "TLS CA:   %s\n", c.CACert)
 		}

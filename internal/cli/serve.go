@@ -15,6 +15,7 @@ import (
 
 	"github.com/velohq/velo/internal/engine"
 	"github.com/velohq/velo/internal/errdefs"
+	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/serve"
 	"github.com/velohq/velo/internal/ui"
 )
@@ -26,13 +27,16 @@ const DefaultServeListen = engine.DefaultRouterAddr
 // serveOptions are the flags of velo serve.
 type serveOptions struct {
 	Listen, HTTP, TLSCert, TLSKey string
+	// MaxConnections bounds the sessions the router relays at once.
+	MaxConnections int
 	// UploadInterval is how often the uploader copies each project's new
 	// WAL to its object storage.
 	UploadInterval time.Duration
 }
 
 func (o *serveOptions) AddFlags(fs *pflag.FlagSet) {
-	fs.StringVar(&o.Listen, "listen", DefaultServeListen, "address of the router, HOST:PORT; loopback only (other addresses will need TLS)")
+	fs.StringVar(&o.Listen, "listen", DefaultServeListen, "address of the router, HOST:PORT (an IP address of this host, 0.0.0.0, :: or localhost); clients not on loopback must use TLS")
+	fs.IntVar(&o.MaxConnections, "max-connections", serve.DefaultMaxConns, "sessions the router relays at once (1 to 100000); one more is refused with SQLSTATE 53300")
 	fs.StringVar(&o.HTTP, "http", defaultHTTP, "address of the HTTP API and the web page (HOST:PORT); other than loopback it is served over TLS")
 	fs.StringVar(&o.TLSCert, "tls-cert", "", "certificate (PEM) for the API (default: one from velo serve's own CA in VELO_HOME/api/ca when --http is not loopback)")
 	fs.StringVar(&o.TLSKey, "tls-key", "", "the key of --tls-cert (PEM)")
@@ -45,10 +49,21 @@ func newServeCommand(g *Globals) *cobra.Command {
 		Use:   "serve",
 		Short: "Route every branch through one port (runs in the foreground)",
 		Long: `velo serve runs in the foreground and routes PostgreSQL connections on one
-port to the branches' own servers: the database name says the branch,
-dbname=PROJECT/BRANCH (database postgres) or PROJECT/BRANCH/DATABASE, e.g.
+port to the branches' own servers. The TLS server name says the branch,
+BRANCH.PROJECT.localhost, verified with the project's own CA:
+
+  psql "host=dev.demo.localhost hostaddr=127.0.0.1 port=6543 dbname=postgres
+        sslmode=verify-full sslrootcert=$VELO_HOME/projects/demo/ca.crt"
+
+and for clients that send no server name (an IP address as host, no TLS),
+the database name says it, dbname=PROJECT/BRANCH (database postgres) or
+PROJECT/BRANCH/DATABASE:
 
   psql "postgresql://postgres@127.0.0.1:6543/demo/dev"
+
+Clients not on loopback must use TLS (sslmode=require or stronger); without
+a project's server name they get a certificate from velo serve's own CA,
+$VELO_HOME/api/ca/ca.crt.
 
 The client authenticates to the branch's own server with the branch's
 password (velo branch password); velo serve holds none. Branches are found
@@ -61,19 +76,27 @@ routed at once.`,
 	return c
 }
 
-// checkLoopback refuses a listen address that is not HOST:PORT on loopback.
-func checkLoopback(addr string) error {
+// checkListen checks --listen: HOST:PORT where HOST is localhost, an IP
+// address of this host, or a wildcard address.
+func checkListen(addr string) (host string, err error) {
 	host, port, err := net.SplitHostPort(addr)
 	if n, perr := strconv.ParseUint(port, 10, 16); err != nil || perr != nil || n == 0 {
-		return usageError{fmt.Errorf("--listen must be HOST:PORT on loopback with a port of 1 to 65535, e.g. %s; got %s", DefaultServeListen, ui.Quote(addr))}
+		return "", usageError{fmt.Errorf("--listen must be HOST:PORT with a port of 1 to 65535, e.g. %s; got %s", DefaultServeListen, ui.Quote(addr))}
 	}
 	if host == "localhost" {
-		return nil
+		return host, nil
 	}
-	if ip, err := netip.ParseAddr(host); err != nil || !ip.IsLoopback() {
-		return usageError{fmt.Errorf("--listen must be HOST:PORT on loopback (127.0.0.1, ::1, localhost) until velo serve speaks TLS; got %s", ui.Quote(addr))}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.Zone() != "" {
+		return "", usageError{fmt.Errorf("--listen %s: the host must be an IP address, localhost, 0.0.0.0 or ::", ui.Quote(addr))}
 	}
-	return nil
+	if !ip.IsUnspecified() && !pg.HostHasAddress(ip) {
+		return "", usageError{fmt.Errorf("--listen %s: no network interface of this host has that address (ip -brief address lists them)", ui.Quote(addr))}
+	}
+	if ip.IsUnspecified() {
+		return "*", nil
+	}
+	return ip.String(), nil
 }
 
 // engineResolver finds, wakes and suspends branches for the router
@@ -106,8 +129,12 @@ func (r engineResolver) Suspend(ctx context.Context, project, branch string) (bo
 }
 
 func runServe(ctx context.Context, g *Globals, o serveOptions) error {
-	if err := checkLoopback(o.Listen); err != nil {
+	listenHost, err := checkListen(o.Listen)
+	if err != nil {
 		return err
+	}
+	if o.MaxConnections < 1 || o.MaxConnections > 100000 {
+		return usageError{fmt.Errorf("--max-connections %d must be from 1 to 100000", o.MaxConnections)}
 	}
 	if o.UploadInterval < time.Second || o.UploadInterval > 24*time.Hour || o.UploadInterval%time.Second != 0 {
 		return errdefs.Invalid("--upload-interval %s must be whole seconds between 1s and 24h", o.UploadInterval)
@@ -126,6 +153,11 @@ func runServe(ctx context.Context, g *Globals, o serveOptions) error {
 		return err
 	}
 	defer e.Close()
+	certs, err := e.RouterCerts(listenHost)
+	if err != nil {
+		h.ln.Close()
+		return err
+	}
 	ln, err := net.Listen("tcp", o.Listen)
 	if err != nil {
 		h.ln.Close()
@@ -139,8 +171,8 @@ func runServe(ctx context.Context, g *Globals, o serveOptions) error {
 	if err := e.RecordRouter(ln.Addr().String()); err != nil {
 		slog.Warn("the one-port URLs will not show this address", "err", err)
 	}
-	router := &serve.Router{Resolver: engineResolver{e}, Log: slog.Default()}
-	fmt.Fprintf(g.Stderr, "velo serve: routing on %s (dbname=PROJECT/BRANCH[/DATABASE])\n", ln.Addr())
+	router := &serve.Router{Resolver: engineResolver{e}, TLS: serve.RouterTLS(certs.Get), MaxConns: o.MaxConnections, Log: slog.Default()}
+	fmt.Fprintf(g.Stderr, "velo serve: routing on %s (TLS server name BRANCH.PROJECT.localhost, or dbname=PROJECT/BRANCH[/DATABASE])\n", ln.Addr())
 	return serve.Run(ctx, serve.Listener{Name: "router", Ln: ln, Serve: router.Serve},
 		serve.Listener{Name: "http", Ln: h.ln, Serve: func(ctx context.Context, _ net.Listener) error { return h.serve(ctx) }},
 		serve.Listener{Name: "uploader", Serve: func(ctx context.Context, _ net.Listener) error {

@@ -3,7 +3,6 @@ package cli
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/velohq/velo/internal/api"
+	"github.com/velohq/velo/internal/engine"
 	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/ui"
@@ -112,18 +112,11 @@ func newHTTPService(g *Globals, home, addr, cert, key string) (*httpService, err
 // serveCert is a certificate for host from velo serve's own CA, made
 // the first time.
 func serveCert(home, host string) (cert, key string, err error) {
-	dir := filepath.Join(home, "api", "ca")
-	ca, err := pg.LoadCA(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		if ca, err = pg.NewCA("velo serve"); err == nil {
-			if err = pg.WriteCA(dir, ca); err == nil {
-				ca, err = pg.LoadCA(dir)
-			}
-		}
-	}
+	ca, err := engine.ServeCA(home)
 	if err != nil {
-		return "", "", fmt.Errorf("velo serve's certificate authority in %s: %w", dir, err)
+		return "", "", err
 	}
+	dir := engine.ServeCADir(home)
 	hosts := pg.ServerHosts([]string{host})
 	if _, err := pg.EnsureServerCert(dir, ca, hosts, nil); err != nil {
 		return "", "", err

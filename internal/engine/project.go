@@ -62,8 +62,9 @@ type Conn struct {
 	// CACert is the project's CA certificate, for sslmode=verify-full
 	// sslrootcert=CACert.
 	CACert string
-	// RouterURL reaches the branch through velo serve's one port.
-	RouterURL string
+	// RouterURL reaches the branch through velo serve's one port, routed
+	// by the database name; RouterTLSURL by the TLS server name.
+	RouterURL, RouterTLSURL string
 }
 
 // conn is how to reach b, with the project's CA certificate.
@@ -71,6 +72,7 @@ func (e *Engine) conn(p state.Project, b state.Branch, withPassword bool) Conn {
 	c := conn(p, b, withPassword)
 	c.CACert = e.caCert(p)
 	c.RouterURL = e.routerURL(p, b, withPassword)
+	c.RouterTLSURL = e.routerTLSURL(p, b, withPassword)
 	return c
 }
 

@@ -3,12 +3,14 @@ package engine
 import (
 	"context"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/velohq/velo/internal/pg"
+	"github.com/velohq/velo/internal/serve"
 	"github.com/velohq/velo/internal/state"
 )
 
@@ -58,4 +60,24 @@ func (e *Engine) routerURL(p state.Project, b state.Branch, withPassword bool) s
 		return u.String()
 	}
 	return "postgresql://" + pg.Superuser + ":***@" + e.routerAddr() + "/" + p.Name + "%2F" + b.Name
+}
+
+// routerTLSURL is b's URL through velo serve routed by the TLS server
+// name BRANCH.PROJECT.localhost, verified with the project's CA; hostaddr
+// names the router's address, so no resolver needs to know the name.
+func (e *Engine) routerTLSURL(p state.Project, b state.Branch, withPassword bool) string {
+	host, port, _ := net.SplitHostPort(e.routerAddr())
+	if ip, err := netip.ParseAddr(host); host == "localhost" || (err == nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	password := "***"
+	if withPassword {
+		password = url.UserPassword(pg.Superuser, b.Password).String()
+		password = password[strings.Index(password, ":")+1:]
+	}
+	q := url.Values{"hostaddr": {host}, "sslmode": {"verify-full"}}
+	if ca := e.caCert(p); ca != "" {
+		q.Set("sslrootcert", ca)
+	}
+	return "postgresql://" + pg.Superuser + ":" + password + "@" + net.JoinHostPort(serve.SNIName(p.Name, b.Name), port) + "/postgres?" + strings.ReplaceAll(q.Encode(), "%2F", "/")
 }

@@ -28,9 +28,10 @@ type BranchInfo struct {
 	StartedAt time.Time
 	Port      int
 	URL       string
-	// RouterURL reaches the branch through velo serve's one port.
-	RouterURL string
-	Volume    string
+	// RouterURL reaches the branch through velo serve's one port, routed
+	// by the database name; RouterTLSURL by the TLS server name.
+	RouterURL, RouterTLSURL string
+	Volume                  string
 	// Exclusive and Reference are the branch's space; nil when not
 	// computed (see Sizes).
 	Exclusive *int64
@@ -188,7 +189,8 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch, sizes bool) 
 			defer func() { <-sem }()
 			info := BranchInfo{Name: x.p.Name + "/" + x.b.Name, Project: x.p.Name, Branch: x.b.Name, Port: x.b.Port,
 				Volume: x.b.VolumeID, CreatedAt: x.b.CreatedAt, State: "stopped", URL: conn(x.p, x.b, false).URL,
-				CACert: e.caCert(x.p), SocketDir: e.socketDir(x.b), LogFile: e.logFile(x.b), RouterURL: e.routerURL(x.p, x.b, false)}
+				CACert: e.caCert(x.p), SocketDir: e.socketDir(x.b), LogFile: e.logFile(x.b), RouterURL: e.routerURL(x.p, x.b, false),
+				RouterTLSURL: e.routerTLSURL(x.p, x.b, false)}
 			info.Protected, info.Masked = x.b.Protected, x.b.Masked
 			info.Idle, info.IdleFrom = idleTimeout(x.p, x.b)
 			if !x.b.SuspendedAt.IsZero() && x.b.WantRunning {

@@ -172,13 +172,32 @@ func EnsureServerCert(dataDir string, ca *CA, hosts []string, owner *OSUser) (is
 	if serverCertValid(dataDir, ca, hosts) {
 		return false, nil
 	}
+	certPEM, keyPEM, err := IssueServerCert(ca, hosts)
+	if err != nil {
+		return false, err
+	}
+	// The key first: a crash between the two leaves a certificate that does
+	// not match its key, which the next start sees and reissues.
+	if err := writeFileAtomic(filepath.Join(dataDir, ServerKeyFile), keyPEM, 0o600, owner); err != nil {
+		return false, fmt.Errorf("write %s: %w", ServerKeyFile, err)
+	}
+	if err := writeFileAtomic(filepath.Join(dataDir, ServerCertFile), certPEM, 0o600, owner); err != nil {
+		return false, fmt.Errorf("write %s: %w", ServerCertFile, err)
+	}
+	return true, nil
+}
+
+// IssueServerCert issues a server certificate signed by ca for hosts (DNS
+// names, a leftmost "*." label included, and IP addresses) and a new key
+// (ECDSA P-256), both PEM; hosts[0] is its common name.
+func IssueServerCert(ca *CA, hosts []string) (certPEM, keyPEM []byte, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return false, fmt.Errorf("server key: %w", err)
+		return nil, nil, fmt.Errorf("server key: %w", err)
 	}
 	serial, err := randomSerial()
 	if err != nil {
-		return false, err
+		return nil, nil, err
 	}
 	now := time.Now()
 	tmpl := &x509.Certificate{
@@ -200,21 +219,13 @@ func EnsureServerCert(dataDir string, ca *CA, hosts []string, owner *OSUser) (is
 	}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, &key.PublicKey, ca.Key)
 	if err != nil {
-		return false, fmt.Errorf("server certificate: %w", err)
+		return nil, nil, fmt.Errorf("server certificate: %w", err)
 	}
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
-		return false, err
+		return nil, nil, err
 	}
-	// The key first: a crash between the two leaves a certificate that does
-	// not match its key, which the next start sees and reissues.
-	if err := writeFileAtomic(filepath.Join(dataDir, ServerKeyFile), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600, owner); err != nil {
-		return false, fmt.Errorf("write %s: %w", ServerKeyFile, err)
-	}
-	if err := writeFileAtomic(filepath.Join(dataDir, ServerCertFile), pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600, owner); err != nil {
-		return false, fmt.Errorf("write %s: %w", ServerCertFile, err)
-	}
-	return true, nil
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
 }
 
 // serverCertValid reports whether dataDir's certificate and key can stay.

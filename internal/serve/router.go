@@ -3,6 +3,7 @@ package serve
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -35,6 +36,10 @@ type Resolver interface {
 // Router routes PostgreSQL connections to the branches' servers.
 type Router struct {
 	Resolver Resolver
+	// TLS, when set, is offered to clients (SSLRequest and direct TLS);
+	// RouterTLS makes it. Without it SSLRequest is declined. Clients not on
+	// loopback are refused unless they use TLS.
+	TLS *tls.Config
 	// StartupTimeout bounds the startup phase: a client that sends no
 	// complete startup message by then is dropped.
 	StartupTimeout time.Duration
@@ -138,7 +143,7 @@ func refuse(c net.Conn, code, msg string) {
 
 func (r *Router) handle(ctx context.Context, c net.Conn, startup time.Duration, log *slog.Logger) {
 	_ = c.SetDeadline(time.Now().Add(startup))
-	msg, err := readStartup(c)
+	c, msg, err := r.negotiate(c)
 	if err != nil {
 		// A malformed or slow startup: the client may not be a Postgres
 		// client at all; tell it, then drop it.
@@ -159,7 +164,11 @@ func (r *Router) handle(ctx context.Context, c net.Conn, startup time.Duration, 
 
 // route connects the client to its branch's server and relays.
 func (r *Router) route(ctx context.Context, c net.Conn, m *pgproto3.StartupMessage, log *slog.Logger) {
-	t, err := ParseTarget(m.Parameters)
+	if _, isTLS := c.(*tls.Conn); !isTLS && !isLoopback(c) {
+		refuse(c, "28000", "velo serve accepts connections from other hosts over TLS only: connect with sslmode=require or stronger")
+		return
+	}
+	t, err := target(c, m.Parameters)
 	if err != nil {
 		var se errStartup
 		errors.As(err, &se)
@@ -179,7 +188,11 @@ func (r *Router) route(ctx context.Context, c net.Conn, m *pgproto3.StartupMessa
 		return
 	}
 	addr := server.RemoteAddr().String()
-	m.Parameters["database"] = t.Database
+	if t.Database == "" {
+		delete(m.Parameters, "database")
+	} else {
+		m.Parameters["database"] = t.Database
+	}
 	buf, err := m.Encode(nil)
 	if err == nil {
 		_, err = server.Write(buf)

@@ -2,9 +2,12 @@
 // listeners (today the router; later the HTTP API) and never owns data.
 //
 // The router speaks the PostgreSQL protocol up to the startup message: it
-// declines SSLRequest and GSSENCRequest with 'N', reads the StartupMessage,
-// picks the branch from it, connects to that branch's own server and from
-// then on relays bytes both ways. The client authenticates to the branch's
+// accepts TLS (an SSLRequest, or a direct TLS handshake with ALPN
+// "postgresql" as PostgreSQL 17 clients may send), declines GSSENCRequest
+// with 'N', reads the StartupMessage, picks the branch from the TLS server
+// name (SNI, BRANCH.PROJECT.localhost) or else from the database name,
+// connects to that branch's own server and from then on relays bytes both
+// ways. The client authenticates to the branch's
 // server (SCRAM passes through the relay untouched): the router holds no
 // passwords.
 package serve
@@ -42,13 +45,15 @@ const (
 	protocol32 = 3<<16 | 2
 )
 
-// readStartup runs the startup phase on rw: it answers SSLRequest and
-// GSSENCRequest with 'N' and returns the first StartupMessage or
-// CancelRequest. It reads exactly each packet's bytes, nothing the client
+// readStartup runs the startup phase on rw: it answers GSSENCRequest with
+// 'N', and SSLRequest with 'N' too unless upgrade is given, in which case
+// it answers 'S', lets upgrade run the TLS handshake and goes on reading
+// from what upgrade returns; a second SSLRequest is refused. It returns the
+// first StartupMessage or CancelRequest. It reads exactly each packet's bytes, nothing the client
 // sent after it, and refuses a packet under 8 or over 10,000 bytes
 // (Postgres's own limit) before reading its body, so that a client cannot
 // make the router hold more than that. The caller sets the deadline.
-func readStartup(rw io.ReadWriter) (pgproto3.FrontendMessage, error) {
+func readStartup(rw io.ReadWriter, upgrade func() (io.ReadWriter, error)) (pgproto3.FrontendMessage, error) {
 	var head [4]byte
 	for range maxNegotiations + 1 {
 		if _, err := io.ReadFull(rw, head[:]); err != nil {
@@ -66,6 +71,17 @@ func readStartup(rw io.ReadWriter) (pgproto3.FrontendMessage, error) {
 		case codeSSL, codeGSSEnc:
 			if n != 8 {
 				return nil, fmt.Errorf("SSL/GSS request of %d bytes", n)
+			}
+			if code == codeSSL && upgrade != nil {
+				if _, err := rw.Write([]byte{'S'}); err != nil {
+					return nil, err
+				}
+				next, err := upgrade()
+				if err != nil {
+					return nil, err
+				}
+				rw, upgrade = next, nil
+				continue
 			}
 			if _, err := rw.Write([]byte{'N'}); err != nil {
 				return nil, err

@@ -36,7 +36,7 @@ func TestReadStartupDeclinesSSLAndGSSThenReadsStartup(t *testing.T) {
 	in = append(in, startupBytes(t, map[string]string{"user": "alice", "database": "demo/dev"})...)
 	in = append(in, 'Q') // what the client sends next stays unread
 	c := &rw{Reader: bytes.NewReader(in)}
-	msg, err := readStartup(c)
+	msg, err := readStartup(c, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +54,7 @@ func TestReadStartupDeclinesSSLAndGSSThenReadsStartup(t *testing.T) {
 
 func TestReadStartupCancel(t *testing.T) {
 	in := packet(codeCancel, 0, 0, 0, 42, 1, 2, 3, 4)
-	msg, err := readStartup(&rw{Reader: bytes.NewReader(in)})
+	msg, err := readStartup(&rw{Reader: bytes.NewReader(in)}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,7 +75,7 @@ func TestReadStartupRefuses(t *testing.T) {
 		"protocol 2":      packet(2 << 16),
 		"ssl with a body": packet(codeSSL, 1, 2, 3, 4),
 	} {
-		if msg, err := readStartup(&rw{Reader: bytes.NewReader(in)}); err == nil {
+		if msg, err := readStartup(&rw{Reader: bytes.NewReader(in)}, nil); err == nil {
 			t.Errorf("%s: accepted as %#v", name, msg)
 		}
 	}
@@ -109,7 +109,7 @@ func FuzzReadStartup(f *testing.F) {
 	f.Add([]byte{0, 0, 0, 8, 0, 3, 0, 0})
 	f.Fuzz(func(t *testing.T, in []byte) {
 		c := &rw{Reader: bytes.NewReader(in)}
-		msg, err := readStartup(c)
+		msg, err := readStartup(c, nil)
 		if strings.Trim(c.out.String(), "N") != "" {
 			t.Fatalf("answered %q", c.out.String())
 		}

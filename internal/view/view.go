@@ -32,10 +32,12 @@ type Branch struct {
 	StartedAt *time.Time `json:"started_at,omitempty"`
 	Port      int        `json:"port"`
 	URL       string     `json:"url"` // password masked
-	// RouterURL reaches the branch through velo serve's one port.
-	RouterURL string `json:"router_url"`
-	CACert    string `json:"ca_cert,omitempty"`
-	Volume    string `json:"volume"`
+	// RouterURL reaches the branch through velo serve's one port, routed
+	// by the database name; RouterTLSURL by the TLS server name.
+	RouterURL    string `json:"router_url"`
+	RouterTLSURL string `json:"router_tls_url"`
+	CACert       string `json:"ca_cert,omitempty"`
+	Volume       string `json:"volume"`
 	// The sizes are left out when they were not computed (--size).
 	ExclusiveBytes  *int64    `json:"exclusive_bytes,omitempty"`
 	ReferencedBytes *int64    `json:"referenced_bytes,omitempty"`
@@ -84,7 +86,7 @@ func NewBranch(b engine.BranchInfo) Branch {
 	v := Branch{Name: b.Name, Project: b.Project, Parent: b.Parent, State: b.State, PID: b.PID, Port: b.Port,
 		URL: b.URL, CACert: b.CACert, Volume: b.Volume, ExclusiveBytes: b.Exclusive, ReferencedBytes: b.Reference,
 		CreatedAt: b.CreatedAt, Problem: b.Problem, DataDir: b.DataDir, SocketDir: b.SocketDir, LogFile: b.LogFile,
-		RouterURL: b.RouterURL, IdleTimeoutSeconds: int64(b.Idle / time.Second), IdleFrom: b.IdleFrom}
+		RouterURL: b.RouterURL, RouterTLSURL: b.RouterTLSURL, IdleTimeoutSeconds: int64(b.Idle / time.Second), IdleFrom: b.IdleFrom}
 	if b.SuspendedAt != nil {
 		t := b.SuspendedAt.UTC()
 		v.SuspendedAt = &t
@@ -280,13 +282,15 @@ type Conn struct {
 	Database string `json:"database"`
 	URL      string `json:"url"`
 	CACert   string `json:"ca_cert,omitempty"`
-	// RouterURL reaches the branch through velo serve's one port.
-	RouterURL string `json:"router_url"`
+	// RouterURL reaches the branch through velo serve's one port, routed
+	// by the database name; RouterTLSURL by the TLS server name.
+	RouterURL    string `json:"router_url"`
+	RouterTLSURL string `json:"router_tls_url"`
 }
 
 // NewConn is the view of c.
 func NewConn(c engine.Conn) Conn {
-	return Conn{Branch: c.Branch, Host: c.Host, Port: c.Port, User: c.User, Password: c.Password, Database: c.Database, URL: c.URL, CACert: c.CACert, RouterURL: c.RouterURL}
+	return Conn{Branch: c.Branch, Host: c.Host, Port: c.Port, User: c.User, Password: c.Password, Database: c.Database, URL: c.URL, CACert: c.CACert, RouterURL: c.RouterURL, RouterTLSURL: c.RouterTLSURL}
 }
 
 // StartResult is one branch that branch start --all looked at.

@@ -100,7 +100,7 @@ func TestServeRoutes(t *testing.T) {
 				t.Errorf("psql %s: %q, %v", appURL, out, err)
 			}
 
-			// pgx (sslmode prefer: its SSLRequest is declined).
+			// pgx (sslmode prefer: TLS with velo serve's own certificate, unverified).
 			ctx := context.Background()
 			pc, err := pgx.Connect(ctx, fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%d/demo/dev", dev.Password, port))
 			if err != nil {

@@ -39,6 +39,13 @@ func (s *serveProc) output() string {
 // routes; it is killed when the test ends.
 func (e *env) runServe(port int) *serveProc {
 	e.T.Helper()
+	return e.runServeOn("127.0.0.1", port)
+}
+
+// runServeOn is runServe with the router on host (an address of this
+// host), and more arguments for velo serve.
+func (e *env) runServeOn(host string, port int, args ...string) *serveProc {
+	e.T.Helper()
 	free := func() int {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -51,7 +58,7 @@ func (e *env) runServe(port int) *serveProc {
 		port = free()
 	}
 	s := &serveProc{port: port}
-	s.cmd = exec.Command(harness.VeloBin, "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--http", fmt.Sprintf("127.0.0.1:%d", free()))
+	s.cmd = exec.Command(harness.VeloBin, append([]string{"serve", "--listen", net.JoinHostPort(host, fmt.Sprint(port)), "--http", fmt.Sprintf("127.0.0.1:%d", free())}, args...)...)
 	s.cmd.Env = append(append(os.Environ(), "VELO_HOME="+e.Home), e.Extra...)
 	stderr, err := s.cmd.StderrPipe()
 	if err != nil {
