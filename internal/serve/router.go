@@ -85,6 +85,9 @@ func (r *Router) Serve(ctx context.Context, ln net.Listener) error {
 		ln.Close()
 	}()
 	slots := make(chan struct{}, maxConns)
+	// refusing bounds the connections being told "too many" at once; past
+	// it, one more is closed unanswered.
+	refusing := make(chan struct{}, max(maxConns/4, 64))
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	if interval := r.IdleInterval; interval >= 0 {
@@ -114,12 +117,16 @@ func (r *Router) Serve(ctx context.Context, ln net.Listener) error {
 		}
 		select {
 		case slots <- struct{}{}:
-		default:
+		case refusing <- struct{}{}:
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				refuse(c, "53300", "velo serve: too many connections")
+				defer func() { <-refusing }()
+				r.refuseBusy(c)
 			}()
+			continue
+		default:
+			c.Close()
 			continue
 		}
 		wg.Add(1)
@@ -129,6 +136,23 @@ func (r *Router) Serve(ctx context.Context, ln net.Listener) error {
 			r.handle(ctx, c, startup, log)
 		}()
 	}
+}
+
+// busyTimeout bounds the startup phase of a client told "too many".
+const busyTimeout = 2 * time.Second
+
+// refuseBusy tells a client past MaxConns that there are too many
+// connections, after its TLS negotiation, as Postgres does, so that a
+// client that asked for TLS reads the error as an error (a slow or broken
+// startup is told too); a cancel request is just closed.
+func (r *Router) refuseBusy(c net.Conn) {
+	_ = c.SetDeadline(time.Now().Add(busyTimeout))
+	c, msg, _ := r.negotiate(c)
+	if _, cancel := msg.(*pgproto3.CancelRequest); cancel {
+		c.Close()
+		return
+	}
+	refuse(c, "53300", "velo serve: too many connections")
 }
 
 // refuse answers a client with a FATAL ErrorResponse and closes it.
