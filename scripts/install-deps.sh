@@ -29,6 +29,10 @@ command -v npm >/dev/null || need+=(npm)
 command -v losetup >/dev/null || need+=(mount)
 # TestReadmeVerifyFull runs the README's psql line, which reads JSON with jq.
 command -v jq >/dev/null || need+=(jq)
+# The unit files velo setup --systemd writes are checked by systemd-analyze;
+# the network tests make veth pairs with ip.
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v ip >/dev/null || need+=(iproute2)
 # The --image tests: an engine (the tests start dockerd with a data root of
 # their own when none answers) and debootstrap, which builds their image of
 # Debian's PostgreSQL 15 with PostGIS once per machine.

@@ -237,7 +237,10 @@ type UnitOptions struct {
 }
 
 // Unit writes velo.service, which runs `velo branch start --all` at boot,
-// and enables it when systemd is the init system.
+// and velo-serve.service, which runs `velo serve` after it (restarted if
+// it fails; only velo serve itself is stopped with it, never the
+// branches' servers it woke), and enables both when systemd is the init
+// system. A unit already as it would be written is left alone.
 func Unit(ctx context.Context, o UnitOptions, args []string) ([]string, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
@@ -245,7 +248,46 @@ func Unit(ctx context.Context, o UnitOptions, args []string) ([]string, error) {
 	if o.Dir == "" {
 		o.Dir = "/etc/systemd/system"
 	}
-	text := fmt.Sprintf(`# Written by velo setup --systemd: brings back, at boot, every Velo
+	var did []string
+	for _, u := range units(o) {
+		path := filepath.Join(o.Dir, u.name)
+		if old, err := os.ReadFile(path); err == nil && string(old) == u.text {
+			did = append(did, path+" is already in place")
+			continue
+		}
+		if err := os.MkdirAll(o.Dir, 0o755); err != nil || unix.Access(o.Dir, unix.W_OK) != nil {
+			return did, errdefs.Mark(ErrNeedsRoot, fmt.Errorf("writing %s needs root; run: sudo velo %s", path, strings.Join(args, " ")))
+		}
+		tmp := path + ".tmp"
+		if err := os.WriteFile(tmp, []byte(u.text), 0o644); err != nil {
+			return did, err
+		}
+		if err := os.Rename(tmp, path); err != nil {
+			return did, err
+		}
+		did = append(did, "wrote "+path)
+	}
+	if err := maybeEnable(ctx, o); err != nil {
+		return did, err
+	}
+	switch {
+	case !o.Enable:
+	case systemdRuns():
+		did = append(did, "enabled velo.service and velo-serve.service (systemctl start velo-serve starts velo serve now)")
+	default:
+		did = append(did, "systemd is not running here; once it is: systemctl enable --now velo.service velo-serve.service")
+	}
+	return did, nil
+}
+
+// unit is a systemd unit file.
+type unit struct{ name, text string }
+
+// UnitNames are the units velo setup --systemd writes.
+var UnitNames = []string{"velo.service", "velo-serve.service"}
+
+func units(o UnitOptions) []unit {
+	return []unit{{UnitNames[0], fmt.Sprintf(`# Written by velo setup --systemd: brings back, at boot, every Velo
 # branch that was running, with its port and password unchanged.
 [Unit]
 Description=Velo: start the Postgres branches that were running
@@ -260,31 +302,29 @@ ExecStart=%s branch start --all
 
 [Install]
 WantedBy=multi-user.target
-`, o.User, o.Home, o.Velo)
-	path := filepath.Join(o.Dir, "velo.service")
-	if old, err := os.ReadFile(path); err == nil && string(old) == text {
-		return []string{path + " is already in place"}, maybeEnable(ctx, o)
-	}
-	if err := os.MkdirAll(o.Dir, 0o755); err != nil || unix.Access(o.Dir, unix.W_OK) != nil {
-		return nil, errdefs.Mark(ErrNeedsRoot, fmt.Errorf("writing %s needs root; run: sudo velo %s", path, strings.Join(args, " ")))
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return nil, err
-	}
-	did := []string{"wrote " + path}
-	if err := maybeEnable(ctx, o); err != nil {
-		return did, err
-	}
-	if o.Enable && systemdRuns() {
-		did = append(did, "enabled velo.service")
-	} else {
-		did = append(did, "systemd is not running here; once it is: systemctl enable velo.service")
-	}
-	return did, nil
+`, o.User, o.Home, o.Velo)}, {UnitNames[1], fmt.Sprintf(`# Written by velo setup --systemd: velo serve, one port for every branch
+# (127.0.0.1:6543), woken on connect and suspended when idle, and the HTTP
+# API (127.0.0.1:7780). Other addresses: systemctl edit velo-serve.service,
+# then a new ExecStart= with --listen and --http. Stopping it leaves the
+# branches' servers running (KillMode=process); a new start adopts them.
+[Unit]
+Description=Velo serve: one port for every branch, and the HTTP API
+After=velo.service network.target
+Wants=velo.service
+
+[Service]
+Type=simple
+User=%s
+Environment=VELO_HOME=%s
+ExecStart=%s serve
+KillMode=process
+KillSignal=SIGTERM
+Restart=on-failure
+RestartSec=2s
+
+[Install]
+WantedBy=multi-user.target
+`, o.User, o.Home, o.Velo)}}
 }
 
 func systemdRuns() bool {
@@ -299,7 +339,7 @@ func maybeEnable(ctx context.Context, o UnitOptions) error {
 	if err := run(ctx, "systemctl", "daemon-reload"); err != nil {
 		return err
 	}
-	return run(ctx, "systemctl", "enable", "velo.service")
+	return run(ctx, "systemctl", append([]string{"enable"}, UnitNames...)...)
 }
 
 // Completion installs the bash completion script as DIR/velo (bash-completion
