@@ -115,18 +115,17 @@ func (r *Router) Serve(ctx context.Context, ln net.Listener) error {
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
-		select {
-		case slots <- struct{}{}:
-		case refusing <- struct{}{}:
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer func() { <-refusing }()
-				r.refuseBusy(c)
-			}()
-			continue
-		default:
-			c.Close()
+		if !take(slots) {
+			if take(refusing) {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					defer func() { <-refusing }()
+					r.refuseBusy(c)
+				}()
+			} else {
+				c.Close()
+			}
 			continue
 		}
 		wg.Add(1)
@@ -135,6 +134,16 @@ func (r *Router) Serve(ctx context.Context, ln net.Listener) error {
 			defer func() { <-slots }()
 			r.handle(ctx, c, startup, log)
 		}()
+	}
+}
+
+// take takes a place in sem if one is free.
+func take(sem chan struct{}) bool {
+	select {
+	case sem <- struct{}{}:
+		return true
+	default:
+		return false
 	}
 }
 

@@ -51,6 +51,15 @@ func TestServeManyClients(t *testing.T) {
 			s := e.runServeOn("127.0.0.1", 0, "--max-connections", "800")
 			dev := e.Conn("demo/dev")
 			pid := s.cmd.Process.Pid
+			// Under the bound, no client is refused: 50 in a row, each
+			// without the retry that libpq's sslmode=prefer makes.
+			for i := range 50 {
+				pc, err := pgx.Connect(context.Background(), fmt.Sprintf("postgres://postgres:%s@127.0.0.1:%d/demo/dev?sslmode=disable", dev.Password, s.port))
+				if err != nil {
+					t.Fatalf("client %d of 50, one at a time: %v", i, err)
+				}
+				pc.Close(context.Background())
+			}
 			before := rssKB(t, pid)
 
 			const clients, slow = 1000, 100
