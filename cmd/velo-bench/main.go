@@ -51,6 +51,8 @@ type config struct {
 	onlyImport bool // measure branch create and the import only
 	diffOnly   bool // measure velo diff only
 	wakeOnly   bool // measure velo serve's wake only
+	serveOnly  bool // measure velo serve's figures only
+	inUse      int  // branches in use in velo serve's fleet
 }
 
 func main() {
@@ -74,6 +76,8 @@ func main() {
 	flag.BoolVar(&c.onlyImport, "only-import", false, "measure branch create and the import only (implies --import)")
 	flag.BoolVar(&c.diffOnly, "diff-only", false, "measure velo diff alone (at every size), against a full ordered scan of both sides")
 	flag.BoolVar(&c.wakeOnly, "wake-only", false, "measure velo serve's wake alone (at every size): connect through the router to a suspended branch until its first row, against a bare postgres start on the same clone")
+	flag.BoolVar(&c.serveOnly, "serve-only", false, "measure velo serve alone (at every size): the wake, pgbench -S and -S -C through the router against direct, and --branches branches with --in-use of them in use and the rest suspended against all running (memory, velo status)")
+	flag.IntVar(&c.inUse, "in-use", 10, "with --serve-only, branches of the fleet that keep a session through velo serve")
 	flag.Parse()
 	c.imports = c.imports || c.onlyImport
 	if flag.NArg() > 0 {
@@ -102,6 +106,9 @@ func main() {
 	}
 	if c.branches < 1 || c.branches > 500 {
 		usage("--branches must be between 1 and 500")
+	}
+	if c.inUse < 1 || c.inUse > c.branches {
+		usage("--in-use must be between 1 and --branches (%d)", c.branches)
 	}
 	if c.tpsRounds < 1 || c.tpsRounds > 100 {
 		usage("--tps-rounds must be between 1 and 100")

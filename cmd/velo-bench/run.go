@@ -285,7 +285,13 @@ func (m *measure) pgbench(ctx context.Context, port int, args ...string) error {
 }
 
 func (m *measure) pgbenchOut(ctx context.Context, port int, args ...string) (string, error) {
-	args = append(args, "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres", "postgres")
+	return m.pgbenchDB(ctx, port, "postgres", args...)
+}
+
+// pgbenchDB runs pgbench against database db on port (through velo
+// serve, db is PROJECT/BRANCH).
+func (m *measure) pgbenchDB(ctx context.Context, port int, db string, args ...string) (string, error) {
+	args = append(args, "-h", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "postgres", db)
 	cmd := exec.CommandContext(ctx, filepath.Join(m.c.pgBin, "pgbench"), args...)
 	cmd.Env = append(os.Environ(), "PGPASSWORD="+m.password, "PGSSLMODE=disable")
 	out, err := cmd.CombinedOutput()
@@ -310,6 +316,12 @@ func (m *measure) all(ctx context.Context, alternatives, smallest, largest bool)
 	}
 	if m.c.wakeOnly {
 		return m.wake(ctx)
+	}
+	if m.c.serveOnly {
+		if err := m.wake(ctx); err != nil {
+			return err
+		}
+		return m.serveFigures(ctx)
 	}
 	if err := m.veloCommands(ctx); err != nil {
 		return err
@@ -573,7 +585,7 @@ func (m *measure) cost(ctx context.Context) error {
 	return nil
 }
 
-var tpsRE = regexp.MustCompile(`tps = ([0-9.]+) \(without initial connection time\)`)
+var tpsRE = regexp.MustCompile(`tps = ([0-9.]+) \((?:without initial connection time|including reconnection times)\)`)
 
 func parseTPS(out string) (float64, error) {
 	m := tpsRE.FindStringSubmatch(out)

@@ -33,10 +33,11 @@ func (m *measure) wake(ctx context.Context) error {
 	if _, err := m.v.run(ctx, "branch", "set", ref, "--idle", "1s"); err != nil {
 		return err
 	}
-	port, stop, err := m.startServe(ctx)
+	srv, err := m.startServe(ctx)
 	if err != nil {
 		return err
 	}
+	port, stop := srv.port, srv.stop
 	defer stop()
 	s, err := timeRuns(m.c.reps, func(int) (time.Duration, error) {
 		if err := m.waitSuspended(ctx, ref, time.Minute); err != nil {
@@ -99,9 +100,15 @@ func (m *measure) waitSuspended(ctx context.Context, ref string, limit time.Dura
 	}
 }
 
+// served is a velo serve that velo-bench started.
+type served struct {
+	port, pid int
+	stop      func()
+}
+
 // startServe starts velo serve on free loopback ports of its own and
-// returns the router's port and how to stop it.
-func (m *measure) startServe(ctx context.Context) (int, func(), error) {
+// returns the router's port, its process and how to stop it.
+func (m *measure) startServe(ctx context.Context) (served, error) {
 	free := func() (int, error) {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
@@ -112,20 +119,20 @@ func (m *measure) startServe(ctx context.Context) (int, func(), error) {
 	}
 	port, err := free()
 	if err != nil {
-		return 0, nil, err
+		return served{}, err
 	}
 	http, err := free()
 	if err != nil {
-		return 0, nil, err
+		return served{}, err
 	}
 	cmd := exec.CommandContext(ctx, m.v.bin, "serve", "--listen", fmt.Sprintf("127.0.0.1:%d", port), "--http", fmt.Sprintf("127.0.0.1:%d", http))
 	cmd.Env = append(os.Environ(), "VELO_HOME="+m.v.home)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
-		return 0, nil, err
+		return served{}, err
 	}
 	if err := cmd.Start(); err != nil {
-		return 0, nil, err
+		return served{}, err
 	}
 	stopped := false
 	stop := func() {
@@ -149,7 +156,7 @@ func (m *measure) startServe(ctx context.Context) (int, func(), error) {
 	case <-ready:
 	case <-time.After(30 * time.Second):
 		stop()
-		return 0, nil, fmt.Errorf("velo serve did not route within 30s")
+		return served{}, fmt.Errorf("velo serve did not route within 30s")
 	}
-	return port, stop, nil
+	return served{port: port, pid: cmd.Process.Pid, stop: stop}, nil
 }

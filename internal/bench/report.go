@@ -127,6 +127,7 @@ type Report struct {
 	Results  []Result  `json:"results"`
 	Costs    []Cost    `json:"costs"`
 	Lags     []Lag     `json:"replay_lags,omitempty"`
+	Serves   []Serve   `json:"serve,omitempty"`
 }
 
 // Lag is a following main's replay lag under pgbench on its source, as
@@ -257,6 +258,7 @@ func (r *Report) Markdown(w io.Writer) {
 	r.inServerTable(w)
 	r.importTable(w)
 	r.logicalTable(w)
+	r.serveTable(w)
 	if len(r.Costs) > 0 {
 		fmt.Fprintf(w, "\n### The cost of a running branch\n\n| driver | size | main TPS | branch TPS | branch / main | idle server PSS | idle server RSS | pool growth at create | branch's own disk after changed rows |\n|---|---|---|---|---|---|---|---|---|\n")
 		for _, c := range r.Costs {

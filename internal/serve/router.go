@@ -261,8 +261,13 @@ func relay(ctx context.Context, client, server net.Conn, onKey, offKey func(stri
 		if key != "" {
 			defer offKey(key)
 		}
+		if err == nil && br.Buffered() > 0 {
+			_, err = io.CopyN(client, br, int64(br.Buffered()))
+		}
 		if err == nil {
-			_, _ = io.Copy(client, br)
+			// Straight from the server's connection, not through br, so
+			// that two TCP connections copy with splice(2).
+			_, _ = io.Copy(client, server)
 		}
 	}()
 	select {

@@ -92,6 +92,11 @@ func (r *Router) negotiate(c net.Conn) (net.Conn, pgproto3.FrontendMessage, erro
 		}
 	}
 	msg, err := readStartup(c, upgrade)
+	// The first byte is read by now: relay on the connection itself, so
+	// that copies between two TCP connections can use splice(2).
+	if p, ok := c.(*prefixConn); ok && len(p.prefix) == 0 {
+		c = p.Conn
+	}
 	return c, msg, err
 }
 
