@@ -288,6 +288,9 @@ func (e *Engine) mutate(ctx context.Context, fn func(op *op) error) error {
 	if err != nil && undo != undoFailed {
 		return err
 	}
+	if o.flagsOnly && err == nil {
+		return nil
+	}
 	if _, berr := e.Store.Backup(context.WithoutCancel(ctx), state.KeepBackups); berr != nil {
 		e.Progress.Note("could not back up the state database: %v", berr)
 	}
@@ -300,6 +303,12 @@ type op struct {
 	e     *Engine
 	id    int64
 	steps int // steps journalled so far
+	// flagsOnly marks a change of a server's running flags alone (velo
+	// serve's wake and suspend), which takes no copy of the records: the
+	// servers themselves tell a rebuild whether they run, and hundreds of
+	// branches woken and suspended would rotate the copies worth keeping
+	// out within minutes.
+	flagsOnly bool
 	undo  []func(context.Context) error
 }
 

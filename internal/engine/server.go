@@ -278,10 +278,17 @@ func (e *Engine) Passwords(ctx context.Context) ([]Conn, error) {
 }
 
 func (e *Engine) lockedBranch(ctx context.Context, ref string, fn func(projectBranch) error) error {
+	return e.lockedServer(ctx, ref, false, fn)
+}
+
+// lockedServer is lockedBranch for a change of the server's running
+// flags alone when flagsOnly (see op.flagsOnly).
+func (e *Engine) lockedServer(ctx context.Context, ref string, flagsOnly bool, fn func(projectBranch) error) error {
 	if _, _, err := ParseRef(ref); err != nil {
 		return err
 	}
 	return e.mutate(ctx, func(op *op) error {
+		op.flagsOnly = flagsOnly
 		p, b, err := e.ref(ctx, ref)
 		if err != nil {
 			return err

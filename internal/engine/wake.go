@@ -34,7 +34,7 @@ var ErrBusy = errors.New("the branch has clients of its own port")
 func (e *Engine) Wake(ctx context.Context, project, branch string) (string, error) {
 	ref := project + "/" + branch
 	var addr string
-	err := e.lockedBranch(ctx, ref, func(x projectBranch) error {
+	err := e.lockedServer(ctx, ref, true, func(x projectBranch) error {
 		addr = serverAddr(x.b)
 		if !x.b.WantRunning {
 			return errdefs.FailedPrecondition("branch %s was stopped with velo branch stop, so velo serve does not start it; start it with: velo branch start %s", ref, ref)
@@ -55,7 +55,7 @@ func (e *Engine) Wake(ctx context.Context, project, branch string) (string, erro
 func (e *Engine) Suspend(ctx context.Context, project, branch string) (bool, error) {
 	ref := project + "/" + branch
 	stopped := false
-	err := e.lockedBranch(ctx, ref, func(x projectBranch) error {
+	err := e.lockedServer(ctx, ref, true, func(x projectBranch) error {
 		if !x.b.WantRunning {
 			return nil
 		}

@@ -9,6 +9,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -200,6 +201,7 @@ func TestServeWake(t *testing.T) {
 
 			// Woken by psql: the first query answers.
 			starts := readyCount(t, b.LogFile)
+			backups := backupsOf(t, e.Home)
 			if out, err := psqlVia(url, pw, "SELECT v FROM t"); err != nil || out != "dev" {
 				t.Fatalf("psql waking demo/dev: %q, %v\n%s", out, err, s.output())
 			}
@@ -217,6 +219,11 @@ func TestServeWake(t *testing.T) {
 
 			// Twenty clients at once: one start.
 			e.waitState("demo/dev", "suspended", 30*time.Second)
+			// Two wakes and suspends took no copy of the state: they would
+			// rotate the ones worth keeping out.
+			if got := backupsOf(t, e.Home); !slices.Equal(got, backups) {
+				t.Errorf("state backups before two wakes and suspends %q, after %q", backups, got)
+			}
 			before := readyCount(t, b.LogFile)
 			if before != starts+2 {
 				t.Errorf("%d starts for two wakes", before-starts)
@@ -426,4 +433,17 @@ func TestServeWake(t *testing.T) {
 			}
 		})
 	}
+}
+
+// backupsOf lists the copies of the state in home's backup directory.
+func backupsOf(t *testing.T, home string) []string {
+	entries, err := os.ReadDir(filepath.Join(home, "backups"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	return names
 }
