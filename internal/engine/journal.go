@@ -309,7 +309,7 @@ type op struct {
 	// branches woken and suspended would rotate the copies worth keeping
 	// out within minutes.
 	flagsOnly bool
-	undo  []func(context.Context) error
+	undo      []func(context.Context) error
 }
 
 // record journals a step of kind k on subj before it is taken.
