@@ -204,6 +204,10 @@ type ConnInfo struct {
 	Port     int    `json:"port"`
 	Password string `json:"password"`
 	URL      string `json:"url"`
+	CACert   string `json:"ca_cert"`
+	// The one-port URLs through velo serve.
+	RouterURL    string `json:"router_url"`
+	RouterTLSURL string `json:"router_tls_url"`
 }
 
 func (e *Env) Conn(ref string) ConnInfo {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -15,23 +14,6 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
-
-// tlsConn is what branch password --json says of the TLS route.
-type tlsConn struct {
-	Password     string `json:"password"`
-	CACert       string `json:"ca_cert"`
-	RouterURL    string `json:"router_url"`
-	RouterTLSURL string `json:"router_tls_url"`
-}
-
-func (e *env) tlsConn(ref string) tlsConn {
-	e.T.Helper()
-	var c tlsConn
-	if err := json.Unmarshal([]byte(e.OK("branch", "password", ref, "--json").Stdout), &c); err != nil {
-		e.T.Fatal(err)
-	}
-	return c
-}
 
 // pool is a certificate pool of the CA certificate in file.
 func pool(t *testing.T, file string) *x509.CertPool {
@@ -68,7 +50,7 @@ func TestServeTLS(t *testing.T) {
 			s := e.runServe(0)
 			port := s.port
 			// Read after velo serve started: the URLs name its address.
-			dev, other := e.tlsConn("demo/dev"), e.tlsConn("other/main")
+			dev, other := e.Conn("demo/dev"), e.Conn("other/main")
 
 			// libpq sends the host name as SNI; hostaddr spares the resolver.
 			sni := func(host, dbname, ca string) string {

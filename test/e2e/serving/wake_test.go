@@ -132,13 +132,7 @@ func (e *env) waitState(ref, state string, limit time.Duration) branchJSON {
 // routerURL is ref's one-port URL with its password, from branch password.
 func (e *env) routerURL(ref string) string {
 	e.T.Helper()
-	var c struct {
-		RouterURL string `json:"router_url"`
-	}
-	if err := json.Unmarshal([]byte(e.OK("branch", "password", ref, "--json").Stdout), &c); err != nil {
-		e.T.Fatal(err)
-	}
-	return c.RouterURL
+	return e.Conn(ref).RouterURL
 }
 
 // readyCount counts the server starts in a branch's log.
