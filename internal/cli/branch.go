@@ -70,13 +70,14 @@ func runBranchCreate(ctx context.Context, g *Globals, o branchCreateOptions, ref
 }
 
 // printBranchResult ends a command that changed a branch: under --json
-// the branch as branch get shows it, else text.
+// the branch as branch get shows it (without the sizes that walk its
+// files: branch get has them), else text.
 func printBranchResult(ctx context.Context, p *ui.Printer, e *engine.Engine, ref string, text func(io.Writer)) error {
 	if !p.JSON() {
 		text(p.Out())
 		return nil
 	}
-	b, err := e.Branch(ctx, ref)
+	b, err := e.BranchWithoutSizes(ctx, ref)
 	if err != nil {
 		return err
 	}

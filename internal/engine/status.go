@@ -127,13 +127,25 @@ func (e *Engine) branchesOf(ctx context.Context, ps []state.Project, sizes bool)
 	return e.describe(ctx, pbs, sizes), nil
 }
 
-// Branch describes one branch.
+// Branch describes one branch, its sizes included.
 func (e *Engine) Branch(ctx context.Context, ref string) (BranchInfo, error) {
+	return e.branchInfo(ctx, ref, true)
+}
+
+// BranchWithoutSizes describes one branch but its sizes where they cost
+// a walk of its files (btrfs, reflink, copy; ZFS keeps its own): what a
+// changing command prints under --json, so that a branch create is not
+// slowed by reading the whole data directory it has just cloned.
+func (e *Engine) BranchWithoutSizes(ctx context.Context, ref string) (BranchInfo, error) {
+	return e.branchInfo(ctx, ref, false)
+}
+
+func (e *Engine) branchInfo(ctx context.Context, ref string, sizes bool) (BranchInfo, error) {
 	p, b, err := e.ref(ctx, ref)
 	if err != nil {
 		return BranchInfo{}, err
 	}
-	return e.describe(ctx, []projectBranch{{p, b}}, true)[0], nil
+	return e.describe(ctx, []projectBranch{{p, b}}, sizes)[0], nil
 }
 
 // treeOrder lists branches parent before children, siblings by age.

@@ -76,6 +76,13 @@ func TestJSONOutput(t *testing.T) {
 	}
 	if b := obj(check(0, "branch", "create", "j/dev")); b["name"] != "j/dev" || b["parent"] != "j/main" || b["state"] != "running" {
 		t.Errorf("branch create --json = %v", b)
+	} else if _, sized := b["exclusive_bytes"]; sized {
+		// The sizes walk the branch's files on this driver: branch get
+		// has them, a create does not wait for them.
+		t.Errorf("branch create --json computed the sizes: %v", b)
+	}
+	if b := obj(check(0, "branch", "get", "j/dev")); b["exclusive_bytes"] == nil || b["referenced_bytes"] == nil {
+		t.Errorf("branch get --json has no sizes: %v", b)
 	}
 	snap := obj(check(0, "snapshot", "create", "j/main", "--label", "base"))
 	time.Sleep(1100 * time.Millisecond)
