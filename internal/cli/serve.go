@@ -88,7 +88,7 @@ func checkListen(addr string) (host string, err error) {
 	}
 	ip, err := netip.ParseAddr(host)
 	if err != nil || ip.Zone() != "" {
-		return "", usageError{fmt.Errorf("--listen %s: the host must be an IP address, localhost, 0.0.0.0 or ::", ui.Quote(addr))}
+		return "", usageError{fmt.Errorf("--listen %s: the host must be localhost, an IP address of this host, or a wildcard address (0.0.0.0, ::)", ui.Quote(addr))}
 	}
 	if !ip.IsUnspecified() && !pg.HostHasAddress(ip) {
 		return "", usageError{fmt.Errorf("--listen %s: no network interface of this host has that address (ip -brief address lists them)", ui.Quote(addr))}
