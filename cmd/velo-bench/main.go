@@ -107,7 +107,7 @@ func main() {
 	if c.branches < 1 || c.branches > 500 {
 		usage("--branches must be between 1 and 500")
 	}
-	if c.inUse < 1 || c.inUse > c.branches {
+	if c.serveOnly && (c.inUse < 1 || c.inUse > c.branches) {
 		usage("--in-use must be between 1 and --branches (%d)", c.branches)
 	}
 	if c.tpsRounds < 1 || c.tpsRounds > 100 {

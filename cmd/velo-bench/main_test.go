@@ -139,8 +139,8 @@ func TestBadFlags(t *testing.T) {
 		{[]string{"--branches", "-1"}, "--branches"},
 		{[]string{"--tps-time", "10ms"}, "--tps-time"},
 		{[]string{"--tps-rounds", "0"}, "--tps-rounds"},
-		{[]string{"--in-use", "0"}, "--in-use"},
-		{[]string{"--branches", "5", "--in-use", "6"}, "--in-use"},
+		{[]string{"--serve-only", "--in-use", "0"}, "--in-use"},
+		{[]string{"--serve-only", "--branches", "5", "--in-use", "6"}, "--in-use"},
 		{[]string{"--work", private}, "cannot pass through"},
 		{[]string{"extra"}, "unexpected argument"},
 	} {

@@ -242,8 +242,10 @@ func TestHostileInput(t *testing.T) {
 		"days":       {"-1", "36501", "99999999999999999999", "1e9", "0x10", "abc", "1.5", "", " 1"},
 		"pg-version": {"-1", "99999999999999999999", "0x11", "abc", "17.2", ""},
 		"rows":       {"-1", "99999999999999999999", "0x10", "abc", "1.5", ""},
+		// Not 0x10: velo serve would take it (16) and serve.
+		"max-connections": {"-1", "0", "100001", "99999999999999999999", "abc", "1.5", ""},
 	}
-	intRules := []string{intRule, rangeRule, "must be between 0 and 36500", "is not a Postgres major version", "give a count of 0 or more"}
+	intRules := []string{intRule, rangeRule, "must be between 0 and 36500", "is not a Postgres major version", "give a count of 0 or more", "must be from 1 to 100000"}
 	durations := []string{"-1s", "0", "0s", "25h", "1500ms", "abc", "5", "99999999999h", ""}
 	durRules := []string{durRule, "must be whole seconds between 1s and 24h"}
 	unknownFlags := []string{"--$(id)", "--" + longArg, "--a\x1bb", "-Z", "---x", "--de\u200dmo", "--dеmo"}
@@ -561,7 +563,13 @@ func (e *env) hostileFingerprint(scratch string) string {
 		stat, _ := os.ReadFile("/proc/" + first + "/stat")
 		fields := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
 		if len(fields) > 19 {
-			fmt.Fprintln(&b, "server", en.ID, first, fields[0], fields[19]) // state, start time
+			// Alive or dead, and the start time: not the scheduling state
+			// (R or S), which a postmaster changes by itself.
+			alive := "alive"
+			if fields[0] == "Z" || fields[0] == "X" {
+				alive = "dead"
+			}
+			fmt.Fprintln(&b, "server", en.ID, first, alive, fields[19])
 		} else {
 			fmt.Fprintln(&b, "server", en.ID, "none")
 		}
