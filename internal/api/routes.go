@@ -133,6 +133,7 @@ var notRouted = map[string]string{
 	"serve": "the server itself", "ui": "prints the page's link", "token create": "makes tokens; on the host only",
 	"token list": "tokens are managed on the host only", "token revoke": "tokens are managed on the host only",
 	"branch env": "shell variables; GET .../password has the same",
+	"wal fetch":  "Postgres's restore_command on the host; reads no state",
 }
 
 // args is the command line of r for the path values pv and the body's or

@@ -32,9 +32,12 @@ const (
 	stepClone        stepKind = "clone"
 
 	// A data directory acted on: Path.
-	stepInitdb      stepKind = "initdb"
-	stepConfigure   stepKind = "configure"
-	stepBasebackup  stepKind = "basebackup"
+	stepInitdb     stepKind = "initdb"
+	stepConfigure  stepKind = "configure"
+	stepBasebackup stepKind = "basebackup"
+	// A pushed snapshot's tar downloaded into a data directory (project
+	// create --from-archive).
+	stepDownload    stepKind = "download"
 	stepStartServer stepKind = "start-server"
 	stepStopServer  stepKind = "stop-server"
 	// A masked branch's clone (masked.go): its mask script and clean-up
@@ -104,7 +107,7 @@ const (
 
 var layouts = map[stepKind]layout{
 	stepCreateVolume: layoutStorage, stepSnapshot: layoutStorage, stepClone: layoutStorage,
-	stepInitdb: layoutPath, stepConfigure: layoutPath, stepBasebackup: layoutPath, stepStartServer: layoutPath, stepStopServer: layoutPath,
+	stepInitdb: layoutPath, stepConfigure: layoutPath, stepBasebackup: layoutPath, stepDownload: layoutPath, stepStartServer: layoutPath, stepStopServer: layoutPath,
 	stepMask: layoutPath, stepScrubWAL: layoutPath,
 	stepServer: layoutBranch, stepStartAll: layoutNone, stepStopAll: layoutNone,
 	stepWriteState:    layoutRecord,
