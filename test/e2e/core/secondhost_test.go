@@ -1,0 +1,183 @@
+package core
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/velohq/velo/internal/objstore/s3test"
+	"github.com/velohq/velo/test/e2e/harness"
+)
+
+// A second host: host A (one VELO_HOME and pool) archives to a real S3
+// server under pgbench writes and pushes a snapshot; host B (another
+// VELO_HOME and its own pool) restores the project from the bucket alone:
+// to the end of the WAL, to a moment before, and following it. Both hosts
+// and the store are on this machine's loopback.
+
+// pgbenchState is what pgbench's tables hold: the history's rows and the
+// sums its invariant compares.
+type pgbenchState struct {
+	History        int
+	Balance, Delta int64
+}
+
+func readPgbench(t *testing.T, port int, password string) pgbenchState {
+	t.Helper()
+	out := harness.PsqlAt(t, port, password, "postgres",
+		"SELECT (SELECT count(*) FROM pgbench_history), (SELECT sum(abalance) FROM pgbench_accounts), (SELECT coalesce(sum(delta), 0) FROM pgbench_history)")
+	var s pgbenchState
+	if _, err := fmt.Sscanf(out, "%d|%d|%d", &s.History, &s.Balance, &s.Delta); err != nil {
+		t.Fatalf("pgbench state %q: %v", out, err)
+	}
+	return s
+}
+
+// switchArchived closes ref's current segment and waits until it is in
+// ref's local archive.
+func (e *env) switchArchived(t *testing.T, ref string) {
+	t.Helper()
+	seg := e.Psql(ref, "SELECT pg_walfile_name(pg_switch_wal())")
+	eventually(t, 30*time.Second, "segment "+seg+" archived", func() bool {
+		return e.Psql(ref, "SELECT coalesce(last_archived_wal, '') >= '"+seg+"' FROM pg_stat_archiver") == "t"
+	})
+}
+
+// psqlAtErr runs SQL with psql on 127.0.0.1:port as postgres, never
+// failing the test (for polling).
+func psqlAtErr(port int, password, sql string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "psql", "-X", "-v", "ON_ERROR_STOP=1", "-At", "-h", "127.0.0.1", "-p", fmt.Sprint(port), "-U", "postgres", "-d", "postgres", "-c", sql)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+password, "PGCONNECT_TIMEOUT=5")
+	out, err := cmd.CombinedOutput()
+	return strings.TrimSpace(string(out)), err
+}
+
+// TestSecondHost: snapshot push on host A; project create --from-archive
+// on host B holds every transaction A committed up to the WAL it
+// replayed, with pgbench's invariant; --pitr stops at a moment before;
+// --follow sees a new commit of A and branches of it are writable; a
+// bucket with no snapshot, a --pitr before the first snapshot and a wrong
+// endpoint are refused, leaving nothing.
+func TestSecondHost(t *testing.T) {
+	pgbench := harness.PgbenchPath(t)
+	srv := s3test.Start(t, "velo-remote-e2e")
+	a := newEnv(t, "btrfs")
+	a.Extra = srv.Env(harness.TmpDir(t, "velo-aws-a-"))
+	a.Create("demo", "--archive", srv.URL("demo"), "--archive-endpoint", srv.Endpoint)
+	ca := a.Conn("demo/main")
+	if out, err := a.Pgbench(pgbench, ca, "-i", "-q", "-s", "2"); err != nil {
+		t.Fatalf("pgbench -i: %v\n%s", err, out)
+	}
+	if out, err := a.Pgbench(pgbench, ca, "-n", "-T", "3", "-c", "2"); err != nil {
+		t.Fatalf("pgbench: %v\n%s", err, out)
+	}
+	var snap struct {
+		ID     string `json:"id"`
+		Pushed *struct {
+			Parts int   `json:"parts"`
+			Size  int64 `json:"size_bytes"`
+		} `json:"pushed"`
+	}
+	if err := json.Unmarshal([]byte(a.OK("snapshot", "create", "demo/main", "--push", "--json").Stdout), &snap); err != nil || snap.Pushed == nil || snap.Pushed.Parts == 0 {
+		t.Fatalf("snapshot create --push --json: %+v, %v", snap, err)
+	}
+	if r := a.OK("snapshot", "push", snap.ID); !strings.Contains(r.Stdout, "already") {
+		t.Errorf("snapshot push of a pushed snapshot: %s", r)
+	}
+	// More writes after the snapshot (-n: no vacuum, which would empty
+// pgbench_history and break the invariant); the moment between two runs is the
+	// --pitr target below.
+	if out, err := a.Pgbench(pgbench, ca, "-n", "-T", "3", "-c", "2"); err != nil {
+		t.Fatalf("pgbench: %v\n%s", err, out)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	then := time.Now().UTC()
+	atThen := readPgbench(t, ca.Port, ca.Password)
+	time.Sleep(1100 * time.Millisecond)
+	if out, err := a.Pgbench(pgbench, ca, "-n", "-T", "3", "-c", "2"); err != nil {
+		t.Fatalf("pgbench: %v\n%s", err, out)
+	}
+	final := readPgbench(t, ca.Port, ca.Password)
+	if final.Balance != final.Delta || final.History == atThen.History {
+		t.Fatalf("pgbench on host A: %+v (at the --pitr moment %+v)", final, atThen)
+	}
+	a.switchArchived(t, "demo/main")
+	a.OK("wal", "push", "demo")
+
+	// Host B restores from the bucket alone.
+	b := newEnv(t, "copy")
+	b.Extra = srv.Env(harness.TmpDir(t, "velo-aws-b-"))
+	from := []string{"--from-archive", srv.URL("demo"), "--archive-endpoint", srv.Endpoint}
+	b.Create("copy", from...)
+	cb := b.Conn("copy/main")
+	got := readPgbench(t, cb.Port, cb.Password)
+	if got != final {
+		t.Errorf("host B's main: %+v, host A committed %+v", got, final)
+	}
+	if got.Balance != got.Delta {
+		t.Errorf("pgbench's invariant on host B: sum(abalance) %d, sum(delta) %d", got.Balance, got.Delta)
+	}
+	b.Psql("copy/main", "CREATE TABLE written_on_b AS SELECT 1 AS x")
+	b.OK("branch", "create", "copy/dev")
+	if got := readPgbench(t, b.Conn("copy/dev").Port, b.Conn("copy/dev").Password); got != final {
+		t.Errorf("a branch on host B: %+v, host A committed %+v", got, final)
+	}
+
+	// To a moment before.
+	b.Create("then", append(from, "--pitr", then.Format(time.RFC3339Nano))...)
+	ct := b.Conn("then/main")
+	if got := readPgbench(t, ct.Port, ct.Password); got != atThen || got.Balance != got.Delta {
+		t.Errorf("--pitr %s on host B: %+v, host A had %+v", then.Format(time.RFC3339Nano), got, atThen)
+	}
+
+	// Following: a commit on A reaches B through the bucket.
+	b.Create("live", append(from, "--follow")...)
+	port := b.BranchPort("live/main")
+	if got := readPgbench(t, port, ca.Password); got != final {
+		t.Errorf("following main on host B: %+v, host A committed %+v", got, final)
+	}
+	a.Psql("demo/main", "CREATE TABLE marker AS SELECT 42 AS v")
+	a.switchArchived(t, "demo/main")
+	a.OK("wal", "push", "demo")
+	eventually(t, 60*time.Second, "host B's following main replaying the marker", func() bool {
+		out, _ := psqlAtErr(port, ca.Password, "SELECT v FROM marker")
+		return out == "42"
+	})
+	b.OK("branch", "create", "live/dev")
+	b.Psql("live/dev", "INSERT INTO marker VALUES (43)")
+	if got := b.Psql("live/dev", "SELECT sum(v) FROM marker"); got != "85" {
+		t.Errorf("branch of the following main: sum %s, want 85", got)
+	}
+	if st := b.OK("project", "get", "live").Stdout; !strings.Contains(st, "restored from "+srv.URL("demo")) {
+		t.Errorf("project get live does not say where it was restored from:\n%s", st)
+	}
+
+	// Bad input: nothing is made.
+	before := harness.Volumes(b.Pool)
+	refuse := func(code int, want string, args ...string) {
+		t.Helper()
+		r := b.Run(append([]string{"project", "create", "bad", "--pool", b.Pool, "--storage", "copy"}, args...)...)
+		if r.Code != code || !strings.Contains(r.Stderr, want) {
+			t.Errorf("project create bad %v: want exit %d and %q, got %s", args, code, want, r)
+		}
+		if r := b.Run("project", "get", "bad"); r.Code != 2 {
+			t.Errorf("a refused --from-archive left project bad: %s", r)
+		}
+		if now := harness.Volumes(b.Pool); len(now) != len(before) {
+			t.Errorf("a refused --from-archive left volumes: %v, before %v", now, before)
+		}
+	}
+	refuse(2, "holds no pushed snapshot", "--from-archive", srv.URL("empty"), "--archive-endpoint", srv.Endpoint)
+	refuse(2, "before the oldest snapshot pushed", append(from, "--pitr", "2020-01-01T00:00:00Z")...)
+	refuse(1, "object store", "--from-archive", srv.URL("demo"), "--archive-endpoint", "http://127.0.0.1:1")
+	refuse(2, "--follow keeps replaying", append(from, "--follow", "--pitr", "1m ago")...)
+	b.AssertDoctorHealthy()
+	a.AssertDoctorHealthy()
+}
