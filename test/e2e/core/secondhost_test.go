@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -48,6 +49,24 @@ func (e *env) switchArchived(t *testing.T, ref string) {
 	})
 }
 
+// noSecret fails if secret is in a process's command line or a file of
+// home's logs.
+func noSecret(t *testing.T, secret, home string) {
+	t.Helper()
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		if b, err := os.ReadFile(p); err == nil && strings.Contains(string(b), secret) {
+			t.Errorf("the store's secret is in the arguments of %s: %q", p, b)
+		}
+	}
+	logs, _ := filepath.Glob(filepath.Join(home, "logs", "*"))
+	for _, l := range logs {
+		if b, err := os.ReadFile(l); err == nil && strings.Contains(string(b), secret) {
+			t.Errorf("the store's secret is in %s", l)
+		}
+	}
+}
+
 // psqlAtErr runs SQL with psql on 127.0.0.1:port as postgres, never
 // failing the test (for polling).
 func psqlAtErr(port int, password, sql string) (string, error) {
@@ -66,9 +85,17 @@ func psqlAtErr(port int, password, sql string) (string, error) {
 // bucket with no snapshot, a --pitr before the first snapshot and a wrong
 // endpoint are refused, leaving nothing.
 func TestSecondHost(t *testing.T) {
+	// An atomic snapshot restored onto plain copies, and a non-atomic one
+	// (its backup_label in the manifest) onto btrfs.
+	for _, c := range []struct{ a, b string }{{"btrfs", "copy"}, {"copy", "btrfs"}} {
+		t.Run(c.a+"-to-"+c.b, func(t *testing.T) { testSecondHost(t, c.a, c.b) })
+	}
+}
+
+func testSecondHost(t *testing.T, driverA, driverB string) {
 	pgbench := harness.PgbenchPath(t)
 	srv := s3test.Start(t, "velo-remote-e2e")
-	a := newEnv(t, "btrfs")
+	a := newEnv(t, driverA)
 	a.Extra = srv.Env(harness.TmpDir(t, "velo-aws-a-"))
 	a.Create("demo", "--archive", srv.URL("demo"), "--archive-endpoint", srv.Endpoint)
 	ca := a.Conn("demo/main")
@@ -92,7 +119,7 @@ func TestSecondHost(t *testing.T) {
 		t.Errorf("snapshot push of a pushed snapshot: %s", r)
 	}
 	// More writes after the snapshot (-n: no vacuum, which would empty
-// pgbench_history and break the invariant); the moment between two runs is the
+	// pgbench_history and break the invariant); the moment between two runs is the
 	// --pitr target below.
 	if out, err := a.Pgbench(pgbench, ca, "-n", "-T", "3", "-c", "2"); err != nil {
 		t.Fatalf("pgbench: %v\n%s", err, out)
@@ -112,7 +139,7 @@ func TestSecondHost(t *testing.T) {
 	a.OK("wal", "push", "demo")
 
 	// Host B restores from the bucket alone.
-	b := newEnv(t, "copy")
+	b := newEnv(t, driverB)
 	b.Extra = srv.Env(harness.TmpDir(t, "velo-aws-b-"))
 	from := []string{"--from-archive", srv.URL("demo"), "--archive-endpoint", srv.Endpoint}
 	b.Create("copy", from...)
@@ -140,9 +167,10 @@ func TestSecondHost(t *testing.T) {
 	// Following: a commit on A reaches B through the bucket.
 	b.Create("live", append(from, "--follow")...)
 	port := b.BranchPort("live/main")
-	if got := readPgbench(t, port, ca.Password); got != final {
-		t.Errorf("following main on host B: %+v, host A committed %+v", got, final)
-	}
+	// Ready once consistent; it then replays the rest of the bucket's WAL.
+	eventually(t, 60*time.Second, "host B's following main replaying what host A committed", func() bool {
+		return readPgbench(t, port, ca.Password) == final
+	})
 	a.Psql("demo/main", "CREATE TABLE marker AS SELECT 42 AS v")
 	a.switchArchived(t, "demo/main")
 	a.OK("wal", "push", "demo")
@@ -157,6 +185,13 @@ func TestSecondHost(t *testing.T) {
 	}
 	if st := b.OK("project", "get", "live").Stdout; !strings.Contains(st, "restored from "+srv.URL("demo")) {
 		t.Errorf("project get live does not say where it was restored from:\n%s", st)
+	}
+
+	// The store's secret is in no process's arguments and no log; only
+	// the following project keeps a credentials file.
+	noSecret(t, srv.SecretKey, b.Home)
+	if creds, _ := filepath.Glob(filepath.Join(b.Home, "sources", "*.aws")); len(creds) != 1 {
+		t.Errorf("credentials files on host B: %v, want the following project's alone", creds)
 	}
 
 	// Bad input: nothing is made.
@@ -177,6 +212,7 @@ func TestSecondHost(t *testing.T) {
 	refuse(2, "holds no pushed snapshot", "--from-archive", srv.URL("empty"), "--archive-endpoint", srv.Endpoint)
 	refuse(2, "before the oldest snapshot pushed", append(from, "--pitr", "2020-01-01T00:00:00Z")...)
 	refuse(1, "object store", "--from-archive", srv.URL("demo"), "--archive-endpoint", "http://127.0.0.1:1")
+	refuse(2, "not a valid name", "--from-archive", "s3://No_Bucket/x", "--archive-endpoint", srv.Endpoint)
 	refuse(2, "--follow keeps replaying", append(from, "--follow", "--pitr", "1m ago")...)
 	b.AssertDoctorHealthy()
 	a.AssertDoctorHealthy()
