@@ -64,6 +64,9 @@ const (
 	stepDump            stepKind = "dump"
 	stepRestore         stepKind = "restore"
 	stepRestoreRoles    stepKind = "restore-roles"
+	// A snapshot's objects written to its project's bucket (snapshot
+	// push): ID. Nothing to undo: a push run again writes the same parts.
+	stepUpload stepKind = "upload"
 
 	// A file or directory: Path.
 	stepWriteSourcePassfile stepKind = "write-source-passfile"
@@ -112,7 +115,7 @@ var layouts = map[stepKind]layout{
 	stepServer: layoutBranch, stepStartAll: layoutNone, stepStopAll: layoutNone,
 	stepWriteState:    layoutRecord,
 	stepDeleteProject: layoutID, stepDeleteBranch: layoutID, stepDestroySnapshot: layoutID, stepDestroyVolume: layoutID,
-	stepDump: layoutID, stepRestore: layoutID, stepRestoreRoles: layoutID,
+	stepDump: layoutID, stepRestore: layoutID, stepRestoreRoles: layoutID, stepUpload: layoutID,
 	stepWriteSourcePassfile: layoutPath, stepWALCleanup: layoutPath,
 	stepRenameProject: layoutRename, stepMoveCA: layoutRename, stepRenameBranch: layoutRename, stepPromote: layoutRename, stepSwapVolume: layoutRename,
 	stepCreateSlot: layoutSlot, stepDropSlot: layoutRemote,

@@ -153,6 +153,9 @@ func (e *Engine) pushSnapshot(ctx context.Context, op *op, p state.Project, s st
 	}
 	destroy := func(ctx context.Context) error { return ignoreNotFound(d.DestroyVolume(ctx, tmp)) }
 	op.onFail(destroy)
+	if err := op.record(ctx, stepUpload, subject{ID: s.ID}); err != nil {
+		return err
+	}
 	var parts []objstore.Part
 	err = e.Progress.Transfer("Upload data", func(report func(done, total int64)) error {
 		pr, pw := io.Pipe()

@@ -104,6 +104,10 @@ func (s *SourceInfo) Summary() string {
 // ", lag 1.2 MB / 3.4 s", the seconds "?" when main is behind but has
 // replayed no commit since it started; "" when it is not known.
 func (s *SourceInfo) LagText() string {
+	if s.Archive != "" && s.LagSeconds != nil {
+		// Fed from a bucket: how old the last commit replayed is.
+		return fmt.Sprintf(", last commit replayed %.1f s ago", *s.LagSeconds)
+	}
 	if s.LagBytes == nil || s.State == "disconnected" {
 		return ""
 	}

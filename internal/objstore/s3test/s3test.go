@@ -5,6 +5,7 @@
 package s3test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -17,6 +18,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/velohq/velo/internal/testenv"
 )
@@ -163,4 +168,23 @@ func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// Delete removes the objects under prefix through the S3 API (the POSIX
+// backend keeps metadata beside the files, so removing files is not
+// enough).
+func (s *Server) Delete(t testing.TB, prefix string) {
+	t.Helper()
+	ctx := context.Background()
+	c := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(s.Endpoint), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, "")})
+	out, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(s.Bucket), Prefix: aws.String(prefix)})
+	if err != nil {
+		t.Fatalf("list %s: %v", prefix, err)
+	}
+	for _, o := range out.Contents {
+		if _, err := c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.Bucket), Key: o.Key}); err != nil {
+			t.Fatalf("delete %s: %v", aws.ToString(o.Key), err)
+		}
+	}
 }

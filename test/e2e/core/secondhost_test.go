@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -187,6 +188,19 @@ func testSecondHost(t *testing.T, driverA, driverB string) {
 		t.Errorf("project get live does not say where it was restored from:\n%s", st)
 	}
 
+	// The store down while host B follows: B waits, and catches up once
+	// the store is back and host A's uploads have gone on.
+	srv.Stop()
+	a.Psql("demo/main", "INSERT INTO marker VALUES (44)")
+	a.switchArchived(t, "demo/main")
+	time.Sleep(6 * time.Second) // a poll of the bucket or two fail
+	srv.Restart()
+	a.OK("wal", "push", "demo")
+	eventually(t, 60*time.Second, "host B's following main catching up after the store came back", func() bool {
+		out, _ := psqlAtErr(port, ca.Password, "SELECT sum(v) FROM marker")
+		return out == "86"
+	})
+
 	// The store's secret is in no process's arguments and no log; only
 	// the following project keeps a credentials file.
 	noSecret(t, srv.SecretKey, b.Home)
@@ -214,6 +228,44 @@ func testSecondHost(t *testing.T, driverA, driverB string) {
 	refuse(1, "object store", "--from-archive", srv.URL("demo"), "--archive-endpoint", "http://127.0.0.1:1")
 	refuse(2, "not a valid name", "--from-archive", "s3://No_Bucket/x", "--archive-endpoint", srv.Endpoint)
 	refuse(2, "--follow keeps replaying", append(from, "--follow", "--pitr", "1m ago")...)
+
+	// A corrupt object is refused by its checksum, with its name, and
+	// nothing is left: a part of the snapshot, then a WAL segment.
+	part := srv.Dir("demo/snapshots/" + snap.ID + "/data.tar.00000")
+	restorePart := corrupt(t, part)
+	refuse(2, "data.tar.00000 is corrupt", from...)
+	restorePart()
+	segs, _ := filepath.Glob(srv.Dir("demo/wal/" + filepath.Base(a.walInfo("demo/main").Directory) + "/0000000*"))
+	var last string
+	for _, s := range segs {
+		if len(filepath.Base(s)) == 24 {
+			last = s
+		}
+	}
+	corrupt(t, last)
+	refuse(1, filepath.Base(last)+" is corrupt", from...)
 	b.AssertDoctorHealthy()
 	a.AssertDoctorHealthy()
+}
+
+// corrupt flips bytes in the middle of an object's file in the store's
+// directory (its recorded checksum stays); the returned func puts them back.
+func corrupt(t *testing.T, path string) func() {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) < 2 {
+		t.Fatalf("corrupt %s: %v", path, err)
+	}
+	orig := slices.Clone(b)
+	for i := len(b) / 2; i < len(b)/2+8 && i < len(b); i++ {
+		b[i] ^= 0xff
+	}
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return func() {
+		if err := os.WriteFile(path, orig, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
