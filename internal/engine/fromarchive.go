@@ -215,6 +215,9 @@ func (e *Engine) createFromArchive(ctx context.Context, o CreateProjectOptions, 
 			return err
 		}
 		op.onFail(func(ctx context.Context) error { return os.RemoveAll(e.archiveDir(b.VolumeID)) })
+		// A start that fails has its reason quoted in the error: its
+		// socket directory and log go with the rest.
+		op.onFail(func(context.Context) error { removeBranchFiles(e, b); return nil })
 		if err := e.startNew(ctx, op, spec); err != nil {
 			return fmt.Errorf("%w (the WAL after snapshot %s is read from %s/wal/%s/; velo wal push on the first host uploads what is missing)", err, pl.m.Snapshot, pl.loc, pl.m.Volume)
 		}
