@@ -4,8 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -19,8 +19,9 @@ import (
 // A second host: host A (one VELO_HOME and pool) archives to a real S3
 // server under pgbench writes and pushes a snapshot; host B (another
 // VELO_HOME and its own pool) restores the project from the bucket alone:
-// to the end of the WAL, to a moment before, and following it. Both hosts
-// and the store are on this machine's loopback.
+// to the end of the WAL, to a moment before, and following it. The store
+// and host B run in network namespaces of their own, each host linked to
+// the store by a veth pair; host A is this process's namespace.
 
 // pgbenchState is what pgbench's tables hold: the history's rows and the
 // sums its invariant compares.
@@ -29,10 +30,13 @@ type pgbenchState struct {
 	Balance, Delta int64
 }
 
-func readPgbench(t *testing.T, port int, password string) pgbenchState {
+func readPgbench(t *testing.T, netns string, port int, password string) pgbenchState {
 	t.Helper()
-	out := harness.PsqlAt(t, port, password, "postgres",
+	out, err := psqlAtErr(netns, port, password,
 		"SELECT (SELECT count(*) FROM pgbench_history), (SELECT sum(abalance) FROM pgbench_accounts), (SELECT coalesce(sum(delta), 0) FROM pgbench_history)")
+	if err != nil {
+		t.Fatalf("psql on port %d: %v\n%s", port, err, out)
+	}
 	var s pgbenchState
 	if _, err := fmt.Sscanf(out, "%d|%d|%d", &s.History, &s.Balance, &s.Delta); err != nil {
 		t.Fatalf("pgbench state %q: %v", out, err)
@@ -68,12 +72,12 @@ func noSecret(t *testing.T, secret, home string) {
 	}
 }
 
-// psqlAtErr runs SQL with psql on 127.0.0.1:port as postgres, never
-// failing the test (for polling).
-func psqlAtErr(port int, password, sql string) (string, error) {
+// psqlAtErr runs SQL with psql on 127.0.0.1:port of network namespace
+// netns ("" this one) as postgres, never failing the test (for polling).
+func psqlAtErr(netns string, port int, password, sql string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "psql", "-X", "-v", "ON_ERROR_STOP=1", "-At", "-h", "127.0.0.1", "-p", fmt.Sprint(port), "-U", "postgres", "-d", "postgres", "-c", sql)
+	cmd := harness.NetnsCommand(ctx, netns, "psql", "-X", "-v", "ON_ERROR_STOP=1", "-At", "-h", "127.0.0.1", "-p", fmt.Sprint(port), "-U", "postgres", "-d", "postgres", "-c", sql)
 	cmd.Env = append(os.Environ(), "PGPASSWORD="+password, "PGCONNECT_TIMEOUT=5")
 	out, err := cmd.CombinedOutput()
 	return strings.TrimSpace(string(out)), err
@@ -95,7 +99,14 @@ func TestSecondHost(t *testing.T) {
 
 func testSecondHost(t *testing.T, driverA, driverB string) {
 	pgbench := harness.PgbenchPath(t)
-	srv := s3test.Start(t, "velo-remote-e2e")
+	// Host A is this namespace; the store and host B have one each, with
+	// a veth link from each host to the store (none between the hosts).
+	store, hostB := harness.NewNetns(t), harness.NewNetns(t)
+	net := fmt.Sprintf("10.%d", 200+rand.IntN(50))
+	harness.Veth(t, "", net+".1.1/24", store, net+".1.2/24")
+	linkB, _ := harness.Veth(t, hostB, net+".2.2/24", store, net+".2.1/24")
+	srv := s3test.StartIn(t, "velo-remote-e2e", store, net+".1.2")
+	endpointB := "http://" + net + ".2.1:9000"
 	a := newEnv(t, driverA)
 	a.Extra = srv.Env(harness.TmpDir(t, "velo-aws-a-"))
 	a.Create("demo", "--archive", srv.URL("demo"), "--archive-endpoint", srv.Endpoint)
@@ -127,12 +138,12 @@ func testSecondHost(t *testing.T, driverA, driverB string) {
 	}
 	time.Sleep(1100 * time.Millisecond)
 	then := time.Now().UTC()
-	atThen := readPgbench(t, ca.Port, ca.Password)
+	atThen := readPgbench(t, "", ca.Port, ca.Password)
 	time.Sleep(1100 * time.Millisecond)
 	if out, err := a.Pgbench(pgbench, ca, "-n", "-T", "3", "-c", "2"); err != nil {
 		t.Fatalf("pgbench: %v\n%s", err, out)
 	}
-	final := readPgbench(t, ca.Port, ca.Password)
+	final := readPgbench(t, "", ca.Port, ca.Password)
 	if final.Balance != final.Delta || final.History == atThen.History {
 		t.Fatalf("pgbench on host A: %+v (at the --pitr moment %+v)", final, atThen)
 	}
@@ -141,11 +152,12 @@ func testSecondHost(t *testing.T, driverA, driverB string) {
 
 	// Host B restores from the bucket alone.
 	b := newEnv(t, driverB)
+	b.Netns = hostB
 	b.Extra = srv.Env(harness.TmpDir(t, "velo-aws-b-"))
-	from := []string{"--from-archive", srv.URL("demo"), "--archive-endpoint", srv.Endpoint}
+	from := []string{"--from-archive", srv.URL("demo"), "--archive-endpoint", endpointB}
 	b.Create("copy", from...)
 	cb := b.Conn("copy/main")
-	got := readPgbench(t, cb.Port, cb.Password)
+	got := readPgbench(t, b.Netns, cb.Port, cb.Password)
 	if got != final {
 		t.Errorf("host B's main: %+v, host A committed %+v", got, final)
 	}
@@ -154,14 +166,14 @@ func testSecondHost(t *testing.T, driverA, driverB string) {
 	}
 	b.Psql("copy/main", "CREATE TABLE written_on_b AS SELECT 1 AS x")
 	b.OK("branch", "create", "copy/dev")
-	if got := readPgbench(t, b.Conn("copy/dev").Port, b.Conn("copy/dev").Password); got != final {
+	if got := readPgbench(t, b.Netns, b.Conn("copy/dev").Port, b.Conn("copy/dev").Password); got != final {
 		t.Errorf("a branch on host B: %+v, host A committed %+v", got, final)
 	}
 
 	// To a moment before.
 	b.Create("then", append(from, "--pitr", then.Format(time.RFC3339Nano))...)
 	ct := b.Conn("then/main")
-	if got := readPgbench(t, ct.Port, ct.Password); got != atThen || got.Balance != got.Delta {
+	if got := readPgbench(t, b.Netns, ct.Port, ct.Password); got != atThen || got.Balance != got.Delta {
 		t.Errorf("--pitr %s on host B: %+v, host A had %+v", then.Format(time.RFC3339Nano), got, atThen)
 	}
 
@@ -170,13 +182,13 @@ func testSecondHost(t *testing.T, driverA, driverB string) {
 	port := b.BranchPort("live/main")
 	// Ready once consistent; it then replays the rest of the bucket's WAL.
 	eventually(t, 60*time.Second, "host B's following main replaying what host A committed", func() bool {
-		return readPgbench(t, port, ca.Password) == final
+		return readPgbench(t, b.Netns, port, ca.Password) == final
 	})
 	a.Psql("demo/main", "CREATE TABLE marker AS SELECT 42 AS v")
 	a.switchArchived(t, "demo/main")
 	a.OK("wal", "push", "demo")
 	eventually(t, 60*time.Second, "host B's following main replaying the marker", func() bool {
-		out, _ := psqlAtErr(port, ca.Password, "SELECT v FROM marker")
+		out, _ := psqlAtErr(b.Netns, port, ca.Password, "SELECT v FROM marker")
 		return out == "42"
 	})
 	b.OK("branch", "create", "live/dev")
@@ -188,6 +200,22 @@ func testSecondHost(t *testing.T, driverA, driverB string) {
 		t.Errorf("project get live does not say where it was restored from:\n%s", st)
 	}
 
+	// The link between host B and the store down while B follows: B
+	// waits, and catches up once the link is back.
+	harness.SetLink(t, hostB, linkB, false)
+	a.Psql("demo/main", "INSERT INTO marker VALUES (50)")
+	a.switchArchived(t, "demo/main")
+	a.OK("wal", "push", "demo")
+	time.Sleep(7 * time.Second) // a poll of the bucket or two fail
+	if out, _ := psqlAtErr(b.Netns, port, ca.Password, "SELECT sum(v) FROM marker"); out != "42" {
+		t.Errorf("host B replayed a commit with its link to the store down: sum %s", out)
+	}
+	harness.SetLink(t, hostB, linkB, true)
+	eventually(t, 60*time.Second, "host B's following main catching up once its link is back", func() bool {
+		out, _ := psqlAtErr(b.Netns, port, ca.Password, "SELECT sum(v) FROM marker")
+		return out == "92"
+	})
+
 	// The store down while host B follows: B waits, and catches up once
 	// the store is back and host A's uploads have gone on.
 	srv.Stop()
@@ -197,8 +225,8 @@ func testSecondHost(t *testing.T, driverA, driverB string) {
 	srv.Restart()
 	a.OK("wal", "push", "demo")
 	eventually(t, 60*time.Second, "host B's following main catching up after the store came back", func() bool {
-		out, _ := psqlAtErr(port, ca.Password, "SELECT sum(v) FROM marker")
-		return out == "86"
+		out, _ := psqlAtErr(b.Netns, port, ca.Password, "SELECT sum(v) FROM marker")
+		return out == "136"
 	})
 
 	// The store's secret is in no process's arguments and no log; only
@@ -223,10 +251,11 @@ func testSecondHost(t *testing.T, driverA, driverB string) {
 			t.Errorf("a refused --from-archive left volumes: %v, before %v", now, before)
 		}
 	}
-	refuse(2, "holds no pushed snapshot", "--from-archive", srv.URL("empty"), "--archive-endpoint", srv.Endpoint)
+	refuse(2, "holds no pushed snapshot", "--from-archive", srv.URL("empty"), "--archive-endpoint", endpointB)
 	refuse(2, "before the oldest snapshot pushed", append(from, "--pitr", "2020-01-01T00:00:00Z")...)
 	refuse(1, "object store", "--from-archive", srv.URL("demo"), "--archive-endpoint", "http://127.0.0.1:1")
-	refuse(2, "not a valid name", "--from-archive", "s3://No_Bucket/x", "--archive-endpoint", srv.Endpoint)
+	refuse(1, "object store", "--from-archive", srv.URL("demo"), "--archive-endpoint", srv.Endpoint) // host A's side: no route from B
+	refuse(2, "not a valid name", "--from-archive", "s3://No_Bucket/x", "--archive-endpoint", endpointB)
 	refuse(2, "--follow keeps replaying", append(from, "--follow", "--pitr", "1m ago")...)
 
 	// A corrupt object is refused by its checksum, with its name, and
