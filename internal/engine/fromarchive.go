@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -275,10 +276,18 @@ func (e *Engine) populateFromArchive(ctx context.Context, op *op, p state.Projec
 		return err
 	}
 	err = e.Progress.Transfer("Download snapshot "+pl.m.Snapshot, func(report func(done, total int64)) error {
-		r := st.GetStream(ctx, pl.m.Parts, e.runDir())
+		// A corrupt part fails the stream at its end, its bytes already
+		// in the new volume, which the failure destroys.
+		r := st.GetStream(ctx, pl.m.Parts)
 		defer r.Close()
 		var done int64
-		return pg.UntarDataDir(r, spec.DataDir, spec.RunAs, func(n int64) { done += n; report(done, pl.m.Size) })
+		if err := pg.UntarDataDir(r, spec.DataDir, spec.RunAs, func(n int64) { done += n; report(done, pl.m.Size) }); err != nil {
+			return err
+		}
+		// The tar's end is not the stream's: the last part's checksum is
+		// checked once the stream has been read to its end.
+		_, err := io.Copy(io.Discard, r)
+		return err
 	})
 	if errors.Is(err, errdefs.ErrNoSpace) {
 		return fmt.Errorf("%w; no space left on pool %s; nothing is kept: free space or pick a larger --pool, then retry", err, p.Pool)
@@ -313,6 +322,15 @@ func (e *Engine) populateFromArchive(ctx context.Context, op *op, p state.Projec
 // fromArchive reports whether p was restored from an archive in object
 // storage (--from-archive).
 func fromArchive(p state.Project) bool { return imported(p) && p.Source.Archive != "" }
+
+// sourceName is where an imported project's data comes from, for
+// messages: HOST:PORT, or the bucket a restored project replays.
+func sourceName(s *state.Source) string {
+	if s.Archive != "" {
+		return s.Archive
+	}
+	return fmt.Sprintf("%s:%d", s.Host, s.Port)
+}
 
 // archiveCredsFile is where a project restored from an archive keeps the
 // store's credentials for restore_command, beside standbyPassfile.

@@ -2,11 +2,17 @@ package objstore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
+	"github.com/velohq/velo/internal/errdefs"
 )
 
 // A stream (a snapshot's tar) is stored as parts of at most PartSize
@@ -32,44 +38,57 @@ type Part struct {
 func (s *Store) PutStream(ctx context.Context, rel string, r io.Reader, tmpDir string) ([]Part, error) {
 	var parts []Part
 	for i := 0; ; i++ {
-		f, err := os.CreateTemp(tmpDir, "part-*")
+		part, n, err := s.putPart(ctx, fmt.Sprintf("%s.%05d", rel, i), r, tmpDir)
 		if err != nil {
 			return nil, err
 		}
-		name := f.Name()
-		n, err := io.Copy(f, io.LimitReader(r, PartSize))
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if err != nil {
-			os.Remove(name)
-			return nil, err
-		}
-		if n == 0 && i > 0 {
-			os.Remove(name)
+		if n == 0 {
 			return parts, nil
 		}
-		partName := fmt.Sprintf("%s.%05d", rel, i)
-		obj, err := s.PutFile(ctx, partName, name)
-		os.Remove(name)
-		if err != nil {
-			return nil, err
-		}
-		parts = append(parts, Part{Name: partName, Size: obj.Size, SHA256: obj.SHA256})
+		parts = append(parts, part)
 		if n < PartSize {
 			return parts, nil
 		}
 	}
 }
 
-// GetStream returns the stream of parts, downloaded one at a time into
-// tmpDir and each checked against its checksum (and the one the list
-// gives) before a byte of it is read. Close stops the download.
-func (s *Store) GetStream(ctx context.Context, parts []Part, tmpDir string) io.ReadCloser {
+// putPart spools up to PartSize bytes of r into a file of tmpDir, hashing
+// them on the way, and stores them as name (nothing when r had none left
+// and n is 0).
+func (s *Store) putPart(ctx context.Context, name string, r io.Reader, tmpDir string) (Part, int64, error) {
+	f, err := os.CreateTemp(tmpDir, "part-*")
+	if err != nil {
+		return Part{}, 0, err
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(f, h), io.LimitReader(r, PartSize))
+	if err != nil || n == 0 {
+		return Part{}, n, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return Part{}, 0, err
+	}
+	obj, err := s.put(ctx, name, f, n, h.Sum(nil))
+	if err != nil {
+		return Part{}, 0, err
+	}
+	return Part{Name: name, Size: obj.Size, SHA256: obj.SHA256}, n, nil
+}
+
+// GetStream returns the stream of parts, read from the store one after
+// the other. Each part's record must carry the checksum and size the list
+// gives; its content is hashed as it streams by, and the stream fails at
+// the end of a part whose content does not match, naming the object. So
+// the bytes of a corrupt part are read before the failure: a reader
+// writes them where it can throw them all away (a new volume). Close
+// stops the download.
+func (s *Store) GetStream(ctx context.Context, parts []Part) io.ReadCloser {
 	ctx, cancel := context.WithCancel(ctx)
 	pr, pw := io.Pipe()
 	go func() {
-		pw.CloseWithError(s.copyParts(ctx, parts, tmpDir, pw))
+		pw.CloseWithError(s.copyParts(ctx, parts, pw))
 	}()
 	return &stream{PipeReader: pr, cancel: cancel}
 }
@@ -84,32 +103,35 @@ func (s *stream) Close() error {
 	return s.PipeReader.Close()
 }
 
-func (s *Store) copyParts(ctx context.Context, parts []Part, tmpDir string, w io.Writer) error {
+func (s *Store) copyParts(ctx context.Context, parts []Part, w io.Writer) error {
 	if len(parts) == 0 {
 		return errors.New("the stream has no parts")
 	}
 	for _, p := range parts {
-		obj, err := s.Head(ctx, p.Name)
-		if err != nil {
+		if err := s.copyPart(ctx, p, w); err != nil {
 			return err
 		}
-		if obj.SHA256 != p.SHA256 || obj.Size != p.Size {
-			return fmt.Errorf("object %s is not the one its manifest names (store: %d bytes, sha256 %q; manifest: %d bytes, sha256 %s); refused", obj.Key, obj.Size, obj.SHA256, p.Size, p.SHA256)
-		}
-		local := filepath.Join(tmpDir, filepath.Base(p.Name))
-		if err := s.GetFile(ctx, p.Name, local); err != nil {
-			return err
-		}
-		f, err := os.Open(local)
-		if err != nil {
-			return err
-		}
-		_, err = io.Copy(w, f)
-		f.Close()
-		os.Remove(local)
-		if err != nil {
-			return err
-		}
+	}
+	return nil
+}
+
+func (s *Store) copyPart(ctx context.Context, p Part, w io.Writer) error {
+	key := s.Loc.Key(p.Name)
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(s.Loc.Bucket), Key: aws.String(key)})
+	if err != nil {
+		return s.explain(err, key)
+	}
+	defer out.Body.Close()
+	if got := out.Metadata["velo-sha256"]; got != p.SHA256 || aws.ToInt64(out.ContentLength) != p.Size {
+		return errdefs.FailedPrecondition("object %s is not the one its manifest names (store: %d bytes, sha256 %q; manifest: %d bytes, sha256 %s); refused", key, aws.ToInt64(out.ContentLength), got, p.Size, p.SHA256)
+	}
+	h := sha256.New()
+	n, err := io.Copy(w, io.TeeReader(out.Body, h))
+	if err != nil {
+		return fmt.Errorf("downloading %s: %w", key, err)
+	}
+	if got := hex.EncodeToString(h.Sum(nil)); n != p.Size || got != p.SHA256 {
+		return errdefs.FailedPrecondition("object %s is corrupt: %d bytes with sha256 %s, its record says %d bytes, sha256 %s; refused", key, n, got, p.Size, p.SHA256)
 	}
 	return nil
 }
