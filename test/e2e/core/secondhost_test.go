@@ -130,6 +130,17 @@ func testSecondHost(t *testing.T, driverA, driverB string) {
 	if r := a.OK("snapshot", "push", snap.ID); !strings.Contains(r.Stdout, "already") {
 		t.Errorf("snapshot push of a pushed snapshot: %s", r)
 	}
+	// Its --json keeps the JSON contract (TestJSONOutput has no bucket).
+	dec := json.NewDecoder(strings.NewReader(a.OK("snapshot", "push", snap.ID, "--json").Stdout))
+	dec.UseNumber()
+	var pushDoc any
+	if err := dec.Decode(&pushDoc); err != nil {
+		t.Fatalf("snapshot push --json: %v", err)
+	}
+	checkKeys(t, "snapshot push --json", "", pushDoc)
+	if m, _ := pushDoc.(map[string]any); m["already"] != true || m["id"] != snap.ID {
+		t.Errorf("snapshot push --json of a pushed snapshot: %v", pushDoc)
+	}
 	// More writes after the snapshot (-n: no vacuum, which would empty
 	// pgbench_history and break the invariant); the moment between two runs is the
 	// --pitr target below.
