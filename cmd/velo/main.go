@@ -74,6 +74,9 @@ func exitCode(err error) int {
 		return 0
 	}
 	switch errdefs.Of(err) {
+	case errdefs.ErrStopRecovery:
+		// Above 125: Postgres ends the recovery instead of retrying.
+		return 126
 	case errdefs.ErrUsage, errdefs.ErrInvalid, errdefs.ErrNotFound, errdefs.ErrAlreadyExists, errdefs.ErrFailedPrecondition:
 		return 2
 	}

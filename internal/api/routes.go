@@ -113,12 +113,13 @@ var routes = []route{
 			{"rows", "int", "up to this many sample rows per table"}, {"grants", "bool", "compare privileges too"}}},
 	{method: "GET", path: "/api/v1/branches/{project}/{branch}/snapshots", command: "snapshot list", summary: "A branch's snapshots", ref: "branch", json: true},
 	{method: "POST", path: "/api/v1/branches/{project}/{branch}/snapshots", command: "snapshot create", summary: "Snapshot a branch", ref: "branch", json: true, full: true,
-		fields: []field{{"label", "string", "a label to remember it by"}}},
+		fields: []field{{"label", "string", "a label to remember it by"}, {"push", "bool", "also store it in the project's archive bucket"}}},
 	{method: "POST", path: "/api/v1/branches/{project}/{branch}/snapshots/cleanup", command: "snapshot cleanup", summary: "Delete a branch's snapshots older than days", ref: "branch", json: true, full: true, fields: []field{fDays, fDryRun}},
 	{method: "GET", path: "/api/v1/branches/{project}/{branch}/wal", command: "wal info", summary: "A branch's WAL archive and the range point-in-time branches reach", ref: "branch", json: true},
 	{method: "POST", path: "/api/v1/branches/{project}/{branch}/wal/cleanup", command: "wal cleanup", summary: "Delete archived WAL older than days", ref: "branch", json: true, full: true, fields: []field{fDays, fDryRun}},
 
 	{method: "GET", path: "/api/v1/snapshots", command: "snapshot list", summary: "Every snapshot", json: true},
+	{method: "POST", path: "/api/v1/snapshots/{id}/push", command: "snapshot push", summary: "Store a snapshot (ID or unique prefix) in its project's archive bucket", ref: "id", json: true, full: true},
 	{method: "DELETE", path: "/api/v1/snapshots/{id}", command: "snapshot delete", summary: "Delete a snapshot (ID or unique prefix)", ref: "id", full: true},
 	{method: "GET", path: "/api/v1/wal", command: "wal info", summary: "Every branch's WAL archive", json: true},
 	{method: "POST", path: "/api/v1/wal/push", command: "wal push", summary: "Upload every project's WAL archive to its object storage now", json: true, full: true},
@@ -132,6 +133,7 @@ var notRouted = map[string]string{
 	"serve": "the server itself", "ui": "prints the page's link", "token create": "makes tokens; on the host only",
 	"token list": "tokens are managed on the host only", "token revoke": "tokens are managed on the host only",
 	"branch env": "shell variables; GET .../password has the same",
+	"wal fetch":  "Postgres's restore_command on the host; reads no state",
 }
 
 // args is the command line of r for the path values pv and the body's or

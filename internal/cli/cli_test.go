@@ -35,7 +35,7 @@ var jsonCommands = map[string]bool{
 	"branch create": true, "branch list": true, "branch get": true, "branch reset": true, "branch password": true,
 	"branch start": true, "branch stop": true, "branch restart": true,
 	"branch protect": true, "branch unprotect": true, "branch set": true, "prune": true, "branch rename": true, "branch promote": true, "branch restore": true,
-	"snapshot create": true, "snapshot list": true, "snapshot cleanup": true,
+	"snapshot create": true, "snapshot list": true, "snapshot cleanup": true, "snapshot push": true,
 	"wal info": true, "wal cleanup": true, "wal push": true, "project set": true, "diff": true, "status": true, "doctor": true, "version": true, "token list": true,
 }
 

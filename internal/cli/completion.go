@@ -22,7 +22,7 @@ var completes = map[string]names{
 	"branch create": newBranch, "branch list": projects,
 	"branch get": branches, "branch delete": branches, "branch reset": branches, "branch password": branches,
 	"branch env": branches, "branch protect": branches, "branch unprotect": branches, "branch set": branches, "branch rename": branches, "branch promote": branches, "branch restore": branches, "project rename": projects, "branch start": branches, "branch stop": branches, "branch restart": branches,
-	"snapshot create": branches, "snapshot list": branches, "snapshot delete": snapshots, "snapshot cleanup": branches,
+	"snapshot create": branches, "snapshot list": branches, "snapshot delete": snapshots, "snapshot push": snapshots, "snapshot cleanup": branches,
 	"wal info": projectsAndBranches, "wal cleanup": branches, "service-file": projectsAndBranches, "diff": branches,
 	"token revoke": tokens,
 }

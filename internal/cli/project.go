@@ -42,6 +42,9 @@ func (o *projectCreateOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.IfNotExists, "if-not-exists", false, "succeed, changing nothing, when the project exists (refused if a --pool, --storage or --pg-version given differs)")
 	fs.StringVar(&o.Listen, "listen", "", "addresses the servers listen on besides 127.0.0.1: IP addresses, localhost, or * (comma-separated); other addresses than loopback must use TLS")
 	archiveFlags(fs, &o.Archive, &o.ArchiveEndpoint)
+	fs.StringVar(&o.FromArchive, "from-archive", "", "restore another host's project from its archive in object storage, s3://BUCKET/PREFIX (its newest pushed snapshot and the WAL after it; --archive-endpoint for non-AWS stores)")
+	fs.StringVar(&o.PITR, "pitr", "", "with --from-archive: recover to this moment (RFC 3339, '2 hours ago') or LSN, from the newest snapshot pushed before it")
+	fs.BoolVar(&o.Follow, "follow", false, "with --from-archive: main stays a read-only hot standby that keeps replaying new WAL from the bucket")
 	jsonFlag(fs, &o.JSON)
 }
 
@@ -49,7 +52,7 @@ func (o *projectCreateOptions) AddFlags(fs *pflag.FlagSet) {
 // project set.
 func archiveFlags(fs *pflag.FlagSet, archive, endpoint *string) {
 	fs.StringVar(archive, "archive", "", "also keep the WAL archive in S3-compatible object storage: s3://BUCKET/PREFIX (none: stop); credentials from the AWS chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws/credentials)")
-	fs.StringVar(endpoint, "archive-endpoint", "", "with --archive: the URL of an S3-compatible service other than AWS (https://s3.example.com:9000)")
+	fs.StringVar(endpoint, "archive-endpoint", "", "with --archive or --from-archive: the URL of an S3-compatible service other than AWS (https://s3.example.com:9000)")
 }
 
 func newProjectCreateCommand(g *Globals) *cobra.Command {
@@ -88,6 +91,9 @@ func runProjectCreate(ctx context.Context, g *Globals, o projectCreateOptions, n
 		printConn(p.Out(), conn)
 		if co.From != "" && !co.NoFollow && !co.Logical {
 			fmt.Fprintf(p.Out(), "%s/main follows the source as a read-only hot standby: log in with the source's roles; velo branch create %s/NAME gives a writable copy with the password above\n", name, name)
+		}
+		if co.Follow {
+			fmt.Fprintf(p.Out(), "%s/main follows %s as a read-only hot standby: log in with the first host's roles; velo branch create %s/NAME gives a writable copy with the password above\n", name, co.FromArchive, name)
 		}
 		return nil
 	}

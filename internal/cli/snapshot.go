@@ -17,17 +17,19 @@ import (
 
 func newSnapshotCommand(g *Globals) *cobra.Command {
 	return groupCommand("snapshot", []string{"snap"}, "Keep, list and delete snapshots of branches",
-		newSnapshotCreateCommand(g), newSnapshotListCommand(g), newSnapshotDeleteCommand(g), newSnapshotCleanupCommand(g))
+		newSnapshotCreateCommand(g), newSnapshotListCommand(g), newSnapshotDeleteCommand(g), newSnapshotCleanupCommand(g), newSnapshotPushCommand(g))
 }
 
 // snapshotCreateOptions are the flags of velo snapshot create.
 type snapshotCreateOptions struct {
 	Label string
+	Push  bool
 	JSON  bool
 }
 
 func (o *snapshotCreateOptions) AddFlags(fs *pflag.FlagSet) {
 	fs.StringVar(&o.Label, "label", "", "a label to remember it by (printable text, up to 100 characters)")
+	fs.BoolVar(&o.Push, "push", false, "also store it in the project's archive bucket (velo snapshot push)")
 	jsonFlag(fs, &o.JSON)
 }
 
@@ -53,7 +55,55 @@ func runSnapshotCreate(ctx context.Context, g *Globals, o snapshotCreateOptions,
 	if err != nil {
 		return err
 	}
-	return p.Result(view.NewSnapshot(s), func(w io.Writer) { fmt.Fprintln(w, s.ID) })
+	v := view.NewSnapshot(s)
+	if o.Push {
+		r, err := e.PushSnapshot(ctx, s.ID)
+		if err != nil {
+			return fmt.Errorf("snapshot %s was taken but not pushed: %w; push it with velo snapshot push %s", s.ID, err, s.ID)
+		}
+		pv := view.NewSnapshotPush(r)
+		v.Pushed = &pv
+	}
+	return p.Result(v, func(w io.Writer) { fmt.Fprintln(w, s.ID) })
+}
+
+func newSnapshotPushCommand(g *Globals) *cobra.Command {
+	var o jsonOptions
+	c := &cobra.Command{
+		Use:   "push ID",
+		Short: "Store a snapshot (by its ID or a unique prefix) in its project's archive bucket, for project create --from-archive",
+		Long: `Store a snapshot in the bucket of its project's archive (velo project set --archive):
+the tar of its data directory, in parts of 256 MB, and a manifest naming the WAL a
+recovery from it needs, the Postgres major and the project. Each object is written
+once and verified by its SHA-256; a snapshot already pushed is left as it is. Every
+push is a whole copy (no incremental stream). The project's WAL is uploaded after it.`,
+		Args: exactArgs(1),
+		RunE: func(c *cobra.Command, args []string) error { return runSnapshotPush(c.Context(), g, o, args[0]) },
+	}
+	o.AddFlags(c.Flags())
+	return c
+}
+
+func runSnapshotPush(ctx context.Context, g *Globals, o jsonOptions, prefix string) error {
+	p, e, err := g.open(ctx, o.JSON, false)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	r, err := e.PushSnapshot(ctx, prefix)
+	if err != nil {
+		return err
+	}
+	return p.Result(view.NewSnapshotPush(r), func(w io.Writer) {
+		if r.Already {
+			fmt.Fprintf(w, "Snapshot %s is in %s already\n", r.ID, r.Archive)
+		} else {
+			fmt.Fprintf(w, "Pushed snapshot %s to %s (%s in %d parts)\n", r.ID, r.Archive, ui.Bytes(r.Size), r.Parts)
+		}
+		if r.WALError != "" {
+			fmt.Fprintf(w, "The WAL after it is not all uploaded yet (%s); velo serve or velo wal push uploads it\n", r.WALError)
+		}
+	})
 }
 
 func newSnapshotListCommand(g *Globals) *cobra.Command {

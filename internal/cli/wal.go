@@ -7,14 +7,16 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/velohq/velo/internal/engine"
+	"github.com/velohq/velo/internal/errdefs"
 	"github.com/velohq/velo/internal/ui"
 	"github.com/velohq/velo/internal/view"
 )
 
 func newWALCommand(g *Globals) *cobra.Command {
-	return groupCommand("wal", nil, "Inspect and trim the continuous WAL archives", newWALInfoCommand(g), newWALCleanupCommand(g), newWALPushCommand(g))
+	return groupCommand("wal", nil, "Inspect and trim the continuous WAL archives", newWALInfoCommand(g), newWALCleanupCommand(g), newWALPushCommand(g), newWALFetchCommand(g))
 }
 
 func newWALInfoCommand(g *Globals) *cobra.Command {
@@ -191,4 +193,43 @@ func runWALPush(ctx context.Context, g *Globals, o jsonOptions, project string) 
 		return err
 	}
 	return pushErr
+}
+
+// walFetchOptions are the flags of velo wal fetch.
+type walFetchOptions struct {
+	Archive, Endpoint, Volume string
+	Standby                   bool
+}
+
+func (o *walFetchOptions) AddFlags(fs *pflag.FlagSet) {
+	fs.StringVar(&o.Archive, "archive", "", "the archive: s3://BUCKET/PREFIX")
+	fs.StringVar(&o.Endpoint, "archive-endpoint", "", "the URL of an S3-compatible service other than AWS")
+	fs.StringVar(&o.Volume, "volume", "", "the volume whose WAL to read (PREFIX/wal/VOLUME/)")
+	fs.BoolVar(&o.Standby, "standby", false, "for a standby: a store that does not answer is a plain failure, which Postgres retries")
+}
+
+func newWALFetchCommand(g *Globals) *cobra.Command {
+	var o walFetchOptions
+	c := &cobra.Command{
+		Use:   "fetch FILE PATH",
+		Short: "Download one WAL file from object storage (the restore_command of a project made with --from-archive)",
+		Long: `Download the WAL file FILE (Postgres's %f) of a volume's archive in object storage
+to PATH (%p), refusing it if its SHA-256 differs from the one it was stored with.
+Postgres runs it as the restore_command of a project made with project create
+--from-archive; it reads no state. A file not in the bucket exits 2, which Postgres
+takes as the end of the WAL; a store that does not answer exits 126, which stops
+a recovery rather than let it promote early (with --standby it exits 1 and the
+standby retries). Credentials come from the AWS chain.`,
+		Args: exactArgs(2),
+		RunE: func(c *cobra.Command, args []string) error { return runWALFetch(c.Context(), o, args[0], args[1]) },
+	}
+	o.AddFlags(c.Flags())
+	return c
+}
+
+func runWALFetch(ctx context.Context, o walFetchOptions, name, path string) error {
+	if o.Archive == "" || o.Volume == "" {
+		return errdefs.Usage("velo wal fetch needs --archive s3://BUCKET/PREFIX and --volume ID")
+	}
+	return engine.FetchWAL(ctx, engine.FetchWALOptions{Archive: o.Archive, Endpoint: o.Endpoint, Volume: o.Volume, Name: name, Path: path, Standby: o.Standby})
 }

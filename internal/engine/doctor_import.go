@@ -28,7 +28,9 @@ func (p *planner) importLeftovers() {
 	}
 }
 
-var passfileName = regexp.MustCompile(`^(p[a-z0-9]+)\.pgpass$`)
+// passfileName: a following import's source password (.pgpass) or a
+// restored project's object store credentials (.aws).
+var passfileName = regexp.MustCompile(`^(p[a-z0-9]+)\.(pgpass|aws)$`)
 
 // orphanSources finds, for imports whose project was never recorded (the
 // command was killed), the replication slot they journalled making on the

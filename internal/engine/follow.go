@@ -46,6 +46,17 @@ func (e *Engine) followView(ctx context.Context, p state.Project, v *SourceInfo)
 		return
 	}
 	defer c.Close(context.WithoutCancel(ctx))
+	if s.Archive != "" {
+		// Fed from the bucket: no walreceiver; the age of the last
+		// commit replayed is how far behind the first host it may be.
+		var secs *float64
+		if err := c.QueryRow(ctx, `SELECT extract(epoch FROM now() - pg_last_xact_replay_timestamp())::float8`).Scan(&secs); err != nil {
+			v.State, v.Reason = "unknown", err.Error()
+			return
+		}
+		v.State, v.LagSeconds = "replaying from "+s.Archive, secs
+		return
+	}
 	var status, lastErr string
 	var lag int64
 	var secs *float64 // NULL: behind, but no commit replayed since main started

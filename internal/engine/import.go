@@ -308,6 +308,10 @@ func (e *Engine) importedSettings(p state.Project, b state.Branch, settings map[
 		return
 	}
 	s := p.Source
+	if s.Archive != "" {
+		e.archiveStandbySettings(p, settings)
+		return
+	}
 	src := pg.Source{Host: s.Host, Port: s.Port, User: s.User, Database: s.Database, SSL: s.SSL}
 	settings["primary_conninfo"] = src.Conninfo(e.standbyPassfile(p.ID), map[string]string{"application_name": "velo_" + p.Name})
 	if s.Slot != "" {
@@ -481,6 +485,9 @@ func (e *Engine) forgetSource(ctx context.Context, op *op, p state.Project) erro
 		}); err != nil {
 			return fmt.Errorf("%w; the slot keeps WAL on the source: drop it there with SELECT pg_drop_replication_slot('%s'), or retry when the source answers", err, p.Source.Slot)
 		}
+	}
+	if err := removeIfExists(e.archiveCredsFile(p.ID)); err != nil {
+		return err
 	}
 	return removeIfExists(e.standbyPassfile(p.ID))
 }

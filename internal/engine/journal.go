@@ -32,9 +32,12 @@ const (
 	stepClone        stepKind = "clone"
 
 	// A data directory acted on: Path.
-	stepInitdb      stepKind = "initdb"
-	stepConfigure   stepKind = "configure"
-	stepBasebackup  stepKind = "basebackup"
+	stepInitdb     stepKind = "initdb"
+	stepConfigure  stepKind = "configure"
+	stepBasebackup stepKind = "basebackup"
+	// A pushed snapshot's tar downloaded into a data directory (project
+	// create --from-archive).
+	stepDownload    stepKind = "download"
 	stepStartServer stepKind = "start-server"
 	stepStopServer  stepKind = "stop-server"
 	// A masked branch's clone (masked.go): its mask script and clean-up
@@ -61,6 +64,9 @@ const (
 	stepDump            stepKind = "dump"
 	stepRestore         stepKind = "restore"
 	stepRestoreRoles    stepKind = "restore-roles"
+	// A snapshot's objects written to its project's bucket (snapshot
+	// push): ID. Nothing to undo: a push run again writes the same parts.
+	stepUpload stepKind = "upload"
 
 	// A file or directory: Path.
 	stepWriteSourcePassfile stepKind = "write-source-passfile"
@@ -104,12 +110,12 @@ const (
 
 var layouts = map[stepKind]layout{
 	stepCreateVolume: layoutStorage, stepSnapshot: layoutStorage, stepClone: layoutStorage,
-	stepInitdb: layoutPath, stepConfigure: layoutPath, stepBasebackup: layoutPath, stepStartServer: layoutPath, stepStopServer: layoutPath,
+	stepInitdb: layoutPath, stepConfigure: layoutPath, stepBasebackup: layoutPath, stepDownload: layoutPath, stepStartServer: layoutPath, stepStopServer: layoutPath,
 	stepMask: layoutPath, stepScrubWAL: layoutPath,
 	stepServer: layoutBranch, stepStartAll: layoutNone, stepStopAll: layoutNone,
 	stepWriteState:    layoutRecord,
 	stepDeleteProject: layoutID, stepDeleteBranch: layoutID, stepDestroySnapshot: layoutID, stepDestroyVolume: layoutID,
-	stepDump: layoutID, stepRestore: layoutID, stepRestoreRoles: layoutID,
+	stepDump: layoutID, stepRestore: layoutID, stepRestoreRoles: layoutID, stepUpload: layoutID,
 	stepWriteSourcePassfile: layoutPath, stepWALCleanup: layoutPath,
 	stepRenameProject: layoutRename, stepMoveCA: layoutRename, stepRenameBranch: layoutRename, stepPromote: layoutRename, stepSwapVolume: layoutRename,
 	stepCreateSlot: layoutSlot, stepDropSlot: layoutRemote,

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/velohq/velo/internal/errdefs"
+	"github.com/velohq/velo/internal/objstore"
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
 	"github.com/velohq/velo/internal/state"
@@ -48,6 +49,13 @@ type CreateProjectOptions struct {
 	// Archive is --archive (s3://BUCKET/PREFIX, none or ""), with
 	// ArchiveEndpoint (SetArchive).
 	Archive, ArchiveEndpoint string
+	// FromArchive restores another host's project from its archive in
+	// object storage (s3://BUCKET/PREFIX, at ArchiveEndpoint): to PITR (a
+	// time or LSN) if given, and with Follow main stays a standby fed from
+	// it. See fromarchive.go.
+	FromArchive string
+	PITR        string
+	Follow      bool
 }
 
 // Conn is how to reach a branch's server.
@@ -125,6 +133,18 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 	listen, err := parseListen(o.Listen)
 	if err != nil {
 		return Conn{}, err
+	}
+	if err := checkFromArchiveFlags(o); err != nil {
+		return Conn{}, err
+	}
+	if o.FromArchive != "" {
+		if err := objstore.ValidateEndpoint(o.ArchiveEndpoint); err != nil {
+			return Conn{}, err
+		}
+		if c, found, err := e.existingProject(ctx, o); found || err != nil {
+			return c, err
+		}
+		return e.createFromArchive(ctx, o, listen)
 	}
 	var archive ArchiveSetting
 	if o.Archive != "" || o.ArchiveEndpoint != "" {

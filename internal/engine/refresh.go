@@ -30,6 +30,8 @@ func (e *Engine) RefreshProject(ctx context.Context, name string) error {
 		switch {
 		case p.Source == nil:
 			return errdefs.FailedPrecondition("project %s was made empty, not imported: there is no source to refresh from; make an imported project with velo project create NAME --from SOURCE", p.Name)
+		case fromArchive(p):
+			return errdefs.FailedPrecondition("project %s was restored from %s, not imported from a server: restore a newer copy into a new project with velo project create NAME --from-archive %s", p.Name, p.Source.Archive, p.Source.Archive)
 		case p.Source.Mode == ModeLogical:
 			return e.refreshLogical(ctx, op, p)
 		case p.Source.Following:

@@ -145,7 +145,7 @@ func (e *Engine) PromoteBranch(ctx context.Context, ref, oldName string) (Promot
 			return errdefs.FailedPrecondition("%s/main is already the project's main branch; promote another branch (velo branch list %s)", p.Name, p.Name)
 		}
 		if p.Source != nil && p.Source.Following {
-			return errdefs.FailedPrecondition("project %s's main follows its source (%s:%d): promoting %s would end that; promote is for projects whose main does not follow a source", p.Name, p.Source.Host, p.Source.Port, ref)
+			return errdefs.FailedPrecondition("project %s's main follows its source (%s): promoting %s would end that; promote is for projects whose main does not follow a source", p.Name, sourceName(p.Source), ref)
 		}
 		main, err := e.branch(ctx, p, MainBranch)
 		if err != nil {

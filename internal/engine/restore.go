@@ -91,7 +91,7 @@ func (e *Engine) RestoreBranch(ctx context.Context, o RestoreOptions) (RestoreRe
 			return errProtected(p, b, "restored")
 		}
 		if following(p, b) {
-			return errdefs.FailedPrecondition("%s/%s follows its source (%s:%d): a restore would end that; branch the moment instead with velo branch create %s/NEW --pitr TIME", p.Name, b.Name, p.Source.Host, p.Source.Port, p.Name)
+			return errdefs.FailedPrecondition("%s/%s follows its source (%s): a restore would end that; branch the moment instead with velo branch create %s/NEW --pitr TIME", p.Name, b.Name, sourceName(p.Source), p.Name)
 		}
 		all, err := e.Store.Q().Branches(ctx, p.ID)
 		if err != nil {

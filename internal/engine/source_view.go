@@ -41,6 +41,9 @@ type SourceInfo struct {
 	// so that the age is not known).
 	LagBytes   *int64
 	LagSeconds *float64
+	// Archive and ArchiveSnapshot: restored from another host's archive
+	// in object storage (--from-archive), from that pushed snapshot.
+	Archive, ArchiveSnapshot string
 }
 
 func sourceInfo(s *state.Source) *SourceInfo {
@@ -52,7 +55,7 @@ func sourceInfo(s *state.Source) *SourceInfo {
 		dbs = s.Databases
 	}
 	v := &SourceInfo{Mode: s.Mode, Host: s.Host, Port: s.Port, User: s.User, Database: s.Database, Databases: dbs, AllDatabases: s.Mode == ModeLogical && len(s.Databases) == 0,
-		Service: s.Service, Version: s.Version, ImportedAt: s.ImportedAt}
+		Service: s.Service, Version: s.Version, ImportedAt: s.ImportedAt, Archive: s.Archive, ArchiveSnapshot: s.ArchiveSnapshot}
 	if !s.RefreshedAt.IsZero() {
 		t := s.RefreshedAt
 		v.RefreshedAt = &t
@@ -64,7 +67,11 @@ func sourceInfo(s *state.Source) *SourceInfo {
 // imported ..., refreshed ...".
 func (s *SourceInfo) Summary() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%s from %s:%d", s.Mode, s.Host, s.Port)
+	if s.Archive != "" {
+		fmt.Fprintf(&b, "restored from %s (snapshot %s)", s.Archive, s.ArchiveSnapshot)
+	} else {
+		fmt.Fprintf(&b, "%s from %s:%d", s.Mode, s.Host, s.Port)
+	}
 	if s.Service != "" {
 		fmt.Fprintf(&b, " (service=%s)", s.Service)
 	}
@@ -97,6 +104,10 @@ func (s *SourceInfo) Summary() string {
 // ", lag 1.2 MB / 3.4 s", the seconds "?" when main is behind but has
 // replayed no commit since it started; "" when it is not known.
 func (s *SourceInfo) LagText() string {
+	if s.Archive != "" && s.LagSeconds != nil {
+		// Fed from a bucket: how old the last commit replayed is.
+		return fmt.Sprintf(", last commit replayed %.1f s ago", *s.LagSeconds)
+	}
 	if s.LagBytes == nil || s.State == "disconnected" {
 		return ""
 	}

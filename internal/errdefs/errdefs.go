@@ -56,9 +56,14 @@ var (
 	// must be set up outside Velo (a Postgres major no longer installed,
 	// VELO_PG_BIN unset in a new shell): not the input's fault.
 	ErrEnvironment error = &kind{"environment"}
+	// ErrStopRecovery: a file Postgres's restore_command asked for exists
+	// but could not be had (the store unreachable, an object corrupt):
+	// recovery must stop with an error rather than take the file as
+	// missing and promote early. velo exits 126, which Postgres takes so.
+	ErrStopRecovery error = &kind{"stop recovery"}
 )
 
-var kinds = []error{ErrUsage, ErrInvalid, ErrNotFound, ErrAlreadyExists, ErrFailedPrecondition, ErrUnsupported, ErrNoSpace, ErrEnvironment}
+var kinds = []error{ErrStopRecovery, ErrUsage, ErrInvalid, ErrNotFound, ErrAlreadyExists, ErrFailedPrecondition, ErrUnsupported, ErrNoSpace, ErrEnvironment}
 
 // kindError is an error of a kind: its text is its cause's alone.
 type kindError struct {

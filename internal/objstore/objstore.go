@@ -74,21 +74,24 @@ var bucketName = regexp.MustCompile(`^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$`)
 var prefixPart = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
 // ParseLocation reads --archive s3://BUCKET/PREFIX.
-func ParseLocation(s string) (Location, error) {
+func ParseLocation(s string) (Location, error) { return ParseLocationFlag("--archive", s) }
+
+// ParseLocationFlag reads s3://BUCKET/PREFIX given as flag.
+func ParseLocationFlag(flag, s string) (Location, error) {
 	const rule = "use s3://BUCKET/PREFIX: a bucket name of 3-63 lowercase letters, digits, dots and hyphens, then path parts of letters, digits, '.', '_' and '-'"
 	rest, ok := strings.CutPrefix(s, "s3://")
 	if !ok {
-		return Location{}, errdefs.Invalid("--archive %s: %s", ui.Quote(s), rule)
+		return Location{}, errdefs.Invalid("%s %s: %s", flag, ui.Quote(s), rule)
 	}
 	bucket, prefix, _ := strings.Cut(rest, "/")
 	if !bucketName.MatchString(bucket) || strings.Contains(bucket, "..") {
-		return Location{}, errdefs.Invalid("--archive %s: the bucket is not a valid name; %s", ui.Quote(s), rule)
+		return Location{}, errdefs.Invalid("%s %s: the bucket is not a valid name; %s", flag, ui.Quote(s), rule)
 	}
 	prefix = strings.Trim(prefix, "/")
 	if prefix != "" {
 		for _, part := range strings.Split(prefix, "/") {
 			if !prefixPart.MatchString(part) || part == "." || part == ".." {
-				return Location{}, errdefs.Invalid("--archive %s: prefix part %s is not allowed; %s", ui.Quote(s), ui.Quote(part), rule)
+				return Location{}, errdefs.Invalid("%s %s: prefix part %s is not allowed; %s", flag, ui.Quote(s), ui.Quote(part), rule)
 			}
 		}
 	}
@@ -390,4 +393,29 @@ func code(err error) string {
 		return ae.ErrorCode()
 	}
 	return "error"
+}
+
+// CredentialsFile is the AWS shared credentials file ([default] profile)
+// of the credentials the AWS chain gives now, for a process that reads the
+// store later without this one's environment (Postgres's restore_command);
+// its caller keeps it as a secret (0600, outside every volume). region is
+// the chain's region ("" none), which is no secret.
+func CredentialsFile(ctx context.Context) (file []byte, region string, err error) {
+	cfg, err := config.LoadDefaultConfig(ctx)
+	if err != nil {
+		return nil, "", errdefs.Environment("object store: reading the AWS configuration: %v", err)
+	}
+	if cfg.Credentials == nil {
+		return nil, "", errdefs.FailedPrecondition("object store: no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or ~/.aws/credentials")
+	}
+	c, err := cfg.Credentials.Retrieve(ctx)
+	if err != nil {
+		return nil, "", errdefs.FailedPrecondition("object store: no credentials (%v): set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE or ~/.aws/credentials", err)
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", c.AccessKeyID, c.SecretAccessKey)
+	if c.SessionToken != "" {
+		fmt.Fprintf(&b, "aws_session_token = %s\n", c.SessionToken)
+	}
+	return []byte(b.String()), cfg.Region, nil
 }

@@ -107,6 +107,16 @@ type Source struct {
 	// RefreshedAt is when velo project refresh last took the data again;
 	// zero when never.
 	RefreshedAt time.Time `json:"refreshed_at,omitzero"`
+	// Archive is set for a project restored from another host's archive
+	// in object storage (project create --from-archive; Mode physical):
+	// the bucket (s3://BUCKET/PREFIX), its endpoint and the chain's
+	// region when restored, the pushed snapshot restored and the volume
+	// whose WAL main replays (and, Following, keeps replaying).
+	Archive         string `json:"archive,omitempty"`
+	ArchiveEndpoint string `json:"archive_endpoint,omitempty"`
+	ArchiveRegion   string `json:"archive_region,omitempty"`
+	ArchiveSnapshot string `json:"archive_snapshot,omitempty"`
+	ArchiveVolume   string `json:"archive_volume,omitempty"`
 }
 
 // Branch is one running copy of a project's data.

@@ -21,6 +21,27 @@ type Snapshot struct {
 	// PITRBase: the oldest snapshot of its branch's current data, where
 	// that branch's point-in-time window begins; kept for it.
 	PITRBase bool `json:"pitr_base"`
+	// Pushed is what snapshot create --push stored in the bucket.
+	Pushed *SnapshotPush `json:"pushed,omitempty"`
+}
+
+// SnapshotPush is snapshot push: the snapshot in the project's bucket.
+type SnapshotPush struct {
+	ID      string `json:"id"`
+	Archive string `json:"archive"`
+	// Already: it was in the bucket before; nothing was written.
+	Already bool  `json:"already"`
+	Bytes   int64 `json:"size_bytes"`
+	Parts   int   `json:"parts"`
+	// WALUploaded counts the WAL files uploaded after it; WALError is why
+	// that round stopped, if it did ("" none).
+	WALUploaded int    `json:"wal_uploaded"`
+	WALError    string `json:"wal_error,omitempty"`
+}
+
+// NewSnapshotPush is the view of r.
+func NewSnapshotPush(r engine.SnapshotPush) SnapshotPush {
+	return SnapshotPush{ID: r.ID, Archive: r.Archive, Already: r.Already, Bytes: r.Size, Parts: r.Parts, WALUploaded: r.WALUploaded, WALError: r.WALError}
 }
 
 // Snapshots is snapshot list.
@@ -162,6 +183,7 @@ func NewWALCleanup(r engine.WALCleanupResult) WALCleanup {
 func (Snapshot) JSONDocument()        {}
 func (Snapshots) JSONDocument()       {}
 func (SnapshotCleanup) JSONDocument() {}
+func (SnapshotPush) JSONDocument()    {}
 func (WALs) JSONDocument()            {}
 func (WALCleanup) JSONDocument()      {}
 

@@ -204,6 +204,10 @@ type Source struct {
 	// started: the age is not known then, and is not shown as 0).
 	LagBytes   *int64   `json:"lag_bytes,omitempty"`
 	LagSeconds *float64 `json:"lag_seconds,omitempty"`
+	// Archive: restored from another host's archive in object storage
+	// (project create --from-archive), from pushed snapshot ArchiveSnapshot.
+	Archive         string `json:"archive,omitempty"`
+	ArchiveSnapshot string `json:"archive_snapshot,omitempty"`
 }
 
 func newSource(s *engine.SourceInfo) *Source {
@@ -212,7 +216,8 @@ func newSource(s *engine.SourceInfo) *Source {
 	}
 	return &Source{Mode: s.Mode, Host: s.Host, Port: s.Port, User: s.User, Database: s.Database, Databases: s.Databases,
 		AllDatabases: s.AllDatabases, Service: s.Service, Version: s.Version, ImportedAt: s.ImportedAt, RefreshedAt: s.RefreshedAt,
-		Following: s.Following, Slot: s.Slot, State: s.State, Reason: s.Reason, LagBytes: s.LagBytes, LagSeconds: s.LagSeconds}
+		Following: s.Following, Slot: s.Slot, State: s.State, Reason: s.Reason, LagBytes: s.LagBytes, LagSeconds: s.LagSeconds,
+		Archive: s.Archive, ArchiveSnapshot: s.ArchiveSnapshot}
 }
 
 // Projects is project list.

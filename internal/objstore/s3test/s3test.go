@@ -5,6 +5,7 @@
 package s3test
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -17,6 +18,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/velohq/velo/internal/testenv"
 )
@@ -32,6 +37,7 @@ type Server struct {
 	cmd       *exec.Cmd
 	bin       string
 	t         testing.TB
+	netns     string // the network namespace it runs in ("" this one)
 }
 
 // Binary finds versitygw: $VELO_VERSITYGW, PATH, then GOPATH/bin.
@@ -56,13 +62,17 @@ func Binary() string {
 
 // Start starts a server with one bucket (named bucket) and stops it when
 // the test ends.
-func Start(t testing.TB, bucket string) *Server {
+func Start(t testing.TB, bucket string) *Server { return StartIn(t, bucket, "", "") }
+
+// StartIn is Start inside the network namespace netns, listening on all
+// its addresses, Endpoint naming ip, the one this process routes to.
+func StartIn(t testing.TB, bucket, netns, ip string) *Server {
 	t.Helper()
 	bin := Binary()
 	if bin == "" {
 		testenv.Skip(t, "s3", "versitygw not installed (scripts/install-deps.sh installs it)")
 	}
-	s := &Server{Bucket: bucket, AccessKey: "velotest" + randHex(4), SecretKey: randHex(16), Root: t.TempDir(), bin: bin, t: t}
+	s := &Server{Bucket: bucket, AccessKey: "velotest" + randHex(4), SecretKey: randHex(16), Root: t.TempDir(), bin: bin, t: t, netns: netns}
 	if err := os.MkdirAll(filepath.Join(s.Root, "gw", bucket), 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -72,6 +82,11 @@ func Start(t testing.TB, bucket string) *Server {
 	// Reserved (testenv.ReservePort), since Restart binds it again after
 	// Stop: no server of another test may take it meanwhile.
 	for range 100 {
+		if netns != "" {
+			// A namespace of its own: any port is free there.
+			s.addr = ":9000"
+			break
+		}
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -83,6 +98,9 @@ func Start(t testing.TB, bucket string) *Server {
 		}
 	}
 	s.Endpoint = "http://" + s.addr
+	if netns != "" {
+		s.Endpoint = "http://" + net.JoinHostPort(ip, "9000")
+	}
 	s.Restart()
 	t.Cleanup(s.Stop)
 	return s
@@ -96,7 +114,12 @@ func (s *Server) Dir(key string) string { return filepath.Join(s.Root, "gw", s.B
 func (s *Server) Restart() {
 	s.t.Helper()
 	// The keys go in the environment, never the arguments (ps shows those).
-	cmd := exec.Command(s.bin, "--port", s.addr, "posix", "--sidecar", filepath.Join(s.Root, "meta"), filepath.Join(s.Root, "gw"))
+	args := []string{"--port", s.addr, "posix", "--sidecar", filepath.Join(s.Root, "meta"), filepath.Join(s.Root, "gw")}
+	cmd := exec.Command(s.bin, args...)
+	if s.netns != "" {
+		// ip netns exec execs the program itself: the signals of Stop reach it.
+		cmd = exec.Command("ip", append([]string{"netns", "exec", s.netns, s.bin}, args...)...)
+	}
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID="+s.AccessKey, "ROOT_SECRET_ACCESS_KEY="+s.SecretKey)
 	log, err := os.OpenFile(filepath.Join(s.Root, "versitygw.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
@@ -163,4 +186,23 @@ func randHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// Delete removes the objects under prefix through the S3 API (the POSIX
+// backend keeps metadata beside the files, so removing files is not
+// enough).
+func (s *Server) Delete(t testing.TB, prefix string) {
+	t.Helper()
+	ctx := context.Background()
+	c := s3.New(s3.Options{Region: "us-east-1", BaseEndpoint: aws.String(s.Endpoint), UsePathStyle: true,
+		Credentials: credentials.NewStaticCredentialsProvider(s.AccessKey, s.SecretKey, "")})
+	out, err := c.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: aws.String(s.Bucket), Prefix: aws.String(prefix)})
+	if err != nil {
+		t.Fatalf("list %s: %v", prefix, err)
+	}
+	for _, o := range out.Contents {
+		if _, err := c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(s.Bucket), Key: o.Key}); err != nil {
+			t.Fatalf("delete %s: %v", aws.ToString(o.Key), err)
+		}
+	}
 }

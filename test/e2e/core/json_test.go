@@ -31,7 +31,8 @@ func TestJSONOutput(t *testing.T) {
 	ran := map[*cobra.Command]bool{}
 	defer func() {
 		walk(root, func(c *cobra.Command) {
-			if !c.HasSubCommands() && c.Flags().Lookup("json") != nil && !ran[c] {
+			// snapshot push needs a bucket: TestSecondHost checks its --json.
+			if !c.HasSubCommands() && c.Flags().Lookup("json") != nil && !ran[c] && c.CommandPath() != "velo snapshot push" {
 				t.Errorf("%s takes --json but TestJSONOutput does not run it", c.CommandPath())
 			}
 		})

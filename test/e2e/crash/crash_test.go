@@ -231,7 +231,14 @@ func (c *crashRun) crashAt(cc crashCase, fault string, n int) bool {
 		}
 		if a.Action != "finish-operation" {
 			did = append(did, a.Text)
-			kinds = append(kinds, a.Action)
+			k := a.Action
+			switch {
+			case k == "remove-file" && strings.HasSuffix(a.Text, ".aws"):
+				k = "remove-credentials"
+			case k == "remove-file" && strings.HasSuffix(a.Text, ".pgpass"):
+				k = "remove-password"
+			}
+			kinds = append(kinds, k)
 		}
 	}
 	e.AssertDoctorHealthy()
@@ -281,15 +288,17 @@ func (c *crashRun) crashAt(cc crashCase, fault string, n int) bool {
 // repairSummary says in a few words what a repair did, from its actions.
 func repairSummary(kinds []string) string {
 	words := map[string]string{
-		"stop-server":      "stop orphan server",
-		"drop-record":      "drop record",
-		"destroy-volume":   "destroy volume",
-		"destroy-snapshot": "destroy snapshot",
-		"remove-archive":   "remove WAL archive",
-		"remove-leftover":  "remove leftover",
-		"remove-file":      "remove socket dir and log",
-		"start-server":     "start branch again",
-		"drop-slot":        "drop slot on the source",
+		"stop-server":        "stop orphan server",
+		"drop-record":        "drop record",
+		"destroy-volume":     "destroy volume",
+		"destroy-snapshot":   "destroy snapshot",
+		"remove-archive":     "remove WAL archive",
+		"remove-leftover":    "remove leftover",
+		"remove-file":        "remove socket dir and log",
+		"remove-credentials": "remove object store credentials file",
+		"remove-password":    "remove password file",
+		"start-server":       "start branch again",
+		"drop-slot":          "drop slot on the source",
 	}
 	count := map[string]int{}
 	var order []string
@@ -565,7 +574,7 @@ func (c *crashRun) cases() []crashCase {
 			undo:    makeGone,
 			keep:    true,
 		},
-	}, append(c.logicalCases(), c.physicalCases()...)...)
+	}, append(append(c.logicalCases(), c.physicalCases()...), c.archiveCases()...)...)
 }
 
 // logicalCases are project create --logical and project refresh from a

@@ -288,7 +288,7 @@ func PgbenchPath(t *testing.T) string {
 func (e *Env) Pgbench(bin string, c ConnInfo, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, append(args, "-h", "127.0.0.1", "-p", fmt.Sprint(c.Port), "-U", "postgres", "postgres")...)
+	cmd := NetnsCommand(ctx, e.Netns, bin, append(args, "-h", "127.0.0.1", "-p", fmt.Sprint(c.Port), "-U", "postgres", "postgres")...)
 	cmd.Env = append(os.Environ(), "PGPASSWORD="+c.Password)
 	out, err := cmd.CombinedOutput()
 	return string(out), err

@@ -57,6 +57,9 @@ type Env struct {
 	Extra   []string // extra environment
 	// user, when set, runs velo as this unprivileged user instead of root.
 	User *syscall.Credential
+	// Netns, when set, runs velo, psql and pgbench in that network
+	// namespace (NewNetns): a second host.
+	Netns string
 }
 
 // Result is what one velo run gave.
@@ -126,7 +129,7 @@ func (e *Env) Run(args ...string) Result {
 func (e *Env) RunErr(args ...string) (Result, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, VeloBin, args...)
+	cmd := NetnsCommand(ctx, e.Netns, VeloBin, args...)
 	cmd.Env = append(os.Environ(), "VELO_HOME="+e.Home)
 	cmd.Env = append(cmd.Env, e.Extra...)
 	if e.User != nil {
@@ -234,7 +237,7 @@ func (e *Env) PsqlErr(ref, sql string) (string, error) {
 	c := e.Conn(ref)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "psql", "-X", "-v", "ON_ERROR_STOP=1", "-At", "-h", "localhost", "-p", fmt.Sprint(c.Port), "-U", "postgres", "-d", "postgres", "-c", sql)
+	cmd := NetnsCommand(ctx, e.Netns, "psql", "-X", "-v", "ON_ERROR_STOP=1", "-At", "-h", "localhost", "-p", fmt.Sprint(c.Port), "-U", "postgres", "-d", "postgres", "-c", sql)
 	cmd.Env = append(os.Environ(), "PGPASSWORD="+c.Password, "PGCONNECT_TIMEOUT=5")
 	out, err := cmd.CombinedOutput()
 	return strings.TrimSpace(string(out)), err
