@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -230,6 +232,17 @@ standby retries). Credentials come from the AWS chain.`,
 func runWALFetch(ctx context.Context, o walFetchOptions, name, path string) error {
 	if o.Archive == "" || o.Volume == "" {
 		return errdefs.Usage("velo wal fetch needs --archive s3://BUCKET/PREFIX and --volume ID")
+	}
+	switch {
+	case path == "":
+		return errdefs.Usage("velo wal fetch FILE PATH: PATH is empty: give it a value (Postgres's %%p)")
+	case len(path) > 4095:
+		return errdefs.Invalid("velo wal fetch FILE PATH: %s is longer than a path can be (4095 bytes)", ui.Quote(path))
+	}
+	for _, r := range path {
+		if !unicode.IsPrint(r) || r == utf8.RuneError {
+			return errdefs.Invalid("velo wal fetch FILE PATH: %s holds a character that is not printable: paths must be printable text", ui.Quote(path))
+		}
 	}
 	return engine.FetchWAL(ctx, engine.FetchWALOptions{Archive: o.Archive, Endpoint: o.Endpoint, Volume: o.Volume, Name: name, Path: path, Standby: o.Standby})
 }

@@ -164,6 +164,7 @@ func TestHostileInput(t *testing.T) {
 		"snapshot create":       {kind: argRef, arg: "demo/main"},
 		"snapshot list":         {kind: argRef, optional: true, arg: "demo/main"},
 		"snapshot delete":       {kind: argSnapshot, arg: snap},
+		"snapshot push":         {kind: argSnapshot, arg: snap}, // demo has no archive: refused after the ID
 		"snapshot cleanup":      {kind: argRef, optional: true, arg: "demo/main", flags: [][2]string{{"days", "36500"}}},
 		"wal info":              {kind: argProjectOrRef, optional: true, arg: "demo/main"},
 		"wal cleanup":           {kind: argRef, arg: "demo/main", flags: [][2]string{{"days", "36500"}}},
@@ -203,6 +204,9 @@ func TestHostileInput(t *testing.T) {
 		// Nothing listens on port 1: a value that passes its check would
 		// fail to connect (exit 1), so the test sees it.
 		"database": {{"from", "postgresql://velo@127.0.0.1:1/postgres"}, {"logical", ""}},
+		// project create's --pitr goes with --from-archive (a bucket never
+		// reached: the moment is refused first).
+		"pitr": {{"from-archive", "s3://velo-hostile/x"}},
 	}
 
 	pathExtra := []string{"/tmp/a\nb", "/tmp/\x1b[2J", "/" + longArg}

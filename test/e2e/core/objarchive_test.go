@@ -490,12 +490,18 @@ func TestObjectArchive(t *testing.T) {
 var archiveLeaves = map[string]leaf{
 	"project set": {kind: argName, arg: "demo", flags: [][2]string{{"archive", "s3://velo-hostile/x"}}},
 	"wal push":    {kind: argName, optional: true, arg: "demo"},
+	// PATH varied; the file and every flag valid, so that each hostile
+	// value is refused before the store (never reached) is asked.
+	"wal fetch": {kind: argPath, first: "000000010000000000000001", arg: "pg_wal/RECOVERYXLOG",
+		flags: [][2]string{{"archive", "s3://velo-hostile/x"}, {"volume", "v1"}}},
 }
 
 var archiveRules = []string{"use s3://BUCKET/PREFIX", "--archive: give s3://BUCKET/PREFIX"}
 
 var archiveStringFlags = map[string]stringFlag{
-	"archive": {rules: archiveRules, extra: []string{"s3://", "s3://UPPER/x", "s3://ab", "s3://velo-wal/../x", "s3://velo-wal/a b", "s3://velo-wal/x?y", "s3://velo..wal/x", "NONE", "http://velo-wal/x", "s3://velo-wal/dеmo"}},
+	"from-archive": {rules: archiveRules, extra: []string{"s3://", "s3://UPPER/x", "s3://ab", "s3://velo-wal/../x", "NONE", "http://velo-wal/x"}},
+	"volume":       {rules: []string{"is not a volume ID"}, extra: []string{"V1", "v/1", "../v"}},
+	"archive":      {rules: archiveRules, extra: []string{"s3://", "s3://UPPER/x", "s3://ab", "s3://velo-wal/../x", "s3://velo-wal/a b", "s3://velo-wal/x?y", "s3://velo..wal/x", "NONE", "http://velo-wal/x", "s3://velo-wal/dеmo"}},
 	"archive-endpoint": {rules: append([]string{"use an http:// or https:// URL", "must not hold credentials"}, archiveRules...),
 		extra: []string{"ftp://x", "http://", "http://h:0", "http://h:99999", "http://k:s@h", "http://h/?a=b", "http://dеmo.example", "http://h#x", "s3.example.com"}},
 }
