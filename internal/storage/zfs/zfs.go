@@ -558,9 +558,11 @@ func getBytes(ctx context.Context, dataset string, props ...string) (map[string]
 
 // destroy runs zfs destroy, retrying while the dataset is busy: zfs-fuse
 // holds a dataset for about a second after its last user exits, and
-// OpenZFS can be busy too while an unmount is still in flight.
+// OpenZFS can be busy too while an unmount is still in flight. Under load
+// (six test packages at once on two cores) zfs-fuse was seen busy for over
+// 10 s after a killed command, so it is given 30.
 func destroy(ctx context.Context, name string) error {
-	deadline := time.Now().Add(10 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for delay := 100 * time.Millisecond; ; delay = min(2*delay, time.Second) {
 		_, err := run(ctx, "zfs", "destroy", name)
 		if err == nil || !strings.Contains(err.Error(), "busy") || time.Now().Add(delay).After(deadline) {
