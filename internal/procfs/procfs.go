@@ -1,6 +1,6 @@
 // Package procfs reads what Linux's /proc says about processes and
 // sockets: a process's state and start time, its command line, the PIDs
-// there are, and the TCP ports something listens on. It is the one place
+// there are, the TCP ports something listens on, and who holds a directory. It is the one place
 // Velo parses /proc; the native runtime finds its servers with it and
 // doctor tells a live command from a crashed one.
 package procfs

@@ -1,7 +1,9 @@
 package procfs
 
 import (
+	"fmt"
 	"os"
+	"os/exec"
 	"reflect"
 	"testing"
 	"time"
@@ -57,4 +59,24 @@ func TestParseListening(t *testing.T) {
 	if got := ParseListening(v6); !got[30001] || len(got) != 1 {
 		t.Errorf("ParseListening(tcp6) = %v, want port 30001", got)
 	}
+}
+
+func TestHolders(t *testing.T) {
+	dir := t.TempDir()
+	if got := Holders(dir); len(got) != 0 {
+		t.Fatalf("Holders of a fresh directory: %v", got)
+	}
+	cmd := exec.Command("sleep", "30")
+	cmd.Dir = dir
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	want := fmt.Sprintf("pid %d (sleep) has its cwd %s", cmd.Process.Pid, dir)
+	for _, h := range Holders(dir) {
+		if h == want {
+			return
+		}
+	}
+	t.Fatalf("Holders(%s) = %v, want %q among them", dir, Holders(dir), want)
 }

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/velohq/velo/internal/errdefs"
+	"github.com/velohq/velo/internal/procfs"
 	"github.com/velohq/velo/internal/storage"
 )
 
@@ -209,7 +210,7 @@ func (d *Driver) DestroyVolume(ctx context.Context, id string) error {
 	}
 	// The volume and its own snapshots only, rather than the inventory
 	// of the pool: a listing whose time grows with every branch.
-	out, err := run(ctx, "zfs", "list", "-H", "-o", "name", "-t", "filesystem,snapshot", "-r", d.dataset(id))
+	out, err := run(ctx, "zfs", "list", "-H", "-o", "name,mountpoint", "-t", "filesystem,snapshot", "-r", d.dataset(id))
 	if errors.Is(err, errdefs.ErrNotFound) {
 		return storage.NotFound(storage.KindVolume, id)
 	}
@@ -217,9 +218,13 @@ func (d *Driver) DestroyVolume(ctx context.Context, id string) error {
 		return err
 	}
 	var snaps []string
-	for _, name := range strings.Fields(out) {
+	mountpoint := ""
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		name, mp, _ := strings.Cut(line, "\t")
 		if _, snap, ok := strings.Cut(name, "@"); ok {
 			snaps = append(snaps, snap)
+		} else if name == d.dataset(id) && strings.HasPrefix(mp, "/") {
+			mountpoint = mp
 		}
 	}
 	if len(snaps) > 0 {
@@ -232,6 +237,14 @@ func (d *Driver) DestroyVolume(ctx context.Context, id string) error {
 	// left to destroy to report.
 	_, _ = run(ctx, "zfs", "unmount", d.dataset(id))
 	if err := destroy(ctx, d.dataset(id)); err != nil {
+		if errors.Is(err, errdefs.ErrFailedPrecondition) && mountpoint != "" {
+			// Say who keeps it busy, as fuser -m would: a process, or
+			// none (then zfs-fuse itself).
+			if h := procfs.Holders(mountpoint); len(h) > 0 {
+				return fmt.Errorf("destroy volume %s: %w; %s in use by %s", id, err, mountpoint, strings.Join(h, ", "))
+			}
+			return fmt.Errorf("destroy volume %s: %w; no process uses %s", id, err, mountpoint)
+		}
 		return fmt.Errorf("destroy volume %s: %w", id, err)
 	}
 	return nil
