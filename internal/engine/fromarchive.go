@@ -15,6 +15,7 @@ import (
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
 	"github.com/velohq/velo/internal/state"
+	"github.com/velohq/velo/internal/storage"
 	"github.com/velohq/velo/internal/ui"
 )
 
@@ -173,26 +174,8 @@ func (e *Engine) createFromArchive(ctx context.Context, o CreateProjectOptions, 
 		p := state.Project{ID: newID("p"), Name: o.Name, PGMajor: in.Major, ArchiveTimeout: int(o.ArchiveTimeout / time.Second), Listen: strings.Join(listen, ","), CreatedAt: time.Now(), Runtime: state.RuntimeNative}
 		p.Source = &state.Source{Mode: ModePhysical, Following: o.Follow, Superuser: pl.m.Superuser, Version: fmt.Sprint(pl.m.PGMajor), ImportedAt: time.Now(),
 			Archive: pl.loc.String(), ArchiveEndpoint: pl.endpoint, ArchiveRegion: pl.region, ArchiveSnapshot: pl.m.Snapshot, ArchiveVolume: pl.m.Volume}
-		if err := e.selectStorage(ctx, o, &p); err != nil {
-			return err
-		}
-		d, err := e.driver(ctx, p)
+		d, b, err := e.placeMain(ctx, o, &p, func(d storage.Driver) error { return e.requireImportSpace(ctx, p, d, pl.m.Size) })
 		if err != nil {
-			return err
-		}
-		if err := e.requireImportSpace(ctx, p, d, pl.m.Size); err != nil {
-			return err
-		}
-		password, err := pg.GeneratePassword()
-		if err != nil {
-			return err
-		}
-		port, err := e.freePort(ctx)
-		if err != nil {
-			return err
-		}
-		b := state.Branch{ID: newID("b"), ProjectID: p.ID, Name: MainBranch, VolumeID: newID("v"), Port: port, Password: password, WantRunning: true, CreatedAt: time.Now()}
-		if err := e.ensureDirs(); err != nil {
 			return err
 		}
 		vol, err := e.newVolume(ctx, op, p, d, b.VolumeID)

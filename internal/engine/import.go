@@ -59,26 +59,8 @@ func (e *Engine) createPhysical(ctx context.Context, o CreateProjectOptions, lis
 		}
 		p := state.Project{ID: newID("p"), Name: o.Name, PGMajor: in.Major, ArchiveTimeout: int(o.ArchiveTimeout / time.Second), Listen: strings.Join(listen, ","), CreatedAt: time.Now()}
 		p.Source = plan.record(p.ID)
-		if err := e.selectStorage(ctx, o, &p); err != nil {
-			return err
-		}
-		d, err := e.driver(ctx, p)
+		d, b, err := e.placeMain(ctx, o, &p, func(d storage.Driver) error { return e.requireImportSpace(ctx, p, d, plan.info.Size) })
 		if err != nil {
-			return err
-		}
-		if err := e.requireImportSpace(ctx, p, d, plan.info.Size); err != nil {
-			return err
-		}
-		password, err := pg.GeneratePassword()
-		if err != nil {
-			return err
-		}
-		port, err := e.freePort(ctx)
-		if err != nil {
-			return err
-		}
-		b := state.Branch{ID: newID("b"), ProjectID: p.ID, Name: MainBranch, VolumeID: newID("v"), Port: port, Password: password, WantRunning: true, CreatedAt: time.Now()}
-		if err := e.ensureDirs(); err != nil {
 			return err
 		}
 		vol, err := e.newVolume(ctx, op, p, d, b.VolumeID)

@@ -394,29 +394,13 @@ func (e *Engine) createLogical(ctx context.Context, o CreateProjectOptions, src 
 		now := time.Now()
 		p := state.Project{ID: newID("p"), Name: o.Name, PGMajor: in.Major, ArchiveTimeout: int(o.ArchiveTimeout / time.Second),
 			Listen: strings.Join(listen, ","), CreatedAt: now, Source: f.record(src, o.Databases, now)}
-		if err := e.selectStorage(ctx, o, &p); err != nil {
-			return err
-		}
-		d, err := e.driver(ctx, p)
+		d, b, err := e.placeMain(ctx, o, &p, func(d storage.Driver) error {
+			if err := e.requireSpace(ctx, p, d, "a new server"); err != nil {
+				return err
+			}
+			return e.checkImportSpace(ctx, p, d, f)
+		})
 		if err != nil {
-			return err
-		}
-		if err := e.requireSpace(ctx, p, d, "a new server"); err != nil {
-			return err
-		}
-		if err := e.checkImportSpace(ctx, p, d, f); err != nil {
-			return err
-		}
-		password, err := pg.GeneratePassword()
-		if err != nil {
-			return err
-		}
-		port, err := e.freePort(ctx)
-		if err != nil {
-			return err
-		}
-		b := state.Branch{ID: newID("b"), ProjectID: p.ID, Name: MainBranch, VolumeID: newID("v"), Port: port, Password: password, WantRunning: true, CreatedAt: now}
-		if err := e.ensureDirs(); err != nil {
 			return err
 		}
 		spec, err := e.importInto(ctx, op, p, d, in, ls, f, b, true)

@@ -189,26 +189,8 @@ func (e *Engine) CreateProject(ctx context.Context, o CreateProjectOptions) (Con
 		if o.Image != "" {
 			p.Runtime = state.RuntimeDocker
 		}
-		if err := e.selectStorage(ctx, o, &p); err != nil {
-			return err
-		}
-		d, err := e.driver(ctx, p)
+		d, b, err := e.placeMain(ctx, o, &p, func(d storage.Driver) error { return e.requireSpace(ctx, p, d, "a new server") })
 		if err != nil {
-			return err
-		}
-		if err := e.requireSpace(ctx, p, d, "a new server"); err != nil {
-			return err
-		}
-		password, err := pg.GeneratePassword()
-		if err != nil {
-			return err
-		}
-		port, err := e.freePort(ctx)
-		if err != nil {
-			return err
-		}
-		b := state.Branch{ID: newID("b"), ProjectID: p.ID, Name: MainBranch, VolumeID: newID("v"), Port: port, Password: password, WantRunning: true, CreatedAt: time.Now()}
-		if err := e.ensureDirs(); err != nil {
 			return err
 		}
 		if spec, err := e.initVolume(ctx, op, p, d, in, u, b, true, false); err != nil {
@@ -279,6 +261,33 @@ func (e *Engine) existingProject(ctx context.Context, o CreateProjectOptions) (C
 	}
 	e.Progress.Note("project %s already exists: left as it is", o.Name)
 	return e.conn(p, main, false), true, nil
+}
+
+// placeMain is the start every way of making a project shares: it picks
+// p's storage, checks the pool has room (space says how much a new main
+// needs), and makes the record of main with a new password and a free
+// port. Nothing is made on disk yet but Velo's own directories.
+func (e *Engine) placeMain(ctx context.Context, o CreateProjectOptions, p *state.Project, space func(storage.Driver) error) (storage.Driver, state.Branch, error) {
+	if err := e.selectStorage(ctx, o, p); err != nil {
+		return nil, state.Branch{}, err
+	}
+	d, err := e.driver(ctx, *p)
+	if err != nil {
+		return nil, state.Branch{}, err
+	}
+	if err := space(d); err != nil {
+		return nil, state.Branch{}, err
+	}
+	password, err := pg.GeneratePassword()
+	if err != nil {
+		return nil, state.Branch{}, err
+	}
+	port, err := e.freePort(ctx)
+	if err != nil {
+		return nil, state.Branch{}, err
+	}
+	b := state.Branch{ID: newID("b"), ProjectID: p.ID, Name: MainBranch, VolumeID: newID("v"), Port: port, Password: password, WantRunning: true, CreatedAt: p.CreatedAt}
+	return d, b, e.ensureDirs()
 }
 
 // selectStorage picks p's driver and pool from --pool and --storage.
