@@ -235,19 +235,30 @@ func (d *Driver) DestroyVolume(ctx context.Context, id string) error {
 	// then finds the dataset busy for a while (about 150 ms spent in
 	// retries); after zfs unmount it succeeds at once. A failed unmount is
 	// left to destroy to report.
+	dev, mounted := procfs.MountDev(mountpoint)
 	_, _ = run(ctx, "zfs", "unmount", d.dataset(id))
 	if err := destroy(ctx, d.dataset(id)); err != nil {
-		if errors.Is(err, errdefs.ErrFailedPrecondition) && mountpoint != "" {
-			// Say who keeps it busy, as fuser -m would: a process, or
-			// none (then zfs-fuse itself).
-			if h := procfs.Holders(mountpoint); len(h) > 0 {
-				return fmt.Errorf("destroy volume %s: %w; %s in use by %s", id, err, mountpoint, strings.Join(h, ", "))
-			}
-			return fmt.Errorf("destroy volume %s: %w; no process uses %s", id, err, mountpoint)
+		if errors.Is(err, errdefs.ErrFailedPrecondition) {
+			return fmt.Errorf("destroy volume %s: %w; %s", id, err, d.whyBusy(id, mountpoint, dev, mounted))
 		}
 		return fmt.Errorf("destroy volume %s: %w", id, err)
 	}
 	return nil
+}
+
+// whyBusy says who keeps volume id busy, as fuser -m would: a process
+// using its mountpoint, another mount namespace where it is still
+// mounted, or none (then zfs-fuse itself).
+func (d *Driver) whyBusy(id, mountpoint string, dev uint64, mounted bool) string {
+	if mounted {
+		if h := procfs.Holders(dev); len(h) > 0 {
+			return mountpoint + " is in use by " + strings.Join(h, ", ")
+		}
+	}
+	if ns := procfs.MountedElsewhere(d.dataset(id)); len(ns) > 0 {
+		return "it is still mounted in the mount namespace of " + strings.Join(ns, ", ") + ", which keeps it in use (a program started by ip netns exec or unshare -m while it was mounted: end it)"
+	}
+	return "no process uses it"
 }
 
 func (d *Driver) DestroySnapshot(ctx context.Context, id string) error {
@@ -569,13 +580,16 @@ func getBytes(ctx context.Context, dataset string, props ...string) (map[string]
 	return n, nil
 }
 
+// busyFor is how long destroy retries a busy dataset.
+var busyFor = 30 * time.Second
+
 // destroy runs zfs destroy, retrying while the dataset is busy: zfs-fuse
 // holds a dataset for about a second after its last user exits, and
 // OpenZFS can be busy too while an unmount is still in flight. Under load
 // (six test packages at once on two cores) zfs-fuse was seen busy for over
 // 10 s after a killed command, so it is given 30.
 func destroy(ctx context.Context, name string) error {
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(busyFor)
 	for delay := 100 * time.Millisecond; ; delay = min(2*delay, time.Second) {
 		_, err := run(ctx, "zfs", "destroy", name)
 		if err == nil || !strings.Contains(err.Error(), "busy") || time.Now().Add(delay).After(deadline) {
