@@ -388,7 +388,10 @@ func (d *Driver) Volumes(ctx context.Context, usage bool) (map[string]storage.Vo
 		}
 		props += ",usedbydataset,usedbyrefreservation,referenced"
 	}
-	out, err := run(ctx, "zfs", "get", "-Hp", "-r", "-o", "name,property,value", props, d.parent)
+	// Depth 1: the volumes, each a child of the parent, and not their
+	// snapshots, which zfs-fuse would otherwise answer for one by one
+	// (200 volumes with a snapshot each: 30-70 ms against 120-230 ms).
+	out, err := run(ctx, "zfs", "get", "-Hp", "-d", "1", "-o", "name,property,value", props, d.parent)
 	if err != nil {
 		return nil, err
 	}
