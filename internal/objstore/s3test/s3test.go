@@ -117,8 +117,9 @@ func (s *Server) Restart() {
 	args := []string{"--port", s.addr, "posix", "--sidecar", filepath.Join(s.Root, "meta"), filepath.Join(s.Root, "gw")}
 	cmd := exec.Command(s.bin, args...)
 	if s.netns != "" {
-		// ip netns exec execs the program itself: the signals of Stop reach it.
-		cmd = exec.Command("ip", append([]string{"netns", "exec", s.netns, s.bin}, args...)...)
+		// nsenter execs the program itself: the signals of Stop reach it.
+		// The network namespace only, as harness.NetnsArgs says why.
+		cmd = exec.Command("nsenter", append([]string{"--net=/run/netns/" + s.netns, "--", s.bin}, args...)...)
 	}
 	cmd.Env = append(os.Environ(), "ROOT_ACCESS_KEY_ID="+s.AccessKey, "ROOT_SECRET_ACCESS_KEY="+s.SecretKey)
 	log, err := os.OpenFile(filepath.Join(s.Root, "versitygw.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)

@@ -23,10 +23,11 @@ func NewNetns(t testing.TB) string {
 	t.Helper()
 	testenv.RequireRoot(t)
 	testenv.RequireCommand(t, "ip")
+	testenv.RequireCommand(t, "nsenter")
 	name := "velo-" + randomHex(4)
 	ipRun(t, "netns", "add", name)
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", name).Run() })
-	ipRun(t, "netns", "exec", name, "ip", "link", "set", "lo", "up")
+	run(t, inNetns(name, "ip", "link", "set", "lo", "up"))
 	return name
 }
 
@@ -71,7 +72,17 @@ func NetnsCommand(ctx context.Context, ns, name string, args ...string) *exec.Cm
 	if ns == "" {
 		return exec.CommandContext(ctx, name, args...)
 	}
-	return exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", ns, name}, args...)...)
+	return exec.CommandContext(ctx, "nsenter", NetnsArgs(ns, name, args...)...)
+}
+
+// NetnsArgs are nsenter's arguments that run name args in namespace ns:
+// the network namespace only. Not ip netns exec, which also makes a mount
+// namespace, a copy of every mount there is: where mounts do not
+// propagate (a private root, as here), that copy keeps each zfs-fuse
+// dataset mounted at the time alive after zfs unmount, and zfs destroy
+// of it "busy", for as long as the program runs.
+func NetnsArgs(ns, name string, args ...string) []string {
+	return append([]string{"--net=/run/netns/" + ns, "--", name}, args...)
 }
 
 func ipRun(t testing.TB, args ...string) { t.Helper(); run(t, exec.Command("ip", args...)) }
