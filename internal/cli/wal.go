@@ -136,6 +136,9 @@ func runWALCleanup(ctx context.Context, g *Globals, o cleanupOptions, ref string
 		if res.KeptFrom != "" {
 			fmt.Fprintf(w, "Kept %s and later: a snapshot needs them\n", res.KeptFrom)
 		}
+		if res.PushedKeptFrom != "" {
+			fmt.Fprintf(w, "Kept %s and later in %s: a pushed snapshot needs them\n", res.PushedKeptFrom, res.Archive)
+		}
 		if len(res.NotUploaded) > 0 {
 			fmt.Fprintf(w, "Kept %d segment(s) old enough to go in the local archive: not in %s yet (velo wal push)\n", len(res.NotUploaded), res.Archive)
 		}

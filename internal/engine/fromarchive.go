@@ -90,7 +90,7 @@ func (e *Engine) planFromArchive(ctx context.Context, o CreateProjectOptions) (*
 		if err := st.Check(ctx); err != nil {
 			return err
 		}
-		ms, err = e.readManifests(ctx, st)
+		ms, _, err = e.readManifests(ctx, st)
 		return err
 	}); err != nil {
 		return nil, err

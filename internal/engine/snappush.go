@@ -214,13 +214,13 @@ func segmentOf(start string, lsn pg.LSN) string {
 }
 
 // readManifests lists the pushed snapshots under st, oldest first; a
-// manifest that cannot be read is skipped with a note.
-func (e *Engine) readManifests(ctx context.Context, st *objstore.Store) ([]Manifest, error) {
+// manifest that cannot be read is skipped with a note, and its key
+// returned in skipped.
+func (e *Engine) readManifests(ctx context.Context, st *objstore.Store) (out []Manifest, skipped []string, err error) {
 	objs, err := st.List(ctx, "snapshots")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var out []Manifest
 	for _, o := range objs {
 		if objstore.Base(o.Key) != "manifest.json" {
 			continue
@@ -230,15 +230,17 @@ func (e *Engine) readManifests(ctx context.Context, st *objstore.Store) ([]Manif
 		b, err := st.GetBytes(ctx, rel)
 		if err != nil {
 			e.Progress.Note("skipped %s: %v", o.Key, err)
+			skipped = append(skipped, o.Key)
 			continue
 		}
 		var m Manifest
 		if err := json.Unmarshal(b, &m); err != nil || m.Format != manifestVersion || m.Snapshot == "" || len(m.Parts) == 0 {
 			e.Progress.Note("skipped %s: not a manifest this velo reads", o.Key)
+			skipped = append(skipped, o.Key)
 			continue
 		}
 		out = append(out, m)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
-	return out, nil
+	return out, skipped, nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/velohq/velo/internal/errdefs"
+	"github.com/velohq/velo/internal/objstore"
 	"github.com/velohq/velo/internal/pg"
 	"github.com/velohq/velo/internal/runtime"
 	"github.com/velohq/velo/internal/state"
@@ -326,6 +328,10 @@ type WALCleanupResult struct {
 	Archive       string
 	RemovedRemote []string
 	NotUploaded   []string
+	// PushedKeptFrom is the oldest segment a snapshot pushed to the bucket
+	// (velo snapshot push) needs, kept in the bucket for as long as the
+	// pushed snapshot is there, even when its local snapshot is gone.
+	PushedKeptFrom string
 }
 
 // CleanupWAL removes archived segments older than days, but never one a
@@ -392,6 +398,21 @@ func (e *Engine) CleanupWAL(ctx context.Context, ref string, days int, dryRun bo
 				res.RemovedRemote = append(res.RemovedRemote, r.Name)
 			}
 		}
+		// The bucket keeps, besides, what its pushed snapshots need: a
+		// second host restores them and replays from there.
+		var st *objstore.Store
+		var pushedErr error
+		if len(res.RemovedRemote) > 0 {
+			if st, pushedErr = openArchive(ctx, p); pushedErr == nil {
+				res.PushedKeptFrom, pushedErr = e.pushedNeeds(ctx, st, b.VolumeID)
+			}
+			if pushedErr != nil && dryRun {
+				e.Progress.Note("the bucket's list leaves out what pushed snapshots need: they could not be read (%v)", pushedErr)
+			}
+			if from := res.PushedKeptFrom; from != "" {
+				res.RemovedRemote = slices.DeleteFunc(res.RemovedRemote, func(name string) bool { return name[8:] >= from[8:] })
+			}
+		}
 		if dryRun {
 			return nil
 		}
@@ -408,9 +429,8 @@ func (e *Engine) CleanupWAL(ctx context.Context, ref string, days int, dryRun bo
 		}
 		// Local files first: a kill here leaves objects and their records,
 		// which the next cleanup removes.
-		st, err := openArchive(ctx, p)
-		if err != nil {
-			return err
+		if pushedErr != nil {
+			return fmt.Errorf("the local segments were removed, not those in the bucket: reading what its pushed snapshots need from the bucket: %w", pushedErr)
 		}
 		for _, name := range res.RemovedRemote {
 			if err := st.Delete(ctx, walKey(b.VolumeID, name)); err != nil {
@@ -423,4 +443,25 @@ func (e *Engine) CleanupWAL(ctx context.Context, ref string, days int, dryRun bo
 		return nil
 	})
 	return res, err
+}
+
+// pushedNeeds is the oldest segment that a snapshot of volume pushed to
+// st needs ("" if none is there): the bucket's WAL from it on is what a
+// restore from the snapshot replays.
+func (e *Engine) pushedNeeds(ctx context.Context, st *objstore.Store, volume string) (string, error) {
+	ms, skipped, err := e.readManifests(ctx, st)
+	if err != nil {
+		return "", err
+	}
+	if len(skipped) > 0 {
+		// What it needs cannot be known: nothing is removed for it.
+		return "", fmt.Errorf("%s cannot be read by this velo, so what it needs is not known", strings.Join(skipped, ", "))
+	}
+	from := ""
+	for _, m := range ms {
+		if m.Volume == volume && segmentName.MatchString(m.StartSegment) && (from == "" || m.StartSegment[8:] < from[8:]) {
+			from = m.StartSegment
+		}
+	}
+	return from, nil
 }

@@ -165,6 +165,9 @@ type WALCleanup struct {
 	Archive       string   `json:"archive,omitempty"`
 	RemovedRemote []string `json:"removed_from_bucket,omitempty"`
 	NotUploaded   []string `json:"kept_not_uploaded,omitempty"`
+	// PushedKeptFrom is the oldest segment kept in the bucket for a
+	// snapshot pushed there (velo snapshot push).
+	PushedKeptFrom string `json:"kept_in_bucket_from,omitempty"`
 }
 
 // NewWALCleanup is the view of r.
@@ -176,6 +179,7 @@ func NewWALCleanup(r engine.WALCleanupResult) WALCleanup {
 	v := WALCleanup{Branch: r.Branch, Removed: removed, FreedBytes: r.Bytes, KeptFrom: r.KeptFrom, DryRun: r.DryRun, Archive: r.Archive}
 	if r.Archive != "" {
 		v.RemovedRemote, v.NotUploaded = nonNil(r.RemovedRemote), nonNil(r.NotUploaded)
+		v.PushedKeptFrom = r.PushedKeptFrom
 	}
 	return v
 }

@@ -388,6 +388,52 @@ func TestObjectArchive(t *testing.T) {
 			t.Errorf("%s is still in the bucket after wal cleanup --days 0", n)
 		}
 	}
+	// A snapshot pushed to the bucket keeps there the WAL a restore from
+	// it replays, also once its local snapshot is deleted: a second host
+	// restores from the bucket, not from this host.
+	snap := strings.TrimSpace(e.OK("snapshot", "create", "demo/dev", "--push").Stdout)
+	var manifest struct {
+		Start string `json:"start_segment"`
+	}
+	if b, err := os.ReadFile(srv.Dir("demo/snapshots/" + snap + "/manifest.json")); err != nil || json.Unmarshal(b, &manifest) != nil || len(manifest.Start) != 24 {
+		t.Fatalf("the pushed snapshot %s's manifest: %q, %v", snap, b, err)
+	}
+	e.Psql("demo/dev", "INSERT INTO t SELECT g FROM generate_series(1, 50000) g")
+	e.switchWAL("demo/dev")
+	e.switchWAL("demo/dev")
+	var after []string // dev's segments from the pushed snapshot's start on
+	eventually(t, 60*time.Second, "dev's new segments in the bucket", func() bool {
+		after = nil
+		for _, n := range localFiles(t, dev.Directory) {
+			if len(n) == 24 && n[8:] >= manifest.Start[8:] {
+				if !inBucket(dev.Directory, n) {
+					return false
+				}
+				after = append(after, n)
+			}
+		}
+		return len(after) >= 2
+	})
+	e.OK("snapshot", "delete", snap)
+	var pc struct {
+		Removed       []string `json:"removed"`
+		RemovedRemote []string `json:"removed_from_bucket"`
+		PushedFrom    string   `json:"kept_in_bucket_from"`
+	}
+	if err := json.Unmarshal([]byte(e.OK("wal", "cleanup", "demo/dev", "--days", "0", "--json").Stdout), &pc); err != nil || pc.PushedFrom != manifest.Start {
+		t.Fatalf("wal cleanup demo/dev after a push: %+v, %v; want kept_in_bucket_from %s", pc, err, manifest.Start)
+	}
+	for _, n := range after {
+		if !inBucket(dev.Directory, n) {
+			t.Errorf("wal cleanup removed %s from the bucket, which the pushed snapshot %s (from %s) needs", n, snap, manifest.Start)
+		}
+		if _, err := os.Stat(filepath.Join(dev.Directory, n)); err == nil {
+			t.Errorf("wal cleanup --days 0 kept %s locally: no local snapshot needs it and it is in the bucket", n)
+		}
+	}
+	if r := e.OK("wal", "cleanup", "demo/dev", "--days", "0", "--dry-run"); !strings.Contains(r.Stdout, "Kept "+manifest.Start+" and later in "+srv.URL("demo")+": a pushed snapshot needs them") {
+		t.Errorf("wal cleanup --dry-run does not say what the pushed snapshot keeps:\n%s", r.Stdout)
+	}
 	// main's archive from its snapshot's start on is needed: that stays,
 	// locally and in the bucket; what is older goes from both.
 	mainBefore := localFiles(t, main.Directory)
