@@ -79,8 +79,9 @@ type Conn struct {
 func (e *Engine) conn(p state.Project, b state.Branch, withPassword bool) Conn {
 	c := conn(p, b, withPassword)
 	c.CACert = e.caCert(p)
-	c.RouterURL = e.routerURL(p, b, withPassword)
-	c.RouterTLSURL = e.routerTLSURL(p, b, withPassword)
+	addr := e.routerAddr()
+	c.RouterURL = routerURL(addr, p, b, withPassword)
+	c.RouterTLSURL = routerTLSURL(addr, c.CACert, p, b, withPassword)
 	return c
 }
 

@@ -50,23 +50,25 @@ func (e *Engine) routerAddr() string {
 	return DefaultRouterAddr
 }
 
-// routerURL is b's URL through velo serve: the database name carries
-// PROJECT/BRANCH, its slash escaped so that every driver reads it whole.
-func (e *Engine) routerURL(p state.Project, b state.Branch, withPassword bool) string {
+// routerURL is b's URL through velo serve at addr (routerAddr): the
+// database name carries PROJECT/BRANCH, its slash escaped so that every
+// driver reads it whole.
+func routerURL(addr string, p state.Project, b state.Branch, withPassword bool) string {
 	path := "/" + p.Name + "/" + b.Name
 	if withPassword {
-		u := url.URL{Scheme: "postgresql", User: url.UserPassword(pg.Superuser, b.Password), Host: e.routerAddr(),
+		u := url.URL{Scheme: "postgresql", User: url.UserPassword(pg.Superuser, b.Password), Host: addr,
 			Path: path, RawPath: "/" + p.Name + "%2F" + b.Name}
 		return u.String()
 	}
-	return "postgresql://" + pg.Superuser + ":***@" + e.routerAddr() + "/" + p.Name + "%2F" + b.Name
+	return "postgresql://" + pg.Superuser + ":***@" + addr + "/" + p.Name + "%2F" + b.Name
 }
 
-// routerTLSURL is b's URL through velo serve routed by the TLS server
-// name BRANCH.PROJECT.localhost, verified with the project's CA; hostaddr
-// names the router's address, so no resolver needs to know the name.
-func (e *Engine) routerTLSURL(p state.Project, b state.Branch, withPassword bool) string {
-	host, port, _ := net.SplitHostPort(e.routerAddr())
+// routerTLSURL is b's URL through velo serve at addr routed by the TLS
+// server name BRANCH.PROJECT.localhost, verified with the project's CA
+// certificate ca (caCert; none: ""); hostaddr names the router's address,
+// so no resolver needs to know the name.
+func routerTLSURL(addr, ca string, p state.Project, b state.Branch, withPassword bool) string {
+	host, port, _ := net.SplitHostPort(addr)
 	if ip, err := netip.ParseAddr(host); host == "localhost" || (err == nil && ip.IsUnspecified()) {
 		host = "127.0.0.1"
 	}
@@ -76,7 +78,7 @@ func (e *Engine) routerTLSURL(p state.Project, b state.Branch, withPassword bool
 		password = password[strings.Index(password, ":")+1:]
 	}
 	q := url.Values{"hostaddr": {host}, "sslmode": {"verify-full"}}
-	if ca := e.caCert(p); ca != "" {
+	if ca != "" {
 		q.Set("sslrootcert", ca)
 	}
 	return "postgresql://" + pg.Superuser + ":" + password + "@" + net.JoinHostPort(serve.SNIName(p.Name, b.Name), port) + "/postgres?" + strings.ReplaceAll(q.Encode(), "%2F", "/")

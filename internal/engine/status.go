@@ -191,6 +191,14 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch, sizes bool) 
 			}
 		}
 	}
+	// Read once, not per branch: the router's address and each project's
+	// CA certificate.
+	addr, cas := e.routerAddr(), map[string]string{}
+	for _, x := range pbs {
+		if _, ok := cas[x.p.ID]; !ok {
+			cas[x.p.ID] = e.caCert(x.p)
+		}
+	}
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 8)
 	for i, x := range pbs {
@@ -201,8 +209,8 @@ func (e *Engine) describe(ctx context.Context, pbs []projectBranch, sizes bool) 
 			defer func() { <-sem }()
 			info := BranchInfo{Name: x.p.Name + "/" + x.b.Name, Project: x.p.Name, Branch: x.b.Name, Port: x.b.Port,
 				Volume: x.b.VolumeID, CreatedAt: x.b.CreatedAt, State: "stopped", URL: conn(x.p, x.b, false).URL,
-				CACert: e.caCert(x.p), SocketDir: e.socketDir(x.b), LogFile: e.logFile(x.b), RouterURL: e.routerURL(x.p, x.b, false),
-				RouterTLSURL: e.routerTLSURL(x.p, x.b, false)}
+				CACert: cas[x.p.ID], SocketDir: e.socketDir(x.b), LogFile: e.logFile(x.b), RouterURL: routerURL(addr, x.p, x.b, false),
+				RouterTLSURL: routerTLSURL(addr, cas[x.p.ID], x.p, x.b, false)}
 			info.Protected, info.Masked = x.b.Protected, x.b.Masked
 			info.Idle, info.IdleFrom = idleTimeout(x.p, x.b)
 			if !x.b.SuspendedAt.IsZero() && x.b.WantRunning {
