@@ -220,7 +220,12 @@ func newSnapshotCleanupCommand(g *Globals) *cobra.Command {
 	c := &cobra.Command{
 		Use:   "cleanup [PROJECT/BRANCH | --all] --days N",
 		Short: "Delete snapshots older than N days that no branch was made from",
-		Args:  maxArgs(1),
+		Long: `Delete snapshots older than N days that no branch was made from.
+
+In a project with an archive in object storage, the snapshots pushed there (velo snapshot
+push) older than N days go too, except the project's newest pushed snapshot, which is what
+velo project create --from-archive restores. The WAL they needed goes with velo wal cleanup.`,
+		Args: maxArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
 			o.DaysSet = c.Flags().Changed("days")
 			if err := o.check("snapshot cleanup"); err != nil {
@@ -267,7 +272,16 @@ func runSnapshotCleanup(ctx context.Context, g *Globals, o snapshotCleanupOption
 		for _, c := range res.Shrunk {
 			fmt.Fprintf(w, "Point-in-time window: %s\n", c)
 		}
+		for _, s := range res.RemovedPushed {
+			fmt.Fprintf(w, "%s %s  %s/%s  %s  %s from %s\n", verb, s.ID, s.Project, dash(s.Branch), s.CreatedAt.Local().Format(time.DateTime), ui.Bytes(s.Size), s.Archive)
+		}
+		for _, s := range res.KeptPushed {
+			fmt.Fprintf(w, "Kept %s in %s: %s\n", s.ID, s.Archive, s.Reason)
+		}
 		fmt.Fprintf(w, "%s %d snapshot(s), freeing %s\n", verb, len(res.Removed), ui.Bytes(res.Freed))
+		if len(res.RemovedPushed) > 0 {
+			fmt.Fprintf(w, "%s %d pushed snapshot(s) from the bucket; the WAL they needed goes with velo wal cleanup\n", verb, len(res.RemovedPushed))
+		}
 	})
 }
 

@@ -308,6 +308,10 @@ type CleanupResult struct {
 	// it removes the oldest snapshot of a branch's volume.
 	Shrunk []WindowChange
 	DryRun bool
+	// In the archive buckets of the projects in scope: the pushed
+	// snapshots removed, and the old ones kept, with why.
+	RemovedPushed []PushedSnapshot
+	KeptPushed    []PushedSnapshot
 }
 
 // KeptSnapshot is an old snapshot cleanup left, and why.
@@ -330,6 +334,8 @@ func CheckCleanupScope(ref string, all bool) error {
 
 // CleanupSnapshots destroys the snapshots older than days that nothing
 // depends on, of one branch or of all (ref ""); dryRun only lists them.
+// In a project's archive bucket the same rule applies to the snapshots
+// pushed there (cleanupPushed).
 func (e *Engine) CleanupSnapshots(ctx context.Context, ref string, all bool, days int, dryRun bool) (CleanupResult, error) {
 	res := CleanupResult{Removed: []SnapshotInfo{}, Kept: []KeptSnapshot{}, Shrunk: []WindowChange{}, DryRun: dryRun}
 	if err := CheckCleanupScope(ref, all); err != nil {
@@ -344,6 +350,9 @@ func (e *Engine) CleanupSnapshots(ctx context.Context, ref string, all bool, day
 		}
 	}
 	cutoff := time.Now().Add(-time.Duration(days) * 24 * time.Hour)
+	// The bucket's part fails alone: what was destroyed here stays
+	// recorded as destroyed (the journal closed, the state backed up).
+	var bucketErr error
 	err := e.mutate(ctx, func(op *op) error {
 		infos, err := e.Snapshots(ctx, ref)
 		if err != nil {
@@ -380,6 +389,7 @@ func (e *Engine) CleanupSnapshots(ctx context.Context, ref string, all bool, day
 		}
 		sort.Slice(res.Shrunk, func(i, j int) bool { return res.Shrunk[i].Branch < res.Shrunk[j].Branch })
 		if dryRun {
+			bucketErr = e.cleanupPushed(ctx, ref, cutoff, true, &res)
 			return nil
 		}
 		for _, in := range res.Removed {
@@ -399,7 +409,11 @@ func (e *Engine) CleanupSnapshots(ctx context.Context, ref string, all bool, day
 				return err
 			}
 		}
+		bucketErr = e.cleanupPushed(ctx, ref, cutoff, false, &res)
 		return nil
 	})
+	if err == nil {
+		err = bucketErr
+	}
 	return res, err
 }

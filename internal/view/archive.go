@@ -76,6 +76,25 @@ type SnapshotCleanup struct {
 	// WindowsShrunk: the point-in-time windows the removal shortens.
 	WindowsShrunk []WindowChange `json:"windows_shrunk"`
 	DryRun        bool           `json:"dry_run"`
+	// In the archive buckets: the pushed snapshots removed, and the old
+	// ones kept with the reason.
+	RemovedFromBucket []PushedSnapshot `json:"removed_from_bucket,omitempty"`
+	KeptInBucket      []PushedSnapshot `json:"kept_in_bucket,omitempty"`
+}
+
+// PushedSnapshot is a snapshot in a project's archive bucket.
+type PushedSnapshot struct {
+	ID        string    `json:"id"`
+	Project   string    `json:"project"`
+	Branch    string    `json:"branch,omitempty"`
+	Archive   string    `json:"archive"`
+	CreatedAt time.Time `json:"created_at"`
+	SizeBytes int64     `json:"size_bytes"`
+	Reason    string    `json:"reason,omitempty"`
+}
+
+func newPushedSnapshot(s engine.PushedSnapshot) PushedSnapshot {
+	return PushedSnapshot{ID: s.ID, Project: s.Project, Branch: s.Branch, Archive: s.Archive, CreatedAt: s.CreatedAt, SizeBytes: s.Size, Reason: s.Reason}
 }
 
 // WindowChange is a branch's earliest reachable moment moved by removing
@@ -96,6 +115,7 @@ func NewSnapshotCleanup(r engine.CleanupResult) SnapshotCleanup {
 	for _, k := range r.Kept {
 		v.Kept = append(v.Kept, KeptSnapshot{Snapshot: NewSnapshot(k.SnapshotInfo), Reason: k.Reason})
 	}
+	v.RemovedFromBucket, v.KeptInBucket = each(r.RemovedPushed, newPushedSnapshot), each(r.KeptPushed, newPushedSnapshot)
 	return v
 }
 

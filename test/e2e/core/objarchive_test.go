@@ -434,6 +434,46 @@ func TestObjectArchive(t *testing.T) {
 	if r := e.OK("wal", "cleanup", "demo/dev", "--days", "0", "--dry-run"); !strings.Contains(r.Stdout, "Kept "+manifest.Start+" and later in "+srv.URL("demo")+": a pushed snapshot needs them") {
 		t.Errorf("wal cleanup --dry-run does not say what the pushed snapshot keeps:\n%s", r.Stdout)
 	}
+
+	// snapshot cleanup in the bucket: the project's newest pushed snapshot
+	// stays (what --from-archive restores); an older one goes, manifest
+	// and parts; parts without a manifest (a push killed half way) go.
+	type pushedJSON struct {
+		ID     string `json:"id"`
+		Reason string `json:"reason"`
+	}
+	var sc struct {
+		Removed []pushedJSON `json:"removed_from_bucket"`
+		Kept    []pushedJSON `json:"kept_in_bucket"`
+	}
+	if err := json.Unmarshal([]byte(e.OK("snapshot", "cleanup", "demo/dev", "--days", "0", "--dry-run", "--json").Stdout), &sc); err != nil ||
+		len(sc.Removed) != 0 || len(sc.Kept) != 1 || sc.Kept[0].ID != snap || !strings.Contains(sc.Kept[0].Reason, "newest") {
+		t.Fatalf("snapshot cleanup --dry-run with one pushed snapshot: %+v, %v; want %s kept as the newest", sc, err, snap)
+	}
+	snap2 := strings.TrimSpace(e.OK("snapshot", "create", "demo/dev", "--push").Stdout)
+	orphan := srv.Dir("demo/snapshots/s0123456789ab/data.tar.00000")
+	if err := os.MkdirAll(filepath.Dir(orphan), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(orphan, []byte("a part whose push was killed"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r = e.OK("snapshot", "cleanup", "demo/dev", "--days", "0")
+	if !strings.Contains(r.Stdout, "Deleted "+snap) || !strings.Contains(r.Stdout, "from "+srv.URL("demo")) || !strings.Contains(r.Stdout, "Kept "+snap2+" in "+srv.URL("demo")) {
+		t.Errorf("snapshot cleanup does not say what it did in the bucket:\n%s", r.Stdout)
+	}
+	if left, _ := filepath.Glob(srv.Dir("demo/snapshots/" + snap + "/*")); len(left) != 0 {
+		t.Errorf("snapshot cleanup left %v of the older pushed snapshot %s", left, snap)
+	}
+	if _, err := os.Stat(srv.Dir("demo/snapshots/" + snap2 + "/manifest.json")); err != nil {
+		t.Errorf("snapshot cleanup removed the newest pushed snapshot %s: %v", snap2, err)
+	}
+	if _, err := os.Stat(orphan); err == nil {
+		t.Errorf("snapshot cleanup left the orphan part %s", orphan)
+	}
+	if r := e.OK("snapshot", "list", "demo/dev"); strings.Contains(r.Stdout, snap2) {
+		t.Errorf("snapshot cleanup --days 0 kept the local snapshot %s:\n%s", snap2, r.Stdout)
+	}
 	// main's archive from its snapshot's start on is needed: that stays,
 	// locally and in the bucket; what is older goes from both.
 	mainBefore := localFiles(t, main.Directory)
