@@ -109,3 +109,30 @@ for n in $(seq "$SAMPLES"); do
 	lags+=("$(echo "$(now) - $t0" | bc)")
 done
 echo "commit on A visible on B (--follow, archive_timeout 1 s, uploads every 1 s): ${lags[*]} s; median $(printf '%s\n' "${lags[@]}" | median), max $(printf '%s\n' "${lags[@]}" | sort -g | tail -1); load $(cut -d' ' -f1-3 /proc/loadavg)"
+
+# 4. Uploads under pgbench: host A writes for 30 s while velo serve uploads
+# every second; the archive's lag (the oldest file not uploaded) sampled
+# every 2 s, then the time until nothing waits.
+archive() { "$VELO" status --json | python3 -c 'import json,sys
+a=[p for p in json.load(sys.stdin)["projects"] if p["name"]=="demo"][0]["archive"]
+print(a["in_bucket_bytes"], a["local_only"], a["lag_seconds"])'; }
+lsn() { psql -X -At -h 127.0.0.1 -p "$PORT" -U postgres -c "SELECT pg_current_wal_lsn() - '0/0'::pg_lsn"; }
+read -r b0 _ _ < <(archive)
+l0=$(lsn)
+t0=$(now)
+"$PG/pgbench" -n -c 4 -j 2 -T 30 -h 127.0.0.1 -p "$PORT" -U postgres postgres >"$WORK/pgbench.log" 2>&1 &
+PB=$!
+ulags=()
+while kill -0 "$PB" 2>/dev/null; do
+	read -r _ _ lag < <(archive)
+	ulags+=("$lag")
+	sleep 2
+done
+wait "$PB"
+t1=$(now)
+l1=$(lsn)
+psql -X -q -h 127.0.0.1 -p "$PORT" -U postgres -c "SELECT pg_switch_wal()" >/dev/null
+until read -r b1 waiting _ < <(archive) && [ "$waiting" = 0 ] && [ "$b1" -gt "$b0" ]; do sleep 0.5; done
+t2=$(now)
+tps=$(sed -n 's/^tps = \([0-9.]*\).*/\1/p' "$WORK/pgbench.log" | head -1)
+echo "uploads under pgbench (-c 4 -j 2 -T 30, $tps TPS): WAL written $(( (l1 - l0) >> 20 )) MB ($(echo "scale=1; ($l1 - $l0) / 1048576 / ($t1 - $t0)" | bc) MB/s); uploaded $(( (b1 - b0) >> 20 )) MB, all in the bucket $(echo "scale=1; $t2 - $t1" | bc) s after pgbench ended ($(echo "scale=1; ($b1 - $b0) / 1048576 / ($t2 - $t0)" | bc) MB/s overall); lag sampled every 2 s: median $(printf '%s\n' "${ulags[@]}" | median) s, max $(printf '%s\n' "${ulags[@]}" | sort -g | tail -1) s; load $(cut -d' ' -f1-3 /proc/loadavg)"
