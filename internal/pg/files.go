@@ -1,17 +1,26 @@
 package pg
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
+	"syscall"
 )
 
 // writeFileAtomic replaces path with data so that a crash leaves either the
 // old file or the new one: it writes a temporary file beside it, gives it to
 // owner, fsyncs it, renames it into place and fsyncs the directory.
+//
+// A file that already holds data, with perm and owner, is left as it is:
+// a server's start rewrites its settings each time, and most times they
+// are what they were (two fsyncs saved per file).
 func writeFileAtomic(path string, data []byte, perm os.FileMode, owner *OSUser) (err error) {
+	if unchanged(path, data, perm, owner) {
+		return nil
+	}
 	dir := filepath.Dir(path)
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
@@ -45,6 +54,20 @@ func writeFileAtomic(path string, data []byte, perm os.FileMode, owner *OSUser) 
 		return err
 	}
 	return syncDir(dir)
+}
+
+// unchanged reports whether path is a regular file holding data, with perm
+// and (when given) owner's uid and gid.
+func unchanged(path string, data []byte, perm os.FileMode, owner *OSUser) bool {
+	fi, err := os.Lstat(path)
+	if err != nil || !fi.Mode().IsRegular() || fi.Mode().Perm() != perm || fi.Size() != int64(len(data)) {
+		return false
+	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || (owner != nil && (int(st.Uid) != owner.UID || int(st.Gid) != owner.GID)) {
+		return false
+	}
+	cur, err := os.ReadFile(path)
+	return err == nil && bytes.Equal(cur, data)
 }
 
 // syncDir makes a rename or creation in dir durable.

@@ -34,9 +34,10 @@ const (
 	defaultStartTimeout = 60 * time.Second
 	defaultStopTimeout  = 60 * time.Second
 	// pollInterval paces every wait: readiness, shutdown, orphans. A fresh
-	// cluster is ready in a few tens of milliseconds, so coarser polling
-	// would be most of the start time.
-	pollInterval = 10 * time.Millisecond
+	// cluster is ready in a few tens of milliseconds (a wake of a 100 MB
+	// branch: 35 ms bare), so coarser polling would be much of the start
+	// time; a poll before the server is ready reads postmaster.pid only.
+	pollInterval = 2 * time.Millisecond
 	// probeTimeout bounds one connection attempt.
 	probeTimeout = 2 * time.Second
 	// orphanWait is how long children of a killed postmaster get to notice
