@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/velohq/velo/internal/pgconf"
 	"github.com/velohq/velo/internal/state"
 	"github.com/velohq/velo/internal/storage/drivers"
 )
@@ -207,7 +208,7 @@ func (e *Engine) writeSecret(b state.Branch) error {
 	if err := os.Chmod(e.secretsDir(), 0o700); err != nil {
 		return err
 	}
-	return writeFileAtomic(e.secretFile(b.ID), []byte(b.Password), 0o600)
+	return pgconf.WriteAtomic(e.secretFile(b.ID), []byte(b.Password), 0o600)
 }
 
 func (e *Engine) readSecret(branchID string) (string, error) {
@@ -226,31 +227,7 @@ func writeJSON(path string, v any, mode fs.FileMode) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(b, '\n'), mode)
-}
-
-// writeFileAtomic writes under a temporary name and renames it into place,
-// so that a reader sees the old file or the new one, never half of one.
-func writeFileAtomic(path string, data []byte, mode fs.FileMode) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, mode)
-	if err != nil {
-		return err
-	}
-	_, err = f.Write(data)
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, mode)
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
-	}
-	return err
+	return pgconf.WriteAtomic(path, append(b, '\n'), mode)
 }
 
 // homeIdentitiesIn reads the identities of this home's volumes in a

@@ -194,41 +194,84 @@ func ReadFile(path string, mode os.FileMode) (real string, data []byte, perm os.
 // renamed over path and the directory fsynced, so that a crash leaves the
 // old file or the new one, never a part.
 func WriteAtomic(path string, data []byte, perm os.FileMode) error {
+	return WriteAtomicOwned(path, data, perm, -1, -1)
+}
+
+// WriteAtomicOwned is WriteAtomic, the new file owned by uid and gid (-1:
+// the old file's owner, else the caller). It is the one atomic write of
+// the repository: the data directories' settings, identities, secrets and
+// the user's libpq files all go through it. A file that already holds
+// data, with perm and that owner, is left as it is: a server's start
+// rewrites its settings each time, and most times they are what they were
+// (two fsyncs saved per file).
+func WriteAtomicOwned(path string, data []byte, perm os.FileMode, uid, gid int) (err error) {
+	fi, err := os.Lstat(path)
+	if err == nil {
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && uid < 0 {
+			uid, gid = int(st.Uid), int(st.Gid)
+		}
+		if unchanged(path, fi, data, perm, uid, gid) {
+			return nil
+		}
+	}
 	dir := filepath.Dir(path)
 	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".velo-*")
 	if err != nil {
 		return err
 	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err = tmp.Write(data); err != nil {
+		return fmt.Errorf("write %s: %w", tmp.Name(), err)
+	}
+	if err = tmp.Chmod(perm); err != nil {
 		return err
 	}
-	if err := tmp.Chmod(perm); err != nil {
-		tmp.Close()
-		return err
-	}
-	if fi, err := os.Stat(path); err == nil {
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			_ = tmp.Chown(int(st.Uid), int(st.Gid))
+	if uid >= 0 {
+		if err = tmp.Chown(uid, gid); err != nil {
+			return fmt.Errorf("chown %s to %d:%d: %w", tmp.Name(), uid, gid, err)
 		}
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
+	if err = tmp.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", tmp.Name(), err)
+	}
+	if err = tmp.Close(); err != nil {
 		return err
 	}
-	if err := tmp.Close(); err != nil {
+	if err = os.Rename(tmp.Name(), path); err != nil {
 		return err
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
+	return SyncDir(dir)
+}
+
+// unchanged reports whether path (fi) is a regular file holding data, with
+// perm and (uid >= 0) that owner.
+func unchanged(path string, fi os.FileInfo, data []byte, perm os.FileMode, uid, gid int) bool {
+	if !fi.Mode().IsRegular() || fi.Mode().Perm() != perm || fi.Size() != int64(len(data)) {
+		return false
 	}
+	if st, ok := fi.Sys().(*syscall.Stat_t); !ok || (uid >= 0 && (int(st.Uid) != uid || int(st.Gid) != gid)) {
+		return false
+	}
+	cur, err := os.ReadFile(path)
+	return err == nil && bytes.Equal(cur, data)
+}
+
+// SyncDir makes a rename or creation in dir durable.
+func SyncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
 		return err
 	}
 	defer d.Close()
-	return d.Sync()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("fsync %s: %w", dir, err)
+	}
+	return nil
 }
 
 // CheckValue refuses a value that would break a line of either file: a
