@@ -56,6 +56,9 @@ func printDiff(w io.Writer, r *diff.Result, o diffOptions) {
 		}
 		fmt.Fprintf(w, " %s: %d rows added, %d deleted, %d changed\n", plural(len(changed), "table changed", "tables changed"), added, deleted, upd)
 	}
+	if o.Explain && r.OriginRead == "files" {
+		fmt.Fprintln(w, "\nThe database's files are its snapshot's, block for block: nothing can differ, and no server was started on a copy of the snapshot.")
+	}
 	if o.Explain && len(r.Tables) > 0 {
 		fmt.Fprintln(w, "\nHow each table was compared:")
 		for _, t := range r.Tables {

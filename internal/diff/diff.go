@@ -45,6 +45,10 @@ type Result struct {
 	Tables   []TableDiff
 	Notes    []string // what was not compared, and why
 	Sketch   []string // SQL taking the old schema to the new: a sketch to review
+	// OriginRead is how a branch's origin snapshot was read: "server" (a
+	// server on a copy of it), "files" (the branch's files are the
+	// snapshot's: see Unchanged); "" when two branches were compared.
+	OriginRead string
 }
 
 // Change is one schema object added, dropped or changed.
@@ -127,7 +131,14 @@ func Compare(ctx context.Context, old, new Side, o Options) (*Result, error) {
 		if err := c.QueryRow(ctx, "SELECT current_setting('block_size')::int").Scan(&bs); err != nil {
 			return nil, err
 		}
-		if bs != BlockSize {
+		// A prepared transaction's rows become visible (or not) at COMMIT
+		// PREPARED with no page written: blocks the two sides share may
+		// then hold rows that differ, so every row is read.
+		var prepared int
+		if err := c.QueryRow(ctx, "SELECT count(*) FROM pg_prepared_xacts").Scan(&prepared); err != nil {
+			return nil, err
+		}
+		if bs != BlockSize || prepared > 0 {
 			old.DataDir, new.DataDir = "", ""
 		}
 	}

@@ -82,8 +82,15 @@ func (e *Engine) Diff(ctx context.Context, o DiffOptions) (*diff.Result, error) 
 			if newer, err = e.liveSide(ctx, p, c, db); err != nil {
 				return err
 			}
-		} else if older, cleanup, err = e.originSide(ctx, op, p, d, b, db); err != nil {
-			return err
+		} else {
+			same, err := e.sameAsOrigin(ctx, d, b, newer, o.Options)
+			if err != nil || same != nil {
+				res = same
+				return err
+			}
+			if older, cleanup, err = e.originSide(ctx, op, p, d, b, db); err != nil {
+				return err
+			}
 		}
 		opts := o.Options
 		opts.Blocks = blockFinder(d)
@@ -93,6 +100,9 @@ func (e *Engine) Diff(ctx context.Context, o DiffOptions) (*diff.Result, error) 
 		})
 		if err != nil {
 			return err // the journal's undo removes the copy
+		}
+		if o.New == "" {
+			res.OriginRead = "server"
 		}
 		return cleanup(context.WithoutCancel(ctx))
 	})
@@ -106,6 +116,32 @@ func blockFinder(d storage.Driver) diff.BlockFinder {
 		return diff.ExtentFinder{}
 	}
 	return diff.ByteFinder{}
+}
+
+// sameAsOrigin answers velo diff P/B from the files alone when b has
+// changed nothing since its origin snapshot (diff.Unchanged): no server is
+// started on a copy of the snapshot. Only where the snapshot can be read
+// in place and its clones share extents with it, so that finding out costs
+// little whatever the size; nil when it cannot tell.
+func (e *Engine) sameAsOrigin(ctx context.Context, d storage.Driver, b state.Branch, newer diff.Side, o diff.Options) (*diff.Result, error) {
+	sr, ok := d.(storage.SnapshotReader)
+	if !ok || !d.Capabilities().SharedExtents || b.OriginSnapshotID == "" {
+		return nil, nil
+	}
+	snap, err := e.Store.Q().Snapshot(ctx, b.OriginSnapshotID)
+	if err != nil {
+		return nil, nil // originSide says why
+	}
+	dir, err := sr.SnapshotPath(ctx, snap.ID)
+	if err != nil {
+		return nil, nil
+	}
+	var res *diff.Result
+	err = e.Progress.Step("Compare with the snapshot's files", func() (err error) {
+		res, err = diff.Unchanged(ctx, newer.Name+"@"+snap.ID, dataDir(dir), newer, o, blockFinder(d))
+		return err
+	})
+	return res, err
 }
 
 // liveSide is database db of branch b, read through its running server.

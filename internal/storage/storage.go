@@ -167,6 +167,16 @@ type Bulk interface {
 	Volumes(ctx context.Context, usage bool) (map[string]VolumeInfo, error)
 }
 
+// SnapshotReader is implemented by drivers whose snapshots are read-only
+// directories anyone may read in place (btrfs, reflink, copy), which is how
+// velo diff tells a branch unchanged since its snapshot without a server
+// on a clone of it.
+type SnapshotReader interface {
+	// SnapshotPath returns where snapshot id's files are; nothing may
+	// write there.
+	SnapshotPath(ctx context.Context, id string) (string, error)
+}
+
 // Prober is implemented by drivers whose pool may let this user make
 // entries it cannot destroy (btrfs, where a user other than root deletes
 // a subvolume only on a filesystem mounted with user_subvol_rm_allowed).

@@ -13,6 +13,10 @@ type Diff struct {
 	Sketch []string    `json:"sketch"`
 	Tables []TableDiff `json:"tables"`
 	Notes  []string    `json:"notes,omitempty"`
+	// OriginRead is how the origin snapshot was read: "server" (a server
+	// started on a copy of it) or "files" (the branch's files are the
+	// snapshot's, so nothing differs); absent for two branches.
+	OriginRead string `json:"origin_read,omitempty"`
 }
 
 // SchemaChange is one object added, dropped or changed.
@@ -54,7 +58,7 @@ func (Diff) JSONDocument() {}
 
 // NewDiff builds velo diff's document.
 func NewDiff(r *diff.Result) Diff {
-	d := Diff{Old: r.Old, New: r.New, Same: r.Empty(), Schema: []SchemaChange{}, Sketch: r.Sketch, Tables: []TableDiff{}, Notes: r.Notes}
+	d := Diff{Old: r.Old, New: r.New, Same: r.Empty(), Schema: []SchemaChange{}, Sketch: r.Sketch, Tables: []TableDiff{}, Notes: r.Notes, OriginRead: r.OriginRead}
 	if d.Sketch == nil {
 		d.Sketch = []string{}
 	}

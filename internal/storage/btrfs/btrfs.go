@@ -115,6 +115,9 @@ func (ops) Snapshot(ctx context.Context, src, dst string) error {
 	return err
 }
 
+// SnapshotFiles implements dirtree.Inner.
+func (ops) SnapshotFiles(dir string) string { return filepath.Join(dir, roName) }
+
 func (ops) Clone(ctx context.Context, src, dst string) error {
 	_, err := run(ctx, "subvolume", "snapshot", filepath.Join(src, roName), dst)
 	return err

@@ -45,6 +45,13 @@ type Ops interface {
 	Usage(ctx context.Context, path string) (storage.Usage, error)
 }
 
+// Inner is implemented by Ops whose snapshots keep their files below
+// the snapshot's directory (btrfs: a read-only subvolume inside it).
+type Inner interface {
+	// SnapshotFiles is where the files of the snapshot at dir are.
+	SnapshotFiles(dir string) string
+}
+
 // Prober is implemented by Ops whose filesystem may let this user make
 // what it cannot remove.
 type Prober interface {
@@ -265,6 +272,18 @@ func (t *Tree) Path(ctx context.Context, id string) (string, error) {
 		return "", err
 	}
 	return t.dir(storage.KindVolume, id), nil
+}
+
+// SnapshotPath implements storage.SnapshotReader.
+func (t *Tree) SnapshotPath(ctx context.Context, id string) (string, error) {
+	if _, err := t.get(storage.KindSnapshot, id); err != nil {
+		return "", err
+	}
+	dir := t.dir(storage.KindSnapshot, id)
+	if in, ok := t.Ops.(Inner); ok {
+		dir = in.SnapshotFiles(dir)
+	}
+	return dir, nil
 }
 
 func (t *Tree) List(ctx context.Context) ([]storage.Entry, error) {

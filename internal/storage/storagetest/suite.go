@@ -387,6 +387,19 @@ func testAfterSnapshot(t *testing.T, d storage.Driver, p string) {
 	if _, err := os.Stat(filepath.Join(clone, "after")); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("file written after the snapshot is in the clone: %v", err)
 	}
+	// A snapshot read in place holds what the volume held at the snapshot.
+	if sr, ok := d.(storage.SnapshotReader); ok {
+		dir, err := sr.SnapshotPath(ctx(t), p+"s")
+		if err != nil {
+			t.Fatalf("SnapshotPath: %v", err)
+		}
+		if string(readFile(t, filepath.Join(dir, "changed"))) != "old" || string(readFile(t, filepath.Join(dir, "before"))) != "before" {
+			t.Errorf("snapshot %s read in place does not hold the volume as it was", dir)
+		}
+		if _, err := sr.SnapshotPath(ctx(t), p+"v"); !errors.Is(err, errdefs.ErrNotFound) {
+			t.Errorf("SnapshotPath of a volume: %v, want not found", err)
+		}
+	}
 }
 
 func testCloneIsolation(t *testing.T, d storage.Driver, p string) {

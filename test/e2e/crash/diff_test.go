@@ -18,7 +18,10 @@ type diffDoc struct {
 	Schema   []struct{ Kind, Name, Change, Old, New string }
 	Sketch   []string
 	Notes    []string
-	Tables   []struct {
+	// OriginRead: "files" when the branch's files are its snapshot's
+	// (nothing started for the origin), "server" otherwise.
+	OriginRead string `json:"origin_read"`
+	Tables     []struct {
 		Table       string
 		Key         []string
 		WholeRows   bool  `json:"whole_rows"`
@@ -212,15 +215,41 @@ func TestDiff(t *testing.T) {
 			// A branch made now from main is dev's origin: comparing the two
 			// branches finds the same; a fresh branch has no changes.
 			e.OK("branch", "create", "df/clean")
+			e.OK("branch", "create", "df/clean2")
+			before = harness.Volumes(e.Pool)
+			c := e.diff("df/clean")
+			if !c.Same || len(c.Schema)+len(c.dataList()) != 0 {
+				t.Errorf("a fresh branch differs from its origin: %+v", c)
+			}
+			// Where snapshots are read in place and clones share extents,
+			// a branch that changed nothing is told from its files alone.
+			if want := map[string]string{"btrfs": "files", "reflink": "files"}[d]; want != "" && c.OriginRead != want {
+				t.Errorf("diff df/clean read its origin by %q, want %q", c.OriginRead, want)
+			}
+			if got.OriginRead != "server" {
+				t.Errorf("diff df/dev read its origin by %q, want server (its files differ)", got.OriginRead)
+			}
+			if after := harness.Volumes(e.Pool); d != "zfs" && len(after) != len(before) {
+				t.Errorf("velo diff df/clean left volumes: before %v after %v", before, after)
+			}
+			// (The rows read here set hint bits on df/clean's pages, so
+			// it is compared with its origin first.)
 			two := e.diff("df/clean", "df/dev")
 			if !slices.Equal(two.schemaList(), diffWantSchema) || !slices.Equal(two.dataList(), diffWantData) {
 				t.Errorf("diff df/clean df/dev:\n%v\n%v", two.schemaList(), two.dataList())
 			}
-			if c := e.diff("df/clean"); !c.Same || len(c.Schema)+len(c.dataList()) != 0 {
-				t.Errorf("a fresh branch differs from its origin: %+v", c)
+			// One row written on the clean branch: its files differ from
+			// the snapshot's, and the diff finds the row.
+			e.Psql("df/clean", "INSERT INTO trunc VALUES (11)")
+			if c := e.diff("df/clean"); c.Same || !slices.Equal(c.dataList(), []string{"public.trunc +1 -0 ~0"}) || c.OriginRead != "server" {
+				t.Errorf("diff df/clean after one insert: %v, origin read by %q", c.dataList(), c.OriginRead)
 			}
-			if r := e.OK("diff", "df/clean"); !strings.Contains(r.Stdout, "No differences.") {
-				t.Errorf("velo diff df/clean:\n%s", r.Stdout)
+			r = e.OK("diff", "df/clean2", "--explain")
+			if !strings.Contains(r.Stdout, "No differences.") || !strings.Contains(r.Stdout, "public.acc: unchanged blocks") {
+				t.Errorf("velo diff df/clean2 --explain:\n%s", r.Stdout)
+			}
+			if fromFiles := strings.Contains(r.Stdout, "no server was started"); fromFiles != (d == "btrfs" || d == "reflink") {
+				t.Errorf("velo diff df/clean2 --explain on %s (read from the files: %v):\n%s", d, fromFiles, r.Stdout)
 			}
 			if s := e.diff("df/dev", "--schema-only"); len(s.Tables) != 0 || !slices.Equal(s.schemaList(), diffWantSchema) {
 				t.Errorf("--schema-only: %v, %d tables", s.schemaList(), len(s.Tables))
