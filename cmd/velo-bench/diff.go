@@ -72,6 +72,13 @@ func (m *measure) diffCost(ctx context.Context) error {
 	if s, err = timeRuns(m.c.reps, timeDiff(same)); err != nil {
 		return err
 	}
+	var none struct {
+		OriginRead string `json:"origin_read"`
+	}
+	if err := json.Unmarshal([]byte(last), &none); err != nil {
+		return err
+	}
+	logf("%s %d MB: velo diff, no change: the origin read from its %s", m.p.driver, m.size, map[string]string{"files": "files alone", "server": "server on a copy"}[none.OriginRead])
 	m.add(m.p.driver, diffNone, s)
 	s, err = timeRuns(m.c.reps, func(int) (time.Duration, error) {
 		start := time.Now()
