@@ -83,8 +83,11 @@ const maxStartupMessage = 1 << 20
 // relayStartup copies the server's messages to the client up to its first
 // ReadyForQuery (or an error, which ends the session), handing its
 // BackendKeyData to onKey before the client sees it. From then on the
-// caller copies bytes.
+// caller copies bytes. The messages that arrived together leave together,
+// in one write: the dozen or so of the end of authentication (parameters,
+// key, ReadyForQuery) would otherwise cost a write each.
 func relayStartup(client io.Writer, server *bufio.Reader, onKey func(key string)) error {
+	w := bufio.NewWriterSize(client, 4096)
 	head := make([]byte, 5)
 	for {
 		if _, err := io.ReadFull(server, head); err != nil {
@@ -102,11 +105,25 @@ func relayStartup(client io.Writer, server *bufio.Reader, onKey func(key string)
 		if head[0] == 'K' && n >= 8 {
 			onKey(cancelKey(binary.BigEndian.Uint32(msg[5:9]), msg[9:]))
 		}
-		if _, err := client.Write(msg); err != nil {
+		if _, err := w.Write(msg); err != nil {
 			return err
 		}
-		if head[0] == 'Z' || head[0] == 'E' {
-			return nil
+		// Flushed before the next read could wait for the server, which
+		// may be waiting for the client's answer to what was buffered.
+		if end := head[0] == 'Z' || head[0] == 'E'; end || !nextArrived(server) {
+			if err := w.Flush(); err != nil || end {
+				return err
+			}
 		}
 	}
+}
+
+// nextArrived reports whether the next message is whole in r's buffer, so
+// that reading it will not wait.
+func nextArrived(r *bufio.Reader) bool {
+	if r.Buffered() < 5 {
+		return false
+	}
+	h, err := r.Peek(5)
+	return err == nil && r.Buffered() >= 1+int(binary.BigEndian.Uint32(h[1:]))
 }
