@@ -25,6 +25,9 @@ type Found struct {
 	Blocks int64   // blocks of the larger side
 	Read   int64   // bytes read from the files
 	Method string  // how: bytes, fiemap, ...
+	// Stopped: the search ended at the first block its finder was told
+	// to stop at (ExtentFinder.Stop); Ranges are those found until then.
+	Stopped bool
 }
 
 // BlockFinder finds the blocks in which two versions of a relation's main
@@ -43,34 +46,41 @@ type ByteFinder struct{}
 func (ByteFinder) Changed(ctx context.Context, oldPath, newPath string) (Found, error) {
 	f := Found{Method: "bytes"}
 	err := eachSegment(oldPath, newPath, func(seg int64, o, n *os.File, oldSize, newSize int64) error {
-		base := seg * segmentBlocks
 		blocks := (max(oldSize, newSize) + BlockSize - 1) / BlockSize
 		f.Blocks += blocks
-		ob := make([]byte, 128*BlockSize)
-		nb := make([]byte, 128*BlockSize)
-		for b := int64(0); b < blocks; b += 128 {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			on, err := readAt(o, ob, b*BlockSize)
-			if err != nil {
-				return err
-			}
-			nn, err := readAt(n, nb, b*BlockSize)
-			if err != nil {
-				return err
-			}
-			f.Read += int64(on + nn)
-			for i := int64(0); i < 128 && b+i < blocks; i++ {
-				lo, hi := i*BlockSize, (i+1)*BlockSize
-				if !bytes.Equal(window(ob, on, lo, hi), window(nb, nn, lo, hi)) {
-					f.add(base + b + i)
-				}
-			}
-		}
-		return nil
+		return f.compareBytes(ctx, seg*segmentBlocks, o, n, Range{0, blocks})
 	})
 	return f, err
+}
+
+// compareBytes reads the blocks r of one segment (whose first block is
+// base) on both sides, 1 MB at a time, and adds those that differ.
+func (f *Found) compareBytes(ctx context.Context, base int64, o, n *os.File, r Range) error {
+	const chunk = 128
+	ob := make([]byte, chunk*BlockSize)
+	nb := make([]byte, chunk*BlockSize)
+	for b := r.Lo; b < r.Hi; b += chunk {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		k := min(chunk, r.Hi-b)
+		on, err := readAt(o, ob[:k*BlockSize], b*BlockSize)
+		if err != nil {
+			return err
+		}
+		nn, err := readAt(n, nb[:k*BlockSize], b*BlockSize)
+		if err != nil {
+			return err
+		}
+		f.Read += int64(on + nn)
+		for i := int64(0); i < k; i++ {
+			lo, hi := i*BlockSize, (i+1)*BlockSize
+			if !bytes.Equal(window(ob, on, lo, hi), window(nb, nn, lo, hi)) {
+				f.add(base + b + i)
+			}
+		}
+	}
+	return nil
 }
 
 // add marks block b, joining it to the last range when they touch.

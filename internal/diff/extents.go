@@ -3,6 +3,7 @@ package diff
 import (
 	"bytes"
 	"context"
+	"errors"
 	"os"
 
 	"github.com/velohq/velo/internal/fiemap"
@@ -15,10 +16,14 @@ import (
 // so that a block written again with the same bytes is not a candidate. On
 // btrfs and on reflink (XFS) a clone shares every block it did not write
 // with its origin; a file FIEMAP cannot map is compared by its bytes.
-type ExtentFinder struct{}
+type ExtentFinder struct {
+	// Stop, when set, is asked of each block whose bytes differ (old's
+	// and new's, as read); true ends the search there, Found.Stopped set.
+	Stop func(old, new []byte) bool
+}
 
 // Changed implements BlockFinder.
-func (ExtentFinder) Changed(ctx context.Context, oldPath, newPath string) (Found, error) {
+func (x ExtentFinder) Changed(ctx context.Context, oldPath, newPath string) (Found, error) {
 	f := Found{Method: "fiemap"}
 	var r fiemap.Reader
 	ob := make([]byte, BlockSize)
@@ -61,12 +66,22 @@ func (ExtentFinder) Changed(ctx context.Context, oldPath, newPath string) (Found
 			f.Read += int64(on + nn)
 			if !bytes.Equal(ob[:on], nb[:nn]) {
 				f.add(base + b)
+				if x.Stop != nil && x.Stop(ob[:on], nb[:nn]) {
+					f.Stopped = true
+					return errStopped
+				}
 			}
 		}
 		return nil
 	})
+	if errors.Is(err, errStopped) {
+		err = nil
+	}
 	return f, err
 }
+
+// errStopped ends eachSegment's walk when Stop says so.
+var errStopped = errors.New("stopped")
 
 // place is where the block at off lies, from extents in file order, when
 // one sure extent holds all of it; *i walks forward with off.

@@ -1,6 +1,7 @@
 package diff
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
+	"time"
 )
 
 // Unchanged answers a comparison of a branch (new) with the snapshot it
@@ -35,7 +37,7 @@ import (
 // change to pg_authid): what a diff shows of them is role names, in grants
 // and policies, so a comparison with --grants, or of a database with
 // policies, goes the usual way.
-func Unchanged(ctx context.Context, oldName, oldDir string, new Side, o Options, finder BlockFinder) (*Result, error) {
+func Unchanged(ctx context.Context, oldName, oldDir string, new Side, o Options) (*Result, error) {
 	if oldDir == "" || new.DataDir == "" || o.Grants {
 		return nil, nil
 	}
@@ -79,7 +81,7 @@ func Unchanged(ctx context.Context, oldName, oldDir string, new Side, o Options,
 	}
 	found := map[string]Found{}
 	dir := filepath.Join("base", fmt.Sprint(dboid))
-	if same, err := sameDir(ctx, filepath.Join(oldDir, dir), filepath.Join(new.DataDir, dir), dir, finder, found); err != nil || !same {
+	if same, err := sameDir(ctx, filepath.Join(oldDir, dir), filepath.Join(new.DataDir, dir), dir, found); err != nil || !same {
 		return nil, err
 	}
 	r := &Result{Old: oldName, New: new.Name, OriginRead: "files"}
@@ -116,9 +118,12 @@ var mainFork = regexp.MustCompile(`^([0-9]+(\.[0-9]+)?|pg_filenode\.map)$`)
 var laterSegment = regexp.MustCompile(`\.[0-9]+$`)
 
 // sameDir reports whether the main forks in directories a and b are the
-// same files with the same blocks, recording what finder found for each
-// relation under its path relative to the data directory (rel/NAME).
-func sameDir(ctx context.Context, a, b, rel string, finder BlockFinder, found map[string]Found) (bool, error) {
+// same files with the same blocks, or blocks that differ with the same
+// page LSN (see Unchanged), recording what it found for each relation
+// under its path relative to the data directory (rel/NAME). It stops at
+// the first difference: the blocks are found with FIEMAP where the files
+// share extents, else by their bytes.
+func sameDir(ctx context.Context, a, b, rel string, found map[string]Found) (bool, error) {
 	an, err := mainForks(a)
 	if err != nil {
 		return false, err
@@ -130,43 +135,48 @@ func sameDir(ctx context.Context, a, b, rel string, finder BlockFinder, found ma
 	if len(an) != len(bn) {
 		return false, nil
 	}
-	for name, size := range an {
-		if bs, ok := bn[name]; !ok || bs != size {
+	var names []string
+	for name, fa := range an {
+		if fb, ok := bn[name]; !ok || fb.size != fa.size {
 			return false, nil
 		}
+		if !laterSegment.MatchString(name) { // walked with its first segment
+			names = append(names, name)
+		}
 	}
-	for name := range an {
-		if laterSegment.MatchString(name) {
-			continue // walked with its first segment
-		}
-		f, err := finder.Changed(ctx, filepath.Join(a, name), filepath.Join(b, name))
-		if err != nil {
+	// The files written since first (a newer modification time on either
+	// side): where a difference is likeliest, so found soonest.
+	written := func(n string) bool {
+		return !an[n].mtime.Equal(bn[n].mtime) || !an[n+".1"].mtime.Equal(bn[n+".1"].mtime)
+	}
+	sort.SliceStable(names, func(i, j int) bool { return written(names[i]) && !written(names[j]) })
+	for _, name := range names {
+		stop := func(o, n []byte) bool { return name == "pg_filenode.map" || !samePageLSN(o, n) }
+		f, err := ExtentFinder{Stop: stop}.Changed(ctx, filepath.Join(a, name), filepath.Join(b, name))
+		if err != nil || f.Stopped {
 			return false, err
-		}
-		if len(f.Ranges) > 0 {
-			if name == "pg_filenode.map" {
-				return false, nil
-			}
-			same, err := sameLSN(filepath.Join(a, name), filepath.Join(b, name), f.Ranges)
-			if err != nil || !same {
-				return false, err
-			}
 		}
 		found[rel+"/"+name] = f
 	}
 	return true, nil
 }
 
-// mainForks lists the main fork files of dir with their sizes.
-func mainForks(dir string) (map[string]int64, error) {
+// fileInfo is what mainForks reads of a file.
+type fileInfo struct {
+	size  int64
+	mtime time.Time
+}
+
+// mainForks lists the main fork files of dir with their sizes and times.
+func mainForks(dir string) (map[string]fileInfo, error) {
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
-		return map[string]int64{}, nil
+		return map[string]fileInfo{}, nil
 	}
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]int64{}
+	out := map[string]fileInfo{}
 	for _, e := range ents {
 		if !e.Type().IsRegular() || !mainFork.MatchString(e.Name()) {
 			continue
@@ -175,37 +185,17 @@ func mainForks(dir string) (map[string]int64, error) {
 		if err != nil {
 			return nil, err
 		}
-		out[e.Name()] = st.Size()
+		out[e.Name()] = fileInfo{st.Size(), st.ModTime()}
 	}
 	return out, nil
 }
 
-// sameLSN reports whether every block of ranges has on both sides the same
-// page LSN, not zero: written again since with no WAL-logged change (see
-// Unchanged).
-func sameLSN(oldPath, newPath string, ranges []Range) (bool, error) {
-	for _, r := range ranges {
-		for b := r.Lo; b < r.Hi; b++ {
-			var lsn [2][8]byte
-			for i, path := range []string{oldPath, newPath} {
-				seg := b / segmentBlocks
-				if seg > 0 {
-					path = fmt.Sprintf("%s.%d", path, seg)
-				}
-				f, err := os.Open(path)
-				if err != nil {
-					return false, err
-				}
-				_, err = f.ReadAt(lsn[i][:], (b%segmentBlocks)*BlockSize)
-				f.Close()
-				if err != nil {
-					return false, nil // past its end: a block one side lacks
-				}
-			}
-			if lsn[0] != lsn[1] || lsn[0] == [8]byte{} {
-				return false, nil
-			}
-		}
+// samePageLSN reports whether two versions of a block have the same page
+// LSN, not zero: written again since with no WAL-logged change (see
+// Unchanged). A block one side lacks, or holds in part, is a change.
+func samePageLSN(o, n []byte) bool {
+	if len(o) != BlockSize || len(n) != BlockSize {
+		return false
 	}
-	return true, nil
+	return bytes.Equal(o[:8], n[:8]) && !bytes.Equal(o[:8], make([]byte, 8))
 }

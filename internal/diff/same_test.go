@@ -63,14 +63,14 @@ func TestSameDir(t *testing.T) {
 			}
 			c.new(new)
 			found := map[string]Found{}
-			same, err := sameDir(context.Background(), old, new, "base/5", ByteFinder{}, found)
+			same, err := sameDir(context.Background(), old, new, "base/5", found)
 			if err != nil {
 				t.Fatal(err)
 			}
 			if same != c.same {
 				t.Errorf("sameDir = %v, want %v", same, c.same)
 			}
-			if same && found["base/5/16384"].Method != "bytes" {
+			if same && found["base/5/16384"].Method != "fiemap" {
 				t.Errorf("found %+v: want base/5/16384 recorded", found)
 			}
 		})
@@ -79,7 +79,7 @@ func TestSameDir(t *testing.T) {
 	old, new := t.TempDir(), t.TempDir()
 	writeRel(t, old, "16384", page(0, 1))
 	writeRel(t, new, "16384", page(0, 2))
-	if same, err := sameDir(context.Background(), old, new, "base/5", ByteFinder{}, map[string]Found{}); err != nil || same {
+	if same, err := sameDir(context.Background(), old, new, "base/5", map[string]Found{}); err != nil || same {
 		t.Errorf("zero LSNs: same %v, err %v; want a difference", same, err)
 	}
 }

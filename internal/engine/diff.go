@@ -74,6 +74,9 @@ func (e *Engine) Diff(ctx context.Context, o DiffOptions) (*diff.Result, error) 
 			return err
 		}
 		older, cleanup := newer, func(context.Context) error { return nil }
+		// The volumes read, and a snapshot both descend from, for
+		// drivers that list what a volume wrote since one (blockFinder).
+		var oldVol, newVol, base string
 		if o.New != "" {
 			_, c, err := e.ref(ctx, o.New)
 			if err != nil {
@@ -82,18 +85,20 @@ func (e *Engine) Diff(ctx context.Context, o DiffOptions) (*diff.Result, error) 
 			if newer, err = e.liveSide(ctx, p, c, db); err != nil {
 				return err
 			}
+			oldVol, newVol, base = b.VolumeID, c.VolumeID, e.commonSnapshot(ctx, b, c)
 		} else {
 			same, err := e.sameAsOrigin(ctx, d, b, newer, o.Options)
 			if err != nil || same != nil {
 				res = same
 				return err
 			}
-			if older, cleanup, err = e.originSide(ctx, op, p, d, b, db); err != nil {
+			if older, oldVol, cleanup, err = e.originSide(ctx, op, p, d, b, db); err != nil {
 				return err
 			}
+			newVol, base = b.VolumeID, b.OriginSnapshotID
 		}
 		opts := o.Options
-		opts.Blocks = blockFinder(d)
+		opts.Blocks = e.blockFinder(op, p, d, base, oldVol, newVol)
 		err = e.Progress.Step("Compare", func() error {
 			res, err = diff.Compare(ctx, older, newer, opts)
 			return err
@@ -105,41 +110,6 @@ func (e *Engine) Diff(ctx context.Context, o DiffOptions) (*diff.Result, error) 
 			res.OriginRead = "server"
 		}
 		return cleanup(context.WithoutCancel(ctx))
-	})
-	return res, err
-}
-
-// blockFinder is how d tells the blocks two files share: FIEMAP where its
-// clones share extents, else the bytes.
-func blockFinder(d storage.Driver) diff.BlockFinder {
-	if d.Capabilities().SharedExtents {
-		return diff.ExtentFinder{}
-	}
-	return diff.ByteFinder{}
-}
-
-// sameAsOrigin answers velo diff P/B from the files alone when b has
-// changed nothing since its origin snapshot (diff.Unchanged): no server is
-// started on a copy of the snapshot. Only where the snapshot can be read
-// in place and its clones share extents with it, so that finding out costs
-// little whatever the size; nil when it cannot tell.
-func (e *Engine) sameAsOrigin(ctx context.Context, d storage.Driver, b state.Branch, newer diff.Side, o diff.Options) (*diff.Result, error) {
-	sr, ok := d.(storage.SnapshotReader)
-	if !ok || !d.Capabilities().SharedExtents || b.OriginSnapshotID == "" {
-		return nil, nil
-	}
-	snap, err := e.Store.Q().Snapshot(ctx, b.OriginSnapshotID)
-	if err != nil {
-		return nil, nil // originSide says why
-	}
-	dir, err := sr.SnapshotPath(ctx, snap.ID)
-	if err != nil {
-		return nil, nil
-	}
-	var res *diff.Result
-	err = e.Progress.Step("Compare with the snapshot's files", func() (err error) {
-		res, err = diff.Unchanged(ctx, newer.Name+"@"+snap.ID, dataDir(dir), newer, o, blockFinder(d))
-		return err
 	})
 	return res, err
 }
@@ -165,16 +135,17 @@ func (e *Engine) liveSide(ctx context.Context, p state.Project, b state.Branch, 
 }
 
 // originSide starts a server on a clone of b's origin snapshot, on a
-// socket of its own and no TCP; cleanup stops and destroys it (so does the
-// journal's undo if a later step fails).
-func (e *Engine) originSide(ctx context.Context, op *op, p state.Project, d storage.Driver, b state.Branch, db string) (diff.Side, func(context.Context) error, error) {
+// socket of its own and no TCP, and returns it with its volume; cleanup
+// stops and destroys it (so does the journal's undo if a later step
+// fails).
+func (e *Engine) originSide(ctx context.Context, op *op, p state.Project, d storage.Driver, b state.Branch, db string) (diff.Side, string, func(context.Context) error, error) {
 	ref := p.Name + "/" + b.Name
 	if b.OriginSnapshotID == "" {
-		return diff.Side{}, nil, errdefs.FailedPrecondition("%s was not made from a snapshot (a project's main branch): compare it with another branch, velo diff %s %s/OTHER", ref, ref, p.Name)
+		return diff.Side{}, "", nil, errdefs.FailedPrecondition("%s was not made from a snapshot (a project's main branch): compare it with another branch, velo diff %s %s/OTHER", ref, ref, p.Name)
 	}
 	snap, err := e.Store.Q().Snapshot(ctx, b.OriginSnapshotID)
 	if err != nil {
-		return diff.Side{}, nil, fmt.Errorf("the origin snapshot of %s: %w", ref, err)
+		return diff.Side{}, "", nil, fmt.Errorf("the origin snapshot of %s: %w", ref, err)
 	}
 	// The snapshot's data holds the password its branch had.
 	inData := b.Password
@@ -183,11 +154,11 @@ func (e *Engine) originSide(ctx context.Context, op *op, p state.Project, d stor
 	}
 	port, err := e.freePort(ctx)
 	if err != nil {
-		return diff.Side{}, nil, err
+		return diff.Side{}, "", nil, err
 	}
 	tmp := state.Branch{ID: newID("b"), ProjectID: p.ID, Name: "diff-" + b.Name, ParentID: b.ID, VolumeID: newID("v"), Port: port, Password: inData, CreatedAt: time.Now()}
 	if err := e.ensureDirs(); err != nil {
-		return diff.Side{}, nil, err
+		return diff.Side{}, "", nil, err
 	}
 	e.Progress.Title("Reading %s as it was made (snapshot %s)...", ref, snap.ID)
 	var recovery map[string]string
@@ -203,11 +174,11 @@ func (e *Engine) originSide(ctx context.Context, op *op, p state.Project, d stor
 		return touchOwned(filepath.Join(spec.DataDir, "recovery.signal"), spec.RunAs)
 	}, recovery)
 	if err != nil {
-		return diff.Side{}, nil, err
+		return diff.Side{}, "", nil, err
 	}
 	// Its socket alone: nothing but velo reaches the copy.
 	if err := lockToSocket(spec); err != nil {
-		return diff.Side{}, nil, err
+		return diff.Side{}, "", nil, err
 	}
 	// Its log and socket directory go with it (the undos run last first).
 	leftovers := func(context.Context) error {
@@ -219,7 +190,7 @@ func (e *Engine) originSide(ctx context.Context, op *op, p state.Project, d stor
 	}
 	op.onFail(leftovers)
 	if err := e.startNew(ctx, op, spec); err != nil {
-		return diff.Side{}, nil, err
+		return diff.Side{}, "", nil, err
 	}
 	cleanup := func(ctx context.Context) error {
 		return e.Progress.Step("Remove the copy of the origin", func() error {
@@ -238,7 +209,7 @@ func (e *Engine) originSide(ctx context.Context, op *op, p state.Project, d stor
 	side := diff.Side{Name: ref + "@" + snap.ID, DataDir: spec.DataDir, Dial: func(ctx context.Context) (*pgx.Conn, error) {
 		return noDatabase(pg.ConnectDatabase(ctx, spec.SocketDir, spec.Port, pg.Superuser, db, inData))(ref+" as it was made", db)
 	}}
-	return side, cleanup, nil
+	return side, tmp.VolumeID, cleanup, nil
 }
 
 // noDatabase turns a refusal for a database that does not exist into a

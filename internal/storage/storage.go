@@ -177,6 +177,22 @@ type SnapshotReader interface {
 	SnapshotPath(ctx context.Context, id string) (string, error)
 }
 
+// ChangeLister is implemented by drivers that can tell, without reading
+// the files, which bytes of each file a snapshot holds anew since an
+// earlier snapshot of its lineage (ZFS: the records of an incremental send
+// stream), which is how velo diff finds the changed blocks on ZFS.
+type ChangeLister interface {
+	// Changes returns, by inode number, the byte ranges of each file that
+	// snapshot to wrote or freed since snapshot from, which is to's
+	// volume's origin or an earlier snapshot of the same lineage (a file
+	// made since has every byte it holds listed). A range may hold bytes
+	// that did not change; a byte outside every range is the same in both.
+	Changes(ctx context.Context, from, to string) (map[uint64][]ByteRange, error)
+}
+
+// ByteRange is Len bytes from Off; Len -1 runs to the end of the file.
+type ByteRange struct{ Off, Len int64 }
+
 // Prober is implemented by drivers whose pool may let this user make
 // entries it cannot destroy (btrfs, where a user other than root deletes
 // a subvolume only on a filesystem mounted with user_subvol_rm_allowed).

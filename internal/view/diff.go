@@ -39,7 +39,7 @@ type TableDiff struct {
 	RowsChanged int64       `json:"rows_changed"`
 	Samples     []RowSample `json:"samples,omitempty"`
 	Method      string      `json:"method"` // same-blocks, blocks, whole
-	Finder      string      `json:"finder"` // bytes, fiemap, none
+	Finder      string      `json:"finder"` // bytes, fiemap, zfs-send, none
 	Blocks      int64       `json:"blocks"`
 	Candidates  int64       `json:"candidate_blocks"`
 	FileBytes   int64       `json:"file_read_bytes"`

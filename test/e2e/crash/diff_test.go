@@ -184,7 +184,7 @@ func TestDiff(t *testing.T) {
 			if i := got.table("public.frozen"); i < 0 || got.Tables[i].Candidates == 0 {
 				t.Errorf("public.frozen: VACUUM FREEZE rewrote its blocks, yet none was read: %+v", got.Tables[i])
 			}
-			wantFinder := map[string]string{"btrfs": "fiemap", "reflink": "fiemap", "zfs": "bytes", "copy": "bytes"}[d]
+			wantFinder := map[string]string{"btrfs": "fiemap", "reflink": "fiemap", "zfs": "zfs-send", "copy": "bytes"}[d]
 			if i := got.table("public.acc"); i < 0 || got.Tables[i].Finder != wantFinder {
 				t.Errorf("public.acc's blocks were found by %+v, want %s", got.Tables[i], wantFinder)
 			}
@@ -277,12 +277,13 @@ func TestDiff(t *testing.T) {
 }
 
 // TestDiffKilled kills velo diff at each of its journalled steps (the clone
-// of the origin, its configuration, its server's start) and once every
+// of the origin, its configuration, its server's start, on zfs the
+// snapshots that list what each side wrote) and once every
 // step is done: velo doctor --repair then removes the copy and its server,
 // doctor finds nothing, the pool holds what the records name, and the
 // branch's rows are untouched.
 func TestDiffKilled(t *testing.T) {
-	for _, d := range []string{"btrfs", "copy"} {
+	for _, d := range []string{"btrfs", "zfs", "copy"} {
 		t.Run(d, func(t *testing.T) {
 			t.Parallel()
 			e := newEnv(t, d)
@@ -312,8 +313,10 @@ func TestDiffKilled(t *testing.T) {
 					t.Fatalf("after a kill at %s and the repair, dk/dev holds %s", fault, got)
 				}
 			}
-			if killed < 3 {
-				t.Errorf("velo diff was killed at %d steps; want at least its clone, configure and start", killed)
+			// On zfs also at the snapshots of the two volumes taken to list
+			// what each wrote (the second kill leaving the first in place).
+			if want := map[string]int{"zfs": 5}[d]; killed < max(want, 3) {
+				t.Errorf("velo diff was killed at %d steps; want at least its clone, configure and start, and on zfs the two snapshots", killed)
 			}
 			if r, sig := c.runFault("finish", "diff", "dk/dev"); sig == 0 {
 				t.Errorf("velo diff with VELO_FAULT=finish was not killed: %s", r)
