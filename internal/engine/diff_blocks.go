@@ -50,7 +50,7 @@ func (e *Engine) blockFinder(op *op, p state.Project, d storage.Driver, base, ol
 		return diff.ExtentFinder{}
 	}
 	cl, ok := d.(storage.ChangeLister)
-	if !ok || base == "" {
+	if !ok || base == "" || !cl.ListsChanges() {
 		return diff.ByteFinder{}
 	}
 	return &diff.ObjectFinder{Load: func(ctx context.Context) (old, new map[uint64][]storage.ByteRange, err error) {

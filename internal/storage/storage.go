@@ -188,6 +188,9 @@ type ChangeLister interface {
 	// made since has every byte it holds listed). A range may hold bytes
 	// that did not change; a byte outside every range is the same in both.
 	Changes(ctx context.Context, from, to string) (map[uint64][]ByteRange, error)
+	// ListsChanges reports whether Changes can work here (its tools are
+	// installed); when not, the caller reads the files instead.
+	ListsChanges() bool
 }
 
 // ByteRange is Len bytes from Off; Len -1 runs to the end of the file.

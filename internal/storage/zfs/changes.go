@@ -13,6 +13,13 @@ import (
 	"github.com/velohq/velo/internal/storage"
 )
 
+// ListsChanges implements storage.ChangeLister: zstreamdump is installed
+// (zfs-fuse ships it; OpenZFS's zfsutils too, as a name for zstream dump).
+func (d *Driver) ListsChanges() bool {
+	_, err := exec.LookPath("zstreamdump")
+	return err == nil
+}
+
 // Changes implements storage.ChangeLister with an incremental send stream
 // from from to to (zfs send -i), read by zstreamdump -v (zstream dump -v on
 // OpenZFS, which keeps zstreamdump as its old name): its WRITE and FREE
