@@ -87,7 +87,7 @@ func Unchanged(ctx context.Context, oldName, oldDir string, new Side, o Options)
 	r := &Result{Old: oldName, New: new.Name, OriginRead: "files"}
 	var names []string
 	for n := range all {
-		if len(tables) == 0 || contains(tables, n) {
+		if o.Data && (len(tables) == 0 || contains(tables, n)) {
 			names = append(names, n)
 		}
 	}

@@ -251,6 +251,9 @@ func TestDiff(t *testing.T) {
 			if fromFiles := strings.Contains(r.Stdout, "no server was started"); fromFiles != (d == "btrfs" || d == "reflink") {
 				t.Errorf("velo diff df/clean2 --explain on %s (read from the files: %v):\n%s", d, fromFiles, r.Stdout)
 			}
+			if s := e.diff("df/clean2", "--schema-only"); !s.Same || len(s.Tables) != 0 {
+				t.Errorf("velo diff df/clean2 --schema-only: same %v, %d tables", s.Same, len(s.Tables))
+			}
 			if s := e.diff("df/dev", "--schema-only"); len(s.Tables) != 0 || !slices.Equal(s.schemaList(), diffWantSchema) {
 				t.Errorf("--schema-only: %v, %d tables", s.schemaList(), len(s.Tables))
 			}
